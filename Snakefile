@@ -1,0 +1,21 @@
+# modelkin: how functionally alike are these neural networks, and is one derived from another?
+#
+#   snakemake --cores 2                      # the default config.yaml, end to end
+#   snakemake --cores 2 --configfile tests/config/tiny.yaml
+#   snakemake --profile profiles/slurm       # on a SLURM cluster
+#
+# Every rule is thin: it calls one function of src/modelkin through workflow/scripts/<rule>.py.
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

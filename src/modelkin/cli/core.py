@@ -1,0 +1,128 @@
+"""Foundation commands: prepare-data, layers, train, evaluate, import-checkpoint, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("prepare-data", help="prepare a data set (download torchvision ones into --data-root)")
+    p.add_argument("dataset")
+    p.add_argument("-o", "--output", help="default: results/data/DATASET.safetensors")
+    p.add_argument("--data-root", default="data")
+    p.set_defaults(handler=_prepare_data)
+
+    p = subparsers.add_parser("layers", help="list an architecture's named layers with activation shapes")
+    p.add_argument("arch", help="architecture name, or a checkpoint file")
+    p.add_argument("--dataset", default="digits", help="input space (default: digits)")
+    p.add_argument("--cut-points", action="store_true", help="only layers where a model can be split")
+    p.set_defaults(handler=_layers)
+
+    p = subparsers.add_parser("train", help="train one model and write its checkpoint")
+    p.add_argument("--data", required=True, help="prepared data set file (see prepare-data)")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--algorithm", default="standard", help="a name recorded in the checkpoint")
+    p.add_argument("--recipe", default="{}", help='JSON training settings, e.g. \'{"epochs": 5, "adversary": "madry"}\'')
+    p.add_argument("--init-seed", type=int, default=0)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(handler=_train)
+
+    p = subparsers.add_parser("evaluate", help="clean and PGD robust accuracy of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="prepared data set file")
+    p.add_argument("--epsilon", type=float)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--output", help="write the metrics JSON here")
+    p.set_defaults(handler=_evaluate)
+
+    p = subparsers.add_parser("import-checkpoint", help="wrap a plain PyTorch state dict as a modelkin checkpoint")
+    p.add_argument("state_dict", help=".pt/.pth (read with weights_only=True) or .safetensors")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(handler=_import_checkpoint)
+
+    p = subparsers.add_parser("info", help="print a checkpoint's metadata")
+    p.add_argument("checkpoint")
+    p.set_defaults(handler=_info)
+
+
+def _prepare_data(args: argparse.Namespace) -> int:
+    from ..data import prepare_dataset, prepared_path
+
+    out = prepare_dataset(args.dataset, args.output or prepared_path("results", args.dataset), data_root=args.data_root)
+    print(out)
+    return 0
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..models import build_model
+    from ..models.layers import layer_table
+
+    if Path(args.arch).is_file():
+        from ..checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.arch).model
+    else:
+        model = build_model(args.arch, args.dataset)
+    rows = [row for row in layer_table(model) if row.cut_point or not args.cut_points]
+    width = max(len(r.name) for r in rows)
+    print(f"{'layer':<{width}}  {'type':<18} {'shape':<18} cut point")
+    for r in rows:
+        print(f"{r.name:<{width}}  {r.kind:<18} {str(tuple(r.shape)):<18} {'yes' if r.cut_point else 'no'}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..train import train_checkpoint
+
+    out = train_checkpoint(
+        args.output,
+        prepared=args.data,
+        arch=args.arch,
+        algorithm=args.algorithm,
+        recipe=json.loads(args.recipe),
+        init_seed=args.init_seed,
+        data_seed=args.data_seed,
+        device=args.device,
+    )
+    print(out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_checkpoint
+    from ..data import load_split
+    from ..io import write_json
+    from ..train import evaluate_model
+
+    ckpt = load_checkpoint(args.checkpoint, "cpu")
+    metrics = evaluate_model(ckpt.model, load_split(args.data, "test"), epsilon=args.epsilon, steps=args.steps, device=args.device)
+    if args.output:
+        write_json(args.output, metrics)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _import_checkpoint(args: argparse.Namespace) -> int:
+    from ..checkpoint import import_state_dict, save_checkpoint
+
+    ckpt = import_state_dict(args.state_dict, args.arch, args.dataset, args.num_classes)
+    print(save_checkpoint(args.output, ckpt.model, ckpt.meta))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ..checkpoint import read_metadata
+
+    meta = read_metadata(args.checkpoint)
+    meta.pop("history", None)
+    print(json.dumps(meta, indent=2, sort_keys=True))
+    return 0

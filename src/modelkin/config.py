@@ -1,0 +1,89 @@
+"""Workflow configuration: schema validation with defaults, and the recipe of each zoo model."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_RESOURCE = "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration that does not match the schema."""
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("modelkin.schemas").joinpath(SCHEMA_RESOURCE).read_text()
+    return yaml.safe_load(text)
+
+
+def _defaulting_validator():
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, sub_schema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop and name not in instance:
+                    instance[name] = copy.deepcopy(prop["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, sub_schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults in place and raise ConfigError naming the offending key and what is allowed."""
+    validator = _defaulting_validator()(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            allowed = ""
+            if err.validator == "enum":
+                allowed = f" (allowed: {', '.join(map(str, err.validator_value))})"
+            elif err.validator == "additionalProperties" and isinstance(err.schema.get("properties"), dict):
+                allowed = f" (allowed keys: {', '.join(err.schema['properties'])})"
+            lines.append(f"config key {where}: {err.message}{allowed}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(config).__name__}")
+    return validate_config(config)
+
+
+def zoo_seeds(config: dict[str, Any]) -> list[tuple[int, int]]:
+    """(init_seed, data_seed) pairs of the zoo."""
+    out = []
+    for seed in config["zoo"]["seeds"]:
+        out.append((seed, seed) if isinstance(seed, int) else (seed["init"], seed["data"]))
+    return out
+
+
+def recipe_for(
+    config: dict[str, Any], *, dataset: str, arch: str, algorithm: str, init_seed: int, data_seed: int
+) -> dict[str, Any]:
+    """base, then the algorithm's differences, then every matching override, in order."""
+    training = config["training"]
+    if algorithm not in training["algorithms"]:
+        raise ConfigError(
+            f"training algorithm {algorithm!r} is not defined; defined: {', '.join(training['algorithms'])}"
+        )
+    recipe = {**training["base"], **training["algorithms"][algorithm]}
+    model = {"dataset": dataset, "arch": arch, "algorithm": algorithm, "init_seed": init_seed, "data_seed": data_seed}
+    for override in training["overrides"]:
+        if all(model[k] == v for k, v in override.items() if k != "set"):
+            recipe.update(override["set"])
+    return recipe

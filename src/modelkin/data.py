@@ -1,0 +1,310 @@
+"""Data sets by name: shapes, classes, normalisation, prepared splits and deterministic batches.
+
+Every data set is prepared once into a single safetensors file of uint8 images
+(N, C, H, W) and int64 labels for both splits. Models take images in [0, 1] and
+normalise internally, so adversarial budgets are in pixel units and "0 in
+normalised space" (Zest's hidden superpixels, ModelGiF's baseline) is the
+data set's mean colour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_path
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    shape: tuple[int, int, int]  # (channels, height, width) of the prepared images
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augmentation: str  # "none", "crop" or "crop_flip"
+    default_epsilon: float  # L-inf budget in [0, 1] pixel units used when a recipe says null
+    source: str  # "sklearn" (bundled, offline) or "torchvision" (downloaded by the user)
+    description: str = ""
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo(
+            "digits",
+            (1, 32, 32),
+            10,
+            (0.3053,),
+            (0.3236,),
+            "none",
+            0.1,
+            "sklearn",
+            "scikit-learn's bundled 8x8 handwritten digits (1,797 images) upsampled bilinearly to 32x32; "
+            "fixed stratified split of 1,200 train / 597 test images (seed 0). Needs no network.",
+            tuple(str(i) for i in range(10)),
+        ),
+        DatasetInfo("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "none", 0.3, "torchvision", "MNIST"),
+        DatasetInfo("fashion", (1, 28, 28), 10, (0.2860,), (0.3530,), "none", 0.1, "torchvision", "Fashion-MNIST"),
+        DatasetInfo(
+            "cifar10",
+            (3, 32, 32),
+            10,
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            "crop_flip",
+            8 / 255,
+            "torchvision",
+            "CIFAR-10",
+        ),
+        DatasetInfo(
+            "cifar100",
+            (3, 32, 32),
+            100,
+            (0.5071, 0.4865, 0.4409),
+            (0.2673, 0.2564, 0.2762),
+            "crop_flip",
+            8 / 255,
+            "torchvision",
+            "CIFAR-100",
+        ),
+        DatasetInfo(
+            "svhn",
+            (3, 32, 32),
+            10,
+            (0.4377, 0.4438, 0.4728),
+            (0.1980, 0.2010, 0.1970),
+            "crop",
+            8 / 255,
+            "torchvision",
+            "SVHN (train and test splits; extra is not used)",
+        ),
+    ]
+}
+
+DIGITS_TRAIN_SIZE = 1200
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}") from None
+
+
+def prepared_path(results_dir: str | Path, name: str) -> Path:
+    return Path(results_dir) / "data" / f"{name}.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation
+
+
+def prepare_dataset(name: str, output: str | Path, data_root: str | Path = "data", download: bool = True) -> Path:
+    """Write ``output`` (safetensors with train_x, train_y, test_x, test_y) for data set ``name``."""
+    from safetensors.torch import save_file
+
+    info = get_dataset_info(name)
+    if info.source == "sklearn":
+        arrays = _digits_arrays()
+    else:
+        arrays = _torchvision_arrays(name, Path(data_root), download)
+    for split in ("train", "test"):
+        x = arrays[f"{split}_x"]
+        if tuple(x.shape[1:]) != info.shape:
+            raise RuntimeError(f"{name} {split} images have shape {tuple(x.shape[1:])}, registry says {info.shape}")
+    tensors = {k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}
+    metadata = {"dataset": name, "shape": "x: (N, C, H, W) uint8, y: (N,) int64"}
+    with atomic_path(output) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(output)
+
+
+def _digits_arrays() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float64).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
+    images = torch.nn.functional.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    labels = digits.target.astype(np.int64)
+    index = np.arange(len(labels))
+    train_idx, test_idx = train_test_split(index, train_size=DIGITS_TRAIN_SIZE, random_state=0, stratify=labels)
+    train_idx.sort()
+    test_idx.sort()
+    return {
+        "train_x": images[train_idx],
+        "train_y": labels[train_idx],
+        "test_x": images[test_idx],
+        "test_y": labels[test_idx],
+    }
+
+
+def _torchvision_arrays(name: str, root: Path, download: bool) -> dict[str, np.ndarray]:
+    import torchvision.datasets as tvd
+
+    constructors = {
+        "mnist": lambda train: tvd.MNIST(root, train=train, download=download),
+        "fashion": lambda train: tvd.FashionMNIST(root, train=train, download=download),
+        "cifar10": lambda train: tvd.CIFAR10(root, train=train, download=download),
+        "cifar100": lambda train: tvd.CIFAR100(root, train=train, download=download),
+        "svhn": lambda train: tvd.SVHN(root / "svhn", split="train" if train else "test", download=download),
+    }
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = constructors[name](train)
+        except Exception as err:  # network errors surface as URLError, RuntimeError, OSError ...
+            raise RuntimeError(
+                f"cannot load {name} ({type(err).__name__}: {err}). Without network access, download the "
+                f"torchvision '{name}' files on a connected machine and put them under {root.resolve()} "
+                f"(the layout torchvision.datasets expects), then re-run."
+            ) from None
+        if name == "svhn":
+            x, y = np.asarray(ds.data), np.asarray(ds.labels)
+        else:
+            x, y = np.asarray(ds.data), np.asarray(ds.targets)
+        if x.ndim == 3:  # MNIST-like (N, H, W)
+            x = x[:, None]
+        elif x.shape[-1] == 3:  # CIFAR (N, H, W, C)
+            x = x.transpose(0, 3, 1, 2)
+        out[f"{split}_x"] = np.ascontiguousarray(x, dtype=np.uint8)
+        out[f"{split}_y"] = y.astype(np.int64)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class Split:
+    """One split in memory: images as float32 in [0, 1], labels as int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    info: DatasetInfo
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index) -> "Split":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Split(self.x[index], self.y[index], self.info)
+
+    def to(self, device) -> "Split":
+        return Split(self.x.to(device), self.y.to(device), self.info)
+
+
+def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
+    """Load the ``train`` or ``test`` split of a prepared data set file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"prepared data set {path} does not exist; run `snakemake {path}` or `modelkin prepare-data NAME`"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            x = handle.get_tensor(f"{split}_x")
+            y = handle.get_tensor(f"{split}_y")
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable prepared data set ({err}); delete it and prepare it again") from err
+    info = get_dataset_info(meta.get("dataset", path.stem))
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return Split(x.float().div_(255.0), y.long(), info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+def iterate_batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    augment: bool = False,
+    device: torch.device | str = "cpu",
+):
+    """Yield (x, y) batches on ``device``; order and augmentation depend only on ``generator``."""
+    n = len(split)
+    if shuffle:
+        if generator is None:
+            raise ValueError("shuffle=True needs a seeded generator so that the batch order is reproducible")
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        index = order[start : start + batch_size]
+        x, y = split.x[index], split.y[index]
+        if augment and split.info.augmentation != "none":
+            x = augment_batch(x, split.info.augmentation, generator)
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None, padding: int = 4) -> torch.Tensor:
+    """Random crop with zero padding (and horizontal flip for ``crop_flip``), seeded per batch."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    batch = torch.arange(n)[:, None, None, None]
+    chan = torch.arange(x.shape[1])[None, :, None, None]
+    out = padded[batch, chan, rows, cols]
+    if kind == "crop_flip":
+        flip = torch.rand(n, generator=generator) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Planted features (ModelDiff's case study: a spurious patch added to some images of one class)
+
+
+@dataclass(frozen=True)
+class PlantedPatch:
+    target_class: int
+    fraction: float = 0.5
+    size: int = 4
+    color: tuple[float, ...] = (1.0,)
+    position: tuple[int, int] = (0, 0)  # top-left corner (row, col)
+    seed: int = 0
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Return a copy of ``x`` (N, C, H, W) with the patch drawn on every image."""
+        out = x.clone()
+        r, c = self.position
+        color = torch.as_tensor(self.color, dtype=x.dtype, device=x.device)
+        if color.numel() == 1:
+            color = color.expand(x.shape[1])
+        out[:, :, r : r + self.size, c : c + self.size] = color[None, :, None, None]
+        return out
+
+    def chosen_indices(self, y: torch.Tensor) -> torch.Tensor:
+        """Indices of the training images that get the patch (a seeded fraction of the target class)."""
+        candidates = torch.nonzero(y == self.target_class).flatten()
+        g = torch.Generator().manual_seed(self.seed)
+        k = int(round(self.fraction * len(candidates)))
+        return candidates[torch.randperm(len(candidates), generator=g)[:k]].sort().values
+
+    def plant(self, split: Split) -> tuple[Split, torch.Tensor]:
+        index = self.chosen_indices(split.y)
+        x = split.x.clone()
+        x[index] = self.apply(split.x[index])
+        return Split(x, split.y.clone(), split.info), index

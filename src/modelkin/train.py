@@ -1,0 +1,346 @@
+"""Training: standard, Madry PGD and TRADES adversarial training, with two independent seeds.
+
+``init_seed`` draws the weights; ``data_seed`` draws the batch order, the
+augmentation and the attacks' random starts. Same seeds, same model (bit for
+bit on CPU); different seeds, different models. A run saves its state after
+every epoch next to its output and continues from there when restarted; the
+checkpoint itself appears only when training and evaluation have finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks import pgd_attack, trades_attack
+from .checkpoint import save_checkpoint
+from .data import PlantedPatch, Split, iterate_batches, load_split
+from .device import resolve_device
+from .io import atomic_path
+from .models import seeded_model
+from .progress import progress
+
+log = logging.getLogger(__name__)
+
+ADVERSARIES = ("none", "madry", "trades")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainRecipe:
+    """Everything that defines how a model is trained (seeds excepted)."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    epochs: int = 10
+    batch_size: int = 64
+    schedule: str | list[int] = "thirds"  # "thirds": lr /10 at 1/3 and 2/3 of the steps; "constant"; or epoch milestones
+    augment: bool = False
+    adversary: str = "none"
+    epsilon: float | None = None  # None: the data set's default budget
+    step_size: float | None = None  # None: epsilon / 4
+    attack_steps: int = 10
+    random_start: bool = True
+    trades_beta: float = 6.0
+    attack_ratio: float = 1.0
+    planted_patch: dict[str, Any] | None = None
+    train_limit: int | None = None  # use only the first N training images (tests, quick runs)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.adversary not in ADVERSARIES:
+            raise ValueError(f"adversary must be one of {ADVERSARIES}, not {self.adversary!r}")
+        if not 0.0 <= self.attack_ratio <= 1.0:
+            raise ValueError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if isinstance(self.schedule, str) and self.schedule not in ("thirds", "constant"):
+            raise ValueError(f"schedule must be 'thirds', 'constant' or a list of epochs, not {self.schedule!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainRecipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; valid settings: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def attack_budget(self, default_epsilon: float) -> tuple[float, float]:
+        eps = default_epsilon if self.epsilon is None else self.epsilon
+        return eps, (eps / 4 if self.step_size is None else self.step_size)
+
+
+@dataclass
+class History:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_optimizer(params, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+        )
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def make_scheduler(optimizer, schedule: str | Sequence[int], epochs: int, steps_per_epoch: int):
+    """Per-step schedule, so that 1/3 and 2/3 mean the same thing for 2 epochs as for 300."""
+    total = epochs * steps_per_epoch
+    if schedule == "constant":
+        milestones: list[int] = []
+    elif schedule == "thirds":
+        milestones = [math.ceil(total / 3), math.ceil(2 * total / 3)]
+    else:
+        milestones = [int(e) * steps_per_epoch for e in schedule]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.1 ** sum(step >= m for m in milestones))
+
+
+def training_loss(model: nn.Module, x, y, recipe: TrainRecipe, epsilon: float, step_size: float, generator):
+    """The loss of one batch under the recipe's adversary, with ``attack_ratio`` of the batch attacked."""
+    n_adv = int(len(x) * recipe.attack_ratio) if recipe.adversary != "none" else 0
+    if n_adv == 0:
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+    chosen = torch.randperm(len(x), generator=generator)[:n_adv].to(x.device)
+    if recipe.adversary == "madry":
+        x = x.clone()
+        x[chosen] = pgd_attack(
+            model,
+            x[chosen],
+            y[chosen],
+            epsilon=epsilon,
+            step_size=step_size,
+            steps=recipe.attack_steps,
+            random_start=recipe.random_start,
+            generator=generator,
+        )
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+    # TRADES: clean cross-entropy plus beta * KL between clean and adversarial predictions (summed, / batch).
+    x_adv = trades_attack(model, x[chosen], epsilon=epsilon, step_size=step_size, steps=recipe.attack_steps, generator=generator)
+    logits = model(x)
+    kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits[chosen], dim=1), reduction="sum")
+    return F.cross_entropy(logits, y) + recipe.trades_beta * kl / len(x), logits
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    recipe: TrainRecipe,
+    *,
+    data_seed: int,
+    device: torch.device | str = "auto",
+    resume_path: str | Path | None = None,
+    parameters: Sequence[nn.Parameter] | None = None,
+    desc: str = "train",
+) -> History:
+    """Train ``model`` in place on ``train`` (labels may be class indices or probability rows).
+
+    ``resume_path``: where the per-epoch state lives; an existing state for the same
+    recipe and seed is resumed, anything else is ignored and overwritten.
+    """
+    device = resolve_device(device)
+    model.to(device)
+    generator = torch.Generator().manual_seed(data_seed)
+    params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, recipe)
+    n = len(train)
+    steps_per_epoch = n // recipe.batch_size if n >= recipe.batch_size else 1
+    scheduler = make_scheduler(optimizer, recipe.schedule, recipe.epochs, steps_per_epoch)
+    epsilon, step_size = recipe.attack_budget(train.info.default_epsilon)
+    history = History()
+    start_epoch = 0
+    key = f"{recipe.fingerprint()}-{data_seed}"
+    if resume_path is not None and Path(resume_path).exists():
+        state = _load_resume(resume_path)
+        if state is not None and state["key"] == key:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"])
+            history.epochs = json.loads(state["history"])
+            start_epoch = int(state["epoch"])
+            log.info("resuming %s from epoch %d of %d (%s)", desc, start_epoch, recipe.epochs, resume_path)
+        else:
+            log.info("ignoring resume state %s: it belongs to other settings", resume_path)
+
+    bar = progress(range(start_epoch, recipe.epochs), desc=desc, initial=start_epoch, total=recipe.epochs, unit="epoch")
+    for epoch in bar:
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        batches = iterate_batches(
+            train,
+            recipe.batch_size,
+            shuffle=True,
+            generator=generator,
+            drop_last=n >= recipe.batch_size,
+            augment=recipe.augment,
+            device=device,
+        )
+        for x, y in batches:
+            loss, logits = training_loss(model, x, y, recipe, epsilon, step_size, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(x)
+            hard = y if y.ndim == 1 else y.argmax(1)
+            correct += (logits.argmax(1) == hard).sum().item()
+            seen += len(x)
+        record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen}
+        history.epochs.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['train_accuracy']:.3f}")
+        log.info("%s epoch %d/%d loss %.4f train accuracy %.4f", desc, epoch + 1, recipe.epochs, record["loss"], record["train_accuracy"])
+        if resume_path is not None and epoch + 1 < recipe.epochs:
+            _save_resume(resume_path, model, optimizer, scheduler, generator, history, epoch + 1, key)
+    if resume_path is not None and Path(resume_path).exists():
+        Path(resume_path).unlink()
+    model.eval()
+    return history
+
+
+def _save_resume(path, model, optimizer, scheduler, generator, history, epoch, key) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "history": json.dumps(history.epochs),
+        "epoch": epoch,
+        "key": key,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_resume(path) -> dict | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: start again rather than fail
+        log.warning("cannot read resume state %s (%s); training from scratch", path, err)
+        return None
+
+
+def evaluate_model(
+    model: nn.Module,
+    split: Split,
+    *,
+    epsilon: float | None = None,
+    step_size: float | None = None,
+    steps: int = 20,
+    batch_size: int = 256,
+    max_robust_images: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "auto",
+) -> dict[str, float]:
+    """Clean accuracy on the whole split; PGD robust accuracy (random start) on its first images."""
+    device = resolve_device(device)
+    model.to(device).eval()
+    epsilon = split.info.default_epsilon if epsilon is None else epsilon
+    step_size = 2.5 * epsilon / steps if step_size is None else step_size
+    generator = torch.Generator().manual_seed(seed)
+    correct = robust = attacked = 0
+    robust_limit = len(split) if max_robust_images is None else min(max_robust_images, len(split))
+    for x, y in iterate_batches(split, batch_size, device=device):
+        with torch.no_grad():
+            correct += (model(x).argmax(1) == y).sum().item()
+        room = robust_limit - attacked
+        if room > 0 and steps > 0:
+            xa, ya = x[:room], y[:room]
+            x_adv = pgd_attack(model, xa, ya, epsilon=epsilon, step_size=step_size, steps=steps, generator=generator)
+            with torch.no_grad():
+                robust += (model(x_adv).argmax(1) == ya).sum().item()
+            attacked += len(ya)
+    return {
+        "accuracy": correct / len(split),
+        "robust_accuracy": robust / attacked if attacked else float("nan"),
+        "robust_epsilon": epsilon,
+        "robust_step_size": step_size,
+        "robust_steps": steps,
+        "robust_images": attacked,
+        "test_images": len(split),
+    }
+
+
+def load_training_split(prepared: str | Path, recipe: TrainRecipe) -> Split:
+    """The training split as the recipe sees it: optionally truncated, optionally with a planted patch."""
+    train = load_split(prepared, "train", limit=recipe.train_limit)
+    if recipe.planted_patch:
+        train, _ = PlantedPatch(**_patch_args(recipe.planted_patch)).plant(train)
+    return train
+
+
+def _patch_args(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for key in ("color", "position"):
+        if key in out and isinstance(out[key], list):
+            out[key] = tuple(out[key])
+    return out
+
+
+def train_checkpoint(
+    output: str | Path,
+    *,
+    prepared: str | Path,
+    arch: str,
+    algorithm: str,
+    recipe: dict[str, Any] | TrainRecipe,
+    init_seed: int,
+    data_seed: int,
+    evaluation: dict[str, Any] | None = None,
+    device: str = "auto",
+    extra_meta: dict[str, Any] | None = None,
+) -> Path:
+    """Train one zoo model from scratch and write its checkpoint (with clean and robust test accuracy)."""
+    recipe = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe)
+    output = Path(output)
+    train = load_training_split(prepared, recipe)
+    test = load_split(prepared, "test")
+    model = seeded_model(arch, train.info, init_seed)
+    name = f"{train.info.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}"
+    history = fit(
+        model,
+        train,
+        recipe,
+        data_seed=data_seed,
+        device=device,
+        resume_path=output.with_name(output.name + ".resume.pt"),
+        desc=name,
+    )
+    metrics = evaluate_model(model, test, device=device, **(evaluation or {}))
+    log.info("%s: test accuracy %.4f, robust accuracy %.4f", name, metrics["accuracy"], metrics["robust_accuracy"])
+    meta = {
+        "name": name,
+        "arch": arch,
+        "dataset": train.info.name,
+        "num_classes": train.info.num_classes,
+        "algorithm": algorithm,
+        "recipe": recipe.to_dict(),
+        "init_seed": init_seed,
+        "data_seed": data_seed,
+        "epochs": recipe.epochs,
+        "history": history.epochs,
+        **metrics,
+        **(extra_meta or {}),
+    }
+    return save_checkpoint(output, model, meta)

@@ -1,0 +1,58 @@
+rule train:
+    input:
+        data=f"{R}/data/{{dataset}}.safetensors",
+    output:
+        checkpoint=f"{R}/models/{{dataset}}/{{arch}}/{{algorithm}}/i{{init_seed}}-d{{data_seed}}.safetensors",
+    params:
+        job=training_job,
+    log:
+        f"{R}/logs/train/{{dataset}}/{{arch}}/{{algorithm}}/i{{init_seed}}-d{{data_seed}}.log",
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        checkpoint=f"{R}/models/{{model}}.safetensors",
+        data=lambda wc: f"{R}/data/{wc.model.split('/')[0]}.safetensors",
+    output:
+        f"{R}/eval/{{model}}.json",
+    params:
+        evaluation=config["evaluation"],
+        device=config["device"],
+    log:
+        f"{R}/logs/evaluate/{{model}}.log",
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"
+
+
+rule zoo_table:
+    input:
+        evaluations=lambda wc: [f"{R}/eval/{m}.json" for m in all_models()],
+        checkpoints=lambda wc: [checkpoint_path(m) for m in all_models()],
+    output:
+        f"{R}/zoo.csv",
+    log:
+        f"{R}/logs/zoo_table.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/zoo_table.py"

@@ -1,0 +1,11 @@
+from modelkin.evaluate import evaluate_checkpoint
+from modelkin.workflow import snakemake_job
+
+with snakemake_job(snakemake):
+    evaluate_checkpoint(
+        snakemake.input.checkpoint,
+        snakemake.input.data,
+        snakemake.output[0],
+        device=snakemake.params.device,
+        **snakemake.params.evaluation,
+    )
