@@ -257,7 +257,7 @@ def evaluate_model(
     device = resolve_device(device)
     model.to(device).eval()
     epsilon = split.info.default_epsilon if epsilon is None else epsilon
-    step_size = 2.5 * epsilon / steps if step_size is None else step_size
+    step_size = 2.5 * epsilon / max(steps, 1) if step_size is None else step_size
     generator = torch.Generator().manual_seed(seed)
     correct = robust = attacked = 0
     robust_limit = len(split) if max_robust_images is None else min(max_robust_images, len(split))

@@ -245,6 +245,7 @@ SelectTypeParameters=CR_CPU_Memory
 SchedulerType=sched/backfill
 SwitchType=switch/none
 MpiDefault=none
+MailProg=/bin/true
 ReturnToService=2
 SlurmdParameters=config_overrides
 # jobs without --mem get 1 GiB per CPU instead of the whole node
@@ -344,7 +345,7 @@ start_mariadb() {
         setsid /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$MYSQL/data" \
             --socket="$MYSQL_SOCK" --pid-file="$mpid" --log-error="$errlog" \
             --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
-            --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
+            --innodb-buffer-pool-size=256M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
             --innodb-flush-log-at-trx-commit=2 --innodb-doublewrite=0 \
             --max-allowed-packet=64M </dev/null >>"$LOG/mariadb.start" 2>&1 &
         disown

@@ -64,7 +64,10 @@ def all_targets(wildcards):
 
 
 def training_job(wildcards):
-    seeds = {"init_seed": int(wildcards.init_seed), "data_seed": int(wildcards.data_seed)}
+    seeds = {
+        "init_seed": int(wildcards.init_seed),
+        "data_seed": int(wildcards.data_seed),
+    }
     return {
         "arch": wildcards.arch,
         "algorithm": wildcards.algorithm,

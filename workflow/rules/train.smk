@@ -3,17 +3,17 @@ rule train:
         data=f"{R}/data/{{dataset}}.safetensors",
     output:
         checkpoint=f"{R}/models/{{dataset}}/{{arch}}/{{algorithm}}/i{{init_seed}}-d{{data_seed}}.safetensors",
-    params:
-        job=training_job,
     log:
         f"{R}/logs/train/{{dataset}}/{{arch}}/{{algorithm}}/i{{init_seed}}-d{{data_seed}}.log",
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=GPU,
         mem_mb=4000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        job=training_job,
     script:
         "../scripts/train.py"
 
@@ -24,18 +24,18 @@ rule evaluate:
         data=lambda wc: f"{R}/data/{wc.model.split('/')[0]}.safetensors",
     output:
         f"{R}/eval/{{model}}.json",
-    params:
-        evaluation=config["evaluation"],
-        device=config["device"],
     log:
         f"{R}/logs/evaluate/{{model}}.log",
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=GPU,
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        evaluation=config["evaluation"],
+        device=config["device"],
     script:
         "../scripts/evaluate.py"
 
@@ -48,11 +48,11 @@ rule zoo_table:
         f"{R}/zoo.csv",
     log:
         f"{R}/logs/zoo_table.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     script:
         "../scripts/zoo_table.py"

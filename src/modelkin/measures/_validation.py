@@ -77,6 +77,16 @@ def center(X: np.ndarray) -> np.ndarray:
     return Xc
 
 
+def unit_max(X: np.ndarray) -> np.ndarray:
+    """X / max|X| (unchanged if all zero).
+
+    For measures that are scale invariant anyway: squares and norms of
+    activations near 1e+-200 would otherwise overflow or underflow float64.
+    """
+    peak = np.max(np.abs(X)) if X.size else 0.0
+    return X / peak if peak > 0.0 else X
+
+
 def orthonormal_basis(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal basis of the column space of X and its singular values.
 

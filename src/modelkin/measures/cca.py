@@ -33,12 +33,17 @@ from ._validation import (
 )
 
 
-def _basis(X: np.ndarray, centred: bool, name: str, measure: str) -> tuple[np.ndarray, np.ndarray]:
-    Q, s = orthonormal_basis(centre_columns(X) if centred else X)
+def _basis(Z: np.ndarray, centred: bool, name: str, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal basis of Z (already centred if ``centred``), or a ValueError if Z is null."""
+    Q, s = orthonormal_basis(Z)
     if Q.shape[1] == 0:
         what = "constant across samples" if centred else "all zero"
-        raise ValueError(f"{measure}: {name} is {what} (shape {X.shape}); it has no canonical directions")
+        raise ValueError(f"{measure}: {name} is {what} (shape {Z.shape}); it has no canonical directions")
     return Q, s
+
+
+def _maybe_centre(X: np.ndarray, centred: bool) -> np.ndarray:
+    return centre_columns(X) if centred else X
 
 
 def _warn_if_overfit(rx: int, ry: int, n_eff: int, measure: str) -> None:
@@ -66,8 +71,8 @@ def canonical_correlations(X: Any, Y: Any, center: bool = True) -> np.ndarray:
     """
     X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
     check_pair(X, Y)
-    Qx, _ = _basis(X, center, "X", "canonical_correlations")
-    Qy, _ = _basis(Y, center, "Y", "canonical_correlations")
+    Qx, _ = _basis(_maybe_centre(X, center), center, "X", "canonical_correlations")
+    Qy, _ = _basis(_maybe_centre(Y, center), center, "Y", "canonical_correlations")
     _warn_if_overfit(Qx.shape[1], Qy.shape[1], X.shape[0] - int(center), "canonical_correlations")
     return _correlations(Qx, Qy)
 
@@ -81,19 +86,20 @@ def mean_squared_cca(X: Any, Y: Any, center: bool = True) -> float:
     """
     X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
     check_pair(X, Y)
-    Qx, _ = _basis(X, center, "X", "mean_squared_cca")
-    Qy, _ = _basis(Y, center, "Y", "mean_squared_cca")
+    Qx, _ = _basis(_maybe_centre(X, center), center, "X", "mean_squared_cca")
+    Qy, _ = _basis(_maybe_centre(Y, center), center, "Y", "mean_squared_cca")
     _warn_if_overfit(Qx.shape[1], Qy.shape[1], X.shape[0] - int(center), "mean_squared_cca")
     rho = _correlations(Qx, Qy)
     return finite(np.mean(rho**2), "mean_squared_cca")
 
 
 def _svd_reduce(X: np.ndarray, keep_variance: float, keep_dims: int | None, name: str) -> np.ndarray:
-    Q, s = _basis(X, True, name, "svcca")
+    Q, s = _basis(centre_columns(X), True, name, "svcca")
     if keep_dims is not None:
         k = min(keep_dims, Q.shape[1])
     else:
-        explained = np.cumsum(s**2) / np.sum(s**2)
+        power = (s / s[0]) ** 2  # relative, so that s**2 cannot overflow
+        explained = np.cumsum(power) / np.sum(power)
         # Smallest k explaining keep_variance; the slack lets keep_variance=1
         # keep every direction despite the cumulative sum rounding below 1.
         k = min(int(np.searchsorted(explained, keep_variance - 1e-12)) + 1, Q.shape[1])
@@ -132,17 +138,16 @@ def pwcca(X: Any, Y: Any) -> float:
     side with fewer canonical directions (smaller rank; X on a tie), as in
     the authors' ``compute_pwcca``, which is where the asymmetry comes from.
     This is the paper's definition; the authors' code differs from it (it
-    weights by projections of the whitened-space rotation of the raw
-    activations rather than of the canonical variates, and its Y branch
-    reads ``acts1``), so values need not match that code.
+    forms the "variates" without the whitening step and its Y branch reads
+    ``acts1``), so values need not match that code.
     Weights depend on the neuron basis, so it is invariant to permutations
     and isotropic scaling of the neurons but not to general rotations.
     """
     X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
     check_pair(X, Y)
     Xc, Yc = centre_columns(X), centre_columns(Y)
-    Qx, _ = _basis(X, True, "X", "pwcca")
-    Qy, _ = _basis(Y, True, "Y", "pwcca")
+    Qx, _ = _basis(Xc, True, "X", "pwcca")
+    Qy, _ = _basis(Yc, True, "Y", "pwcca")
     _warn_if_overfit(Qx.shape[1], Qy.shape[1], X.shape[0] - 1, "pwcca")
     U, rho, Vt = np.linalg.svd(Qx.T @ Qy, full_matrices=False)
     rho = np.clip(rho, 0.0, 1.0)

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
-from ._validation import as_matrix, center, check_pair, check_positive_float, finite, flatten_samples
+from ._validation import as_matrix, center, check_pair, check_positive_float, finite, flatten_samples, unit_max
 
 
 def _centred_unit(X: np.ndarray, name: str, measure: str) -> np.ndarray:
     # CKA is scale invariant, so unit Frobenius norm costs nothing and keeps
     # ||X^T Y||^2 (a fourth power of the activations) far from overflow.
-    Xc = center(X)
+    Xc = unit_max(center(X))
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
         raise ValueError(f"{measure}: {name} is constant across samples (zero variance after centring); CKA is undefined")
@@ -63,7 +63,9 @@ def _double_centre(K: np.ndarray) -> np.ndarray:
 def _rbf_gram(X: np.ndarray, threshold: float, name: str) -> np.ndarray:
     # Distances are translation invariant; centring first only reduces
     # cancellation in the squared distances of far-off-origin data.
-    sq = squareform(pdist(center(X), "sqeuclidean"))
+    # The bandwidth is relative to the median, so rescaling is free and keeps
+    # squared distances of extreme activations finite.
+    sq = squareform(pdist(unit_max(center(X)), "sqeuclidean"))
     # Median over the full matrix, zero diagonal included, as in the notebook:
     # this is what makes the golden value (0.65483) come out.
     median = np.median(sq)

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_matrix, center, check_pair, finite
+from ._validation import as_matrix, center, check_pair, finite, unit_max
 
 
 def _normalised(X: np.ndarray, name: str) -> np.ndarray:
-    Xc = center(X)
+    Xc = unit_max(center(X))
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
         raise ValueError(f"procrustes_distance: {name} is constant across samples; its shape cannot be normalised")

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from modelkin.data import (
+    DATASETS,
+    PlantedPatch,
+    augment_batch,
+    get_dataset_info,
+    iterate_batches,
+    load_split,
+    prepare_dataset,
+)
+
+
+def test_registry_lists_every_dataset_with_its_geometry():
+    assert set(DATASETS) == {"digits", "mnist", "fashion", "cifar10", "cifar100", "svhn"}
+    assert get_dataset_info("cifar100").num_classes == 100
+    assert get_dataset_info("cifar10").shape == (3, 32, 32)
+    assert get_dataset_info("mnist").shape == (1, 28, 28)
+    for info in DATASETS.values():
+        assert len(info.mean) == len(info.std) == info.shape[0]
+    with pytest.raises(ValueError, match="choose one of"):
+        get_dataset_info("imagenet")
+
+
+def test_digits_split_is_fixed_and_normalisation_matches(digits_file):
+    train, test = load_split(digits_file, "train"), load_split(digits_file, "test")
+    assert train.x.shape == (1200, 1, 32, 32) and test.x.shape == (597, 1, 32, 32)
+    assert train.x.min() >= 0 and train.x.max() <= 1
+    assert set(train.y.tolist()) == set(range(10))
+    # The registry's statistics are the training split's.
+    info = get_dataset_info("digits")
+    assert train.x.mean().item() == pytest.approx(info.mean[0], abs=1e-3)
+    assert train.x.std().item() == pytest.approx(info.std[0], abs=1e-3)
+    # The same images as scikit-learn's, upsampled: each 4x4 block mean correlates with one original.
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    originals = digits.images.reshape(len(digits.images), -1)
+    down = torch.nn.functional.avg_pool2d(train.x[:50], 4).reshape(50, -1).numpy()
+    corr = np.corrcoef(np.concatenate([down, originals]))[:50, 50:]
+    best = corr.argmax(axis=1)
+    assert corr.max(axis=1).min() > 0.95
+    assert np.array_equal(digits.target[best], train.y[:50].numpy())
+
+
+def test_prepare_is_deterministic(tmp_path, digits_file):
+    again = prepare_dataset("digits", tmp_path / "again.safetensors")
+    a, b = load_split(digits_file, "test"), load_split(again, "test")
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+
+
+def test_offline_torchvision_dataset_fails_with_one_clear_line(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tvd, "CIFAR10", offline)
+    with pytest.raises(RuntimeError, match=r"download the torchvision 'cifar10' files .* put them under"):
+        prepare_dataset("cifar10", tmp_path / "c.safetensors", data_root=tmp_path / "root")
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_missing_prepared_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="prepare-data"):
+        load_split(tmp_path / "nope.safetensors", "train")
+
+
+def test_batches_depend_only_on_the_seed(digits_file):
+    split = load_split(digits_file, "train", limit=200)
+
+    def order(seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.cat([y for _, y in iterate_batches(split, 32, shuffle=True, generator=g)])
+
+    assert torch.equal(order(3), order(3))
+    assert not torch.equal(order(3), order(4))
+    assert sorted(order(3).tolist()) == sorted(split.y.tolist())
+
+
+def test_crop_flip_augmentation_is_seeded_and_shape_preserving():
+    x = torch.rand(8, 3, 32, 32)
+    a = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
+    b = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(a, x)
+
+
+def test_planted_patch_marks_a_seeded_fraction_of_one_class(digits_file):
+    split = load_split(digits_file, "train")
+    patch = PlantedPatch(target_class=3, fraction=0.5, size=3, color=(1.0,), position=(1, 2), seed=7)
+    planted, index = patch.plant(split)
+    assert len(index) == round(0.5 * (split.y == 3).sum().item())
+    assert (split.y[index] == 3).all()
+    assert torch.all(planted.x[index][:, :, 1:4, 2:5] == 1.0)
+    untouched = torch.ones(len(split), dtype=torch.bool)
+    untouched[index] = False
+    assert torch.equal(planted.x[untouched], split.x[untouched])

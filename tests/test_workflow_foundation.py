@@ -1,0 +1,88 @@
+"""The foundation stages through Snakemake: prepare -> train -> evaluate -> zoo table."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, make_workdir, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def dry_run_jobs(workdir: Path, *targets: str) -> dict[str, int]:
+    """Rule -> number of jobs Snakemake would run now."""
+    out = run_snakemake(workdir, "-n", "--cores", "2", *targets).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+def test_zoo_table_lists_every_model(tiny_workflow):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    zoo = pd.read_csv(tiny_workflow / "results" / "zoo.csv")
+    base = zoo[~zoo["model"].str.startswith("derived/")]
+    expected = len(config["zoo"]["architectures"]) * len(config["zoo"]["algorithms"]) * len(config["zoo"]["seeds"])
+    assert len(base) == expected
+    assert set(base["algorithm"]) == set(config["zoo"]["algorithms"])
+    assert base["accuracy"].between(0, 1).all() and base["robust_accuracy"].between(0, 1).all()
+    for model in base["model"]:
+        assert (tiny_workflow / "results" / "models" / f"{model}.safetensors").exists()
+        assert (tiny_workflow / "results" / "eval" / f"{model}.json").exists()
+        log = (tiny_workflow / "results" / "logs" / "train" / f"{model}.log").read_text()
+        assert "test accuracy" in log and "epoch 2/2" in log
+
+
+def test_rerun_does_nothing(tiny_workflow):
+    assert dry_run_jobs(tiny_workflow) == {}
+
+
+def test_changing_one_models_settings_reruns_only_that_model(tiny_workflow, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_workflow, workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["training"]["overrides"] = [{"algorithm": "standard", "init_seed": 1, "set": {"epochs": 3}}]
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(workdir, "results/zoo.csv")
+    assert jobs == {"train": 1, "evaluate": 1, "zoo_table": 1}
+    out = run_snakemake(workdir, "-n", "--cores", "2", "results/zoo.csv").stdout
+    assert "results/models/digits/lenet/standard/i1-d1.safetensors" in out
+    assert "i0-d0.safetensors" not in out.split("rule train")[1].split("rule")[0]
+
+
+def test_invalid_config_stops_before_any_job(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["zoo"]["architectures"] = ["lenet", "alexnet"]
+    workdir = tmp_path / "bad"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(workdir, "-n", "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert "alexnet" in proc.stderr + proc.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_lint_and_format_are_clean(tmp_path):
+    workdir = make_workdir(tmp_path / "lint")
+    lint = run_snakemake(workdir, "--lint", check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    snakefmt = str(Path(sys.executable).with_name("snakefmt"))
+    fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/"], cwd=REPO, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_slurm_profile_passes_snakemakes_checks(tmp_path):
+    workdir = make_workdir(tmp_path / "profile")
+    proc = run_snakemake(workdir, "-n", "--profile", str(REPO / "profiles" / "slurm"), check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
