@@ -59,7 +59,7 @@ MYSQL_SOCK=$MYSQL/mysqld.sock
 PROG=modelkin-slurm
 T0=$SECONDS
 
-say() { printf '%s: %s\n' "$PROG" "$*"; }
+say() { printf '%s: [%3ds] %s\n' "$PROG" "$((SECONDS - T0))" "$*"; }
 # die REASON [LOGFILE...]: one-line reason, then the tail of each log given.
 die() {
     local reason=$1; shift
@@ -412,11 +412,14 @@ self_test() {
     done
     node_ready || die "node $NODE is '$(node_state)', not idle, after ${TIMEOUT}s" \
         "$LOG/slurmctld.log" "$LOG/slurmd.log"
+    say "node $NODE $(node_state)"
 
     left=$(deadline_left); ((left > 20)) || left=20
     out=$(cd "$STATE/tmp" && timeout "$left" env SLURM_CONF="$CONF" srun -N1 -n1 -t 1 --mem=64 -J modelkin-selftest hostname 2>&1)
     [[ $? == 0 && -n $out ]] ||
         die "srun hostname failed: $(echo "$out" | tail -n1)" "$LOG/slurmctld.log" "$LOG/slurmd.log"
+
+    say "srun hostname ok"
 
     left=$(deadline_left); ((left > 20)) || left=20
     out=$(cd "$STATE/tmp" && timeout "$left" env SLURM_CONF="$CONF" sbatch --parsable --wait -t 1 --mem=64 \
@@ -427,6 +430,7 @@ self_test() {
     [[ -n $jid ]] || die "sbatch printed no job id: $(echo "$out" | tail -n1)"
     [[ -s $STATE/tmp/selftest-$jid.out ]] || die "sbatch job $jid wrote no output"
     rm -f "$STATE/tmp/selftest-$jid.out"
+    say "sbatch --wrap hostname ok (job $jid)"
 
     if [[ $ACCOUNTING == 1 ]]; then
         # exactly the kind of query the snakemake plugin makes
@@ -439,6 +443,7 @@ self_test() {
         done
         [[ $st == COMPLETED ]] ||
             die "sacct does not report job $jid as COMPLETED (got '${st:-nothing}')" "$LOG/slurmdbd.log" "$LOG/slurmctld.log"
+        say "sacct sees job $jid COMPLETED"
     fi
 }
 

@@ -63,22 +63,34 @@ def all_targets(wildcards):
     return TARGETS
 
 
+def canonical(value):
+    """Key order never makes a job stale: Snakemake compares params by their printed form."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def training_job(wildcards):
     seeds = {
         "init_seed": int(wildcards.init_seed),
         "data_seed": int(wildcards.data_seed),
     }
-    return {
-        "arch": wildcards.arch,
-        "algorithm": wildcards.algorithm,
-        "recipe": recipe_for(
-            config,
-            dataset=wildcards.dataset,
-            arch=wildcards.arch,
-            algorithm=wildcards.algorithm,
-            **seeds,
-        ),
-        "evaluation": config["evaluation"],
-        "device": config["device"],
+    recipe = recipe_for(
+        config,
+        dataset=wildcards.dataset,
+        arch=wildcards.arch,
+        algorithm=wildcards.algorithm,
         **seeds,
-    }
+    )
+    return canonical(
+        {
+            "arch": wildcards.arch,
+            "algorithm": wildcards.algorithm,
+            "recipe": recipe,
+            "evaluation": config["evaluation"],
+            "device": config["device"],
+            **seeds,
+        }
+    )

@@ -34,7 +34,7 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     params:
-        evaluation=config["evaluation"],
+        evaluation=canonical(config["evaluation"]),
         device=config["device"],
     script:
         "../scripts/evaluate.py"
