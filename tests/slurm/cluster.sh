@@ -60,17 +60,30 @@ PROG=modelkin-slurm
 T0=$SECONDS
 
 say() { printf '%s: [%3ds] %s\n' "$PROG" "$((SECONDS - T0))" "$*"; }
-# die REASON [LOGFILE...]: one-line reason, then the tail of each log given.
+# die REASON [LOGFILE...]: one-line reason (plus the last fatal line of the first log),
+# then the tail of each log.  If `up` had started daemons, they are stopped again
+# (MODELKIN_SLURM_KEEP_ON_FAILURE=1 leaves them running for debugging).
+CLEANUP_ON_DIE=0
 die() {
-    local reason=$1; shift
+    local reason=$1 f fatal=""; shift
+    if [[ -n ${1:-} && -s $1 ]]; then
+        fatal=$(grep -E 'fatal|\[ERROR\]|ERROR' "$1" 2>/dev/null | tail -n1 |
+            sed -E 's/^\[[^]]*\] *//; s/^[0-9-]+ +[0-9:]+ +[0-9]+ +//' | cut -c1-200)
+        [[ -n $fatal ]] && reason="$reason: $fatal"
+    fi
     printf '%s: ERROR: %s\n' "$PROG" "$reason" >&2
-    local f
     for f in "$@"; do
         [[ -s $f ]] || continue
         printf '%s: --- last lines of %s ---\n' "$PROG" "$f" >&2
         tail -n 25 "$f" | sed 's/^/  | /' >&2
     done
-    [[ -d $STATE ]] && printf '%s\n' "$reason" > "$STATE/last_error" 2>/dev/null
+    [[ -d $STATE && -w $STATE ]] && printf '%s\n' "$reason" > "$STATE/last_error" 2>/dev/null
+    if ((CLEANUP_ON_DIE)) && [[ ${MODELKIN_SLURM_KEEP_ON_FAILURE:-0} != 1 ]]; then
+        CLEANUP_ON_DIE=0
+        printf '%s: stopping the daemons this run started (MODELKIN_SLURM_KEEP_ON_FAILURE=1 keeps them)\n' "$PROG" >&2
+        cmd_down >&2
+        [[ -d $STATE && -w $STATE ]] && printf '%s\n' "$reason" > "$STATE/last_error" 2>/dev/null
+    fi
     exit 1
 }
 
@@ -380,7 +393,7 @@ start_slurmdbd() {
     say "slurmdbd up (pid $(cat "$RUN/slurmdbd.pid" 2>/dev/null)), cluster '$CLUSTER' registered"
 }
 
-node_state() { slurm_env sinfo -h -N -n "$NODE" -o %t 2>/dev/null | head -n1; }
+node_state() { slurm_env timeout 10 sinfo -h -N -n "$NODE" -o %t 2>/dev/null | head -n1; }
 node_ready() { [[ $(node_state) =~ ^(idle|mix|alloc|comp)$ ]]; }
 
 start_slurm_daemon() { # NAME
@@ -403,11 +416,11 @@ self_test() {
     # the node must be idle (or busy with someone's jobs) and both daemons alive
     local end=$((SECONDS + left))
     while ((SECONDS < end)); do
-        node_ready && break
         pid_of "$RUN/slurmctld.pid" /usr/sbin/slurmctld >/dev/null ||
-            die "slurmctld died" "$LOG/slurmctld.log"
+            die "slurmctld died" "$LOG/slurmctld.log" "$LOG/slurmctld.start"
         pid_of "$RUN/slurmd.pid" /usr/sbin/slurmd >/dev/null ||
-            die "slurmd died" "$LOG/slurmd.log"
+            die "slurmd died" "$LOG/slurmd.log" "$LOG/slurmd.start"
+        node_ready && break
         sleep 0.5
     done
     node_ready || die "node $NODE is '$(node_state)', not idle, after ${TIMEOUT}s" \
@@ -421,30 +434,32 @@ self_test() {
 
     say "srun hostname ok"
 
-    left=$(deadline_left); ((left > 20)) || left=20
-    out=$(cd "$STATE/tmp" && timeout "$left" env SLURM_CONF="$CONF" sbatch --parsable --wait -t 1 --mem=64 \
+    out=$(cd "$STATE/tmp" && timeout 30 env SLURM_CONF="$CONF" sbatch --parsable -t 1 --mem=64 \
         -J modelkin-selftest -o "$STATE/tmp/selftest-%j.out" --wrap 'hostname' 2>&1)
     [[ $? == 0 ]] ||
         die "sbatch --wrap hostname failed: $(echo "$out" | tail -n1)" "$LOG/slurmctld.log" "$LOG/slurmd.log"
     jid=$(echo "$out" | grep -Eo '^[0-9]+' | head -n1)
     [[ -n $jid ]] || die "sbatch printed no job id: $(echo "$out" | tail -n1)"
+
+    # Wait for the job to finish, asking what the snakemake plugin asks:
+    # `sacct -X --clusters all` with accounting, `squeue --states=all` without.
+    left=$(deadline_left); ((left > 20)) || left=20
+    end=$((SECONDS + left))
+    while ((SECONDS < end)); do
+        if [[ $ACCOUNTING == 1 ]]; then
+            st=$(slurm_env sacct -X -n -P --clusters all -j "$jid" -o State 2>/dev/null | head -n1)
+        else
+            st=$(slurm_env squeue -h --states=all -j "$jid" -o %T 2>/dev/null | head -n1)
+        fi
+        [[ $st =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL) ]] && break
+        sleep 0.5
+    done
+    [[ $st == COMPLETED ]] ||
+        die "sbatch job $jid is '${st:-unknown}', not COMPLETED, per $([[ $ACCOUNTING == 1 ]] && echo sacct || echo squeue)" \
+            "$LOG/slurmctld.log" "$LOG/slurmd.log" "$LOG/slurmdbd.log"
     [[ -s $STATE/tmp/selftest-$jid.out ]] || die "sbatch job $jid wrote no output"
     rm -f "$STATE/tmp/selftest-$jid.out"
-    say "sbatch --wrap hostname ok (job $jid)"
-
-    if [[ $ACCOUNTING == 1 ]]; then
-        # exactly the kind of query the snakemake plugin makes
-        left=$(deadline_left); ((left > 20)) || left=20
-        end=$((SECONDS + left))
-        while ((SECONDS < end)); do
-            st=$(slurm_env sacct -X -n -P --clusters all -j "$jid" -o State 2>/dev/null | head -n1)
-            [[ $st == COMPLETED ]] && break
-            sleep 0.5
-        done
-        [[ $st == COMPLETED ]] ||
-            die "sacct does not report job $jid as COMPLETED (got '${st:-nothing}')" "$LOG/slurmdbd.log" "$LOG/slurmctld.log"
-        say "sacct sees job $jid COMPLETED"
-    fi
+    say "sbatch --wrap hostname ok (job $jid COMPLETED per $([[ $ACCOUNTING == 1 ]] && echo sacct || echo squeue))"
 }
 
 cmd_up() {
@@ -454,6 +469,7 @@ cmd_up() {
     T_DEADLINE=$((SECONDS + TIMEOUT))
     generate
     rm -f "$STATE/last_error"
+    CLEANUP_ON_DIE=1
     start_munged
     if [[ $ACCOUNTING == 1 ]]; then
         start_mariadb
@@ -520,7 +536,7 @@ cmd_status() {
             rc=1
         fi
     done
-    if [[ -f $CONF ]] && out=$(slurm_env sinfo -h -o '%P %a %D %t %c %m' 2>/dev/null) && [[ -n $out ]]; then
+    if [[ -f $CONF ]] && out=$(timeout 5 env SLURM_CONF="$CONF" sinfo -h -o '%P %a %D %t %c %m' 2>/dev/null) && [[ -n $out ]]; then
         say "sinfo: $out"
     else
         say "sinfo: no answer"
