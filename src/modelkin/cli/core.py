@@ -47,9 +47,13 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=_import_checkpoint)
 
-    p = subparsers.add_parser("info", help="print a checkpoint's metadata")
+    p = subparsers.add_parser("info", help="print a checkpoint's metadata as JSON")
     p.add_argument("checkpoint")
     p.set_defaults(handler=_info)
+
+    p = subparsers.add_parser("inspect", help="print an HDF5 artifact's tree, attributes and provenance (or a checkpoint's metadata)")
+    p.add_argument("file")
+    p.set_defaults(handler=_inspect)
 
 
 def _prepare_data(args: argparse.Namespace) -> int:
@@ -125,4 +129,12 @@ def _info(args: argparse.Namespace) -> int:
     meta = read_metadata(args.checkpoint)
     meta.pop("history", None)
     print(json.dumps(meta, indent=2, sort_keys=True))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ..inspect import describe
+
+    for line in describe(args.file):
+        print(line)
     return 0
