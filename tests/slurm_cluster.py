@@ -79,7 +79,11 @@ def stop_cluster(purge: bool = False, timeout: float = 180) -> None:
     args = ["bash", str(SCRIPT), "down"] + (["--purge"] if purge else [])
     try:
         proc = subprocess.run(
-            args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+            args,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except (subprocess.TimeoutExpired, OSError) as exc:
         raise RuntimeError(f"cluster.sh down failed: {exc}") from exc

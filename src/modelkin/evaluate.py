@@ -86,3 +86,34 @@ def zoo_table(checkpoints: Sequence[str | Path], evaluations: Sequence[str | Pat
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def plot_zoo(zoo_csv: str | Path, output: str | Path) -> Path:
+    """Clean vs robust accuracy, one marker per model, coloured by algorithm, one panel per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    table = pd.read_csv(zoo_csv)
+    datasets = sorted(table["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.5), squeeze=False)
+    markers = dict(zip(sorted(table["arch"].unique()), "osD^vP*Xh<>"))
+    for ax, dataset in zip(axes[0], datasets):
+        rows = table[table["dataset"] == dataset]
+        for i, (algorithm, group) in enumerate(rows.groupby("algorithm")):
+            for arch, sub in group.groupby("arch"):
+                ax.scatter(
+                    sub["accuracy"], sub["robust_accuracy"], color=f"C{i}", marker=markers[arch], label=f"{algorithm} / {arch}", alpha=0.8
+                )
+        ax.set_xlabel("clean test accuracy")
+        ax.set_ylabel(f"robust accuracy (PGD, eps={rows['robust_epsilon'].iloc[0]:.3g})")
+        ax.set_title(f"{dataset}: {len(rows)} models")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(output)

@@ -67,7 +67,7 @@ CLEANUP_ON_DIE=0
 die() {
     local reason=$1 f fatal=""; shift
     if [[ -n ${1:-} && -s $1 ]]; then
-        fatal=$(grep -E 'fatal|\[ERROR\]|ERROR' "$1" 2>/dev/null | tail -n1 |
+        fatal=$(grep -E 'fatal|ERROR|^E: ' "$1" 2>/dev/null | tail -n1 |
             sed -E 's/^\[[^]]*\] *//; s/^[0-9-]+ +[0-9:]+ +[0-9]+ +//' | cut -c1-200)
         [[ -n $fatal ]] && reason="$reason: $fatal"
     fi
@@ -194,7 +194,8 @@ install_packages() {
 }
 
 # ------------------------------------------------------------------- configs
-write_if_changed() { # PATH MODE  (content on stdin)
+CHANGED=0
+write_if_changed() { # PATH MODE  (content on stdin); sets CHANGED=1 if PATH changed
     local tmp
     tmp=$(mktemp "$1.XXXXXX") || die "cannot write $1"
     cat > "$tmp"
@@ -203,6 +204,7 @@ write_if_changed() { # PATH MODE  (content on stdin)
         rm -f "$tmp"
     else
         mv -f "$tmp" "$1"
+        CHANGED=1
     fi
 }
 
@@ -368,7 +370,7 @@ start_mariadb() {
         ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;" \
         >"$LOG/mariadb-grant.log" 2>&1 || die "cannot create the slurm database user" "$LOG/mariadb-grant.log"
-    say "mariadbd up (pid $(cat "$mpid" 2>/dev/null), 127.0.0.1:$DB_PORT)"
+    say "mariadbd ready (pid $(cat "$mpid" 2>/dev/null), 127.0.0.1:$DB_PORT)"
 }
 
 dbd_alive() { slurm_env sacctmgr -n -P list cluster format=cluster >/dev/null 2>&1; }
@@ -390,7 +392,7 @@ start_slurmdbd() {
         slurm_env sacctmgr -i add cluster "$CLUSTER" >"$LOG/sacctmgr.log" 2>&1 ||
             die "sacctmgr could not add cluster $CLUSTER" "$LOG/sacctmgr.log" "$LOG/slurmdbd.log"
     fi
-    say "slurmdbd up (pid $(cat "$RUN/slurmdbd.pid" 2>/dev/null)), cluster '$CLUSTER' registered"
+    say "slurmdbd ready (pid $(cat "$RUN/slurmdbd.pid" 2>/dev/null)), cluster '$CLUSTER' registered"
 }
 
 node_state() { slurm_env timeout 10 sinfo -h -N -n "$NODE" -o %t 2>/dev/null | head -n1; }
@@ -470,6 +472,12 @@ cmd_up() {
     generate
     rm -f "$STATE/last_error"
     CLEANUP_ON_DIE=1
+    if ((CHANGED)); then
+        # daemons still running with an older configuration are restarted
+        stop_pid slurmd "$RUN/slurmd.pid" /usr/sbin/slurmd
+        stop_pid slurmctld "$RUN/slurmctld.pid" /usr/sbin/slurmctld
+        stop_pid slurmdbd "$RUN/slurmdbd.pid" /usr/sbin/slurmdbd
+    fi
     start_munged
     if [[ $ACCOUNTING == 1 ]]; then
         start_mariadb

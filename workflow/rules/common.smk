@@ -56,7 +56,7 @@ def all_models():
 
 
 # Stages append the files that `snakemake` with no target should build.
-TARGETS = [f"{R}/zoo.csv"]
+TARGETS = [f"{R}/zoo.csv", f"{R}/plots/zoo.png"]
 
 
 def all_targets(wildcards):

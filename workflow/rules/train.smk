@@ -45,7 +45,7 @@ rule zoo_table:
         evaluations=lambda wc: [f"{R}/eval/{m}.json" for m in all_models()],
         checkpoints=lambda wc: [checkpoint_path(m) for m in all_models()],
     output:
-        f"{R}/zoo.csv",
+        report(f"{R}/zoo.csv", caption="../report/zoo.rst", category="Zoo"),
     log:
         f"{R}/logs/zoo_table.log",
     conda:
@@ -56,3 +56,20 @@ rule zoo_table:
         runtime=10,
     script:
         "../scripts/zoo_table.py"
+
+
+rule zoo_plot:
+    input:
+        f"{R}/zoo.csv",
+    output:
+        report(f"{R}/plots/zoo.png", caption="../report/zoo_plot.rst", category="Zoo"),
+    log:
+        f"{R}/logs/zoo_plot.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/zoo_plot.py"

@@ -1,0 +1,56 @@
+"""The tiny workflow through a real single-node SLURM cluster (tests/slurm/cluster.sh).
+
+Skipped, with the reason in pytest's summary, when the cluster cannot be started (no root,
+no apt, a daemon that will not come up). CI runs as root and brings it up.
+"""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, make_workdir, run_snakemake
+from slurm_cluster import ensure_cluster, stop_cluster
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
+
+# The plugin waits this long before each status poll; the default 40 s is meant for busy clusters.
+FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "5")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    reason = ensure_cluster()
+    if reason is not None:
+        pytest.skip(f"single-node SLURM cluster cannot start here: {reason}")
+    yield
+    stop_cluster()
+
+
+def outputs(workdir: Path) -> set[str]:
+    results = workdir / "results"
+    return {
+        str(p.relative_to(results))
+        for p in results.rglob("*")
+        if p.is_file() and "logs" not in p.relative_to(results).parts and not p.name.startswith(".")
+    }
+
+
+def test_tiny_workflow_runs_through_slurm_like_locally(slurm_cluster, tiny_workflow, tmp_path):
+    workdir = make_workdir(tmp_path / "slurm")
+    profile = str(REPO / "profiles" / "slurm")
+    first = run_snakemake(workdir, "--profile", profile, *FAST_POLLING, timeout=2400)
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", first.stdout + first.stderr)
+    assert submitted, "no job went through SLURM:\n" + first.stderr[-3000:]
+
+    assert outputs(workdir) == outputs(tiny_workflow)
+    local = pd.read_csv(tiny_workflow / "results" / "zoo.csv")
+    remote = pd.read_csv(workdir / "results" / "zoo.csv")
+    assert list(local["model"]) == list(remote["model"])
+    assert (local["accuracy"] - remote["accuracy"]).abs().max() < 0.02
+
+    again = run_snakemake(workdir, "--profile", profile, *FAST_POLLING)
+    log = again.stdout + again.stderr
+    assert "Nothing to be done" in log
+    assert "has been submitted with SLURM jobid" not in log
