@@ -1,0 +1,50 @@
+"""`snakemake --report` on the tiny workflow, rendered in headless Chromium."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_snakemake
+from report_browser import check_report, chromium
+
+pytestmark = [pytest.mark.workflow, pytest.mark.browser]
+
+# Every figure and table the report must carry, by path pattern under results/.
+REQUIRED = [
+    r"^results/zoo\.csv$",
+    r"^results/plots/zoo\.png$",
+]
+
+
+@pytest.fixture(scope="module")
+def report(tiny_workflow) -> Path:
+    run_snakemake(tiny_workflow, "--report", "results/report.html")
+    return tiny_workflow / "results" / "report.html"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    proc = subprocess.run(["bash", str(REPO / "tests" / "browser" / "ensure_chromium.sh")], capture_output=True, text=True)
+    if proc.returncode != 0 or chromium() is None:
+        pytest.skip(f"headless Chromium is not available: {proc.stderr.strip() or 'not on PATH'}")
+    return chromium()
+
+
+def test_report_is_self_contained(report):
+    html = report.read_text()
+    assert report.stat().st_size > 100_000
+    assert not re.search(r'src="(?:https?:)?//', html), "the report must not load anything from the network"
+
+
+def test_every_figure_loads_in_chromium(report, browser):
+    outcome = check_report(report)
+    results = outcome["results"]
+    assert "modelkin compared the models" in outcome["rendered_text"]
+    for pattern in REQUIRED:
+        assert any(re.search(pattern, path) for path in results), f"no report item matches {pattern}"
+    broken = {path: entry for path, entry in results.items() if not entry["ok"]}
+    assert not broken, f"report items that do not load: {broken}"
+    images = [p for p, e in results.items() if e["mime"].startswith("image/")]
+    assert images and all(results[p]["width"] > 100 for p in images)
