@@ -17,6 +17,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/signatures.smk"
+include: "workflow/rules/derive.smk"
+include: "workflow/rules/distances.smk"
+include: "workflow/rules/similarity.smk"
+include: "workflow/rules/stitching.smk"
+include: "workflow/rules/modeldiff.smk"
 
 
 rule all:

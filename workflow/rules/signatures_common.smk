@@ -52,8 +52,8 @@ def gradfield_selection_models(dataset):
         origin = f"the zoo's {settings['selection_algorithm']!r} models"
     if len(models) < 2:
         raise ValueError(
-            f"ModelGiF reference-point selection for {dataset} needs at least two independent models, "
-            f"{origin} gives {models}; list model ids under gradfield.selection_models"
+            f"ModelGiF reference-point selection for {dataset} needs at least two independent models; "
+            f"{origin}: {models}. List model ids under gradfield.selection_models"
         )
     return models
 

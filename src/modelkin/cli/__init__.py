@@ -11,7 +11,7 @@ import logging
 import sys
 
 # One module per topic; each defines ``register(subparsers)``.
-COMMAND_MODULES = ("core",)
+COMMAND_MODULES = ("core", "signatures", "similarity", "stitching", "modeldiff")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -338,7 +338,9 @@ def describe(path: str | Path) -> str:
 
     lines = []
     with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, obj: lines.append(f"/{name}  {obj.shape} {obj.dtype}") if hasattr(obj, "shape") else None)
+        handle.visititems(
+            lambda name, obj: lines.append(f"/{name}  {obj.shape} {obj.dtype}") if hasattr(obj, "shape") else None
+        )
         for key, value in handle.attrs.items():
             text = str(_decode_attr(value))
             lines.append(f"@{key} = {text if len(text) < 120 else text[:117] + '...'}")

@@ -1,0 +1,25 @@
+"""Data attribution: TRAK scores of an ensemble of checkpoints, and the linear datamodeling score (LDS)."""
+
+from .trak import (
+    AttributionError,
+    CheckpointFeatures,
+    GradientProjector,
+    TrakSettings,
+    ensemble_scores,
+    featurize,
+    kernel_features,
+    margins,
+    trak_scores,
+)
+
+__all__ = [
+    "AttributionError",
+    "CheckpointFeatures",
+    "GradientProjector",
+    "TrakSettings",
+    "ensemble_scores",
+    "featurize",
+    "kernel_features",
+    "margins",
+    "trak_scores",
+]

@@ -1,0 +1,175 @@
+"""TRAK on files: one features file per checkpoint (resumable, one Snakemake job each), one scores file per ensemble."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..data import PlantedPatch, Split, load_split
+from ..io import file_sha256
+from ..train import TrainRecipe, _patch_args, load_training_split
+from .store import FEATURES_KIND, SCORES_KIND, StoredArrays, read_arrays, write_arrays
+from .trak import AttributionError, CheckpointFeatures, TrakSettings, ensemble_scores, featurize
+
+log = logging.getLogger(__name__)
+
+TRAIN_DATA_CHOICES = ("as_trained", "clean")
+
+
+def attribution_training_split(prepared: str | Path, recipe: dict[str, Any], train_data: str = "as_trained") -> Split:
+    """The training examples scores are attributed to.
+
+    ``as_trained``: exactly what the recipe trained on (its ``train_limit``, and its planted patch on
+    the chosen images); ``clean``: the same images without the planted patch.
+    """
+    if train_data not in TRAIN_DATA_CHOICES:
+        raise ValueError(f"train_data must be one of {TRAIN_DATA_CHOICES}, not {train_data!r}")
+    recipe = TrainRecipe.from_dict(recipe)
+    if train_data == "clean":
+        recipe = TrainRecipe.from_dict({**recipe.to_dict(), "planted_patch": None})
+    return load_training_split(prepared, recipe)
+
+
+def target_split(
+    prepared: str | Path, split: str = "test", limit: int | None = None, patch: dict[str, Any] | None = None
+) -> Split:
+    """The examples whose predictions are attributed: the first ``limit`` of ``split``, optionally with ``patch``
+    planted on its fraction of the patch's class (chosen as on the training split, by the patch's seed)."""
+    targets = load_split(prepared, split, limit=limit)
+    if patch:
+        targets, _ = PlantedPatch(**_patch_args(patch)).plant(targets)
+    return targets
+
+
+def featurize_checkpoint_file(
+    output: str | Path,
+    *,
+    checkpoint: str | Path,
+    prepared: str | Path,
+    settings: dict[str, Any] | TrakSettings,
+    checkpoint_index: int,
+    train_data: str = "as_trained",
+    targets: str = "test",
+    n_targets: int | None = None,
+    target_patch: dict[str, Any] | None = None,
+    device: str = "auto",
+) -> Path:
+    """Featurise one checkpoint on its training data and the targets; write an HDF5 features file."""
+    settings = settings if isinstance(settings, TrakSettings) else TrakSettings.from_dict(settings)
+    ckpt = load_checkpoint(checkpoint, device="cpu")
+    if "recipe" not in ckpt.meta:
+        raise AttributionError(
+            f"{checkpoint} records no training recipe, so its training data is unknown; TRAK needs checkpoints "
+            "trained by modelkin (the `train` rule)"
+        )
+    train = attribution_training_split(prepared, ckpt.meta["recipe"], train_data)
+    test = target_split(prepared, targets, n_targets, target_patch)
+    features = featurize(
+        ckpt.model, train, test, settings, checkpoint_index=checkpoint_index, device=device, desc=f"TRAK {ckpt.name}"
+    )
+    recipe = ckpt.meta["recipe"]
+    data = {
+        "prepared": str(prepared),
+        "prepared_sha256": file_sha256(prepared),
+        "train_data": train_data,
+        "train_limit": recipe.get("train_limit"),
+        "planted_patch": recipe.get("planted_patch"),
+        "patch_in_features": bool(recipe.get("planted_patch")) and train_data == "as_trained",
+        "n_train": len(train),
+        "targets": targets,
+        "n_targets": len(test),
+        "n_targets_limit": n_targets,
+        "target_patch": target_patch or None,
+    }
+    write_arrays(
+        output,
+        {
+            "train_features": features.train_features.numpy(),
+            "out_to_loss": features.out_to_loss.numpy(),
+            "target_grads": features.target_grads.numpy(),
+            "train_labels": train.y.numpy(),
+            "target_labels": test.y.numpy(),
+        },
+        kind=FEATURES_KIND,
+        method="trak",
+        params=settings.result_params(),
+        axes={
+            "train_features": ("train", "projection"),
+            "out_to_loss": ("train",),
+            "target_grads": ("target", "projection"),
+            "train_labels": ("train",),
+            "target_labels": ("target",),
+        },
+        attrs={
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": ckpt.sha256,
+            "model": {k: ckpt.meta.get(k) for k in ("name", "arch", "dataset", "algorithm", "init_seed", "data_seed")},
+            "data": data,
+            "info": features.info,
+        },
+    )
+    log.info("%s: TRAK features %s (%s)", ckpt.name, output, features.info)
+    return Path(output)
+
+
+def read_features(path: str | Path) -> tuple[CheckpointFeatures, StoredArrays]:
+    stored = read_arrays(path, FEATURES_KIND, f"make it with `snakemake --cores 2 {path}`")
+    features = CheckpointFeatures(
+        torch.from_numpy(stored["train_features"]),
+        torch.from_numpy(stored["out_to_loss"]),
+        torch.from_numpy(stored["target_grads"]),
+        stored.attrs.get("info", {}),
+    )
+    return features, stored
+
+
+def score_feature_files(output: str | Path, feature_files: Sequence[str | Path], *, algorithm: str | None = None) -> Path:
+    """Ensemble the checkpoints' features into TRAK scores [n_train × n_targets] (HDF5)."""
+    if not feature_files:
+        raise AttributionError("no feature files given; list at least one checkpoint's TRAK features")
+    loaded = [read_features(path) for path in feature_files]
+    reference = loaded[0][1]
+    for _, stored in loaded[1:]:
+        for key in ("params", "data"):
+            if stored.attrs[key] != reference.attrs[key]:
+                raise AttributionError(
+                    f"{stored.path} and {reference.path} differ in {key} ({stored.attrs[key]} vs "
+                    f"{reference.attrs[key]}); featurise every checkpoint of an ensemble with the same settings and data"
+                )
+        if not np.array_equal(stored["train_labels"], reference["train_labels"]):
+            raise AttributionError(f"{stored.path} and {reference.path} were featurised on different training examples")
+    indices = [stored.attrs["info"].get("checkpoint_index") for _, stored in loaded]
+    if len(set(indices)) != len(indices):
+        log.warning("checkpoints share projection matrices (checkpoint indices %s); their errors are correlated", indices)
+    scores = ensemble_scores([features for features, _ in loaded])
+    write_arrays(
+        output,
+        {
+            "scores": scores.numpy(),
+            "train_labels": reference["train_labels"],
+            "target_labels": reference["target_labels"],
+        },
+        kind=SCORES_KIND,
+        method="trak",
+        params=reference.params,
+        axes={"scores": ("train", "target"), "train_labels": ("train",), "target_labels": ("target",)},
+        attrs={
+            "algorithm": algorithm or reference.attrs["model"].get("algorithm"),
+            "data": reference.attrs["data"],
+            "checkpoints": [stored.attrs["checkpoint"] for _, stored in loaded],
+            "checkpoint_sha256s": [stored.attrs["checkpoint_sha256"] for _, stored in loaded],
+            "models": [stored.attrs["model"] for _, stored in loaded],
+            "features": [str(path) for path in feature_files],
+        },
+    )
+    return Path(output)
+
+
+def read_scores(path: str | Path) -> StoredArrays:
+    """TRAK scores written by :func:`score_feature_files`: ``scores`` [n_train × n_targets] and provenance."""
+    return read_arrays(path, SCORES_KIND, f"make it with `snakemake --cores 2 {path}`")

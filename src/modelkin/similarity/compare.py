@@ -1,0 +1,457 @@
+"""Layer-by-layer representational similarity of two models on one probe set.
+
+Every chosen layer of model A is compared with every chosen layer of model B by
+every chosen measure of ``modelkin.measures``. The result is a long table, one
+row per (layer_a, layer_b, measure), whose ``status`` says whether the value can
+be used:
+
+* ``ok``          - the measure's value.
+* ``degenerate``  - a CCA-family measure had more canonical directions than the
+  samples support (``DegenerateCCAWarning``): some correlations are 1 by
+  construction. ``degenerate="nan"`` (default) records NaN, ``"flag"`` keeps the
+  number; either way ``reason`` carries the warning.
+* ``skipped``     - the measure cannot take this layer pair (an element-wise
+  measure and two shapes, or ``conv_mode="spatial"`` and two different grids).
+* ``undefined``   - the measure raised for this data (e.g. a layer that is
+  constant over the probe); ``reason`` is its message.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..measures import DegenerateCCAWarning, compute, get_measure
+from ..models.layers import LayerError, capture, check_layers, is_cut_point, layer_names
+from ..progress import progress
+
+log = logging.getLogger(__name__)
+
+LAYER_SELECTORS = {
+    "relu": "every ReLU output that is a cut point (plain chains: every ReLU; ResNets: the stem and each block output)",
+    "cut": "every cut point (a layer through which everything after it depends on the input)",
+    "all": "every named layer",
+}
+CONV_MODES = ("flatten", "spatial")
+DEGENERATE_POLICIES = ("nan", "flag")
+DEFAULT_MEASURES = ("cka", "rbf_cka", "cca", "svcca", "pwcca", "procrustes")
+COLUMNS = (
+    "layer_a",
+    "layer_b",
+    "measure",
+    "value",
+    "higher_is_similar",
+    "status",
+    "reason",
+    "conv_mode",
+    "samples",
+    "sampling",
+    "features_a",
+    "features_b",
+)
+# rbf_cka builds n x n kernel matrices (several copies of n^2 float64 per side): at 20,000 rows that is
+# already gigabytes, and spatial mode without subsampling easily asks for hundreds of thousands.
+MAX_KERNEL_ROWS = 20_000
+KERNEL_MEASURES = ("rbf_cka",)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers
+
+
+def select_layers(model: nn.Module, selection: str | Sequence[str] = "relu") -> list[str]:
+    """Layer names of ``model``: a selector (``relu``, ``cut``, ``all``) or an explicit list, in the given order.
+
+    A string is always a selector, a list always names layers (so ``["relu"]`` is the ResNet stem's
+    ReLU, ``"relu"`` every ReLU cut point). Unknown names raise ``LayerError`` listing the valid ones.
+    """
+    if isinstance(selection, str):
+        if selection not in LAYER_SELECTORS:
+            raise LayerError(
+                f"unknown layer selection {selection!r}; use one of {', '.join(LAYER_SELECTORS)} or a list of layer "
+                f"names of {type(model).__name__}: {', '.join(layer_names(model))}"
+            )
+        names = layer_names(model)
+        if selection == "all":
+            return names
+        if selection == "cut":
+            return [n for n in names if is_cut_point(model, n)]
+        modules = dict(model.named_modules())
+        chosen = [n for n in names if isinstance(modules[n], nn.ReLU) and is_cut_point(model, n)]
+        if not chosen:
+            raise LayerError(
+                f"{type(model).__name__} has no ReLU cut points; choose layers by name: {', '.join(names)}"
+            )
+        return chosen
+    names = list(selection)
+    if not names:
+        raise LayerError(f"no layers chosen; valid layers of {type(model).__name__}: {', '.join(layer_names(model))}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise LayerError(f"layer(s) {', '.join(duplicates)} chosen more than once")
+    check_layers(model, names)
+    return names
+
+
+def resolve_layer_spec(spec: Any, arch: str | None) -> str | list[str]:
+    """A per-architecture mapping ``{arch: selection, "default": selection}`` -> this architecture's selection."""
+    if isinstance(spec, Mapping):
+        if arch in spec:
+            return spec[arch]
+        if "default" in spec:
+            return spec["default"]
+        raise LayerError(
+            f"the layer mapping has no entry for architecture {arch!r} and no 'default' entry "
+            f"(entries: {', '.join(map(str, spec))})"
+        )
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations
+
+
+def capture_activations(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    desc: str = "activations",
+) -> dict[str, torch.Tensor]:
+    """Outputs of ``layers`` for every input of ``x``, in eval mode without gradients, gathered on the CPU.
+
+    The model runs on ``device`` and is put back on its own device and into its own train/eval mode after.
+    """
+    from ..device import resolve_device
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_layers(model, layers)
+    target = resolve_device(device)
+    home = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    gathered: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    model.to(target).eval()
+    try:
+        with torch.no_grad():
+            for start in progress(range(0, len(x), batch_size), desc=desc, total=-(-len(x) // batch_size)):
+                acts = capture(model, x[start : start + batch_size].to(target), layers)
+                for name in layers:
+                    gathered[name].append(acts[name].cpu())
+    finally:
+        model.to(home).train(was_training)
+    return {name: torch.cat(chunks) for name, chunks in gathered.items()}
+
+
+@dataclass
+class Representation:
+    """One layer's activations as the (samples, features) float64 matrix the measures take."""
+
+    layer: str
+    shape: tuple[int, ...]  # one input's activation shape
+    matrix: np.ndarray
+    grid: tuple[int, ...] | None  # spatial mode: positions per input (() for a dense layer); None in flatten mode
+    sampling: str
+    _rotated: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def features(self) -> int:
+        return self.matrix.shape[1]
+
+    def rotated(self) -> np.ndarray:
+        """``X V = U S`` of the thin SVD ``X = U S V^T``, null directions dropped.
+
+        This is X expressed in its own principal axes: an orthogonal change of feature basis, so any
+        measure invariant to orthogonal maps gives the same value on it, and it is at most n columns
+        wide. It is computed from the *uncentred* matrix, so measures that centre and measures that
+        do not (reference_cca) both see exactly X rotated.
+        """
+        if self._rotated is None:
+            X = self.matrix
+            if X.shape[1] <= X.shape[0]:
+                self._rotated = X
+            else:
+                U, s, _ = np.linalg.svd(X, full_matrices=False)
+                # numpy's matrix_rank tolerance on the original shape: directions the measures would
+                # treat as null on X are not promoted to real ones on the narrower rotated matrix.
+                keep = s > (s[0] * max(X.shape) * np.finfo(np.float64).eps if s.size else 0.0)
+                keep[0] = True  # an all-zero layer stays a (zero) matrix, for the measures to reject
+                self._rotated = U[:, keep] * s[keep]
+        return self._rotated
+
+
+def _spatial_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray | None:
+    """Sorted row indices to keep, the same for every layer with the same number of rows (None: all)."""
+    if max_rows is None or n_rows <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
+
+
+def to_representation(
+    layer: str, acts: torch.Tensor, conv_mode: str, *, max_spatial_samples: int | None = None, seed: int = 0
+) -> Representation:
+    """Flatten: one row per input, (n, c*h*w). Spatial: one row per (input, position), (n*h*w, c),
+    optionally a seeded subsample of ``max_spatial_samples`` rows (identical rows for every layer with the same
+    number of inputs and positions, so the two models' rows stay paired)."""
+    n, shape = acts.shape[0], tuple(acts.shape[1:])
+    if conv_mode == "flatten" or len(shape) < 2:
+        matrix = acts.reshape(n, -1).double().numpy()
+        grid = None if conv_mode == "flatten" else ()
+        return Representation(layer, shape, matrix, grid, f"{n} inputs")
+    channels, grid = shape[0], shape[1:]
+    positions = int(np.prod(grid))
+    # Row i*positions + p is input i at position p: the order of to_matrix(acts, "spatial").
+    rows = acts.reshape(n, channels, positions).transpose(1, 2).reshape(n * positions, channels)
+    keep = _spatial_rows(n * positions, max_spatial_samples, seed)
+    if keep is None:
+        sampling = f"{n} inputs x {positions} positions"
+    else:
+        rows = rows[torch.as_tensor(keep)]
+        sampling = f"{len(keep)} of {n * positions} (input, position) rows, seed {seed}"
+    return Representation(layer, shape, rows.double().numpy(), grid, sampling)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+
+
+def _measure_settings(measures: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
+                      measure_params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    if isinstance(measures, str):
+        measures = [m.strip() for m in measures.split(",") if m.strip()]
+    chosen = dict(measures) if isinstance(measures, Mapping) else {m: None for m in measures}
+    if not chosen:
+        raise ValueError("no measures chosen; pick some of: " + ", ".join(sorted(_all_measures())))
+    params = {name: dict(given or {}) for name, given in chosen.items()}
+    for name, extra in (measure_params or {}).items():
+        if name in params:
+            params[name].update(extra or {})
+    for name, given in params.items():
+        accepted = get_measure(name).params  # unknown measure: ValueError with the valid names
+        unknown = sorted(set(given) - set(accepted))
+        if unknown:
+            raise ValueError(f"measure {name!r} does not take {unknown}; it accepts {sorted(accepted) or 'no parameters'}")
+        _check_values(name, given)
+    return params
+
+
+def _check_values(measure: str, params: dict[str, Any]) -> None:
+    """A bad parameter value (keep_variance=2) fails here once, not as NaN in every cell later."""
+    if not params:
+        return
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((16, 3)), rng.standard_normal((16, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateCCAWarning)
+        try:
+            compute(measure, X, Y, **params)
+        except ValueError as err:
+            raise ValueError(f"invalid parameters {params} for measure {measure!r}: {err}") from None
+
+
+def _all_measures() -> list[str]:
+    from ..measures import REGISTRY
+
+    return list(REGISTRY)
+
+
+def _cannot_compare(measure: str, a: Representation, b: Representation) -> str | None:
+    info = get_measure(measure)
+    if info.requires_same_shape and a.shape != b.shape:
+        return (
+            f"{measure} compares unit by unit and needs equal shapes: "
+            f"{a.layer} is {a.shape}, {b.layer} is {b.shape}"
+        )
+    if a.grid is not None and a.grid != b.grid:
+        def grid(r: Representation) -> str:
+            return "x".join(map(str, r.grid)) + " positions" if r.grid else "no positions (dense)"
+
+        return (
+            f"conv_mode='spatial' pairs positions, which needs equal spatial sizes: {a.layer} has {grid(a)}, "
+            f"{b.layer} has {grid(b)}; use conv_mode='flatten' to compare them"
+        )
+    if a.matrix.shape[0] != b.matrix.shape[0]:  # pragma: no cover - guarded by the grid check
+        return f"different sample counts ({a.matrix.shape[0]} vs {b.matrix.shape[0]})"
+    return None
+
+
+def _evaluate(measure: str, params: dict[str, Any], a: Representation, b: Representation) -> tuple[float, str, str]:
+    """(value, status, reason) of one cell."""
+    info = get_measure(measure)
+    # Rotating the features costs one SVD per layer instead of one per cell and per measure.
+    rotate = "orthogonal" in info.invariances and not info.requires_same_shape
+    X, Y = (a.rotated(), b.rotated()) if rotate else (a.matrix, b.matrix)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = compute(measure, X, Y, **params)
+        except ValueError as err:
+            return float("nan"), "undefined", str(err)
+    degenerate = [w for w in caught if issubclass(w.category, DegenerateCCAWarning)]
+    for w in caught:
+        if w not in degenerate:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if degenerate:
+        return value, "degenerate", str(degenerate[0].message)
+    return value, "ok", ""
+
+
+def compare_layers(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    probe_x: torch.Tensor,
+    layers_a: str | Sequence[str] = "relu",
+    layers_b: str | Sequence[str] = "relu",
+    measures: Sequence[str] | Mapping[str, Mapping[str, Any] | None] = DEFAULT_MEASURES,
+    *,
+    conv_mode: str = "flatten",
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    max_spatial_samples: int | None = None,
+    seed: int = 0,
+    degenerate: str = "nan",
+    measure_params: Mapping[str, Mapping[str, Any]] | None = None,
+):
+    """Compare every layer of ``layers_a`` (model A) with every layer of ``layers_b`` (model B) on ``probe_x``.
+
+    Returns a pandas DataFrame in long format with the columns of ``COLUMNS``: one row per
+    (layer_a, layer_b, measure) in the order given, ``value`` in float64, the measure's direction
+    (``higher_is_similar``), ``status``/``reason`` (see the module docstring), ``samples`` (rows the
+    value was computed on) and ``sampling`` (how they were chosen).
+
+    ``measures`` are registry names (``modelkin.measures.REGISTRY``), or a mapping name -> parameters;
+    ``measure_params`` adds parameters by name. ``conv_mode`` turns conv activations into matrices
+    (``modelkin.measures.to_matrix``): ``flatten`` (one row per input; every layer pair comparable) or
+    ``spatial`` (one row per input and position; only layers with the same spatial grid are comparable).
+    ``max_spatial_samples`` keeps that many (input, position) rows, chosen with ``seed``.
+    """
+    import pandas as pd
+
+    if conv_mode not in CONV_MODES:
+        raise ValueError(f"conv_mode must be one of {', '.join(CONV_MODES)}, got {conv_mode!r}")
+    if degenerate not in DEGENERATE_POLICIES:
+        raise ValueError(f"degenerate must be one of {', '.join(DEGENERATE_POLICIES)}, got {degenerate!r}")
+    if max_spatial_samples is not None and (isinstance(max_spatial_samples, bool) or max_spatial_samples < 4):
+        raise ValueError(f"max_spatial_samples must be an integer >= 4 or None, got {max_spatial_samples!r}")
+    params = _measure_settings(measures, measure_params)
+    names_a, names_b = select_layers(model_a, layers_a), select_layers(model_b, layers_b)
+    probe_x = torch.as_tensor(probe_x)
+    if probe_x.ndim < 2 or len(probe_x) < 4:
+        raise ValueError(
+            f"probe_x must hold at least 4 inputs along its first axis (got shape {tuple(probe_x.shape)}); "
+            "the measures need several samples and debiased CKA needs 4"
+        )
+    for label, model in (("A", model_a), ("B", model_b)):
+        expected = getattr(model, "in_shape", None)
+        if expected is not None and tuple(probe_x.shape[1:]) != tuple(expected):
+            raise ValueError(
+                f"model {label} ({type(model).__name__}) takes inputs of shape {tuple(expected)}, the probe has "
+                f"{tuple(probe_x.shape[1:])}; use a probe set of the model's data set"
+            )
+
+    acts_a = capture_activations(model_a, probe_x, names_a, batch_size=batch_size, device=device, desc="activations A")
+    acts_b = capture_activations(model_b, probe_x, names_b, batch_size=batch_size, device=device, desc="activations B")
+    options = {"max_spatial_samples": max_spatial_samples, "seed": seed}
+    reps_a = [to_representation(n, acts_a.pop(n), conv_mode, **options) for n in names_a]
+    reps_b = [to_representation(n, acts_b.pop(n), conv_mode, **options) for n in names_b]
+    rows_used = max(r.matrix.shape[0] for r in reps_a + reps_b)
+    kernel = [m for m in params if m in KERNEL_MEASURES]
+    if kernel and rows_used > MAX_KERNEL_ROWS:
+        raise ValueError(
+            f"{', '.join(kernel)} needs n x n kernel matrices and the layers have up to {rows_used} rows "
+            f"(conv_mode={conv_mode!r}); set max_spatial_samples (e.g. 5000) or use fewer images "
+            f"(limit: {MAX_KERNEL_ROWS} rows)"
+        )
+
+    records = []
+    cells = [(a, b) for a in reps_a for b in reps_b]
+    for a, b in progress(cells, desc="layer pairs"):
+        for measure, measure_kw in params.items():
+            info = get_measure(measure)
+            reason = _cannot_compare(measure, a, b)
+            if reason is not None:
+                value, status = float("nan"), "skipped"
+            else:
+                value, status, reason = _evaluate(measure, measure_kw, a, b)
+                if status == "degenerate" and degenerate == "nan":
+                    value = float("nan")
+            records.append(
+                {
+                    "layer_a": a.layer,
+                    "layer_b": b.layer,
+                    "measure": measure,
+                    "value": value,
+                    "higher_is_similar": info.higher_is_similar,
+                    "status": status,
+                    "reason": reason,
+                    "conv_mode": conv_mode,
+                    "samples": a.matrix.shape[0] if status != "skipped" else 0,
+                    "sampling": a.sampling if a.sampling == b.sampling else f"A: {a.sampling}; B: {b.sampling}",
+                    "features_a": a.features,
+                    "features_b": b.features,
+                }
+            )
+    table = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    counts = table["status"].value_counts().to_dict()
+    log.info("compared %d x %d layers with %d measures: %s", len(names_a), len(names_b), len(params), counts)
+    return table
+
+
+def compare_checkpoints_layers(
+    ckpt_a,
+    ckpt_b,
+    prepared_data: str | Path,
+    layers_a: Any = "relu",
+    layers_b: Any = "relu",
+    measures: Sequence[str] | Mapping[str, Mapping[str, Any] | None] = DEFAULT_MEASURES,
+    n_images: int = 500,
+    split: str = "test",
+    *,
+    name_a: str | None = None,
+    name_b: str | None = None,
+    **options: Any,
+):
+    """``compare_layers`` for two checkpoints on the first ``n_images`` of a prepared split (no augmentation).
+
+    ``ckpt_a``/``ckpt_b`` are checkpoint paths or loaded ``Checkpoint`` objects; ``layers_*`` may also be
+    a mapping architecture -> selection (see ``resolve_layer_spec``). The table gains ``model_a`` and
+    ``model_b`` columns (``name_a``/``name_b``, else the checkpoints' names) and the probe's ``split``.
+    ``options`` go to ``compare_layers`` (conv_mode, batch_size, device, max_spatial_samples, seed,
+    degenerate, measure_params).
+    """
+    from ..checkpoint import Checkpoint, load_checkpoint
+    from ..data import load_split
+
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 4:
+        raise ValueError(f"n_images must be an integer >= 4, got {n_images!r}")
+    loaded = [c if isinstance(c, Checkpoint) else load_checkpoint(c, "cpu") for c in (ckpt_a, ckpt_b)]
+    probe = load_split(prepared_data, split, limit=n_images)
+    if len(probe) < n_images:
+        raise ValueError(
+            f"the {split} split of {prepared_data} has {len(probe)} images, fewer than n_images={n_images}; "
+            f"ask for at most {len(probe)} images (or use the other split)"
+        )
+    for label, ckpt in zip("AB", loaded):
+        if ckpt.meta.get("dataset") != probe.info.name:
+            log.warning("model %s was trained on %s, the probe is %s", label, ckpt.meta.get("dataset"), probe.info.name)
+    spec_a = resolve_layer_spec(layers_a, loaded[0].meta.get("arch"))
+    spec_b = resolve_layer_spec(layers_b, loaded[1].meta.get("arch"))
+    table = compare_layers(loaded[0].model, loaded[1].model, probe.x, spec_a, spec_b, measures, **options)
+    names = [name or _checkpoint_label(c) for name, c in zip((name_a, name_b), loaded)]
+    table.insert(0, "model_b", names[1])
+    table.insert(0, "model_a", names[0])
+    table["split"] = split
+    return table
+
+
+def _checkpoint_label(ckpt) -> str:
+    return ckpt.meta.get("name") or (str(ckpt.path) if ckpt.path else type(ckpt.model).__name__)

@@ -1,0 +1,228 @@
+"""The runs that the workflow's ``stitching`` config section asks for.
+
+Model references in experiments are zoo ids (``digits/lenet/standard/i0-d0``),
+derived model ids (``derived/...``), ids of task donors whose first part
+names a configured task (``digits_inverted/lenet/standard/i1-d1``, trained
+by the stitching stage itself), or checkpoint paths (``*.safetensors``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .tasks import Task, parse_task
+from .train import PRESETS, StitchOptions
+
+_ZOO_ID = re.compile(r"^(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<algorithm>[^/]+)/i(?P<init>\d+)-d(?P<data>\d+)$")
+
+
+class PlanError(ValueError):
+    """A stitching experiment the configuration cannot describe."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    experiment: str
+    pair: str  # file-name slug of the model pair
+    layers: str  # file-name slug of the layer pair
+    model1: str
+    model2: str
+    layer1: str
+    layer2: str
+    options: dict[str, Any] = field(hash=False)
+    train_task: str | None = None
+    eval_tasks: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.experiment}/{self.pair}/{self.layers}"
+
+
+@dataclass(frozen=True)
+class TaskDonor:
+    model_id: str
+    task: str
+    arch: str
+    algorithm: str
+    init_seed: int
+    data_seed: int
+
+
+def _section(config: dict[str, Any]) -> dict[str, Any]:
+    return config.get("stitching") or {}
+
+
+def named_tasks(config: dict[str, Any]) -> dict[str, Any]:
+    return dict(_section(config).get("tasks") or {})
+
+
+def slug(ref: str) -> str:
+    """A model reference as one file-name component."""
+    if ref.endswith(".safetensors"):
+        return Path(ref).stem
+    return ref.replace("/", ".")
+
+
+def checkpoint_for(ref: str, config: dict[str, Any]) -> str:
+    """Where the checkpoint of a model reference lives (or will be written by the workflow)."""
+    results = config["results"]
+    if ref.endswith(".safetensors"):
+        return ref
+    if ref.split("/")[0] in named_tasks(config):
+        return f"{results}/stitching/donors/{ref}.safetensors"
+    return f"{results}/models/{ref}.safetensors"
+
+
+def task_donor(ref: str, config: dict[str, Any]) -> TaskDonor | None:
+    """The donor the stitching stage trains itself for ``ref``, or None for zoo, derived and path models."""
+    if ref.endswith(".safetensors") or ref.split("/")[0] not in named_tasks(config):
+        return None
+    match = _ZOO_ID.match(ref)
+    if not match:
+        raise PlanError(f"task donor {ref!r} must be written TASK/ARCH/ALGORITHM/iINIT-dDATA")
+    parts = match.groupdict()
+    return TaskDonor(ref, parts["dataset"], parts["arch"], parts["algorithm"], int(parts["init"]), int(parts["data"]))
+
+
+def task_donors(config: dict[str, Any]) -> list[TaskDonor]:
+    out: dict[str, TaskDonor] = {}
+    for run in planned_runs(config):
+        for ref in (run.model1, run.model2):
+            donor = task_donor(ref, config)
+            if donor is not None:
+                out[donor.model_id] = donor
+    return list(out.values())
+
+
+def profile(ref: str, config: dict[str, Any]) -> tuple[str, str]:
+    """(data set, architecture) of a model reference, without loading weights."""
+    from ..checkpoint import read_metadata
+
+    if ref.endswith(".safetensors"):
+        if not Path(ref).exists():
+            raise PlanError(f"checkpoint {ref} (in stitching.experiments) does not exist")
+        meta = read_metadata(ref)
+        return meta["dataset"], meta["arch"]
+    if ref.startswith("derived/"):
+        from ..derive import planned_derivations
+
+        planned = {m.model_id: m for m in planned_derivations(config)}
+        if ref not in planned:
+            raise PlanError(f"{ref} is not among the derived models that the config plans (derived section)")
+        return planned[ref].dataset, planned[ref].arch
+    match = _ZOO_ID.match(ref)
+    if not match:
+        raise PlanError(
+            f"model {ref!r} is neither a zoo id (DATASET/ARCH/ALGORITHM/iINIT-dDATA), a derived id, a task donor "
+            "(TASK/ARCH/ALGORITHM/iINIT-dDATA with TASK in stitching.tasks) nor a .safetensors path"
+        )
+    first = match["dataset"]
+    tasks = named_tasks(config)
+    dataset = tasks[first]["dataset"] if first in tasks else first
+    return dataset, match["arch"]
+
+
+def dataset_of_task(name: str, config: dict[str, Any]) -> str:
+    return parse_task(name, named_tasks(config)).dataset
+
+
+def default_train_task(ref: str, config: dict[str, Any]) -> str:
+    """Model 1's own task: a configured task for task donors, else the data set."""
+    first = ref.split("/")[0]
+    if not ref.endswith(".safetensors") and first in named_tasks(config):
+        return first
+    return profile(ref, config)[0]
+
+
+def _layer_pairs(spec: Any, ref1: str, ref2: str, config: dict[str, Any], flatten: bool) -> list[tuple[str, str]]:
+    if spec == "all":
+        from ..models import build_model
+        from .model import common_stitch_points
+
+        (d1, a1), (d2, a2) = profile(ref1, config), profile(ref2, config)
+        pairs = common_stitch_points(build_model(a1, d1), build_model(a2, d2), flatten=flatten)
+        if not pairs:
+            raise PlanError(f"{ref1} and {ref2} have no common cut point with stitchable shapes; list layer pairs")
+        return pairs
+    out = []
+    for entry in spec:
+        if isinstance(entry, str):
+            out.append((entry, entry))
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+            out.append((str(entry[0]), str(entry[1])))
+        else:
+            raise PlanError(f"a layer entry is a name or a [layer1, layer2] pair, not {entry!r}")
+    return out
+
+
+def experiment_options(config: dict[str, Any], experiment: dict[str, Any]) -> dict[str, Any]:
+    """defaults, then the experiment's preset, then its options; validated."""
+    section = _section(config)
+    defaults = dict(section.get("defaults") or {})
+    preset = experiment.get("preset", defaults.pop("preset", None))
+    defaults.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise PlanError(f"unknown stitching preset {preset!r}; presets: {', '.join(PRESETS)}")
+    merged = {**defaults, **(PRESETS[preset] if preset else {}), **(experiment.get("options") or {})}
+    options = StitchOptions.from_dict(merged)
+    options.preset = preset
+    return options.to_dict()
+
+
+def planned_runs(config: dict[str, Any]) -> list[PlannedRun]:
+    section = _section(config)
+    runs: dict[str, PlannedRun] = {}
+    for name, experiment in (section.get("experiments") or {}).items():
+        options = experiment_options(config, experiment)
+        train_task = experiment.get("train_task")
+        eval_tasks = tuple(experiment.get("eval_tasks") or ())
+        for task in ([train_task] if train_task else []) + list(eval_tasks):
+            parse_task(task, named_tasks(config))  # fail early on a typo
+        for pair in experiment["pairs"]:
+            if len(pair) != 2:
+                raise PlanError(f"stitching.experiments.{name}.pairs: each entry is [model1, model2], not {pair!r}")
+            ref1, ref2 = pair
+            profile(ref1, config), profile(ref2, config)  # unknown references fail here, before any job runs
+            for layer1, layer2 in _layer_pairs(experiment.get("layers", "all"), ref1, ref2, config, options["flatten"]):
+                run = PlannedRun(
+                    name,
+                    f"{slug(ref1)}~{slug(ref2)}",
+                    layer1 if layer1 == layer2 else f"{layer1}~{layer2}",
+                    ref1,
+                    ref2,
+                    layer1,
+                    layer2,
+                    options,
+                    train_task,
+                    eval_tasks,
+                )
+                runs[run.key] = run
+    return list(runs.values())
+
+
+def run_datasets(run: PlannedRun, config: dict[str, Any]) -> list[str]:
+    """The data sets whose prepared files a run reads."""
+    train = run.train_task or default_train_task(run.model1, config)
+    names = [dataset_of_task(t, config) for t in [train, *run.eval_tasks]]
+    return list(dict.fromkeys(names))
+
+
+def run_job(run: PlannedRun, config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run's rule passes to :func:`modelkin.stitching.run.stitch_models`."""
+    return {
+        "layer1": run.layer1,
+        "layer2": run.layer2,
+        "options": run.options,
+        "train_task": run.train_task,
+        "eval_tasks": list(run.eval_tasks),
+        "tasks": named_tasks(config),
+        "device": config.get("device", "auto"),
+        "provenance": {"experiment": run.experiment, "pair": run.pair, "models": [run.model1, run.model2]},
+    }
+
+
+def task_of(name: str, config: dict[str, Any]) -> Task:
+    return parse_task(name, named_tasks(config))

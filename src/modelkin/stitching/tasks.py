@@ -1,0 +1,164 @@
+"""Tasks for cross-task stitching: a prepared data set, optionally transformed.
+
+Cross-task stitching needs donors trained on different tasks with the same
+number of classes (the end model's head is reused). With torchvision data
+that is e.g. MNIST vs Fashion-MNIST, or CIFAR-10 vs SVHN. Offline, the
+bundled digits give a second task by a fixed transformation of the same
+images:
+
+* ``invert`` (x -> 1 - x): white-on-black digits become black-on-white. The
+  labels mean the same, the input statistics differ completely: a digits
+  front sees out-of-distribution images on the inverted task, just as a
+  CIFAR-10 front sees SVHN images in the reference experiments.
+* ``transpose`` (swap height and width): same statistics, different geometry.
+* ``permute_labels``: the same images with a fixed random relabelling (seeded):
+  the features are shared, the head's meaning is not.
+
+A task is written ``DATASET`` or ``DATASET:TRANSFORM[,TRANSFORM...]`` (e.g.
+``digits:invert``), or is named in the workflow config (``stitching.tasks``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import DATASETS, Split, get_dataset_info, load_split
+
+TRANSFORMS = ("invert", "transpose", "permute_labels")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    dataset: str
+    transforms: tuple[str, ...] = field(default_factory=tuple)
+    seed: int = 0  # of permute_labels
+
+    def __post_init__(self) -> None:
+        get_dataset_info(self.dataset)
+        unknown = [t for t in self.transforms if t not in TRANSFORMS]
+        if unknown:
+            raise ValueError(f"task {self.name!r}: unknown transform(s) {unknown}; valid: {', '.join(TRANSFORMS)}")
+        if "transpose" in self.transforms:
+            _, h, w = get_dataset_info(self.dataset).shape
+            if h != w:
+                raise ValueError(f"task {self.name!r}: transpose needs square images, {self.dataset} has {h}x{w}")
+
+    @property
+    def num_classes(self) -> int:
+        return get_dataset_info(self.dataset).num_classes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dataset": self.dataset, "transforms": list(self.transforms), "seed": self.seed}
+
+    def label_permutation(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.randperm(self.num_classes, generator=g)
+
+    def apply(self, split: Split) -> Split:
+        """The split as this task sees it (a new Split; the input is not modified)."""
+        x, y = split.x, split.y
+        for transform in self.transforms:
+            if transform == "invert":
+                x = 1.0 - x
+            elif transform == "transpose":
+                x = x.transpose(-1, -2).contiguous()
+            else:
+                y = self.label_permutation()[y]
+        return Split(x, y, split.info)
+
+
+def parse_task(spec: str | dict[str, Any] | Task, named: dict[str, Any] | None = None) -> Task:
+    """A Task from a data set name, ``DATASET:T1,T2``, a configured task name, or a dict."""
+    if isinstance(spec, Task):
+        return spec
+    named = named or {}
+    if isinstance(spec, dict):
+        return Task(spec.get("name", spec["dataset"]), spec["dataset"], tuple(spec.get("transforms", ())), int(spec.get("seed", 0)))
+    if spec in named:
+        entry = named[spec]
+        return Task(spec, entry["dataset"], tuple(entry.get("transforms", ())), int(entry.get("seed", 0)))
+    dataset, _, transforms = spec.partition(":")
+    if dataset not in DATASETS:
+        valid = ", ".join(list(DATASETS) + list(named))
+        raise ValueError(f"unknown task {spec!r}: not a data set or configured task ({valid}), nor DATASET:TRANSFORM")
+    return Task(spec, dataset, tuple(t for t in transforms.split(",") if t), 0)
+
+
+def load_task_split(prepared: str | Path, task: Task, split: str, limit: int | None = None) -> Split:
+    """``split`` of the prepared file of ``task.dataset``, transformed for the task."""
+    data = load_split(prepared, split, limit=limit)
+    if data.info.name != task.dataset:
+        raise ValueError(f"{prepared} holds {data.info.name}, but task {task.name!r} is on {task.dataset}")
+    return task.apply(data)
+
+
+def train_task_donor(
+    output: str | Path,
+    *,
+    prepared: str | Path,
+    task: Task | dict[str, Any],
+    arch: str,
+    algorithm: str,
+    recipe: dict[str, Any],
+    init_seed: int,
+    data_seed: int,
+    evaluation: dict[str, Any] | None = None,
+    device: str = "auto",
+) -> Path:
+    """Train a zoo architecture on a transformed task, exactly as the zoo trains on a data set.
+
+    The checkpoint's ``dataset`` is the underlying data set (the input space the
+    model is built for); ``task`` records the transformation.
+    """
+    from ..checkpoint import save_checkpoint
+    from ..models import seeded_model
+    from ..data import PlantedPatch
+    from ..train import TrainRecipe, evaluate_model, fit
+
+    task = parse_task(task)
+    recipe = TrainRecipe.from_dict(recipe)
+    train = load_task_split(prepared, task, "train", limit=recipe.train_limit)
+    if recipe.planted_patch:
+        patch = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.planted_patch.items()}
+        train, _ = PlantedPatch(**patch).plant(train)
+    test = load_task_split(prepared, task, "test")
+    output = Path(output)
+    model = seeded_model(arch, train.info, init_seed)
+    name = f"{task.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}"
+    history = fit(
+        model,
+        train,
+        recipe,
+        data_seed=data_seed,
+        device=device,
+        resume_path=output.with_name(output.name + ".resume.pt"),
+        desc=name,
+    )
+    metrics = evaluate_model(model, test, device=device, **(evaluation or {}))
+    meta = {
+        "name": name,
+        "arch": arch,
+        "dataset": task.dataset,
+        "task": task.to_dict(),
+        "num_classes": task.num_classes,
+        "algorithm": algorithm,
+        "recipe": recipe.to_dict(),
+        "init_seed": init_seed,
+        "data_seed": data_seed,
+        "epochs": recipe.epochs,
+        "history": history.epochs,
+        **metrics,
+    }
+    return save_checkpoint(output, model, meta)
+
+
+def task_of_checkpoint(meta: dict[str, Any]) -> Task:
+    """The task a checkpoint was trained on (its data set, or the recorded transformed task)."""
+    if meta.get("task"):
+        return parse_task(meta["task"])
+    return Task(meta["dataset"], meta["dataset"])

@@ -1,0 +1,460 @@
+"""Signature distances: known answers, alignment, symmetry, triangle inequality, references, tables."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from modelkin.distances import (
+    REGISTRY,
+    InsufficientReference,
+    InsufficientReferenceWarning,
+    Setting,
+    align_classes,
+    distances_for,
+    get_distance,
+    greedy_assignment,
+    normalise,
+    reference_distance,
+    zest_distance,
+)
+from modelkin.distances.gradfield import all_field_distances, per_step_statistics
+from modelkin.distances.pairwise import gradfield_pairwise, pairwise_distances
+
+ZEST_METRICS = ("cos", "l1", "l2", "linf")
+
+
+def random_signature(rng, rows=40, classes=10):
+    return rng.normal(size=(rows, classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy class alignment (METHODS.md section 1)
+
+
+def test_greedy_assignment_takes_global_minima_in_order():
+    cost = np.array([[1.0, 5.0, 0.5], [0.2, 3.0, 4.0]])
+    # 0.2 at (1, 0) first; then row 0 keeps columns 1 and 2 -> 0.5 at (0, 2)
+    assert greedy_assignment(cost).tolist() == [2, 0]
+
+
+def test_greedy_assignment_is_greedy_not_optimal():
+    # The optimal assignment (0->1, 1->0) costs 4; greedy takes the global minimum 1 first and pays 101.
+    cost = np.array([[1.0, 2.0], [2.0, 100.0]])
+    assert greedy_assignment(cost).tolist() == [0, 1]
+
+
+def test_greedy_assignment_needs_rows_le_columns():
+    with pytest.raises(ValueError, match="no more rows than columns"):
+        greedy_assignment(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("metric", ZEST_METRICS)
+def test_permuted_classes_have_distance_zero_after_alignment(metric):
+    rng = np.random.default_rng(0)
+    a = random_signature(rng)
+    permutation = rng.permutation(10)
+    b = a[:, permutation]
+    assert zest_distance(a, b, metric) == pytest.approx(0.0, abs=1e-12)
+    assert zest_distance(a, b, metric, align=False) > 0.1
+    a_aligned, b_aligned = align_classes(a, b, metric)
+    np.testing.assert_array_equal(a_aligned, b_aligned)
+
+
+@pytest.mark.parametrize("metric", ZEST_METRICS)
+def test_different_class_counts_align_the_larger_models_columns(metric):
+    rng = np.random.default_rng(1)
+    large = random_signature(rng, classes=10)
+    chosen = [7, 2, 9, 0, 4]
+    small = large[:, chosen]
+    for first, second in ((small, large), (large, small)):
+        assert zest_distance(first, second, metric) == pytest.approx(0.0, abs=1e-12)
+    a_aligned, b_aligned = align_classes(small, large, metric)
+    assert a_aligned.shape == b_aligned.shape == (40, 5)
+    np.testing.assert_array_equal(b_aligned, small)
+
+
+def test_zest_known_answers():
+    a = np.array([[1.0, 0.0], [0.0, 2.0]])
+    b = np.array([[2.0, 0.0], [0.0, 1.0]])
+    # Alignment keeps the identity here; flattened a = (1, 0, 0, 2), b = (2, 0, 0, 1).
+    assert zest_distance(a, b, "cos") == pytest.approx(1 - 4 / 5)
+    assert zest_distance(a, b, "l1") == pytest.approx(2.0)
+    assert zest_distance(a, b, "l2") == pytest.approx(math.sqrt(2.0))
+    assert zest_distance(a, b, "linf") == pytest.approx(1.0)
+
+
+def test_zest_cos_ignores_scale_and_zero_vector_counts_as_orthogonal():
+    rng = np.random.default_rng(2)
+    a = random_signature(rng)
+    assert zest_distance(a, 3.5 * a, "cos") == pytest.approx(0.0, abs=1e-12)
+    assert zest_distance(a, -a, "cos", align=False) == pytest.approx(2.0)
+    # Aligned, each column of -a is matched to the column of a it is least opposed to: well below 2.
+    assert zest_distance(a, -a, "cos") < 1.5
+    assert zest_distance(a, np.zeros_like(a), "cos") == 1.0
+
+
+def test_zest_rejects_signatures_from_different_probes():
+    with pytest.raises(ValueError, match="same probe"):
+        zest_distance(np.zeros((5, 10)), np.zeros((6, 10)))
+    with pytest.raises(ValueError, match="unknown Zest metric"):
+        zest_distance(np.zeros((5, 10)), np.zeros((5, 10)), "l3")
+
+
+@pytest.mark.parametrize("metric", ZEST_METRICS)
+def test_zest_distances_are_symmetric(metric):
+    rng = np.random.default_rng(3)
+    for classes_a, classes_b in ((10, 10), (5, 10), (10, 7)):
+        a = random_signature(rng, classes=classes_a)
+        b = random_signature(rng, classes=classes_b)
+        assert zest_distance(a, b, metric) == pytest.approx(zest_distance(b, a, metric), rel=1e-12)
+
+
+def _triangle_violations(distance, trios) -> int:
+    count = 0
+    for trio in trios:
+        for x, y, z in itertools.permutations(trio):
+            count += distance(x, z) > distance(x, y) + distance(y, z) + 1e-9
+    return count
+
+
+def _zest_trios(rng, n):
+    # Near-copies, noisy copies and a class-permuted copy, so that pairs need different alignments.
+    for _ in range(n):
+        base = random_signature(rng, rows=12, classes=6)
+        trio = [base + rng.normal(scale=s, size=base.shape) for s in rng.uniform(0.05, 2.0, size=3)]
+        trio[int(rng.integers(3))] = trio[0][:, rng.permutation(6)]
+        yield trio
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2", "linf"])
+def test_zest_lp_norms_are_metrics_for_a_fixed_class_order(metric):
+    trios = list(_zest_trios(np.random.default_rng(4), 50))
+    assert _triangle_violations(lambda a, b: zest_distance(a, b, metric, align=False), trios) == 0
+
+
+def test_greedy_alignment_can_break_the_triangle_inequality():
+    # Why the registry does not call the aligned Zest lp distances metrics.
+    trios = list(_zest_trios(np.random.default_rng(4), 50))
+    assert _triangle_violations(get_distance("zest", "linf"), trios) > 0
+    assert not any(d.is_metric for d in distances_for("zest"))
+
+
+@pytest.mark.parametrize("name", [n for n, d in REGISTRY.items() if d.is_metric])
+def test_triangle_inequality_for_metrics(name):
+    info = REGISTRY[name]
+    rng = np.random.default_rng(4)
+    trios = []
+    for _ in range(30):
+        base = rng.normal(size=(3, 4, 16))
+        trios.append([base + rng.normal(scale=s, size=base.shape) for s in rng.uniform(0.05, 2.0, size=3)])
+    assert _triangle_violations(info, trios) == 0
+
+
+def test_registry_declares_the_expected_metrics():
+    assert sorted(n for n, d in REGISTRY.items() if d.is_metric) == ["gradfield/euclidean", "gradfield/zscore"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient-field distances
+
+
+def test_gradfield_known_answers():
+    rng = np.random.default_rng(5)
+    field = rng.normal(size=(4, 6, 20))
+    same = all_field_distances(field, field)
+    assert same["cos"] == pytest.approx(0.0, abs=1e-12)
+    assert same["euclidean"] == pytest.approx(0.0, abs=1e-9)
+    assert same["zscore"] == pytest.approx(0.0, abs=1e-6)
+    assert all_field_distances(field, -field)["cos"] == pytest.approx(2.0)
+    scaled = all_field_distances(field, 3.0 * field + 1.0)
+    assert scaled["zscore"] == pytest.approx(0.0, abs=1e-6)  # blind to scale and offset
+    assert all_field_distances(field, 3.0 * field)["cos"] == pytest.approx(0.0, abs=1e-12)
+    expected = (2.0 * np.linalg.norm(field, axis=2)).mean()
+    assert all_field_distances(field, 3.0 * field)["euclidean"] == pytest.approx(expected)
+    e1 = np.zeros((1, 2, 3))
+    e1[..., 0] = 1.0
+    e2 = np.zeros((1, 2, 3))
+    e2[..., 1] = 1.0
+    assert all_field_distances(e1, e2)["cos"] == pytest.approx(1.0)
+
+
+def test_gradfield_max_over_steps_then_mean():
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(2, 3, 10))
+    b = a.copy()
+    b[0, 1] = -a[0, 1]  # point 0, step 1 opposite: 1 - cos = 2; everything else identical
+    values = all_field_distances(a, b)
+    assert values["cos"] == pytest.approx(2.0 / 6)
+    assert values["cos_max_step"] == pytest.approx(2.0 / 2)
+
+
+def test_gradfield_cos_agrees_with_the_signature_module():
+    from modelkin.signatures.gradfield import field_cosine_distance
+
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(5, 7, 30)).astype(np.float32)
+    b = (a + rng.normal(scale=0.8, size=a.shape)).astype(np.float32)
+    assert get_distance("gradfield", "cos")(a, b) == pytest.approx(field_cosine_distance(a, b), rel=1e-9)
+
+
+def test_zscore_equals_sqrt_two_one_minus_pearson():
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(3, 2, 50))
+    b = a + rng.normal(size=a.shape)
+    r = np.array([[np.corrcoef(a[i, k], b[i, k])[0, 1] for k in range(2)] for i in range(3)])
+    assert per_step_statistics(a, b)["zscore_rms"] == pytest.approx(np.sqrt(2 * (1 - r)), rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["zest", "gradfield"])
+def test_pairwise_matrices_match_the_pair_functions(method):
+    rng = np.random.default_rng(9)
+    if method == "zest":
+        signatures = [random_signature(rng, rows=15, classes=c) for c in (10, 10, 5, 10)]
+    else:
+        base = rng.normal(size=(9, 4, 12)).astype(np.float32)
+        signatures = [base + rng.normal(scale=s, size=base.shape).astype(np.float32) for s in (0.1, 0.5, 1.0, 3.0)]
+        signatures.append(np.zeros_like(base))  # a dead model's field: cos 0 to everything
+    matrices = pairwise_distances(method, signatures)
+    if method == "gradfield":  # chunking over points changes nothing
+        for metric, matrix in gradfield_pairwise(signatures, chunk_points=2).items():
+            np.testing.assert_allclose(matrix, matrices[metric], rtol=1e-10, atol=1e-12)
+    for info in distances_for(method):
+        matrix = matrices[info.metric]
+        assert np.allclose(matrix, matrix.T)
+        assert np.all(np.diag(matrix) == 0)
+        for i, j in itertools.combinations(range(len(signatures)), 2):
+            assert matrix[i, j] == pytest.approx(info(signatures[i], signatures[j]), rel=1e-7, abs=1e-9), info.name
+
+
+def test_gradfield_pairwise_rejects_mixed_shapes():
+    with pytest.raises(ValueError, match="same shape"):
+        gradfield_pairwise([np.zeros((2, 3, 4)), np.zeros((2, 3, 5))])
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry metadata
+
+
+def test_registry_metadata():
+    assert {d.method for d in REGISTRY.values()} == {"zest", "gradfield"}
+    for info in REGISTRY.values():
+        assert info.higher_is_similar is False and info.larger_means_less_similar
+        assert info.symmetric
+        assert info.range[0] == 0.0 and info.range[1] > 0
+    assert [d.metric for d in distances_for("zest")][0] == "cos"
+    assert {d.metric for d in distances_for("zest")} == set(ZEST_METRICS)
+    assert {d.metric for d in distances_for("gradfield")} == {"cos", "euclidean", "cos_max_step", "zscore"}
+    assert get_distance("zest/l2") is get_distance("zest", "l2")
+    assert not get_distance("zest", "cos").is_metric and get_distance("gradfield", "euclidean").is_metric
+    with pytest.raises(ValueError, match="valid: cos, l1, l2, linf"):
+        get_distance("zest", "euclidean")
+    with pytest.raises(ValueError, match="no distances for signature method"):
+        distances_for("cka")
+
+
+def test_values_stay_in_the_declared_range():
+    rng = np.random.default_rng(10)
+    for info in REGISTRY.values():
+        for _ in range(5):
+            shape = (20, 10) if info.method == "zest" else (3, 4, 10)
+            value = info(rng.normal(size=shape), rng.normal(size=shape))
+            assert info.range[0] <= value <= info.range[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# References and normalisation
+
+
+def test_reference_mean_spread_and_verdicts():
+    ref = reference_distance([1.0, 2.0, 3.0, 4.0, 5.0], metric="cos", setting="digits:lenet/standard~lenet/standard")
+    assert (ref.mean, ref.n, ref.sufficient) == (3.0, 5, True)
+    assert ref.std == pytest.approx(math.sqrt(2.5))
+    close = normalise(1.5, ref)
+    assert close.normalised == pytest.approx(0.5) and close.verdict == "related"
+    assert close.normalised_spread == pytest.approx(math.sqrt(2.5) / 3)
+    far = normalise(4.5, ref)
+    assert far.normalised == pytest.approx(1.5) and far.verdict == "unrelated"
+    assert normalise(3.0, ref).verdict == "unrelated"  # not below the threshold
+    assert normalise(2.7, ref, threshold=0.8).verdict == "unrelated"
+    assert normalise(2.3, ref, threshold=0.8).verdict == "related"
+    assert "n=5" in close.describe() and "related" in close.describe()
+    with pytest.raises(ValueError, match="similarity"):
+        normalise(0.5, ref, higher_is_similar=True)
+
+
+def test_insufficient_reference_errors_with_the_fix():
+    with pytest.raises(InsufficientReference, match="3 independently seeded pair.*fewer than the 5") as info:
+        reference_distance([1.0, 2.0, 3.0], metric="cos", setting="digits:lenet/standard~mlp/standard")
+    message = str(info.value)
+    assert "zoo.seeds" in message and "on_insufficient_reference: warn" in message
+    assert "digits:lenet/standard~mlp/standard" in message
+
+
+def test_insufficient_reference_warns_when_configured():
+    with pytest.warns(InsufficientReferenceWarning, match="rests on 2"):
+        ref = reference_distance([1.0, 3.0], metric="l2", setting="s", min_pairs=5, on_insufficient="warn")
+    assert (ref.mean, ref.n, ref.sufficient) == (2.0, 2, False)
+    assert normalise(1.0, ref).verdict == "related"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsufficientReferenceWarning)
+        empty = reference_distance([], metric="l2", setting="s", on_insufficient="warn")
+    assert empty.n == 0 and math.isnan(empty.mean)
+    assert normalise(1.0, empty).verdict == "unknown"
+    with pytest.raises(ValueError, match="on_insufficient"):
+        reference_distance([1.0], metric="l2", setting="s", on_insufficient="ignore")
+
+
+def test_setting_is_unordered_and_round_trips():
+    one = Setting.of("digits", "mlp", "standard", "lenet", "madry")
+    other = Setting.of("digits", "lenet", "madry", "mlp", "standard")
+    assert one == other and one.key == "digits:lenet/madry~mlp/standard"
+    assert Setting.from_key(one.key) == one
+    with pytest.raises(ValueError, match="not a setting key"):
+        Setting.from_key("digits-lenet")
+
+
+# ---------------------------------------------------------------------------------------------
+# Distance tables on synthetic signatures with known structure
+
+
+def _model(tmp_path, name, **meta):
+    """A tiny checkpoint whose metadata says what the table needs (its weights do not matter here)."""
+    import torch
+
+    from modelkin.checkpoint import save_checkpoint
+    from modelkin.models import seeded_model
+
+    path = tmp_path / "models" / f"{name.replace('/', '_')}.safetensors"
+    seed = meta.get("init_seed", 0) % 1000
+    model = seeded_model("mlp", "digits", seed)
+    with torch.no_grad():  # distinct files even for equal seeds: a sha256 identifies a model
+        model.fc1.bias.add_(len(name) * 1e-3 + hash(name) % 97 * 1e-5)
+    save_checkpoint(path, model, {"name": name, "arch": "mlp", "dataset": "digits", "num_classes": 10, **meta})
+    return path
+
+
+def _collection(tmp_path, n_zoo=4, probe_seed=0):
+    """n_zoo independent zoo models with random signatures; a fine-tuned copy of zoo 0 (parent + small
+    noise), a pruned copy of that (grandchild) and a second derivation of zoo 0 (sibling)."""
+    from modelkin.derive import read_lineage_meta
+    from modelkin.distances.tables import Member
+    from modelkin.signatures import write_probe, write_signature
+
+    rng = np.random.default_rng(probe_seed)
+    probe = write_probe(tmp_path / f"probe{probe_seed}.h5", {"images": rng.normal(size=(2, 1, 4, 4))}, kind="zest",
+                        params={"seed": probe_seed})
+    members, data = [], {}
+    zoo = [f"digits/mlp/standard/i{s}-d{s}" for s in range(n_zoo)]
+    for s, name in enumerate(zoo):
+        data[name] = rng.normal(size=(30, 10))
+        members.append((name, _model(tmp_path, name, algorithm="standard", init_seed=s, data_seed=s)))
+    derived = {
+        f"derived/digits/finetune/{zoo[0]}/s0": ("finetune", zoo[0], 0.05),
+        f"derived/digits/prune/derived/digits/finetune/{zoo[0]}/s0/s0": ("prune", f"derived/digits/finetune/{zoo[0]}/s0", 0.05),
+        f"derived/digits/finetune/{zoo[1]}/s0": ("finetune", zoo[1], 0.05),
+        f"derived/digits/extract_probs/{zoo[0]}/s0": ("extract_probs", zoo[0], 0.3),
+    }
+    for name, (kind, parent, noise) in derived.items():
+        data[name] = data[parent] + rng.normal(scale=noise, size=(30, 10))
+        members.append((name, _model(tmp_path, name, algorithm=kind, derivation=kind, parent=parent,
+                                     root_algorithm="standard", init_seed=10_000 + len(name), data_seed=20_000 + len(name))))
+    out = []
+    for name, ckpt in members:
+        sig = write_signature(tmp_path / "sigs" / f"{name.replace('/', '_')}_{probe_seed}.h5", data[name].astype(np.float32),
+                              method="zest", params={"outputs": "logits"}, axes=("superpixel", "class"),
+                              checkpoint=ckpt, probe=probe)
+        meta = read_lineage_meta(ckpt)
+        out.append(Member(name, meta, sig))
+    return out
+
+
+def test_distance_table_relations_references_and_verdicts(tmp_path):
+    import pandas as pd
+
+    from modelkin.distances.tables import distance_table, relatedness_table, write_distance_table
+
+    members = _collection(tmp_path)
+    table = distance_table("zest", members, min_reference_pairs=5)
+    rows = {(r["model_a"], r["model_b"]): r for r in table.rows}
+    assert len(rows) == 8 * 7 // 2
+    zoo0, zoo1 = "digits/mlp/standard/i0-d0", "digits/mlp/standard/i1-d1"
+    child = f"derived/digits/finetune/{zoo0}/s0"
+    grandchild = f"derived/digits/prune/{child}/s0"
+
+    def row(a, b):
+        return rows.get((a, b)) or rows[(b, a)]
+
+    assert row(zoo0, child)["relation"] == "derived-by-finetune" and row(zoo0, child)["ancestor"] == zoo0
+    assert row(zoo0, grandchild)["relation"] == "derived-by-finetune+prune"
+    assert row(child, grandchild)["relation"] == "derived-by-prune"
+    assert row(child, f"derived/digits/extract_probs/{zoo0}/s0")["relation"] == "common-ancestor"
+    assert row(zoo0, zoo1)["relation"] == "independent" and row(zoo0, zoo1)["reference_pair"]
+    assert row(child, zoo1)["relation"] == "independent" and not row(child, zoo1)["reference_pair"]
+    # one setting (mlp/standard on both sides), its reference = the 6 zoo pairs exactly
+    setting = "digits:mlp/standard~mlp/standard"
+    assert set(table.references) == {setting}
+    ref = table.references[setting]["cos"]
+    zoo_pairs = [r for r in table.rows if r["reference_pair"]]
+    assert ref.n == 6 and ref.mean == pytest.approx(np.mean([r["cos"] for r in zoo_pairs]))
+    assert np.mean([r["cos_normalised"] for r in zoo_pairs]) == pytest.approx(1.0)
+    assert row(zoo0, child)["cos_normalised"] < 0.1 and row(zoo0, child)["cos_verdict"] == "related"
+    assert row(zoo0, child)["cos_reference_n"] == 6
+    write_distance_table(table, tmp_path / "zest.csv", tmp_path / "zest_reference.json")
+    frame = pd.read_csv(tmp_path / "zest.csv")
+    assert {"cos", "cos_normalised", "cos_reference_mean", "cos_reference_std", "cos_reference_n", "cos_verdict",
+            "l1", "linf", "relation", "setting"} <= set(frame.columns)
+    relatedness = relatedness_table(tmp_path / "zest.csv", tmp_path / "rel.csv")
+    finetune = relatedness[(relatedness["derivation"] == "finetune") & (relatedness["metric"] == "cos")].iloc[0]
+    # positives: zoo0-child, zoo1-its child; negatives: independent pairs that involve zoo0 or zoo1
+    assert finetune["n_positive"] == 2 and finetune["auc"] == 1.0 and finetune["auc_normalised"] == 1.0
+    assert finetune["n_negative_zoo"] == 5 and finetune["auc_vs_zoo"] == 1.0  # zoo pairs with zoo 0 or zoo 1
+    assert finetune["n_negative"] == sum(
+        1 for r in table.rows if r["relation"] == "independent" and {zoo0, zoo1} & {r["model_a"], r["model_b"]}
+    )
+    assert set(relatedness["derivation"]) == {"finetune", "finetune+prune", "prune", "extract_probs"}
+
+
+def test_relatedness_auc_follows_the_distance_direction(tmp_path):
+    import pandas as pd
+
+    from modelkin.distances.tables import relatedness_table
+
+    rows = []
+    for i, (relation, value) in enumerate([("derived-by-finetune", 0.1), ("derived-by-finetune", 0.5),
+                                           ("independent", 0.3), ("independent", 0.9), ("independent", 1.2)]):
+        rows.append({"model_a": "P", "model_b": f"M{i}", "relation": relation, "ancestor": "P" if "derived" in relation else "",
+                     **{c: value for c in ("cos", "cos_normalised", "l1", "l1_normalised", "l2", "l2_normalised",
+                                           "linf", "linf_normalised")}})
+    pd.DataFrame(rows).to_csv(tmp_path / "zest.csv", index=False)
+    table = relatedness_table(tmp_path / "zest.csv")
+    # pairs (pos, neg) ordered correctly: 0.1 beats all 3; 0.5 beats 0.9 and 1.2 -> 5 of 6
+    assert table.loc[table["metric"] == "cos", "auc"].item() == pytest.approx(5 / 6)
+
+
+def test_insufficient_reference_in_a_table_errors_or_warns(tmp_path):
+    from modelkin.distances.tables import distance_table
+
+    members = _collection(tmp_path, n_zoo=3)  # 3 independent zoo pairs < 5
+    with pytest.raises(InsufficientReference, match="3 independently seeded pair"):
+        distance_table("zest", members)
+    with pytest.warns(InsufficientReferenceWarning):
+        table = distance_table("zest", members, on_insufficient_reference="warn")
+    assert all(r["cos_reference_n"] == 3 for r in table.rows)
+
+
+def test_signatures_from_different_probes_are_not_compared(tmp_path):
+    from modelkin.distances import signature_distances
+    from modelkin.signatures import SignatureMismatch
+
+    first = _collection(tmp_path, n_zoo=2, probe_seed=0)
+    second = _collection(tmp_path, n_zoo=2, probe_seed=1)
+    with pytest.raises(SignatureMismatch, match="different probes"):
+        signature_distances(first[0].signature, second[1].signature)
+    values = signature_distances(first[0].signature, first[1].signature)
+    assert list(values) == ["cos", "l1", "l2", "linf"]
+    assert signature_distances(first[0].signature, first[1].signature, ["l2"]) == {"l2": pytest.approx(values["l2"])}

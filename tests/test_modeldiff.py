@@ -1,0 +1,141 @@
+"""ModelDiff (modelkin.modeldiff): residual algebra, PCA directions with correct labels, the published API,
+the counterfactual, and the planted-patch acceptance case on digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelkin.modeldiff import (
+    ModelDiff,
+    counterfactual_probabilities,
+    explained_variance,
+    precision_at_k,
+    residual_pca,
+    residual_scores,
+    summarise_counterfactual,
+)
+
+
+def planted_scores(seed: int = 0, n_test: int = 80, n_train: int = 200):
+    """B: shared structure plus noise. A: the same, plus a block that training examples 0-14 contribute to
+    test examples 0-19 (something only A does)."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(n_test, 5)) @ rng.normal(size=(5, n_train))
+    b = shared + 0.3 * rng.normal(size=(n_test, n_train))
+    a = shared + 0.3 * rng.normal(size=(n_test, n_train))
+    a[:20, :15] += 2.5
+    return a, b
+
+
+def test_residuals_match_their_definitions():
+    a, b = planted_scores()
+    raw = residual_scores(a, b, normalize_rows=False)
+    expected = a - ((a * b).sum(1) / (b * b).sum(1))[:, None] * b  # the modeldiff package's formula
+    np.testing.assert_allclose(raw, expected, atol=1e-12)
+    normalised = residual_scores(a, b)
+    a_hat = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b_hat = b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(normalised, a_hat - (a_hat * b_hat).sum(1, keepdims=True) * b_hat, atol=1e-12)
+    assert np.abs((normalised * b).sum(1)).max() < 1e-10  # nothing of b_x is left in r_x
+    # scaling a test example's scores in either algorithm changes nothing after row normalisation
+    scale = np.linspace(0.1, 10, len(a))[:, None]
+    np.testing.assert_allclose(residual_scores(a * scale, b / scale), normalised, atol=1e-12)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_a_minus_b_finds_what_only_a_does_and_labels_variances_by_algorithm(normalize):
+    a, b = planted_scores()
+    ab = residual_pca(a, b, 3, kind="A-minus-B", normalize_rows=normalize)
+    assert ab.directions.shape == (3, 200) and ab.projections.shape == (80, 3)
+    np.testing.assert_allclose(np.linalg.norm(ab.directions, axis=1), 1, atol=1e-9)
+    assert precision_at_k(ab.directions[0], range(15), k=15) == 1.0
+    assert set(ab.top_test(0, 20)) == set(range(20))  # oriented: the subpopulation projects positively
+    assert ab.explained_variance["A"][0] > 5 * ab.explained_variance["B"][0]
+    np.testing.assert_allclose(ab.explained_variance["A"], explained_variance(a, ab.directions))
+    # B-minus-A: variances still labelled by algorithm (the package calls B's values 'A')
+    ba = residual_pca(a, b, 3, kind="B-minus-A", normalize_rows=normalize)
+    np.testing.assert_allclose(ba.explained_variance["B"], explained_variance(b, ba.directions))
+    np.testing.assert_allclose(ba.explained_variance["A"], explained_variance(a, ba.directions))
+    assert ba["variances"] is ba.explained_variance and (ba.first, ba.second) == ("B", "A")
+    assert precision_at_k(ba.directions[0], range(15), k=15) < 0.5
+
+
+def test_agrees_with_the_modeldiff_package_formulas_up_to_sign():
+    """An independent transcription of modeldiff/pca.py (residual_pca, unnormalised residuals)."""
+    from sklearn.decomposition import PCA
+
+    a, b = planted_scores(1)
+    num = (b * a).sum(axis=1)
+    proj = (num / (a * a).sum(axis=1))[:, None] * a
+    package = PCA(n_components=2).fit(b - proj)  # what the package's get_B_minus_A computes
+    ours = residual_pca(a, b, 2, kind="B-minus-A", normalize_rows=False)
+    for c in range(2):
+        assert abs(abs(float(package.components_[c] @ ours.directions[c])) - 1) < 1e-8
+
+
+def test_published_api_on_cpu():
+    torch.manual_seed(0)
+    x = torch.randn(120, 1, 4, 4)
+    y = (x[:, 0, 0, 0] > 0).long() + (x[:, 0, 3, 3] > 0).long()
+    val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:30], y[:30]), batch_size=8)
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[30:], y[30:]), batch_size=16)
+
+    def arch():
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.Tanh(), nn.Linear(5, 3))
+
+    ckpts = {k: [] for k in "AB"}
+    for k, seeds in (("A", (0, 1)), ("B", (2, 3))):
+        for s in seeds:
+            torch.manual_seed(s)
+            ckpts[k].append(arch().state_dict())
+    md = ModelDiff(arch(), arch(), ckpts["A"], ckpts["B"], train, trak={"proj_dim": None, "ridge": 1e-3}, device="cpu")
+    ab = md.get_A_minus_B(val, num_pca_comps=2)
+    ba = md.get_B_minus_A(val, num_pca_comps=2)
+    assert ab.kind == "A-minus-B" and ba.kind == "B-minus-A"
+    assert ab["directions"].shape == (2, 90) and ab["projections"].shape == (30, 2)
+    scores_a, scores_b = md.attribute(val, "A"), md.attribute(val, "B")
+    assert scores_a.shape == (30, 90)
+    from_scores = ModelDiff().get_B_minus_A_from_scores(scores_a, scores_b, 2)
+    np.testing.assert_allclose(from_scores.directions, ba.directions, atol=1e-10)
+    with pytest.raises(ValueError, match="both modelA and modelB"):
+        ModelDiff(arch(), None, ckpts["A"], [], train)
+    with pytest.raises(ValueError, match="same test and training examples"):
+        residual_pca(scores_a, scores_b[:, :50], 2)
+
+
+def test_counterfactual_rows_measure_the_change_in_target_probability():
+    class CornerDetector(nn.Module):
+        """Class 1 logit = 10 x pixel (0, 0); class 0 constant."""
+
+        def __init__(self, gain):
+            super().__init__()
+            self.gain = gain
+
+        def forward(self, x):
+            return torch.stack([torch.full((len(x),), 2.0), self.gain * x[:, 0, 0, 0]], dim=1)
+
+    images = torch.zeros(10, 1, 4, 4)
+
+    def patch(x):
+        x = x.clone()
+        x[:, :, 0, 0] = 1.0
+        return x
+
+    rows = counterfactual_probabilities(
+        {"blind": [("b0", CornerDetector(0.0))], "sees": [("s0", CornerDetector(10.0)), ("s1", CornerDetector(4.0))]},
+        images,
+        patch,
+        target_class=1,
+        device="cpu",
+    )
+    by_name = {r["checkpoint"]: r for r in rows}
+    p0 = 1 / (1 + np.exp(2.0))
+    assert by_name["b0"]["delta_p_target"] == pytest.approx(0.0, abs=1e-7)
+    assert by_name["s0"]["p_target_before"] == pytest.approx(p0, rel=1e-5)
+    assert by_name["s0"]["p_target_after"] == pytest.approx(1 / (1 + np.exp(2.0 - 10.0)), rel=1e-5)
+    assert by_name["s0"]["predicted_target_after"] == 1.0 and by_name["s1"]["predicted_target_before"] == 0.0
+    summary = {r["role"]: r for r in summarise_counterfactual(rows, {"blind": "A", "sees": "B"})}
+    assert summary["B"]["n_checkpoints"] == 2 and summary["B"]["delta_p_target"] > 0.5 > summary["A"]["delta_p_target"]

@@ -1,0 +1,186 @@
+"""The HDF5 signature and probe files: every attribute on disk, clear errors, the comparability check."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from modelkin import __version__
+from modelkin.checkpoint import save_checkpoint
+from modelkin.io import file_sha256
+from modelkin.models import seeded_model
+from modelkin.signatures import (
+    SignatureError,
+    SignatureMismatch,
+    check_comparable,
+    read_probe,
+    read_signature,
+    write_probe,
+    write_signature,
+)
+from modelkin.signatures.store import describe
+
+MODEL_META = {
+    "name": "digits/mlp/standard/i3-d4",
+    "arch": "mlp",
+    "dataset": "digits",
+    "num_classes": 10,
+    "algorithm": "standard",
+    "init_seed": 3,
+    "data_seed": 4,
+    "parent": "digits/mlp/standard/i0-d0",
+    "history": [{"epoch": 1}],  # not copied into signatures
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    return save_checkpoint(path, seeded_model("mlp", "digits", 3), MODEL_META)
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("probe") / "probe.h5"
+    arrays = {"images": np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32), "labels": np.arange(3)}
+    return write_probe(path, arrays, kind="zest", params={"dataset": "digits", "n_images": 3, "seed": 0})
+
+
+def make_signature(tmp_path, checkpoint, probe, name="sig.h5", shape=(7, 10), params=None, method="zest", seed=0):
+    data = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return write_signature(
+        tmp_path / name,
+        data,
+        method=method,
+        params=params or {"outputs": "logits"},
+        axes=("superpixel", "class"),
+        checkpoint=checkpoint,
+        probe=probe,
+        extra_attrs={"note": "test"},
+        extra_datasets={"num_segments": np.array([3, 4])},
+    )
+
+
+def test_every_attribute_reads_back_with_plain_h5py(tmp_path, checkpoint, probe):
+    before = time.time()
+    path = make_signature(tmp_path, checkpoint, probe)
+    with h5py.File(path, "r") as handle:
+        assert set(handle) == {"signature", "num_segments"}
+        data = handle["signature"][()]
+        attrs = dict(handle.attrs)
+    assert data.shape == (7, 10) and data.dtype == np.float32
+    assert attrs["modelkin_kind"] == "modelkin-signature"
+    assert attrs["method"] == "zest"
+    assert json.loads(attrs["params"]) == {"outputs": "logits"}
+    assert list(attrs["axes"]) == ["superpixel", "class"]
+    assert attrs["checkpoint"] == str(checkpoint)
+    assert attrs["checkpoint_sha256"] == file_sha256(checkpoint)
+    model = json.loads(attrs["model"])
+    assert model == {k: v for k, v in MODEL_META.items() if k != "history"}
+    assert attrs["probe"] == str(probe)
+    assert attrs["probe_sha256"] == file_sha256(probe)
+    assert attrs["probe_kind"] == "zest"
+    assert json.loads(attrs["probe_params"]) == {"dataset": "digits", "n_images": 3, "seed": 0}
+    assert attrs["modelkin_version"] == __version__
+    assert attrs["note"] == "test"
+    created = calendar.timegm(time.strptime(attrs["created"], "%Y-%m-%dT%H:%M:%SZ"))  # UTC, ISO 8601
+    assert before - 1 <= created <= time.time() + 1
+
+
+def test_read_signature_round_trip(tmp_path, checkpoint, probe):
+    path = make_signature(tmp_path, checkpoint, probe)
+    sig = read_signature(path)
+    expected = np.random.default_rng(0).standard_normal((7, 10)).astype(np.float32)
+    np.testing.assert_array_equal(sig.data, expected)
+    assert sig.method == "zest" and sig.params == {"outputs": "logits"} and sig.axes == ("superpixel", "class")
+    assert sig.probe_sha256 == file_sha256(probe)
+    assert sig.model["init_seed"] == 3 and sig.name == MODEL_META["name"]
+    np.testing.assert_array_equal(sig.extras["num_segments"], [3, 4])
+    assert "/signature  (7, 10) float32" in describe(path)
+
+
+def test_missing_corrupt_and_foreign_files_name_the_file_and_the_fix(tmp_path, checkpoint, probe):
+    missing = tmp_path / "nope.h5"
+    with pytest.raises(FileNotFoundError, match=r"nope\.h5.*snakemake"):
+        read_signature(missing)
+
+    good = make_signature(tmp_path, checkpoint, probe)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[:600])
+    with pytest.raises(SignatureError, match=r"truncated\.h5.*(corrupt|damaged).*delete it"):
+        read_signature(truncated)
+
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"this is not hdf5" * 100)
+    with pytest.raises(SignatureError, match=r"garbage\.h5 is not a readable HDF5"):
+        read_signature(garbage)
+
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as handle:
+        handle["signature"] = np.zeros(3)
+    with pytest.raises(SignatureError, match="not a modelkin signature"):
+        read_signature(foreign)
+    with pytest.raises(SignatureError, match="not a modelkin probe"):
+        read_probe(foreign)
+
+
+def test_write_refuses_bad_input(tmp_path, checkpoint, probe):
+    with pytest.raises(ValueError, match="axis names"):
+        write_signature(
+            tmp_path / "a.h5",
+            np.zeros((2, 3)),
+            method="zest",
+            params={},
+            axes=("x",),
+            checkpoint=checkpoint,
+            probe=probe,
+        )
+    with pytest.raises(ValueError, match="non-finite"):
+        write_signature(
+            tmp_path / "b.h5",
+            np.array([[np.nan, 1.0]]),
+            method="zest",
+            params={},
+            axes=("x", "class"),
+            checkpoint=checkpoint,
+            probe=probe,
+        )
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_check_comparable(tmp_path, checkpoint, probe):
+    base = read_signature(make_signature(tmp_path, checkpoint, probe, "base.h5"))
+    check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "same.h5", seed=1)))
+    # Zest signatures of models with different class counts are comparable (classes are aligned later).
+    check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "c100.h5", shape=(7, 100))))
+
+    with pytest.raises(SignatureMismatch, match=r"different zest parameters \(outputs: 'logits' vs 'probabilities'\)"):
+        other = make_signature(tmp_path, checkpoint, probe, "params.h5", params={"outputs": "probabilities"})
+        check_comparable(base, read_signature(other))
+    with pytest.raises(SignatureMismatch, match="different methods"):
+        check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "m.h5", method="gradfield")))
+    with pytest.raises(SignatureMismatch, match="incompatible shapes"):
+        check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "s.h5", shape=(8, 10))))
+
+    other_probe = write_probe(tmp_path / "other_probe.h5", {"images": np.ones((3, 1, 32, 32))}, kind="zest", params={})
+    with pytest.raises(SignatureMismatch, match="different probes.*same probe file"):
+        check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, other_probe, "p.h5")))
+
+
+def test_probe_files_are_reproducible_and_typed(tmp_path):
+    arrays = {"points": np.random.default_rng(1).random((20, 1, 8, 8)).astype(np.float32), "labels": np.arange(20)}
+    params = {"dataset": "digits", "classes": None, "nested": {"a": [1, 2]}}
+    first = write_probe(tmp_path / "one.h5", arrays, kind="gradfield", params=params)
+    second = write_probe(tmp_path / "two.h5", arrays, kind="gradfield", params=params)
+    assert file_sha256(first) == file_sha256(second)
+    probe = read_probe(first, kind="gradfield")
+    assert probe.kind == "gradfield" and probe.params == params and probe.sha256 == file_sha256(first)
+    np.testing.assert_array_equal(probe.arrays["points"], arrays["points"])
+    with pytest.raises(SignatureError, match="is a gradfield probe, but a zest probe is needed"):
+        read_probe(first, kind="zest")

@@ -1,0 +1,221 @@
+"""TRAK (modelkin.attribution): a dense reference without projection, agreement with the traker package,
+projection properties, LDS on a case with a known answer, files and error messages."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelkin.attribution import AttributionError, GradientProjector, TrakSettings, ensemble_scores, featurize, trak_scores
+from modelkin.attribution.lds import linear_datamodeling_score, subset_mask
+
+
+def tiny_mlp(seed: int, inputs: int = 16, hidden: int = 6, classes: int = 3) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, classes))
+
+
+def tiny_cnn(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 8),
+        nn.ReLU(),
+        nn.Linear(8, 3),
+    )
+
+
+def blobs(n: int, seed: int, shape=(1, 4, 4), classes: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    centres = torch.randn(classes, *shape, generator=torch.Generator().manual_seed(99))
+    x = centres[y] + 0.8 * torch.randn(n, *shape, generator=g)
+    return x, y
+
+
+def dense_reference(models, train, targets, ridge: float, rescale_inverse: bool = True) -> np.ndarray:
+    """TRAK written out the slow way: autograd per example, float64 numpy algebra, no projection."""
+    total, q_sum = 0.0, 0.0
+    for model in models:
+        model = model.double().eval()
+        params = list(model.parameters())
+        p_count = sum(p.numel() for p in params)
+
+        def grads_and_q(x, y):
+            rows, qs = [], []
+            for xi, yi in zip(x.double(), y):
+                log_p = torch.log_softmax(model(xi[None]), dim=1)[0, yi]
+                f = log_p - torch.log1p(-torch.exp(log_p))  # log(p / (1 - p))
+                g = torch.autograd.grad(f, params)
+                rows.append(torch.cat([t.reshape(-1) for t in g]).numpy())
+                qs.append(1.0 - math.exp(float(log_p.detach())))
+            return np.stack(rows) / math.sqrt(p_count), np.array(qs)
+
+        phi, q = grads_and_q(*train)
+        g_t, _ = grads_and_q(*targets)
+        gram = phi.T @ phi
+        inverse = np.linalg.inv(gram + ridge * np.trace(gram) / len(gram) * np.eye(len(gram)))
+        if rescale_inverse:
+            inverse = inverse / np.abs(inverse).mean()
+        total = total + phi @ inverse @ g_t.T
+        q_sum = q_sum + q
+        model.float()
+    m = len(models)
+    return (total / m) * (q_sum / m)[:, None]
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_identity_projection_equals_dense_computation(rescale):
+    # Without projection ΦᵀΦ is singular for any softmax classifier (the margin ignores a common shift
+    # of all logits: 7 null directions here), so a ridge is needed.
+    train, targets = blobs(240, 0), blobs(30, 1)
+    models = [tiny_mlp(s) for s in (0, 1)]
+    expected = dense_reference([tiny_mlp(s) for s in (0, 1)], train, targets, 1e-3, rescale_inverse=rescale)
+    settings = TrakSettings(proj_dim=None, ridge=1e-3, rescale_inverse=rescale, batch_size=37)
+    scores = trak_scores(models, train, targets, settings, device="cpu").numpy()
+    assert scores.shape == (240, 30)
+    np.testing.assert_allclose(scores, expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+
+
+def test_scores_do_not_depend_on_batch_size_or_parameter_grouping():
+    train, targets = blobs(100, 2, shape=(1, 8, 8)), blobs(20, 3, shape=(1, 8, 8))
+    model = tiny_cnn(0)
+    base = featurize(model, train, targets, TrakSettings(proj_dim=64, batch_size=120), device="cpu")
+    # a budget of a few rows forces one group per parameter tensor (several passes over the data)
+    grouped = featurize(
+        model, train, targets, TrakSettings(proj_dim=64, batch_size=30, max_projection_mib=1e-4), device="cpu"
+    )
+    assert grouped.info["parameter_groups"] == len(list(model.parameters()))
+    np.testing.assert_allclose(grouped.target_grads, base.target_grads, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        ensemble_scores([grouped]), ensemble_scores([base]), rtol=1e-3, atol=1e-5 * float(ensemble_scores([base]).abs().max())
+    )
+
+
+def test_projection_matrix_is_seeded_per_checkpoint_and_has_the_right_law():
+    sizes = [("w", 3000), ("b", 50)]
+    cpu = torch.device("cpu")
+    m0 = GradientProjector(sizes, 256, "rademacher", 0, 0, cpu).matrix(["w", "b"])
+    again = GradientProjector(sizes, 256, "rademacher", 0, 0, cpu).matrix(["w", "b"])
+    m1 = GradientProjector(sizes, 256, "rademacher", 0, 1, cpu).matrix(["w", "b"])
+    assert torch.equal(m0, again)
+    assert set(m0.unique().tolist()) == {-1.0, 1.0}
+    assert abs(float(m0.mean())) < 0.01
+    # different checkpoints: independent signs (half agree)
+    assert 0.45 < float((m0 == m1).float().mean()) < 0.55
+    gauss = GradientProjector(sizes, 256, "gaussian", 0, 0, cpu).matrix(["w", "b"])
+    assert abs(float(gauss.mean())) < 0.01 and abs(float(gauss.std()) - 1) < 0.01
+    # a tensor's rows do not depend on which other tensors share its group
+    assert torch.equal(GradientProjector(sizes, 256, "rademacher", 0, 0, cpu).matrix(["b"]), m0[3000:])
+
+
+def test_projection_preserves_inner_products():
+    """Johnson-Lindenstrauss: E[(Mᵀg)·(Mᵀh)] = k g·h for ±1 entries."""
+    sizes = [("w", 2000)]
+    k = 1024
+    matrix = GradientProjector(sizes, k, "rademacher", 3, 0, torch.device("cpu")).matrix(["w"])
+    g = torch.randn(20, 2000, generator=torch.Generator().manual_seed(0))
+    exact = g @ g.T
+    sketched = (g @ matrix) @ (g @ matrix).T / k
+    assert float(torch.corrcoef(torch.stack([exact.flatten(), sketched.flatten()]))[0, 1]) > 0.98
+
+
+def test_agrees_with_traker_given_the_same_projection_matrices(tmp_path, monkeypatch):
+    """traker 0.3.2, BasicProjector on CPU, float32; modelkin fed traker's matrices gives traker's scores."""
+    trak = pytest.importorskip("trak")
+    from trak.projectors import BasicProjector, ProjectionType
+
+    train, targets = blobs(400, 4, shape=(1, 8, 8)), blobs(40, 5, shape=(1, 8, 8))
+    seeds = (0, 1, 2)
+    proj_dim = 128  # traker's BasicProjector fails at proj_dim <= 100
+    num_params = sum(p.numel() for p in tiny_cnn(0).parameters())
+
+    traker = trak.TRAKer(
+        model=tiny_cnn(0),
+        task="image_classification",
+        train_set_size=len(train[1]),
+        save_dir=str(tmp_path / "traker"),
+        device="cpu",
+        proj_dim=proj_dim,
+        use_half_precision=False,
+        logging_level=40,
+    )
+    for model_id, seed in enumerate(seeds):
+        traker.load_checkpoint(tiny_cnn(seed).state_dict(), model_id=model_id)
+        for start in range(0, 400, 100):
+            traker.featurize(batch=[train[0][start : start + 100], train[1][start : start + 100]], num_samples=100)
+    traker.finalize_features()
+    for model_id, seed in enumerate(seeds):
+        traker.start_scoring_checkpoint(
+            exp_name="t", checkpoint=tiny_cnn(seed).state_dict(), model_id=model_id, num_targets=40
+        )
+        traker.score(batch=list(targets), num_samples=40)
+    expected = np.asarray(traker.finalize_scores(exp_name="t"))
+
+    def traker_matrix(self, names):
+        projector = BasicProjector(
+            grad_dim=num_params, proj_dim=proj_dim, seed=0, proj_type=ProjectionType.normal, device="cpu", model_id=self.index
+        )
+        full = projector.project(torch.eye(num_params), model_id=self.index)  # rows of M, in parameter order
+        assert list(names) == [n for n, _ in self.param_sizes]
+        return full
+
+    monkeypatch.setattr(GradientProjector, "matrix", traker_matrix)
+    ours = trak_scores([tiny_cnn(s) for s in seeds], train, targets, TrakSettings(proj_dim=proj_dim), device="cpu").numpy()
+    correlation = np.corrcoef(ours.ravel(), expected.ravel())[0, 1]
+    assert correlation > 0.999, correlation
+    np.testing.assert_allclose(ours, expected, rtol=0.05, atol=0.02 * np.abs(expected).max())
+
+
+def test_singular_kernel_names_the_fix():
+    train, targets = blobs(40, 6), blobs(5, 7)
+    with pytest.raises(AttributionError, match="ridge"):
+        featurize(tiny_mlp(0), train, targets, TrakSettings(proj_dim=None), device="cpu")  # 123 params, 40 examples
+    features = featurize(tiny_mlp(0), train, targets, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
+    assert features.info["lambda"] > 0 and np.isfinite(features.train_features.numpy()).all()
+
+
+def test_bad_inputs_are_refused_with_clear_errors():
+    train = blobs(40, 6)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=8, shuffle=True)
+    with pytest.raises(AttributionError, match="shuffle=False"):
+        featurize(tiny_mlp(0), loader, train, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
+    with pytest.raises(AttributionError, match="one-shot iterator"):
+        featurize(tiny_mlp(0), iter([train]), train, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
+    with pytest.raises(ValueError, match="proj_type"):
+        TrakSettings(proj_type="sparse")
+    with pytest.raises(ValueError, match="unknown TRAK setting"):
+        TrakSettings.from_dict({"projdim": 10})
+    with pytest.raises(AttributionError, match="set proj_dim"):
+        featurize(nn.Linear(200, 200), train, train, TrakSettings(proj_dim=None), device="cpu")
+
+
+def test_data_loader_and_tensors_give_the_same_scores():
+    train, targets = blobs(64, 8), blobs(16, 9)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=10, shuffle=False)
+    settings = TrakSettings(proj_dim=None, ridge=1e-3)
+    a = trak_scores([tiny_mlp(0)], loader, targets, settings, device="cpu")
+    b = trak_scores([tiny_mlp(0)], train, targets, settings, device="cpu")
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_lds_of_an_exactly_linear_datamodel_is_one_and_of_noise_is_zero():
+    rng = np.random.default_rng(0)
+    n_train, n_targets, n_subsets = 50, 8, 40
+    scores = rng.normal(size=(n_train, n_targets))
+    masks = np.stack([subset_mask(n_train, 0.5, 0, s) for s in range(n_subsets)])
+    assert (masks.sum(axis=1) == 25).all()
+    exact = masks @ scores
+    assert linear_datamodeling_score(scores, masks, 3 * exact + 1).lds == pytest.approx(1.0)
+    assert linear_datamodeling_score(scores, masks, -exact).lds == pytest.approx(-1.0)
+    noise = np.stack([rng.normal(size=(n_subsets, n_targets)) for _ in range(50)])
+    assert abs(np.mean([linear_datamodeling_score(scores, masks, z).lds for z in noise])) < 0.05
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        linear_datamodeling_score(scores, masks[:, :10], exact)

@@ -1,0 +1,83 @@
+# Distances between signatures (docs/model-distance.md): every pair of the compared models, with
+# its relation, raw and reference-normalised distances; heatmaps; ROC AUC per derivation kind.
+
+# Input functions: derive_common.smk (included by derive.smk).
+
+
+rule distance_table:
+    input:
+        signatures=lambda wc: [signature_file(wc.method, m) for m in distance_models()],
+        checkpoints=lambda wc: [checkpoint_path(m) for m in distance_models()],
+    output:
+        table=f"{R}/distances/{{method}}.csv",
+        reference=f"{R}/distances/{{method}}_reference.json",
+    log:
+        f"{R}/logs/distance_table/{{method}}.log",
+    wildcard_constraints:
+        method="zest|gradfield",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        job=canonical(distance_job()),
+    script:
+        "../scripts/distance_table.py"
+
+
+rule distance_heatmap:
+    input:
+        f"{R}/distances/{{method}}.csv",
+    output:
+        report(
+            f"{R}/distances/{{method}}.png",
+            caption="../report/distance_heatmap.rst",
+            category="Distances",
+        ),
+    log:
+        f"{R}/logs/distance_heatmap/{{method}}.log",
+    wildcard_constraints:
+        method="zest|gradfield",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/distance_heatmap.py"
+
+
+rule relatedness:
+    input:
+        f"{R}/distances/{{method}}.csv",
+    output:
+        report(
+            f"{R}/relatedness/{{method}}.csv",
+            caption="../report/relatedness.rst",
+            category="Distances",
+        ),
+    log:
+        f"{R}/logs/relatedness/{{method}}.log",
+    wildcard_constraints:
+        method="zest|gradfield",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/relatedness.py"
+
+
+for _method in config["distances"]["methods"]:
+    TARGETS.extend(
+        [
+            f"{R}/distances/{_method}.csv",
+            f"{R}/distances/{_method}.png",
+            f"{R}/relatedness/{_method}.csv",
+        ]
+    )
