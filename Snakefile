@@ -22,6 +22,7 @@ include: "workflow/rules/distances.smk"
 include: "workflow/rules/similarity.smk"
 include: "workflow/rules/stitching.smk"
 include: "workflow/rules/modeldiff.smk"
+include: "workflow/rules/concordance.smk"
 
 
 rule all:

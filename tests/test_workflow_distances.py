@@ -107,3 +107,11 @@ def test_relatedness_table(tiny_workflow, method):
     # one positive (parent-finetune), one independent negative (parent-other seed)
     assert (finetune.n_positive, finetune.n_negative) == (1, 1)
     assert finetune.auc == 1.0
+
+
+@pytest.mark.parametrize("method", ["zest", "gradfield"])
+def test_relatedness_roc_curves(tiny_workflow, method):
+    from PIL import Image
+
+    with Image.open(results(tiny_workflow) / "relatedness" / f"{method}.png") as image:
+        assert image.size[0] > 300 and image.size[1] > 300

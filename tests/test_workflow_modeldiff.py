@@ -23,7 +23,7 @@ def tiny_config() -> dict:
 
 
 def dry_run_jobs(workdir, *targets) -> dict[str, int]:
-    out = run_snakemake(workdir, "-n", "--cores", "1", "--quiet", "rules", *targets).stdout
+    out = run_snakemake(workdir, *targets, "-n", "--cores", "1", "--quiet", "rules").stdout
     jobs = {}
     for line in out.splitlines():
         parts = line.split()

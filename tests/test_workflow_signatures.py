@@ -16,6 +16,7 @@ import yaml
 from conftest import TINY_CONFIG, run_snakemake
 from modelkin.checkpoint import load_checkpoint
 from modelkin.config import validate_config, zoo_seeds
+from modelkin.derive import planned_derivations
 from modelkin.io import file_sha256
 from modelkin.signatures import check_comparable, read_signature
 from modelkin.signatures.gradfield import load_gradfield_probe
@@ -127,7 +128,8 @@ def test_changing_zest_samples_reruns_only_zest(tiny_workflow, tmp_path):
     config["zest"]["n_samples"] += 1
     config["zest"]["chunk_size"] += 1
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    models = len(zoo_ids(tiny_config()))
+    # every signed model: the zoo's and the derived models (whose distances need them)
+    models = len(zoo_ids(tiny_config())) + len(planned_derivations(tiny_config()))
     assert signature_jobs(workdir) == {"zest_probe": 1, "zest_signature": models}
 
     config["zest"]["n_samples"] -= 1

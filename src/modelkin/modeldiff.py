@@ -672,7 +672,8 @@ def counterfactual_files(
     stored = read_comparison(comparison)
     data_a, data_b = stored.attrs["data_A"], stored.attrs["data_B"]
     transform = resolve_patch(patch, data_a, data_b)
-    test = load_split(data_a["prepared"], data_a["targets"], limit=data_a["n_targets"])
+    # The whole test split: the counterfactual is cheap, and TRAK's target subset is no reason to shrink it.
+    test = load_split(data_a["prepared"], "test")
     if exclude_target_class:
         test = test.subset(np.flatnonzero(test.y.numpy() != transform.target_class))
     names = {"A": stored.attrs["algorithm_A"], "B": stored.attrs["algorithm_B"]}

@@ -1,5 +1,5 @@
 # Distances between signatures (docs/model-distance.md): every pair of the compared models, with
-# its relation, raw and reference-normalised distances; heatmaps; ROC AUC per derivation kind.
+# its relation, raw and reference-normalised distances; heatmaps; ROC AUC and curves per derivation kind.
 
 # Input functions: derive_common.smk (included by derive.smk).
 
@@ -73,11 +73,35 @@ rule relatedness:
         "../scripts/relatedness.py"
 
 
+rule relatedness_roc:
+    input:
+        f"{R}/distances/{{method}}.csv",
+    output:
+        report(
+            f"{R}/relatedness/{{method}}.png",
+            caption="../report/relatedness_roc.rst",
+            category="Distances",
+        ),
+    log:
+        f"{R}/logs/relatedness_roc/{{method}}.log",
+    wildcard_constraints:
+        method="zest|gradfield",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/relatedness_roc.py"
+
+
 for _method in config["distances"]["methods"]:
     TARGETS.extend(
         [
             f"{R}/distances/{_method}.csv",
             f"{R}/distances/{_method}.png",
             f"{R}/relatedness/{_method}.csv",
+            f"{R}/relatedness/{_method}.png",
         ]
     )

@@ -336,6 +336,69 @@ def plot_distance_heatmap(csv_path: str | Path, output: str | Path, *, method: s
     return Path(output)
 
 
+def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
+    """Per derivation kind: (parent-vs-derived pairs, independent pairs involving those parents, the
+    independent pairs among them whose models are both zoo models)."""
+    import pandas as pd
+
+    relations = frame["relation"].astype(str) if len(frame) else pd.Series([], dtype=str)
+    kinds = sorted({r.removeprefix("derived-by-") for r in relations if r.startswith("derived-by-")})
+    independent = frame[relations == "independent"]
+    zoo_pair = ~independent["model_a"].map(_is_derived_id) & ~independent["model_b"].map(_is_derived_id)
+    groups = {}
+    for kind in kinds:
+        positives = frame[relations == f"derived-by-{kind}"]
+        parents = set(positives["ancestor"].astype(str))
+        involved = independent["model_a"].isin(parents) | independent["model_b"].isin(parents)
+        groups[kind] = (positives, independent[involved], independent[involved & zoo_pair])
+    return groups
+
+
+def plot_relatedness_roc(csv_path: str | Path, output: str | Path, *, method: str | None = None,
+                         metric: str | None = None) -> Path:
+    """ROC curves of the headline metric's normalised distance, one per derivation kind: derived copies
+    (positives) against independent models of the same parents (negatives)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    frame = pd.read_csv(csv_path)
+    method = method or Path(csv_path).stem
+    entry = get_distance(method, metric)
+    sign = 1.0 if entry.higher_is_similar else -1.0
+    column = f"{entry.metric}_normalised"
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
+    groups = relatedness_groups(frame)
+    for kind, (positives, negatives, _) in groups.items():
+        pos = positives[column].to_numpy(float)
+        neg = negatives[column].to_numpy(float)
+        pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+        if not (len(pos) and len(neg)):
+            continue
+        labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        scores = sign * np.r_[pos, neg]
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.step(fpr, tpr, where="post", linewidth=1.6,
+                label=f"{kind}: AUC {roc_auc_score(labels, scores):.2f} ({len(pos)} vs {len(neg)})")
+    if not groups:
+        ax.text(0.5, 0.5, "no derived models compared", ha="center", va="center")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel("false positive rate (independent pairs called related)")
+    ax.set_ylabel("true positive rate (derived copies found)")
+    ax.set_title(f"{method} {entry.metric}: derived vs independent", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(output)
+
+
 # Derived ids are derived/{dataset}/{derivation}/{parent id}/s{seed} (modelkin.derive.derived_model_id);
 # parsed here without importing modelkin.derive, which needs torch, so that tables and plots start fast.
 _DERIVED_ID = re.compile(r"^derived/(?P<dataset>[^/]+)/(?P<derivation>[^/]+)/(?P<parent>.+)/s(?P<seed>\d+)$")
@@ -380,10 +443,6 @@ def relatedness_table(csv_path: str | Path, output: str | Path | None = None, *,
     frame = pd.read_csv(csv_path)
     method = method or Path(csv_path).stem
     entries = distances_for(method)
-    relations = frame["relation"].astype(str) if len(frame) else pd.Series([], dtype=str)
-    kinds = sorted({r.removeprefix("derived-by-") for r in relations if r.startswith("derived-by-")})
-    independent = frame[relations == "independent"]
-    zoo_pair = ~independent["model_a"].map(_is_derived_id) & ~independent["model_b"].map(_is_derived_id)
 
     def auc(pos, neg, sign):
         pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
@@ -392,11 +451,8 @@ def relatedness_table(csv_path: str | Path, output: str | Path | None = None, *,
         return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], sign * np.r_[pos, neg]))
 
     out_rows = []
-    for kind in kinds:
-        positives = frame[relations == f"derived-by-{kind}"]
+    for kind, (positives, negatives, zoo_negatives) in relatedness_groups(frame).items():
         parents = set(positives["ancestor"].astype(str))
-        involved = independent["model_a"].isin(parents) | independent["model_b"].isin(parents)
-        negatives, zoo_negatives = independent[involved], independent[involved & zoo_pair]
         for entry in entries:
             sign = 1.0 if entry.higher_is_similar else -1.0
             raw, norm = entry.metric, f"{entry.metric}_normalised"
