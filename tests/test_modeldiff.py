@@ -1,5 +1,5 @@
 """ModelDiff (modelkin.modeldiff): residual algebra, PCA directions with correct labels, the published API,
-the counterfactual, and the planted-patch acceptance case on digits."""
+the counterfactual. The planted-patch acceptance case on digits: test_modeldiff_acceptance.py."""
 
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ def test_published_api_on_cpu():
             torch.manual_seed(s)
             ckpts[k].append(arch().state_dict())
     md = ModelDiff(arch(), arch(), ckpts["A"], ckpts["B"], train, trak={"proj_dim": None, "ridge": 1e-3}, device="cpu")
+    assert md.trak.out_to_loss is False  # ModelDiff's default: unweighted TRAK scores (docs/modeldiff.md)
     ab = md.get_A_minus_B(val, num_pca_comps=2)
     ba = md.get_B_minus_A(val, num_pca_comps=2)
     assert ab.kind == "A-minus-B" and ba.kind == "B-minus-A"
@@ -100,6 +101,10 @@ def test_published_api_on_cpu():
     assert scores_a.shape == (30, 90)
     from_scores = ModelDiff().get_B_minus_A_from_scores(scores_a, scores_b, 2)
     np.testing.assert_allclose(from_scores.directions, ba.directions, atol=1e-10)
+    from modelkin.attribution import TrakSettings
+
+    weighted = ModelDiff(arch(), arch(), ckpts["A"], ckpts["B"], train, trak=TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
+    assert weighted.trak.out_to_loss is True  # a TrakSettings is taken as given (traker's weighting by default)
     with pytest.raises(ValueError, match="both modelA and modelB"):
         ModelDiff(arch(), None, ckpts["A"], [], train)
     with pytest.raises(ValueError, match="same test and training examples"):

@@ -10,7 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from modelkin.attribution import AttributionError, GradientProjector, TrakSettings, ensemble_scores, featurize, trak_scores
+from modelkin.attribution import (
+    AttributionError,
+    GradientProjector,
+    TrakSettings,
+    ensemble_scores,
+    featurize,
+    mean_out_to_loss,
+    trak_scores,
+)
 from modelkin.attribution.lds import linear_datamodeling_score, subset_mask
 
 
@@ -82,6 +90,28 @@ def test_identity_projection_equals_dense_computation(rescale):
     scores = trak_scores(models, train, targets, settings, device="cpu").numpy()
     assert scores.shape == (240, 30)
     np.testing.assert_allclose(scores, expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+
+
+def test_out_to_loss_weighting_scales_training_rows_and_can_be_switched_off():
+    """traker's τ is the unweighted ensemble times the mean Q per training row; out_to_loss=False drops Q."""
+    train, targets = blobs(120, 10), blobs(15, 11)
+    models = [tiny_mlp(s) for s in (0, 1, 2)]
+    settings = TrakSettings(proj_dim=None, ridge=1e-3)
+    features = [featurize(m, train, targets, settings, checkpoint_index=i, device="cpu") for i, m in enumerate(models)]
+    unweighted = ensemble_scores(features, out_to_loss=False).numpy()
+    by_hand = np.mean([(f.train_features @ f.target_grads.T).numpy() for f in features], axis=0)
+    np.testing.assert_allclose(unweighted, by_hand, rtol=1e-5, atol=1e-7)
+    q = mean_out_to_loss(features).numpy()
+    probs = [torch.softmax(m(train[0]), 1).gather(1, train[1][:, None]).squeeze(1).detach().numpy() for m in models]
+    np.testing.assert_allclose(q, 1 - np.mean(probs, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ensemble_scores(features).numpy(), unweighted * q[:, None], rtol=1e-5, atol=1e-8)
+    expected = dense_reference([tiny_mlp(s) for s in (0, 1, 2)], train, targets, 1e-3) / q[:, None]
+    got = trak_scores(models, train, targets, TrakSettings(proj_dim=None, ridge=1e-3, out_to_loss=False), device="cpu")
+    np.testing.assert_allclose(got.numpy(), expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+    # the features do not depend on the weighting (it is applied when scoring): one features file serves both
+    assert "out_to_loss" in settings.result_params() and "out_to_loss" not in settings.feature_params()
+    with pytest.raises(ValueError, match="out_to_loss"):
+        TrakSettings(out_to_loss="no")
 
 
 def test_scores_do_not_depend_on_batch_size_or_parameter_grouping():

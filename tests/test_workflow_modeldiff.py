@@ -61,10 +61,15 @@ def test_features_and_scores_carry_provenance_and_agree(tiny_workflow):
         assert stored.attrs["data"]["planted_patch"]["target_class"] == 3
         assert f.train_features.shape == (400, 128) and f.target_grads.shape == (100, 128)
         features.append(f)
+        assert "out_to_loss" not in stored.params  # applied when scoring: features serve either weighting
     scores = read_scores(root / "modeldiff/scores/digits/lenet/md_patch.h5")
-    assert scores["scores"].shape == (400, 100)
+    assert scores["scores"].shape == (400, 100) and scores["out_to_loss"].shape == (400,)
     assert len(scores.attrs["checkpoint_sha256s"]) == 2 and scores.attrs["algorithm"] == "md_patch"
-    np.testing.assert_allclose(scores["scores"], ensemble_scores(features).numpy(), rtol=1e-5, atol=1e-9)
+    assert scores.params["out_to_loss"] is False  # the schema's default for ModelDiff
+    np.testing.assert_allclose(scores["scores"], ensemble_scores(features, out_to_loss=False).numpy(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(
+        scores["scores"] * scores["out_to_loss"][:, None], ensemble_scores(features).numpy(), rtol=1e-5, atol=1e-9
+    )
 
 
 def test_directions_are_what_the_library_computes_from_the_scores(tiny_workflow):
@@ -102,6 +107,7 @@ def test_surfaced_examples_and_counterfactual_tables(tiny_workflow):
     summary = json.loads((tiny_workflow / COMPARISON / "summary.json").read_text())
     assert {r["role"] for r in summary["counterfactual"]} == {"A", "B"}
     assert summary["lds"]["num_subsets"] == 4 and np.isfinite(summary["lds"]["lds"])
+    assert summary["lds"]["out_to_loss"] is False and np.isfinite(summary["lds"]["lds_with_out_to_loss"])
     assert "precision_at_20_planted_in_md_patch" in summary["directions"][0]
 
 
@@ -120,6 +126,11 @@ def test_changing_the_pca_reruns_only_the_analysis(tiny_workflow, tmp_path):
         "modeldiff_plot": 1,
         "modeldiff": 1,
     }
+    config["modeldiff"]["normalize_rows"] = True
+    config["modeldiff"]["trak"]["out_to_loss"] = True  # the weighting is applied when scoring: no new features
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(workdir, "modeldiff")
+    assert jobs["trak_scores"] == 2 and jobs["lds"] == 1 and "trak_features" not in jobs and "lds_subset" not in jobs
     config["modeldiff"]["trak"]["proj_dim"] = 96  # new features for every checkpoint, no retraining
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = dry_run_jobs(workdir, "modeldiff")

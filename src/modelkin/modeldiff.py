@@ -217,6 +217,9 @@ class ModelDiff:
     state dicts or checkpoint files; ``train_loader``: the training set in a fixed order, unaugmented
     (a DataLoader with shuffle=False, a modelkin Split, or an (x, y) pair of tensors).
     ``train_loader_B``: the training set as algorithm B saw it, when that differs (default: the same).
+    ``trak``: TRAK settings (a ``TrakSettings`` or a dict). Given as a dict or left out, ``out_to_loss``
+    defaults to False: unweighted TRAK scores, with which ModelDiff finds what the traker weighting hides
+    (docs/modeldiff.md); pass ``out_to_loss=True`` for traker's scores.
     """
 
     def __init__(
@@ -241,7 +244,7 @@ class ModelDiff:
         self.train_loader = train_loader
         self.train_loader_B = train_loader_B if train_loader_B is not None else train_loader
         self.scores_save_dir = Path(scores_save_dir) if scores_save_dir is not None else None
-        self.trak = trak if isinstance(trak, TrakSettings) else TrakSettings.from_dict(trak)
+        self.trak = trak if isinstance(trak, TrakSettings) else TrakSettings.from_dict({"out_to_loss": False, **(trak or {})})
         self.device = device
         self.normalize_rows = normalize_rows
         self.names = dict(names or {"A": "A", "B": "B"})
@@ -679,7 +682,8 @@ def counterfactual_files(
     names = {"A": stored.attrs["algorithm_A"], "B": stored.attrs["algorithm_B"]}
     models = {}
     for role, paths in (("A", checkpoints_a), ("B", checkpoints_b)):
-        models[names[role]] = [(load_checkpoint(p).name, load_checkpoint(p).model) for p in paths]
+        loaded = [load_checkpoint(p, device="cpu") for p in paths]
+        models[names[role]] = [(c.name, c.model) for c in loaded]
     rows = counterfactual_probabilities(models, test.x, transform.apply, transform.target_class, device=device)
     for row in rows:
         row["role"] = "A" if row["algorithm"] == names["A"] else "B"
@@ -802,6 +806,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append(
             f"  LDS of {lds['algorithm']}'s TRAK scores: {lds['lds']:.3f} ± {lds['lds_sem']:.3f} (s.e.m. over "
             f"{lds['num_targets_used']} targets; {lds['num_subsets']} subsets, alpha {lds['alpha']}, "
-            f"{lds['num_checkpoints']} checkpoints)"
+            f"{lds['num_checkpoints']} checkpoints"
+            + ("" if lds.get("out_to_loss", True) else ", unweighted")
+            + ")"
         )
+        if lds.get("lds_with_out_to_loss") is not None:
+            lines.append(f"  LDS of the same scores with traker's out-to-loss weighting: {lds['lds_with_out_to_loss']:.3f}")
     return "\n".join(lines)

@@ -41,6 +41,8 @@ rule trak_scores:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        out_to_loss=MD["trak"]["out_to_loss"],
     script:
         "../scripts/trak_scores.py"
 

@@ -9,6 +9,7 @@ from .trak import (
     featurize,
     kernel_features,
     margins,
+    mean_out_to_loss,
     trak_scores,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "featurize",
     "kernel_features",
     "margins",
+    "mean_out_to_loss",
     "trak_scores",
 ]

@@ -14,7 +14,7 @@ from ..data import PlantedPatch, Split, load_split
 from ..io import file_sha256
 from ..train import TrainRecipe, _patch_args, load_training_split
 from .store import FEATURES_KIND, SCORES_KIND, StoredArrays, read_arrays, write_arrays
-from .trak import AttributionError, CheckpointFeatures, TrakSettings, ensemble_scores, featurize
+from .trak import AttributionError, CheckpointFeatures, TrakSettings, ensemble_scores, featurize, mean_out_to_loss
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def featurize_checkpoint_file(
         },
         kind=FEATURES_KIND,
         method="trak",
-        params=settings.result_params(),
+        params=settings.feature_params(),
         axes={
             "train_features": ("train", "projection"),
             "out_to_loss": ("train",),
@@ -128,8 +128,14 @@ def read_features(path: str | Path) -> tuple[CheckpointFeatures, StoredArrays]:
     return features, stored
 
 
-def score_feature_files(output: str | Path, feature_files: Sequence[str | Path], *, algorithm: str | None = None) -> Path:
-    """Ensemble the checkpoints' features into TRAK scores [n_train × n_targets] (HDF5)."""
+def score_feature_files(
+    output: str | Path, feature_files: Sequence[str | Path], *, algorithm: str | None = None, out_to_loss: bool = True
+) -> Path:
+    """Ensemble the checkpoints' features into TRAK scores [n_train × n_targets] (HDF5).
+
+    ``out_to_loss``: weight each training example's row by its mean 1 − p_y (traker's Q), or not. The file
+    also holds that mean (``out_to_loss``, [n_train]) either way, so the other weighting can be recovered.
+    """
     if not feature_files:
         raise AttributionError("no feature files given; list at least one checkpoint's TRAK features")
     loaded = [read_features(path) for path in feature_files]
@@ -146,18 +152,25 @@ def score_feature_files(output: str | Path, feature_files: Sequence[str | Path],
     indices = [stored.attrs["info"].get("checkpoint_index") for _, stored in loaded]
     if len(set(indices)) != len(indices):
         log.warning("checkpoints share projection matrices (checkpoint indices %s); their errors are correlated", indices)
-    scores = ensemble_scores([features for features, _ in loaded])
+    features = [f for f, _ in loaded]
+    scores = ensemble_scores(features, out_to_loss=out_to_loss)
     write_arrays(
         output,
         {
             "scores": scores.numpy(),
+            "out_to_loss": mean_out_to_loss(features).numpy(),
             "train_labels": reference["train_labels"],
             "target_labels": reference["target_labels"],
         },
         kind=SCORES_KIND,
         method="trak",
-        params=reference.params,
-        axes={"scores": ("train", "target"), "train_labels": ("train",), "target_labels": ("target",)},
+        params={**reference.params, "out_to_loss": bool(out_to_loss)},
+        axes={
+            "scores": ("train", "target"),
+            "out_to_loss": ("train",),
+            "train_labels": ("train",),
+            "target_labels": ("target",),
+        },
         attrs={
             "algorithm": algorithm or reference.attrs["model"].get("algorithm"),
             "data": reference.attrs["data"],

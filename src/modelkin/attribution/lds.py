@@ -213,8 +213,14 @@ def lds_from_files(
     masks = np.stack([s["mask"] for s in subsets])
     actual = np.stack([s["margins"] for s in subsets])
     result = linear_datamodeling_score(scores["scores"], masks, actual)
+    # Unweighted scores times the stored mean out-to-loss are traker's weighted scores: report their LDS too.
+    weighted = None
+    if scores.params.get("out_to_loss") is False and "out_to_loss" in scores.arrays:
+        weighted = linear_datamodeling_score(scores["scores"] * scores["out_to_loss"][:, None], masks, actual).lds
     summary = {
         **result.summary(),
+        "out_to_loss": scores.params.get("out_to_loss", True),
+        "lds_with_out_to_loss": weighted,
         "algorithm": scores.attrs.get("algorithm"),
         "alpha": subsets[0].params["alpha"],
         "models_per_subset": subsets[0].params["models_per_subset"],

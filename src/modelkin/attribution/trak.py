@@ -32,6 +32,12 @@ Choices, and how they relate to ``traker`` 0.3.2 (docs/modeldiff.md has the full
   does not fit the memory budget (then parameter groups are processed one after the other, each
   group's block generated once). CPU and CUDA generators give different — equally valid — matrices.
 * **Soft-thresholding** of the paper (Section 3.4) is not applied, as in the library.
+* **Out-to-loss weighting — switchable** (``out_to_loss``, default True as in traker): the factor
+  (1/M Σ_m Q_m) scales each training example's row. On well-fit models it spans several orders of
+  magnitude (1 − p_y ≈ 1e-5..1e-4 for confidently fitted examples, ≈ 0.5 for the few hard ones), so the
+  rows of easy examples — e.g. images carrying a shortcut feature — all but vanish. ``out_to_loss=False``
+  gives the unweighted τ = 1/M Σ_m F_m G_mᵀ; the ModelDiff stage uses it (docs/modeldiff.md: on digits it
+  raises the LDS from 0.07 to 0.13 and is what lets ModelDiff find a planted patch).
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ class TrakSettings:
     seed: int = 0
     ridge: float = 0.0  # λ = ridge × mean eigenvalue of ΦᵀΦ
     rescale_inverse: bool = True  # traker's division of (ΦᵀΦ + λI)⁻¹ by its mean absolute entry
+    out_to_loss: bool = True  # multiply by the mean over checkpoints of 1 − p_y per training example (traker)
     batch_size: int | None = None  # None: 64 on CPU, 512 on CUDA
     max_projection_mib: float = 1024.0  # projection matrix block kept in memory at once
 
@@ -84,6 +91,8 @@ class TrakSettings:
             raise ValueError(f"batch_size must be >= 1 or None, not {self.batch_size}")
         if self.max_projection_mib <= 0:
             raise ValueError(f"max_projection_mib must be > 0, not {self.max_projection_mib}")
+        if not isinstance(self.out_to_loss, bool):
+            raise ValueError(f"out_to_loss must be true or false, not {self.out_to_loss!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "TrakSettings":
@@ -100,6 +109,10 @@ class TrakSettings:
     def result_params(self) -> dict[str, Any]:
         """The settings the scores depend on (not batch size or memory budget)."""
         return {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "max_projection_mib")}
+
+    def feature_params(self) -> dict[str, Any]:
+        """The settings one checkpoint's features depend on (the out-to-loss weighting is applied when scoring)."""
+        return {k: v for k, v in self.result_params().items() if k != "out_to_loss"}
 
 
 @dataclass
@@ -434,8 +447,13 @@ def featurize(
     return CheckpointFeatures(features, out_to_loss, target_grads, info)
 
 
-def ensemble_scores(checkpoints: Sequence[CheckpointFeatures], device: torch.device | str = "cpu") -> torch.Tensor:
-    """τ = (1/M Σ_m F_m G_mᵀ) ⊙ (1/M Σ_m Q_m), [n_train × n_targets] float32 on the CPU."""
+def ensemble_scores(
+    checkpoints: Sequence[CheckpointFeatures], device: torch.device | str = "cpu", *, out_to_loss: bool = True
+) -> torch.Tensor:
+    """τ = (1/M Σ_m F_m G_mᵀ) ⊙ (1/M Σ_m Q_m), [n_train × n_targets] float32 on the CPU.
+
+    ``out_to_loss=False``: the unweighted τ = 1/M Σ_m F_m G_mᵀ (see the module's notes).
+    """
     if not checkpoints:
         raise AttributionError("no checkpoints to score; TRAK needs at least one featurised checkpoint")
     device = resolve_device(device)
@@ -446,14 +464,23 @@ def ensemble_scores(checkpoints: Sequence[CheckpointFeatures], device: torch.dev
             "(n_train, n_targets, k, k); featurise every checkpoint on the same training and target examples"
         )
     total = None
-    out_to_loss = None
+    q_sum = None
     for c in checkpoints:
         part = c.train_features.to(device) @ c.target_grads.to(device).T
         total = part if total is None else total + part
         q = c.out_to_loss.to(device, torch.float64)
-        out_to_loss = q if out_to_loss is None else out_to_loss + q
+        q_sum = q if q_sum is None else q_sum + q
     m = len(checkpoints)
-    return ((total / m) * (out_to_loss / m).to(total.dtype)[:, None]).cpu()
+    if not out_to_loss:
+        return (total / m).cpu()
+    return ((total / m) * (q_sum / m).to(total.dtype)[:, None]).cpu()
+
+
+def mean_out_to_loss(checkpoints: Sequence[CheckpointFeatures]) -> torch.Tensor:
+    """1/M Σ_m Q_m, the out-to-loss weight of each training example [n_train] (float32)."""
+    if not checkpoints:
+        raise AttributionError("no checkpoints; TRAK needs at least one featurised checkpoint")
+    return torch.stack([c.out_to_loss.to(torch.float64) for c in checkpoints]).mean(0).to(torch.float32)
 
 
 def trak_scores(
@@ -470,4 +497,4 @@ def trak_scores(
         featurize(model, train, targets, settings, checkpoint_index=m, device=device, desc=f"{desc} checkpoint {m}")
         for m, model in enumerate(models)
     ]
-    return ensemble_scores(features, device=device)
+    return ensemble_scores(features, device=device, out_to_loss=settings.out_to_loss if settings else True)

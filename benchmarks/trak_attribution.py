@@ -1,7 +1,7 @@
 """TRAK featurise + score time: modelkin.attribution vs the traker package, same device, data and proj_dim.
 
-    .venv/bin/python benchmarks/trak.py                      # CPU, LeNet on digits, proj_dim 2048
-    .venv/bin/python benchmarks/trak.py --device cuda        # on a GPU (traker uses fast_jl when installed)
+    .venv/bin/python benchmarks/trak_attribution.py                      # CPU, LeNet on digits, proj_dim 2048
+    .venv/bin/python benchmarks/trak_attribution.py --device cuda        # on a GPU (traker uses fast_jl when installed)
 
 Both run on the prepared digits set (1,200 training, 597 target images), the same checkpoints (seeded
 LeNets; timing does not depend on training), the same batch size and float32 (traker's fp16 is off: CPU
