@@ -1,6 +1,6 @@
 """TRAK featurise + score time: modelkin.attribution vs the traker package, same device, data and proj_dim.
 
-    .venv/bin/python benchmarks/trak_attribution.py                      # CPU, LeNet on digits, proj_dim 2048
+    .venv/bin/python benchmarks/trak_attribution.py                      # CPU, LeNet on digits, proj_dim 1024
     .venv/bin/python benchmarks/trak_attribution.py --device cuda        # on a GPU (traker uses fast_jl when installed)
 
 Both run on the prepared digits set (1,200 training, 597 target images), the same checkpoints (seeded
@@ -25,7 +25,13 @@ import torch
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--proj-dim", type=int, default=2048, help="projection dimension (traker's CPU projector needs > 100)")
+    p.add_argument(
+        "--proj-dim",
+        type=int,
+        default=1024,
+        help="projection dimension: above 100 (traker's CPU projector) and below the 1,200 training images "
+        "(otherwise the kernel is singular)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="examples per batch, both libraries")
     p.add_argument("--checkpoints", type=int, default=2)
     p.add_argument("--arch", default="lenet")

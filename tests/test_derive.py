@@ -13,7 +13,6 @@ from modelkin.derive import (
     derive_checkpoint,
     derived_model_id,
     derived_recipe,
-    evaluate_derived_checkpoint,
     parse_derived_model_id,
     prunable_weights,
     query_parent,
@@ -24,6 +23,7 @@ from modelkin.derive import (
     transfer_model,
     without_class,
 )
+from modelkin.evaluate import evaluate_checkpoint
 from modelkin.io import read_json
 from modelkin.train import train_checkpoint
 
@@ -186,8 +186,8 @@ def test_transfer_keeps_the_features_and_learns_a_new_head(tmp_path, parent, dig
         if not key.startswith("fc3."):
             assert torch.equal(value, parent_state[key]), key
     assert child.meta["accuracy"] > 0.8  # on the relabelled 5-class test subset
-    result = evaluate_derived_checkpoint(child.path, digits_file, tmp_path / "eval.json", device="cpu", steps=2,
-                                         max_robust_images=20)
+    result = evaluate_checkpoint(child.path, digits_file, tmp_path / "eval.json", device="cpu", steps=2,
+                                 max_robust_images=20)
     assert result["test_images"] == 597 - int((load_split(digits_file, "test").y < 5).sum())
     assert read_json(tmp_path / "eval.json")["derivation"] == "transfer"
 
@@ -216,8 +216,8 @@ def test_unlearn_relabel_changes_that_classs_predictions(tmp_path, parent, digit
 def test_derive_checkpoint_is_loadable_and_evaluable(tmp_path, parent, digits_file):
     child = derive(tmp_path, parent, digits_file, "finetune", {"kind": "finetune", "recipe": {"epochs": 1}})
     assert read_metadata(child.path)["derivation"] == "finetune"
-    result = evaluate_derived_checkpoint(child.path, digits_file, tmp_path / "e.json", device="cpu", steps=1,
-                                         max_robust_images=10)
+    result = evaluate_checkpoint(child.path, digits_file, tmp_path / "e.json", device="cpu", steps=1,
+                                 max_robust_images=10)
     assert result["parent"] == PARENT_ID and result["test_images"] == 597
     assert result["accuracy"] == pytest.approx(child.meta["accuracy"])
 

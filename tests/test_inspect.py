@@ -2,7 +2,6 @@ import json
 
 import h5py
 import numpy as np
-import pytest
 
 from modelkin.cli import main
 

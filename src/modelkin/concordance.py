@@ -41,6 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .io import atomic_path, read_json, write_json
+from .plotting import pyplot, save_figure
 from .progress import progress
 
 log = logging.getLogger(__name__)
@@ -732,10 +733,7 @@ GROUP_COLOURS = {"derived": "tab:red", "siblings": "tab:orange", "independent": 
 def plot_concordance(pairs_csv: str | Path, output: str | Path, methods: Sequence[str] | None = None) -> Path:
     """Scatter matrix of the oriented verdicts (one point per pair, coloured by group), Spearman's rho over all
     pairs in each panel; the diagonal shows each method's verdicts per group as a strip."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import matplotlib.ticker
     import pandas as pd
 
@@ -780,7 +778,4 @@ def plot_concordance(pairs_csv: str | Path, output: str | Path, methods: Sequenc
     fig.legend(handles=handles, loc="upper right", fontsize=8, title="pair", title_fontsize=8)
     fig.suptitle(f"Method concordance over {len(frame)} model pairs (every axis: larger = more similar)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 0.92, 0.97))
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(output)
+    return save_figure(fig, output, dpi=100)

@@ -45,9 +45,9 @@ from torch import nn
 from .checkpoint import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
 from .data import Split, get_dataset_info, load_split
 from .device import resolve_device
-from .io import file_sha256, write_json
+from .io import file_sha256
 from .models import seeded_model
-from .train import TrainRecipe, evaluate_model, fit, load_training_split
+from .train import TrainRecipe, fit, load_training_split
 
 log = logging.getLogger(__name__)
 
@@ -542,45 +542,6 @@ def derive_checkpoint(
         resume_path=output.with_name(output.name + ".resume.pt"),
     )
     return save_checkpoint(output, derived.model, derived.meta)
-
-
-def evaluate_derived_checkpoint(
-    checkpoint: str | Path,
-    prepared: str | Path,
-    output: str | Path,
-    *,
-    device: str = "auto",
-    epsilon: float | None = None,
-    step_size: float | None = None,
-    steps: int = 20,
-    max_robust_images: int | None = None,
-) -> dict[str, Any]:
-    """Clean and robust test accuracy of a derived model on the task it was trained for (a transfer's
-    relabelled class subset), plus forget/retain accuracy for unlearning; the evaluate stage's JSON."""
-    torch_device = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint, torch_device)
-    test = evaluation_split(ckpt.meta, prepared)
-    metrics = evaluate_model(
-        ckpt.model,
-        test,
-        epsilon=epsilon,
-        step_size=step_size,
-        steps=steps,
-        max_robust_images=max_robust_images,
-        device=torch_device,
-    )
-    if ckpt.meta.get("forget_class") is not None:
-        metrics.update(class_accuracies(ckpt.model, test, ckpt.meta["forget_class"], torch_device))
-    result = {
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": ckpt.sha256,
-        "model": ckpt.name,
-        "parent": ckpt.meta.get("parent"),
-        "derivation": ckpt.meta.get("derivation"),
-        **metrics,
-    }
-    write_json(output, result)
-    return result
 
 
 def lineage(meta_by_id: dict[str, dict[str, Any]], model_id: str) -> list[str]:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .checkpoint import load_checkpoint, read_metadata
-from .data import load_split
+from .derive import class_accuracies, evaluation_split
 from .device import resolve_device
 from .io import atomic_path, read_json, write_json
+from .plotting import pyplot, save_figure
 from .train import evaluate_model
 
 
@@ -23,9 +24,14 @@ def evaluate_checkpoint(
     steps: int = 20,
     max_robust_images: int | None = None,
 ) -> dict:
+    """Clean and robust test accuracy of a zoo or derived checkpoint, written as JSON to ``output``.
+
+    A derived model is judged on the task it was trained for (a transfer's
+    relabelled class subset), and an unlearned one also on forget/retain accuracy.
+    """
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, device)
-    test = load_split(prepared, "test")
+    test = evaluation_split(ckpt.meta, prepared)
     metrics = evaluate_model(
         ckpt.model,
         test,
@@ -35,7 +41,10 @@ def evaluate_checkpoint(
         max_robust_images=max_robust_images,
         device=device,
     )
-    result = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "model": ckpt.name, **metrics}
+    if ckpt.meta.get("forget_class") is not None:
+        metrics.update(class_accuracies(ckpt.model, test, ckpt.meta["forget_class"], device))
+    lineage = {key: ckpt.meta[key] for key in ("parent", "derivation") if key in ckpt.meta}
+    result = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "model": ckpt.name, **lineage, **metrics}
     write_json(output, result)
     return result
 
@@ -90,10 +99,7 @@ def zoo_table(checkpoints: Sequence[str | Path], evaluations: Sequence[str | Pat
 
 def plot_zoo(zoo_csv: str | Path, output: str | Path) -> Path:
     """Clean vs robust accuracy, one marker per model, coloured by algorithm, one panel per data set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
 
     table = pd.read_csv(zoo_csv)
@@ -113,7 +119,4 @@ def plot_zoo(zoo_csv: str | Path, output: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(output)
+    return save_figure(fig, output, dpi=120)

@@ -599,13 +599,9 @@ def surface_directions(
 
 
 def _save_grid(path, result: DistinguishingDirections, component: int, picks, train, test) -> None:
-    import matplotlib
+    from .plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import atomic_path
-
+    plt = pyplot()
     n = max(len(idx) for idx, _ in picks.values())
     fig, axes = plt.subplots(len(picks), n, figsize=(1.1 * n, 1.35 * len(picks) + 0.6), squeeze=False)
     titles = {
@@ -635,9 +631,7 @@ def _save_grid(path, result: DistinguishingDirections, component: int, picks, tr
         fontsize=8,
     )
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def resolve_patch(patch: Mapping[str, Any] | None, data_a: Mapping[str, Any], data_b: Mapping[str, Any]):
@@ -745,14 +739,11 @@ def summarise_files(
 
 def plot_summary(output_png: str | Path, *, comparison: str | Path, counterfactual_csv: str | Path) -> None:
     """Explained variance of each direction in A's and B's scores, and the counterfactual per checkpoint."""
-    import matplotlib
+    from .plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
-    from .io import atomic_path
-
+    plt = pyplot()
     stored = read_comparison(comparison)
     names = {"A": stored.attrs["algorithm_A"], "B": stored.attrs["algorithm_B"]}
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -777,9 +768,7 @@ def plot_summary(output_png: str | Path, *, comparison: str | Path, counterfactu
     ax.set_title("counterfactual: patch applied to test images", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(output_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, output_png, dpi=110)
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:

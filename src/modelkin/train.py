@@ -95,12 +95,18 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
 
 
-def make_optimizer(params, recipe: TrainRecipe) -> torch.optim.Optimizer:
-    if recipe.optimizer == "sgd":
+def make_optimizer(params, settings) -> torch.optim.Optimizer:
+    """SGD or Adam from ``settings`` (a TrainRecipe or StitchOptions): optimizer, lr, momentum,
+    weight_decay, and nesterov where the settings have it."""
+    if settings.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+            params,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            nesterov=getattr(settings, "nesterov", False),
+            weight_decay=settings.weight_decay,
         )
-    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
 def make_scheduler(optimizer, schedule: str | Sequence[int], epochs: int, steps_per_epoch: int):
@@ -284,10 +290,15 @@ def evaluate_model(
 
 def load_training_split(prepared: str | Path, recipe: TrainRecipe) -> Split:
     """The training split as the recipe sees it: optionally truncated, optionally with a planted patch."""
-    train = load_split(prepared, "train", limit=recipe.train_limit)
-    if recipe.planted_patch:
-        train, _ = PlantedPatch(**_patch_args(recipe.planted_patch)).plant(train)
-    return train
+    return with_planted_patch(load_split(prepared, "train", limit=recipe.train_limit), recipe)
+
+
+def with_planted_patch(train: Split, recipe: TrainRecipe) -> Split:
+    """``train`` with the recipe's planted patch (if any) stamped on its chosen images."""
+    if not recipe.planted_patch:
+        return train
+    patched, _ = PlantedPatch(**_patch_args(recipe.planted_patch)).plant(train)
+    return patched
 
 
 def _patch_args(values: dict[str, Any]) -> dict[str, Any]:
@@ -313,11 +324,41 @@ def train_checkpoint(
 ) -> Path:
     """Train one zoo model from scratch and write its checkpoint (with clean and robust test accuracy)."""
     recipe = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe)
-    output = Path(output)
     train = load_training_split(prepared, recipe)
-    test = load_split(prepared, "test")
+    return train_on_splits(
+        output,
+        train,
+        load_split(prepared, "test"),
+        name=f"{train.info.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}",
+        arch=arch,
+        algorithm=algorithm,
+        recipe=recipe,
+        init_seed=init_seed,
+        data_seed=data_seed,
+        evaluation=evaluation,
+        device=device,
+        extra_meta=extra_meta,
+    )
+
+
+def train_on_splits(
+    output: str | Path,
+    train: Split,
+    test: Split,
+    *,
+    name: str,
+    arch: str,
+    algorithm: str,
+    recipe: TrainRecipe,
+    init_seed: int,
+    data_seed: int,
+    evaluation: dict[str, Any] | None = None,
+    device: str = "auto",
+    extra_meta: dict[str, Any] | None = None,
+) -> Path:
+    """Train ``arch`` from its seeded initialisation on ``train``, evaluate it on ``test``, write the checkpoint."""
+    output = Path(output)
     model = seeded_model(arch, train.info, init_seed)
-    name = f"{train.info.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}"
     history = fit(
         model,
         train,

@@ -31,8 +31,8 @@ rule derive:
         "../scripts/derive.py"
 
 
-# A derived model is evaluated on the task it was trained for (a transfer's relabelled class subset),
-# with forget/retain accuracy for unlearning; the zoo's `evaluate` rule knows neither.
+# The same evaluation as the zoo's (it judges a derived model on the task it was trained for),
+# for checkpoints that live under models/derived/.
 rule evaluate_derived:
     input:
         checkpoint=f"{R}/models/derived/{{dataset}}/{{rest}}.safetensors",
@@ -52,7 +52,7 @@ rule evaluate_derived:
         evaluation=canonical(config["evaluation"]),
         device=config["device"],
     script:
-        "../scripts/evaluate_derived.py"
+        "../scripts/evaluate.py"
 
 
 ruleorder: evaluate_derived > evaluate

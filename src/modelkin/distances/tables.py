@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io import atomic_path, write_json
+from ..plotting import pyplot, save_figure
 from .pairwise import pairwise_distances
 from .reference import ReferenceDistance, Setting, normalise, reference_distance
 from .registry import distances_for, get_distance
@@ -296,11 +297,9 @@ def distance_stage(
 def plot_distance_heatmap(csv_path: str | Path, output: str | Path, *, method: str | None = None,
                           metric: str | None = None) -> Path:
     """Pairwise normalised distances (headline metric) as a heatmap; models grouped by lineage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
+    from matplotlib.colors import TwoSlopeNorm
 
     frame = pd.read_csv(csv_path)
     method = method or Path(csv_path).stem
@@ -319,7 +318,7 @@ def plot_distance_heatmap(csv_path: str | Path, output: str | Path, *, method: s
             matrix[i, j] = matrix[j, i] = r[f"{metric}_normalised"]
         finite = matrix[np.isfinite(matrix)]
         top = max(2.0, float(np.nanpercentile(finite, 99))) if finite.size else 2.0
-        norm = matplotlib.colors.TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=top)  # white = as far as independent pairs
+        norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=top)  # white = as far as independent pairs
         image = ax.imshow(matrix, cmap="RdBu", norm=norm, interpolation="nearest")
         labels = [_short_label(m) for m in models]
         ax.set_xticks(range(len(models)), labels, rotation=90, fontsize=6)
@@ -330,10 +329,7 @@ def plot_distance_heatmap(csv_path: str | Path, output: str | Path, *, method: s
     if not datasets:
         axes[0][0].text(0.5, 0.5, "no pairs", ha="center", va="center")
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(output)
+    return save_figure(fig, output, dpi=110)
 
 
 def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
@@ -358,10 +354,7 @@ def plot_relatedness_roc(csv_path: str | Path, output: str | Path, *, method: st
                          metric: str | None = None) -> Path:
     """ROC curves of the headline metric's normalised distance, one per derivation kind: derived copies
     (positives) against independent models of the same parents (negatives)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -393,10 +386,7 @@ def plot_relatedness_roc(csv_path: str | Path, output: str | Path, *, method: st
     ax.set_title(f"{method} {entry.metric}: derived vs independent", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(output)
+    return save_figure(fig, output, dpi=110)
 
 
 # Derived ids are derived/{dataset}/{derivation}/{parent id}/s{seed} (modelkin.derive.derived_model_id);

@@ -8,6 +8,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..io import atomic_path
+from ..plotting import pyplot, save_figure
 from ..measures import get_measure
 
 STATUS_MARKS = {"degenerate": "deg", "skipped": "n/a", "undefined": "undef"}
@@ -135,10 +136,7 @@ def plot_layer_heatmaps(table, output: str | Path, *, title: str | None = None, 
     reversed map; colour limits are the measure's range where it is finite. Empty cells are grey and
     labelled with why (``deg``, ``n/a``, ``undef``); flagged degenerate values carry a star.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     measures = _order(table["measure"])
     if not measures:
@@ -185,10 +183,7 @@ def plot_layer_heatmaps(table, output: str | Path, *, title: str | None = None, 
     subtitle = f"conv_mode {table['conv_mode'].iloc[0]}; {table['sampling'].iloc[0]}" if "conv_mode" in table else ""
     fig.suptitle("\n".join(t for t in (title, subtitle) if t), fontsize=9)
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(output)
+    return save_figure(fig, output, dpi=110)
 
 
 # ---------------------------------------------------------------------------------------------

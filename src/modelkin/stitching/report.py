@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import atomic_path
+from ..plotting import pyplot, save_figure
 from .results import read_results
 from .train import VARIANTS
 
@@ -109,15 +110,8 @@ def summary_table(results: Sequence[str | Path], output: str | Path):
     return table
 
 
-def _save(fig, output: str | Path) -> Path:
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    return Path(output)
-
-
 def _panels(n: int):
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = min(n, 3)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
@@ -174,11 +168,6 @@ def _plot_lines(ax, group, columns: dict[str, str], ylabel: str):
 
 
 def plot_relative_accuracy(table, output: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     groups = _groups(table)
     fig, axes = _panels(max(len(groups), 1))
     if not groups:
@@ -194,18 +183,11 @@ def plot_relative_accuracy(table, output: str | Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle("Relative accuracy of the stitched network per layer: T at init, trained, least squares")
     fig.tight_layout()
-    path = _save(fig, output)
-    plt.close(fig)
-    return path
+    return save_figure(fig, output)
 
 
 def plot_cka_vs_accuracy(table, output: str | Path, measure: str = "cka") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.2, 4.8))
+    fig, ax = pyplot().subplots(figsize=(6.2, 4.8))
     column = f"model1_vs_model2_{measure}"
     rows = table[table["eval_task"] == table["train_task"]] if len(table) else table
     if not len(rows) or column not in rows.columns:
@@ -222,17 +204,10 @@ def plot_cka_vs_accuracy(table, output: str | Path, measure: str = "cka") -> Pat
         ax.legend(fontsize=7)
     ax.set_title("Representational similarity vs functional similarity (stitching)")
     fig.tight_layout()
-    path = _save(fig, output)
-    plt.close(fig)
-    return path
+    return save_figure(fig, output)
 
 
 def plot_robust_accuracy(table, output: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     has = "after_robust_accuracy" in table.columns if len(table) else False
     rows = table[table["after_robust_accuracy"].notna()] if has else table.iloc[0:0]
     groups = _groups(rows)
@@ -253,9 +228,7 @@ def plot_robust_accuracy(table, output: str | Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle("Robust accuracy of stitched networks per layer")
     fig.tight_layout()
-    path = _save(fig, output)
-    plt.close(fig)
-    return path
+    return save_figure(fig, output)
 
 
 def plot_summary(summary_csv: str | Path, relative: str | Path, cka: str | Path, robust: str | Path) -> list[Path]:

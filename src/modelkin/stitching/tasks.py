@@ -115,46 +115,24 @@ def train_task_donor(
     The checkpoint's ``dataset`` is the underlying data set (the input space the
     model is built for); ``task`` records the transformation.
     """
-    from ..checkpoint import save_checkpoint
-    from ..models import seeded_model
-    from ..data import PlantedPatch
-    from ..train import TrainRecipe, evaluate_model, fit
+    from ..train import TrainRecipe, train_on_splits, with_planted_patch
 
     task = parse_task(task)
     recipe = TrainRecipe.from_dict(recipe)
-    train = load_task_split(prepared, task, "train", limit=recipe.train_limit)
-    if recipe.planted_patch:
-        patch = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.planted_patch.items()}
-        train, _ = PlantedPatch(**patch).plant(train)
-    test = load_task_split(prepared, task, "test")
-    output = Path(output)
-    model = seeded_model(arch, train.info, init_seed)
-    name = f"{task.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}"
-    history = fit(
-        model,
-        train,
-        recipe,
+    return train_on_splits(
+        output,
+        with_planted_patch(load_task_split(prepared, task, "train", limit=recipe.train_limit), recipe),
+        load_task_split(prepared, task, "test"),
+        name=f"{task.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}",
+        arch=arch,
+        algorithm=algorithm,
+        recipe=recipe,
+        init_seed=init_seed,
         data_seed=data_seed,
+        evaluation=evaluation,
         device=device,
-        resume_path=output.with_name(output.name + ".resume.pt"),
-        desc=name,
+        extra_meta={"task": task.to_dict()},
     )
-    metrics = evaluate_model(model, test, device=device, **(evaluation or {}))
-    meta = {
-        "name": name,
-        "arch": arch,
-        "dataset": task.dataset,
-        "task": task.to_dict(),
-        "num_classes": task.num_classes,
-        "algorithm": algorithm,
-        "recipe": recipe.to_dict(),
-        "init_seed": init_seed,
-        "data_seed": data_seed,
-        "epochs": recipe.epochs,
-        "history": history.epochs,
-        **metrics,
-    }
-    return save_checkpoint(output, model, meta)
 
 
 def task_of_checkpoint(meta: dict[str, Any]) -> Task:

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from torch import nn
 from ..attacks import pgd_attack, trades_attack
 from ..data import Split, augment_batch, iterate_batches
 from ..progress import progress
-from ..train import make_scheduler
+from ..train import make_optimizer, make_scheduler
 from .init import INITS, MASKS
 from .model import RESIZE_MODES, StitchedModel, layer_activation
 
@@ -314,12 +314,6 @@ def precompute_fixed_inputs(
         stitched.train(was_training)
     cat = {k: torch.cat(v) if v else None for k, v in parts.items()}
     return FixedInputs(cat["front"], cat["logits1"], cat["logits2"], cat["genuine"])
-
-
-def make_optimizer(params: Sequence[nn.Parameter], options: StitchOptions) -> torch.optim.Optimizer:
-    if options.optimizer == "adam":
-        return torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
-    return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
 
 
 def stitch_step_loss(
