@@ -61,6 +61,7 @@ rule concordance_table:
         ),
     log:
         f"{R}/logs/concordance/table.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -88,6 +89,7 @@ rule concordance_plot:
         ),
     log:
         f"{R}/logs/concordance/plot.log",
+    localrule: True
     conda:
         ENV
     threads: 1

@@ -40,6 +40,7 @@ rule distance_heatmap:
         f"{R}/logs/distance_heatmap/{{method}}.log",
     wildcard_constraints:
         method="zest|gradfield",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -63,6 +64,7 @@ rule relatedness:
         f"{R}/logs/relatedness/{{method}}.log",
     wildcard_constraints:
         method="zest|gradfield",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -86,6 +88,7 @@ rule relatedness_roc:
         f"{R}/logs/relatedness_roc/{{method}}.log",
     wildcard_constraints:
         method="zest|gradfield",
+    localrule: True
     conda:
         ENV
     threads: 1

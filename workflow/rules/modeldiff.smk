@@ -183,6 +183,7 @@ rule modeldiff_summary:
         f"{MD_DIR}/summary.json",
     log:
         f"{R}/logs/modeldiff/{MD['dataset']}-{MD['arch']}-summary.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -207,6 +208,7 @@ rule modeldiff_plot:
         ),
     log:
         f"{R}/logs/modeldiff/{MD['dataset']}-{MD['arch']}-plot.log",
+    localrule: True
     conda:
         ENV
     threads: 1

@@ -52,6 +52,7 @@ rule similarity_summary:
         ),
     log:
         f"{R}/logs/similarity/summary.log",
+    localrule: True
     conda:
         ENV
     threads: 1

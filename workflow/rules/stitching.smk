@@ -64,6 +64,7 @@ rule stitching_summary:
         ),
     log:
         f"{R}/logs/stitching_summary.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -95,6 +96,7 @@ rule stitching_plots:
         ),
     log:
         f"{R}/logs/stitching_plots.log",
+    localrule: True
     conda:
         ENV
     threads: 1

@@ -48,6 +48,7 @@ rule zoo_table:
         report(f"{R}/zoo.csv", caption="../report/zoo.rst", category="Zoo"),
     log:
         f"{R}/logs/zoo_table.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -65,6 +66,7 @@ rule zoo_plot:
         report(f"{R}/plots/zoo.png", caption="../report/zoo_plot.rst", category="Zoo"),
     log:
         f"{R}/logs/zoo_plot.log",
+    localrule: True
     conda:
         ENV
     threads: 1
