@@ -133,10 +133,10 @@ def main() -> None:
     theirs, their_scores = time_traker(models, train, targets, args)
     print(f"traker:   {theirs:8.2f} s")
     print(f"speed-up: {theirs / ours:8.2f}x (traker time / modelkin time, same run)")
-    # Different random matrices, so not equal; high agreement says both compute the same quantity.
-    agreement = np.corrcoef(ours_scores.ravel(), their_scores.ravel())[0, 1]
-    print(f"score correlation (independent projection matrices): {agreement:.3f}")
-
-
-if __name__ == "__main__":
-    main()
+    # The two libraries draw different projection matrices, and these LeNets are untrained, so their scores
+    # are not comparable entry by entry; that both compute the same scores from the same matrices is
+    # tests/test_trak.py::test_agrees_with_traker_given_the_same_projection_matrices.
+    if ours_scores.shape != their_scores.shape:
+        raise SystemExit(f"score shapes differ: modelkin {ours_scores.shape}, traker {their_scores.shape}")
+    print(f"scores: {ours_scores.shape[0]} x {ours_scores.shape[1]} from both; agreement is tested with shared "
+          "projection matrices (tests/test_trak.py), not measured here")
