@@ -44,7 +44,8 @@ def evaluate_checkpoint(
     if ckpt.meta.get("forget_class") is not None:
         metrics.update(class_accuracies(ckpt.model, test, ckpt.meta["forget_class"], device))
     lineage = {key: ckpt.meta[key] for key in ("parent", "derivation") if key in ckpt.meta}
-    result = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "model": ckpt.name, **lineage, **metrics}
+    identity = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "model": ckpt.name}
+    result = {**identity, **lineage, **metrics}
     write_json(output, result)
     return result
 

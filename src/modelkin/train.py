@@ -310,35 +310,16 @@ def _patch_args(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_checkpoint(
-    output: str | Path,
-    *,
-    prepared: str | Path,
-    arch: str,
-    algorithm: str,
-    recipe: dict[str, Any] | TrainRecipe,
-    init_seed: int,
-    data_seed: int,
-    evaluation: dict[str, Any] | None = None,
-    device: str = "auto",
-    extra_meta: dict[str, Any] | None = None,
+    output: str | Path, *, prepared: str | Path, recipe: dict[str, Any] | TrainRecipe, **settings: Any
 ) -> Path:
-    """Train one zoo model from scratch and write its checkpoint (with clean and robust test accuracy)."""
+    """Train one zoo model from scratch on a prepared data set and write its checkpoint.
+
+    ``settings``: arch, algorithm, init_seed, data_seed, and optionally evaluation, device,
+    extra_meta (see :func:`train_on_splits`).
+    """
     recipe = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe)
-    train = load_training_split(prepared, recipe)
-    return train_on_splits(
-        output,
-        train,
-        load_split(prepared, "test"),
-        name=f"{train.info.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}",
-        arch=arch,
-        algorithm=algorithm,
-        recipe=recipe,
-        init_seed=init_seed,
-        data_seed=data_seed,
-        evaluation=evaluation,
-        device=device,
-        extra_meta=extra_meta,
-    )
+    train, test = load_training_split(prepared, recipe), load_split(prepared, "test")
+    return train_on_splits(output, train, test, recipe=recipe, **settings)
 
 
 def train_on_splits(
@@ -346,7 +327,6 @@ def train_on_splits(
     train: Split,
     test: Split,
     *,
-    name: str,
     arch: str,
     algorithm: str,
     recipe: TrainRecipe,
@@ -355,8 +335,11 @@ def train_on_splits(
     evaluation: dict[str, Any] | None = None,
     device: str = "auto",
     extra_meta: dict[str, Any] | None = None,
+    task_name: str | None = None,
 ) -> Path:
-    """Train ``arch`` from its seeded initialisation on ``train``, evaluate it on ``test``, write the checkpoint."""
+    """Train ``arch`` from its seeded initialisation on ``train``, evaluate it on ``test`` (clean and
+    robust accuracy), write the checkpoint. ``task_name`` (default: the data set) starts the model's name."""
+    name = f"{task_name or train.info.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}"
     output = Path(output)
     model = seeded_model(arch, train.info, init_seed)
     history = fit(

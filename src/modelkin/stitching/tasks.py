@@ -98,41 +98,22 @@ def load_task_split(prepared: str | Path, task: Task, split: str, limit: int | N
 
 
 def train_task_donor(
-    output: str | Path,
-    *,
-    prepared: str | Path,
-    task: Task | dict[str, Any],
-    arch: str,
-    algorithm: str,
-    recipe: dict[str, Any],
-    init_seed: int,
-    data_seed: int,
-    evaluation: dict[str, Any] | None = None,
-    device: str = "auto",
+    output: str | Path, *, prepared: str | Path, task: Task | dict[str, Any], recipe: dict[str, Any], **settings: Any
 ) -> Path:
     """Train a zoo architecture on a transformed task, exactly as the zoo trains on a data set.
 
-    The checkpoint's ``dataset`` is the underlying data set (the input space the
-    model is built for); ``task`` records the transformation.
+    ``settings`` as for :func:`modelkin.train.train_on_splits` (arch, algorithm, seeds, ...). The
+    checkpoint's ``dataset`` is the underlying data set (the input space the model is built for);
+    ``task`` records the transformation.
     """
     from ..train import TrainRecipe, train_on_splits, with_planted_patch
 
     task = parse_task(task)
     recipe = TrainRecipe.from_dict(recipe)
-    return train_on_splits(
-        output,
-        with_planted_patch(load_task_split(prepared, task, "train", limit=recipe.train_limit), recipe),
-        load_task_split(prepared, task, "test"),
-        name=f"{task.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}",
-        arch=arch,
-        algorithm=algorithm,
-        recipe=recipe,
-        init_seed=init_seed,
-        data_seed=data_seed,
-        evaluation=evaluation,
-        device=device,
-        extra_meta={"task": task.to_dict()},
-    )
+    train = with_planted_patch(load_task_split(prepared, task, "train", limit=recipe.train_limit), recipe)
+    test = load_task_split(prepared, task, "test")
+    extra_meta = {"task": task.to_dict()}
+    return train_on_splits(output, train, test, recipe=recipe, task_name=task.name, extra_meta=extra_meta, **settings)
 
 
 def task_of_checkpoint(meta: dict[str, Any]) -> Task:
