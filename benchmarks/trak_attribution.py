@@ -140,3 +140,7 @@ def main() -> None:
         raise SystemExit(f"score shapes differ: modelkin {ours_scores.shape}, traker {their_scores.shape}")
     print(f"scores: {ours_scores.shape[0]} x {ours_scores.shape[1]} from both; agreement is tested with shared "
           "projection matrices (tests/test_trak.py), not measured here")
+
+
+if __name__ == "__main__":
+    main()
