@@ -40,17 +40,23 @@ def print_table(times: dict[str, list[float]], wall: float | None) -> None:
     total = sum(sum(v) for v in times.values())
     print(f"{'rule':<28} {'jobs':>5} {'sum s':>9} {'mean s':>8} {'share':>7}")
     for rule, values in sorted(times.items(), key=lambda kv: -sum(kv[1])):
-        print(f"{rule:<28} {len(values):>5} {sum(values):>9.1f} {sum(values) / len(values):>8.2f} {sum(values) / total:>7.1%}")
+        print(
+            f"{rule:<28} {len(values):>5} {sum(values):>9.1f} {sum(values) / len(values):>8.2f} {sum(values) / total:>7.1%}"
+        )
     print(f"{'all jobs':<28} {sum(len(v) for v in times.values()):>5} {total:>9.1f}")
     if wall is not None:
         print(f"pipeline wall time: {wall:.1f} s ({wall / 60:.1f} min)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--results", help="summarise this existing results directory instead of running")
+    parser.add_argument(
+        "--results", help="summarise this existing results directory instead of running"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary working directory")
     args = parser.parse_args()
     if args.results:
@@ -60,7 +66,17 @@ def main() -> None:
     shutil.copy(args.config, workdir / "config.yaml")
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     start = time.perf_counter()
-    proc = subprocess.run([snakemake, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", str(args.cores)])
+    proc = subprocess.run(
+        [
+            snakemake,
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            str(args.cores),
+        ]
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"snakemake failed ({proc.returncode}); logs under {workdir}")

@@ -42,7 +42,13 @@ from modelkin.data import get_dataset_info, load_split, prepare_dataset
 from modelkin.device import resolve_device
 from modelkin.models import seeded_model
 from modelkin.signatures.gradfield import GradientField, gauss_legendre
-from modelkin.signatures.zest import AUTO_CHUNK_SIZE, ZestExtractor, ZestProbe, draw_masks, segment_image
+from modelkin.signatures.zest import (
+    AUTO_CHUNK_SIZE,
+    ZestExtractor,
+    ZestProbe,
+    draw_masks,
+    segment_image,
+)
 
 SEGMENTATION = {"digits": {"kernel_size": 3, "ratio": 0.2, "max_dist": 200}}
 REFERENCE_SEGMENTATION = {"kernel_size": 4, "ratio": 0.2, "max_dist": 200}
@@ -101,13 +107,17 @@ def benchmark_images(dataset: str, n: int) -> tuple[np.ndarray, dict]:
     info = get_dataset_info(dataset)
     if dataset == "digits":
         with tempfile.TemporaryDirectory() as tmp:
-            images = load_split(prepare_dataset("digits", f"{tmp}/digits.safetensors"), "train", limit=n).x.numpy()
+            images = load_split(
+                prepare_dataset("digits", f"{tmp}/digits.safetensors"), "train", limit=n
+            ).x.numpy()
         return images, SEGMENTATION["digits"]
     g = torch.Generator().manual_seed(0)
     c, h, w = info.shape
     grey, colour = torch.rand(n, 1, 6, 6, generator=g), torch.rand(n, c, 6, 6, generator=g)
     low = 0.5 + 0.6 * (0.7 * grey + 0.3 * colour - 0.5)
-    images = torch.nn.functional.interpolate(low, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    images = torch.nn.functional.interpolate(
+        low, size=(h, w), mode="bicubic", align_corners=False
+    ).clamp(0, 1)
     return images.numpy().astype(np.float32), REFERENCE_SEGMENTATION
 
 
@@ -115,13 +125,17 @@ def make_probe(images: np.ndarray, samples: int, segmentation: dict, hide: np.nd
     segments = np.stack([segment_image(img, **segmentation) for img in images])
     num_segments = (segments.reshape(len(images), -1).max(1) + 1).astype(np.int32)
     masks = draw_masks(num_segments, samples, seed=0)
-    return ZestProbe(images, segments, num_segments, masks, {"hide_color": hide.tolist()}).validate()
+    return ZestProbe(
+        images, segments, num_segments, masks, {"hide_color": hide.tolist()}
+    ).validate()
 
 
 def zest_reference_style(model, probe: ZestProbe, device, batch_size: int) -> np.ndarray:
     hide = probe.hide_color.astype(np.float64)[:, None]
     weights = []
-    for image, segments, f, masks in zip(probe.images, probe.segments, probe.num_segments, probe.masks):
+    for image, segments, f, masks in zip(
+        probe.images, probe.segments, probe.num_segments, probe.masks
+    ):
         z = masks[:, :f].astype(np.float64)
         perturbed = np.repeat(image.astype(np.float64)[None], len(z), axis=0)
         for s in range(len(z)):
@@ -143,7 +157,9 @@ def lime_explainer_run(model, probe: ZestProbe, n_images: int, device, num_class
     channels = probe.images.shape[1]
 
     def classifier(batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch.transpose(0, 3, 1, 2)[:, :channels].astype(np.float32)).to(device)
+        x = torch.from_numpy(batch.transpose(0, 3, 1, 2)[:, :channels].astype(np.float32)).to(
+            device
+        )
         with torch.no_grad():
             return model(x).cpu().numpy()
 
@@ -180,13 +196,19 @@ def gradfield_batch_of_two(model, points, targets, baseline, n_steps, device) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--arch", default="resnet20_w1")
-    parser.add_argument("--dataset", default="cifar10", help="input shape and mean colour (digits: real images)")
+    parser.add_argument(
+        "--dataset", default="cifar10", help="input shape and mean colour (digits: real images)"
+    )
     parser.add_argument("--images", type=int, default=16, help="Zest reference images")
     parser.add_argument("--samples", type=int, default=400, help="Zest perturbations per image")
-    parser.add_argument("--lime-images", type=int, default=1, help="images explained by LimeImageExplainer")
+    parser.add_argument(
+        "--lime-images", type=int, default=1, help="images explained by LimeImageExplainer"
+    )
     parser.add_argument("--points", type=int, default=32, help="ModelGiF reference points")
     parser.add_argument("--steps", type=int, default=50, help="ModelGiF path steps")
     parser.add_argument(
@@ -195,12 +217,18 @@ def main() -> None:
         default=None,
         help="images per batched forward pass (default: the library's per-device choice)",
     )
-    parser.add_argument("--reference-batch", type=int, default=256, help="forward batch of the reference-style Zest")
+    parser.add_argument(
+        "--reference-batch", type=int, default=256, help="forward batch of the reference-style Zest"
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     info = get_dataset_info(args.dataset)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     model = seeded_model(args.arch, info, 0).to(device).eval()
     images, segmentation = benchmark_images(args.dataset, max(args.images, args.points))
     hide = np.asarray(info.mean, dtype=np.float32)
@@ -217,7 +245,9 @@ def main() -> None:
     )
 
     extractor = ZestExtractor(args.chunk_size, device)
-    extractor.signature(model, make_probe(images[:1], 8, segmentation, hide))  # warm-up (cuDNN, allocator)
+    extractor.signature(
+        model, make_probe(images[:1], 8, segmentation, hide)
+    )  # warm-up (cuDNN, allocator)
     batched = Phase(device)
     with batched.measure():
         ours = extractor.signature(model, probe)

@@ -44,10 +44,15 @@ def _sync(device):
 
 
 def epoch_times(arch, layer, split, options, device, *, cached: bool) -> tuple[list[float], float]:
-    model1, model2 = seeded_model(arch, split.info, 0).to(device).eval(), seeded_model(arch, split.info, 1).to(device).eval()
+    model1, model2 = (
+        seeded_model(arch, split.info, 0).to(device).eval(),
+        seeded_model(arch, split.info, 1).to(device).eval(),
+    )
     stitched = build_stitched(model1, layer, model2, layer, execution="auto" if cached else "hooks")
     _sync(device)
-    log = train_stitcher(stitched, split, options, device=device, cache=cached, desc=f"{arch}:{layer}")
+    log = train_stitcher(
+        stitched, split, options, device=device, cache=cached, desc=f"{arch}:{layer}"
+    )
     _sync(device)
     return log.epoch_seconds, log.seconds - sum(log.epoch_seconds)
 
@@ -55,29 +60,55 @@ def epoch_times(arch, layer, split, options, device, *, cached: bool) -> tuple[l
 def benchmark_training(args, device) -> None:
     info = get_dataset_info(args.dataset)
     g = torch.Generator().manual_seed(0)
-    split = Split(torch.rand(args.images, *info.shape, generator=g), torch.randint(0, info.num_classes, (args.images,), generator=g), info)
-    options = StitchOptions(epochs=args.epochs, batch_size=args.batch_size, target_type=args.target_type, ps_inv=False)
-    print(f"\n1. T training epoch time, {args.images} images, batch {args.batch_size}, {args.epochs} epochs, "
-          f"{args.target_type} targets (median epoch)")
-    print(f"{'architecture':<13} {'layer':<16} {'reference s':>12} {'cached s':>10} {'cache once s':>13} {'speed-up':>9}")
+    split = Split(
+        torch.rand(args.images, *info.shape, generator=g),
+        torch.randint(0, info.num_classes, (args.images,), generator=g),
+        info,
+    )
+    options = StitchOptions(
+        epochs=args.epochs, batch_size=args.batch_size, target_type=args.target_type, ps_inv=False
+    )
+    print(
+        f"\n1. T training epoch time, {args.images} images, batch {args.batch_size}, {args.epochs} epochs, "
+        f"{args.target_type} targets (median epoch)"
+    )
+    print(
+        f"{'architecture':<13} {'layer':<16} {'reference s':>12} {'cached s':>10} {'cache once s':>13} {'speed-up':>9}"
+    )
     for arch in args.archs:
         for layer in CASES[arch]:
             reference, _ = epoch_times(arch, layer, split, options, device, cached=False)
             cached, setup = epoch_times(arch, layer, split, options, device, cached=True)
             ref, fast = statistics.median(reference), statistics.median(cached)
-            print(f"{arch:<13} {layer:<16} {ref:>12.3f} {fast:>10.3f} {setup:>13.3f} {ref / fast:>8.1f}x")
+            print(
+                f"{arch:<13} {layer:<16} {ref:>12.3f} {fast:>10.3f} {setup:>13.3f} {ref / fast:>8.1f}x"
+            )
 
 
 def benchmark_least_squares(args, device) -> None:
-    print(f"\n2. least squares (ps_inv): {args.rows} pixel rows in batches of {args.rows // 8}, square T of width p")
-    print(f"{'p':>6} {'moments MiB':>12} {'accumulate s':>13} {'solve s':>9} {'pinv MiB':>9} {'pinv s':>8} {'max |diff|':>11}")
+    print(
+        f"\n2. least squares (ps_inv): {args.rows} pixel rows in batches of {args.rows // 8}, square T of width p"
+    )
+    print(
+        f"{'p':>6} {'moments MiB':>12} {'accumulate s':>13} {'solve s':>9} {'pinv MiB':>9} {'pinv s':>8} {'max |diff|':>11}"
+    )
     g = torch.Generator().manual_seed(0)
     for p in args.widths:
         w_true = torch.randn(p, p, generator=g, dtype=torch.float64) / p**0.5
         batches = []
         for _ in range(8):
             x = torch.relu(torch.randn(args.rows // 8, p, generator=g)) + 0.1
-            batches.append((x.to(device), (x.double() @ w_true.T + 0.01 * torch.randn(len(x), p, generator=g, dtype=torch.float64)).float().to(device)))
+            batches.append(
+                (
+                    x.to(device),
+                    (
+                        x.double() @ w_true.T
+                        + 0.01 * torch.randn(len(x), p, generator=g, dtype=torch.float64)
+                    )
+                    .float()
+                    .to(device),
+                )
+            )
         _sync(device)
         start = time.perf_counter()
         moments = Moments(p, p)
@@ -94,30 +125,52 @@ def benchmark_least_squares(args, device) -> None:
             x = torch.cat([b[0] for b in batches]).double().cpu()
             y = torch.cat([b[1] for b in batches]).double().cpu()
             start = time.perf_counter()
-            joint = torch.linalg.pinv(torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)) @ y
+            joint = (
+                torch.linalg.pinv(torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)) @ y
+            )
             pinv = f"{time.perf_counter() - start:>8.2f}"
-            diff = max((joint[:p].T - solution.weight).abs().max().item(), (joint[p] - solution.bias).abs().max().item())
+            diff = max(
+                (joint[:p].T - solution.weight).abs().max().item(),
+                (joint[p] - solution.bias).abs().max().item(),
+            )
             diff_text = f"{diff:>11.1e}"
         else:
             pinv, diff_text = f"{'-':>8}", f"{'-':>11}"
-        print(f"{p:>6} {memory:>12.1f} {accumulate:>13.3f} {solve:>9.3f} {stacked_mib:>9.0f} {pinv} {diff_text}")
+        print(
+            f"{p:>6} {memory:>12.1f} {accumulate:>13.3f} {solve:>9.3f} {stacked_mib:>9.0f} {pinv} {diff_text}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--dataset", default="digits", help="input shape and classes (the images are random)")
+    parser.add_argument(
+        "--dataset", default="digits", help="input shape and classes (the images are random)"
+    )
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--target-type", default="hard", choices=("hard", "soft_2"))
     parser.add_argument("--archs", nargs="*", default=["lenet", "resnet20_w1"], choices=list(CASES))
-    parser.add_argument("--rows", type=int, default=200_000, help="pixel rows of the least-squares benchmark")
+    parser.add_argument(
+        "--rows", type=int, default=200_000, help="pixel rows of the least-squares benchmark"
+    )
     parser.add_argument("--widths", type=int, nargs="*", default=[16, 64, 256, 512, 1024])
-    parser.add_argument("--pinv-limit-mib", type=float, default=512, help="run the stacked pinv only below this size")
+    parser.add_argument(
+        "--pinv-limit-mib",
+        type=float,
+        default=512,
+        help="run the stacked pinv only below this size",
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     print(f"device: {name}")
     benchmark_training(args, device)
     benchmark_least_squares(args, device)

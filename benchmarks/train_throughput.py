@@ -36,7 +36,9 @@ def images_per_second(fn, batch_size, steps, device) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -47,9 +49,17 @@ def main() -> None:
 
     device = resolve_device(args.device)
     info = get_dataset_info(args.dataset)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; data set {args.dataset} {info.shape}; batch {args.batch_size}; {args.steps} steps")
-    print(f"{'architecture':<14} {'params':>10} {'train img/s':>12} {'madry img/s':>12} {'madry/std':>10} {'train/infer':>12}")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"device: {name}; data set {args.dataset} {info.shape}; batch {args.batch_size}; {args.steps} steps"
+    )
+    print(
+        f"{'architecture':<14} {'params':>10} {'train img/s':>12} {'madry img/s':>12} {'madry/std':>10} {'train/infer':>12}"
+    )
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch_size, *info.shape, device=device)
     y = torch.randint(0, info.num_classes, (args.batch_size,), device=device)
@@ -57,7 +67,9 @@ def main() -> None:
         model = seeded_model(arch, info, 0).to(device)
         recipes = {
             "standard": TrainRecipe(batch_size=args.batch_size),
-            "madry": TrainRecipe(batch_size=args.batch_size, adversary="madry", attack_steps=args.attack_steps),
+            "madry": TrainRecipe(
+                batch_size=args.batch_size, adversary="madry", attack_steps=args.attack_steps
+            ),
         }
         rates = {}
         for label, recipe in recipes.items():

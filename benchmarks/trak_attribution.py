@@ -23,7 +23,9 @@ import torch
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
         "--proj-dim",
@@ -35,7 +37,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="examples per batch, both libraries")
     p.add_argument("--checkpoints", type=int, default=2)
     p.add_argument("--arch", default="lenet")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     p.add_argument("--skip-traker", action="store_true", help="time modelkin only")
     return p.parse_args()
 
@@ -47,7 +51,10 @@ def time_modelkin(models, train, targets, args) -> tuple[float, np.ndarray]:
     settings = TrakSettings(proj_dim=args.proj_dim, proj_type=proj_type, batch_size=args.batch_size)
     _sync(args.device)
     start = time.perf_counter()
-    features = [featurize(m, train, targets, settings, checkpoint_index=i, device=args.device) for i, m in enumerate(models)]
+    features = [
+        featurize(m, train, targets, settings, checkpoint_index=i, device=args.device)
+        for i, m in enumerate(models)
+    ]
     scores = ensemble_scores(features, device=args.device)
     _sync(args.device)
     return time.perf_counter() - start, scores.numpy()
@@ -76,7 +83,10 @@ def time_traker(models, train, targets, args) -> tuple[float, np.ndarray]:
         traker.finalize_features()
         for model_id, model in enumerate(models):
             traker.start_scoring_checkpoint(
-                exp_name="bench", checkpoint=model.state_dict(), model_id=model_id, num_targets=len(targets[1])
+                exp_name="bench",
+                checkpoint=model.state_dict(),
+                model_id=model_id,
+                num_targets=len(targets[1]),
             )
             for x, y in _batches(targets, args):
                 traker.score(batch=[x, y], num_samples=len(y))
@@ -88,7 +98,10 @@ def time_traker(models, train, targets, args) -> tuple[float, np.ndarray]:
 def _batches(data, args):
     x, y = data
     for start in range(0, len(y), args.batch_size):
-        yield x[start : start + args.batch_size].to(args.device), y[start : start + args.batch_size].to(args.device)
+        yield (
+            x[start : start + args.batch_size].to(args.device),
+            y[start : start + args.batch_size].to(args.device),
+        )
 
 
 def _sync(device: str) -> None:
@@ -118,10 +131,17 @@ def main() -> None:
         train_split, test_split = load_split(prepared, "train"), load_split(prepared, "test")
     train = (train_split.x, train_split.y)
     targets = (test_split.x, test_split.y)
-    models = [seeded_model(args.arch, train_split.info, seed).to(args.device).eval() for seed in range(args.checkpoints)]
+    models = [
+        seeded_model(args.arch, train_split.info, seed).to(args.device).eval()
+        for seed in range(args.checkpoints)
+    ]
     num_params = sum(p.numel() for p in models[0].parameters())
     _warm_up(models[0], train, args.device)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    device_name = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     print(
         f"TRAK on digits: {args.arch} ({num_params:,} parameters), {args.checkpoints} checkpoints, {len(train[1])} train x "
         f"{len(targets[1])} targets, proj_dim {args.proj_dim}, batch {args.batch_size}, float32, {device_name}"
@@ -137,9 +157,13 @@ def main() -> None:
     # are not comparable entry by entry; that both compute the same scores from the same matrices is
     # tests/test_trak.py::test_agrees_with_traker_given_the_same_projection_matrices.
     if ours_scores.shape != their_scores.shape:
-        raise SystemExit(f"score shapes differ: modelkin {ours_scores.shape}, traker {their_scores.shape}")
-    print(f"scores: {ours_scores.shape[0]} x {ours_scores.shape[1]} from both; agreement is tested with shared "
-          "projection matrices (tests/test_trak.py), not measured here")
+        raise SystemExit(
+            f"score shapes differ: modelkin {ours_scores.shape}, traker {their_scores.shape}"
+        )
+    print(
+        f"scores: {ours_scores.shape[0]} x {ours_scores.shape[1]} from both; agreement is tested with shared "
+        "projection matrices (tests/test_trak.py), not measured here"
+    )
 
 
 if __name__ == "__main__":

@@ -95,14 +95,23 @@ def check_report(report: Path, timeout: int = 120) -> dict:
         (root / "check.html").write_text(CHECKER.replace("REPORT", "report.html"))
         with _Server(root) as url, tempfile.TemporaryDirectory() as profile:
             proc = subprocess.run(
-                [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=60000", "--dump-dom", f"{url}/check.html"],
+                [
+                    chromium(),
+                    *CHROMIUM_FLAGS,
+                    f"--user-data-dir={profile}",
+                    "--virtual-time-budget=60000",
+                    "--dump-dom",
+                    f"{url}/check.html",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=timeout,
             )
     match = re.search(r'<pre id="outcome">(.*?)</pre>', proc.stdout, re.S)
     if not match or match.group(1) == "pending":
-        raise AssertionError(f"the report did not finish loading in Chromium:\n{proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"the report did not finish loading in Chromium:\n{proc.stderr[-2000:]}"
+        )
     import html
 
     return json.loads(html.unescape(match.group(1)))
@@ -111,7 +120,15 @@ def check_report(report: Path, timeout: int = 120) -> dict:
 def screenshot(report: Path, output: Path, size: str = "1400,1000") -> Path:
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={size}", "--virtual-time-budget=10000", f"--screenshot={output}", Path(report).resolve().as_uri()],
+            [
+                chromium(),
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={size}",
+                "--virtual-time-budget=10000",
+                f"--screenshot={output}",
+                Path(report).resolve().as_uri(),
+            ],
             capture_output=True,
             timeout=120,
             check=True,

@@ -3,13 +3,23 @@ import json
 import pytest
 import torch
 
-from modelkin.checkpoint import CheckpointError, import_state_dict, load_checkpoint, read_metadata, save_checkpoint
+from modelkin.checkpoint import (
+    CheckpointError,
+    import_state_dict,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from modelkin.models import build_model, seeded_model
 
 
 def test_round_trip_rebuilds_the_model(tmp_path):
     model = seeded_model("resnet20_w1", "digits", 3).eval()
-    path = save_checkpoint(tmp_path / "m.safetensors", model, {"arch": "resnet20_w1", "dataset": "digits", "num_classes": 10})
+    path = save_checkpoint(
+        tmp_path / "m.safetensors",
+        model,
+        {"arch": "resnet20_w1", "dataset": "digits", "num_classes": 10},
+    )
     ckpt = load_checkpoint(path)
     x = torch.rand(2, 1, 32, 32)
     assert torch.equal(ckpt.model(x), model(x))
@@ -19,8 +29,13 @@ def test_round_trip_rebuilds_the_model(tmp_path):
 
 def test_weights_that_do_not_match_the_metadata_fail_clearly(tmp_path):
     model = build_model("lenet", "digits")
-    path = save_checkpoint(tmp_path / "m.safetensors", model, {"arch": "mlp", "dataset": "digits", "num_classes": 10})
-    with pytest.raises(CheckpointError, match=r"arch=mlp.*do not match the architecture: .*unexpected tensors.*shape mismatches"):
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", model, {"arch": "mlp", "dataset": "digits", "num_classes": 10}
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"arch=mlp.*do not match the architecture: .*unexpected tensors.*shape mismatches",
+    ):
         load_checkpoint(path)
 
 
@@ -60,7 +75,21 @@ def test_cli_import_and_info(tmp_path, capsys):
     model = seeded_model("mlp", "digits", 0)
     torch.save(model.state_dict(), tmp_path / "mlp.pth")
     out = tmp_path / "mlp.safetensors"
-    assert main(["import-checkpoint", str(tmp_path / "mlp.pth"), "--arch", "mlp", "--dataset", "digits", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "import-checkpoint",
+                str(tmp_path / "mlp.pth"),
+                "--arch",
+                "mlp",
+                "--dataset",
+                "digits",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["arch"] == "mlp"

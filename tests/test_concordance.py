@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import REPO, TINY_CONFIG
 from modelkin.checkpoint import save_checkpoint
 from modelkin.concordance import (
     ConcordanceError,
@@ -32,8 +33,6 @@ from modelkin.concordance import (
 )
 from modelkin.config import validate_config
 
-from conftest import REPO, TINY_CONFIG
-
 PARENT = "digits/lenet/standard/i0-d0"
 OTHER = "digits/lenet/standard/i1-d1"
 FINETUNE = f"derived/digits/finetune/{PARENT}/s0"
@@ -47,8 +46,15 @@ TRANSFER = f"derived/digits/transfer/{PARENT}/s0"
 
 def test_orientation_follows_the_registries_metadata():
     zest, cka, stitching = method_info("zest"), method_info("cka"), method_info("stitching")
-    assert (zest.higher_is_similar, zest.normalised, zest.raw_column) == (False, True, "zest_cos_normalised")
-    assert method_info("gradfield", distance_metric="euclidean").raw_column == "gradfield_euclidean_normalised"
+    assert (zest.higher_is_similar, zest.normalised, zest.raw_column) == (
+        False,
+        True,
+        "zest_cos_normalised",
+    )
+    assert (
+        method_info("gradfield", distance_metric="euclidean").raw_column
+        == "gradfield_euclidean_normalised"
+    )
     assert cka.higher_is_similar and not cka.normalised
     assert stitching.higher_is_similar and method_info("stitching_ps_inv").kind == "stitching"
     assert not method_info("procrustes").higher_is_similar  # a distance among the measures
@@ -73,14 +79,22 @@ def test_oriented_distances_rank_pairs_in_reverse(name):
 
 
 def test_unknown_methods_and_metrics_name_the_valid_ones():
-    with pytest.raises(ConcordanceError, match="unknown concordance method 'zset'; choose from zest, gradfield"):
+    with pytest.raises(
+        ConcordanceError, match="unknown concordance method 'zset'; choose from zest, gradfield"
+    ):
         method_info("zset")
     with pytest.raises(ValueError, match="valid: cos, l1, l2, linf"):
         method_info("zest", distance_metric="l3")
 
 
 def test_methods_default_to_the_built_distance_tables_and_must_be_built():
-    assert resolve_methods(None, ["zest", "gradfield"]) == ["zest", "gradfield", "cka", "stitching", "stitching_ps_inv"]
+    assert resolve_methods(None, ["zest", "gradfield"]) == [
+        "zest",
+        "gradfield",
+        "cka",
+        "stitching",
+        "stitching_ps_inv",
+    ]
     assert resolve_methods(None, ["zest"]) == ["zest", "cka", "stitching", "stitching_ps_inv"]
     with pytest.raises(ConcordanceError, match="add gradfield to distances.methods or drop them"):
         resolve_methods(["zest", "gradfield", "cka"], ["zest"])
@@ -107,14 +121,23 @@ def _corr(table, a, b, scope="all"):
 def test_rank_correlations_match_hand_computed_values():
     # x vs y: two adjacent swaps. Spearman 1 - 6*sum(d^2)/(n(n^2-1)) = 1 - 6*4/120 = 0.8;
     # Kendall: 2 discordant of 10 pairs -> (8 - 2)/10 = 0.6. z reverses x: -1 for both.
-    frame = _frame(x=[1.0, 2, 3, 4, 5], y=[2.0, 1, 4, 3, 5], z=[50.0, 40, 30, 20, 10], w=[np.exp(v) for v in [2.0, 1, 4, 3, 5]])
+    frame = _frame(
+        x=[1.0, 2, 3, 4, 5],
+        y=[2.0, 1, 4, 3, 5],
+        z=[50.0, 40, 30, 20, 10],
+        w=[np.exp(v) for v in [2.0, 1, 4, 3, 5]],
+    )
     table = rank_correlations(frame, ["x", "y", "z", "w"], by_group=False)
     assert len(table) == 6 and set(table.scope) == {"all"}
     xy = _corr(table, "x", "y")
     assert (xy.n_pairs, xy.spearman, xy.kendall) == (5, pytest.approx(0.8), pytest.approx(0.6))
-    assert _corr(table, "x", "z").spearman == pytest.approx(-1.0) and _corr(table, "x", "z").kendall == pytest.approx(-1.0)
+    assert _corr(table, "x", "z").spearman == pytest.approx(-1.0) and _corr(
+        table, "x", "z"
+    ).kendall == pytest.approx(-1.0)
     # invariant to strictly increasing transformations (exp): the orientation only sets the sign
-    assert _corr(table, "x", "w").spearman == pytest.approx(0.8) and _corr(table, "y", "w").spearman == pytest.approx(1.0)
+    assert _corr(table, "x", "w").spearman == pytest.approx(0.8) and _corr(
+        table, "y", "w"
+    ).spearman == pytest.approx(1.0)
     assert 0 < xy.spearman_p < 1 and 0 < xy.kendall_p < 1
 
 
@@ -133,9 +156,24 @@ def test_rank_correlations_with_ties_nan_and_constant_columns():
 
 def test_group_scopes_need_enough_pairs_and_means_per_relation():
     frame = _frame(
-        relation=["derived-by-finetune", "derived-by-prune", "derived-by-prune", "common-ancestor", "independent",
-                  "independent", "independent"],
-        group=["derived", "derived", "derived", "siblings", "independent", "independent", "independent"],
+        relation=[
+            "derived-by-finetune",
+            "derived-by-prune",
+            "derived-by-prune",
+            "common-ancestor",
+            "independent",
+            "independent",
+            "independent",
+        ],
+        group=[
+            "derived",
+            "derived",
+            "derived",
+            "siblings",
+            "independent",
+            "independent",
+            "independent",
+        ],
         p=[0.9, 0.8, 0.7, 0.85, 0.1, 0.2, 0.3],
         q=[1.0, 0.9, 0.6, 0.95, 0.3, 0.2, 0.1],
     )
@@ -166,10 +204,21 @@ def test_missing_method_columns_name_the_fix():
 
 
 def _meta(name, *, parent=None, derivation=None, seed=0, sha=None):
-    return {"name": name, "arch": "lenet", "dataset": "digits", "num_classes": 10, "algorithm": derivation or "standard",
-            "init_seed": seed, "data_seed": seed, "parent": parent, "derivation": derivation,
-            "root": PARENT if parent else None, "root_algorithm": "standard" if parent else None, "classes": None,
-            "sha256": sha or name}
+    return {
+        "name": name,
+        "arch": "lenet",
+        "dataset": "digits",
+        "num_classes": 10,
+        "algorithm": derivation or "standard",
+        "init_seed": seed,
+        "data_seed": seed,
+        "parent": parent,
+        "derivation": derivation,
+        "root": PARENT if parent else None,
+        "root_algorithm": "standard" if parent else None,
+        "classes": None,
+        "sha256": sha or name,
+    }
 
 
 METAS = {
@@ -178,19 +227,40 @@ METAS = {
     FINETUNE: _meta(FINETUNE, parent=PARENT, derivation="finetune", seed=11),
     PRUNE: _meta(PRUNE, parent=PARENT, derivation="prune", seed=12),
 }
-CKA = {(PARENT, OTHER): 0.70, (PARENT, FINETUNE): 0.99, (PARENT, PRUNE): 0.97, (OTHER, FINETUNE): 0.72,
-       (OTHER, PRUNE): 0.71, (FINETUNE, PRUNE): 0.98}
+CKA = {
+    (PARENT, OTHER): 0.70,
+    (PARENT, FINETUNE): 0.99,
+    (PARENT, PRUNE): 0.97,
+    (OTHER, FINETUNE): 0.72,
+    (OTHER, PRUNE): 0.71,
+    (FINETUNE, PRUNE): 0.98,
+}
 
 
 def _record(a, b, cka, after=(0.99, 0.98), ps_inv=(0.97, 0.96)):
     return {
-        "kind": "modelkin-concordance-pair", "model_a": a, "model_b": b, "layer_a": "relu3", "layer_b": "relu3",
+        "kind": "modelkin-concordance-pair",
+        "model_a": a,
+        "model_b": b,
+        "layer_a": "relu3",
+        "layer_b": "relu3",
         "lineage": {"a": METAS[a], "b": METAS[b]},
-        "measures": {"cka": {"value": cka, "higher_is_similar": True, "status": "ok", "reason": "", "samples": 100}},
+        "measures": {
+            "cka": {
+                "value": cka,
+                "higher_is_similar": True,
+                "status": "ok",
+                "reason": "",
+                "samples": 100,
+            }
+        },
         "stitching": {
-            "directions": {"a_to_b": {"relative_accuracy": {"after": after[0], "ps_inv": ps_inv[0]}},
-                           "b_to_a": {"relative_accuracy": {"after": after[1], "ps_inv": ps_inv[1]}}},
-            "stitching": float(np.mean(after)), "stitching_ps_inv": float(np.mean(ps_inv)),
+            "directions": {
+                "a_to_b": {"relative_accuracy": {"after": after[0], "ps_inv": ps_inv[0]}},
+                "b_to_a": {"relative_accuracy": {"after": after[1], "ps_inv": ps_inv[1]}},
+            },
+            "stitching": float(np.mean(after)),
+            "stitching_ps_inv": float(np.mean(ps_inv)),
         },
     }
 
@@ -199,31 +269,49 @@ def _distance_table(values):
     # the distance stage's layout: raw cos, cos_normalised = cos / reference (here 0.5), relation
     rows = []
     for (a, b), d in values.items():
-        rows.append({"model_a": b, "model_b": a, "relation": "?", "cos": d * 0.5, "cos_normalised": d})
+        rows.append(
+            {"model_a": b, "model_b": a, "relation": "?", "cos": d * 0.5, "cos_normalised": d}
+        )
     return pd.DataFrame(rows)
 
 
-ZEST = {(PARENT, OTHER): 1.0, (PARENT, FINETUNE): 0.05, (PARENT, PRUNE): 0.08, (OTHER, FINETUNE): 0.95,
-        (OTHER, PRUNE): 1.1, (FINETUNE, PRUNE): 0.04}
+ZEST = {
+    (PARENT, OTHER): 1.0,
+    (PARENT, FINETUNE): 0.05,
+    (PARENT, PRUNE): 0.08,
+    (OTHER, FINETUNE): 0.95,
+    (OTHER, PRUNE): 1.1,
+    (FINETUNE, PRUNE): 0.04,
+}
 
 
 def test_join_orients_every_method_and_derives_relations_from_lineage(caplog):
     records = [_record(a, b, CKA[(a, b)]) for a, b in CKA]
     zest = _distance_table(ZEST)  # listed the other way round: pairs are unordered
-    frame = join_verdicts(records, {"zest": zest}, ["zest", "cka", "stitching", "stitching_ps_inv"]).set_index(
-        ["model_a", "model_b"])
+    frame = join_verdicts(
+        records, {"zest": zest}, ["zest", "cka", "stitching", "stitching_ps_inv"]
+    ).set_index(["model_a", "model_b"])
     assert len(frame) == 6
     row = frame.loc[(PARENT, FINETUNE)]
     assert (row.relation, row.group) == ("derived-by-finetune", "derived")
-    assert frame.loc[(FINETUNE, PRUNE)].group == "siblings" and frame.loc[(PARENT, OTHER)].group == "independent"
+    assert (
+        frame.loc[(FINETUNE, PRUNE)].group == "siblings"
+        and frame.loc[(PARENT, OTHER)].group == "independent"
+    )
     assert frame.loc[(OTHER, FINETUNE)].relation == "independent"
     assert row.zest_cos_normalised == 0.05 and row.zest_cos == pytest.approx(0.025)
     assert row.zest == pytest.approx(0.95)
     assert frame.loc[(OTHER, PRUNE)].zest == pytest.approx(-0.1)
     assert row.cka == row.cka_value == 0.99
-    assert row.stitching == pytest.approx(0.985) and row.stitching_a_to_b == 0.99 and row.stitching_b_to_a == 0.98
+    assert (
+        row.stitching == pytest.approx(0.985)
+        and row.stitching_a_to_b == 0.99
+        and row.stitching_b_to_a == 0.98
+    )
     assert row.stitching_ps_inv == pytest.approx(0.965)
-    assert "6 pair(s) have another relation in the zest table" in caplog.text  # the hand-made table says "?"
+    assert (
+        "6 pair(s) have another relation in the zest table" in caplog.text
+    )  # the hand-made table says "?"
 
     correlations = rank_correlations(frame.reset_index(), ["zest", "cka"], by_group=False)
     from scipy.stats import spearmanr
@@ -235,7 +323,9 @@ def test_join_orients_every_method_and_derives_relations_from_lineage(caplog):
 
 def test_join_errors_name_the_missing_input():
     records = [_record(a, b, CKA[(a, b)]) for a, b in CKA]
-    with pytest.raises(ConcordanceError, match=r"needs results/distances/gradfield.csv; build it with `snakemake"):
+    with pytest.raises(
+        ConcordanceError, match=r"needs results/distances/gradfield.csv; build it with `snakemake"
+    ):
         join_verdicts(records, {}, ["gradfield", "cka"])
     broken = _distance_table(ZEST).drop(columns="cos_normalised")
     with pytest.raises(ConcordanceError, match=r"lacks column\(s\) cos_normalised.*rebuild it"):
@@ -263,18 +353,39 @@ def test_table_files_and_plot(tmp_path):
     out = {k: tmp_path / f"{k}.csv" for k in ("pairs", "correlations", "relations")}
     keys = [pair_key(a, b) for a, b in CKA]
     frame, correlations, means = concordance_table(
-        [folder], {"zest": zest_csv}, ["zest", "cka", "stitching"], pairs_csv=out["pairs"],
-        correlations_csv=out["correlations"], relations_csv=out["relations"], expected_pairs=keys)
-    assert list(frame.group) == ["derived", "derived", "siblings", "independent", "independent", "independent"]
-    assert pd.read_csv(out["correlations"]).shape[0] == len(correlations) == 3 + 3  # all, independent (derived: 2 pairs)
+        [folder],
+        {"zest": zest_csv},
+        ["zest", "cka", "stitching"],
+        pairs_csv=out["pairs"],
+        correlations_csv=out["correlations"],
+        relations_csv=out["relations"],
+        expected_pairs=keys,
+    )
+    assert list(frame.group) == [
+        "derived",
+        "derived",
+        "siblings",
+        "independent",
+        "independent",
+        "independent",
+    ]
+    assert (
+        pd.read_csv(out["correlations"]).shape[0] == len(correlations) == 3 + 3
+    )  # all, independent (derived: 2 pairs)
     assert pd.read_csv(out["pairs"])["zest"].tolist() == pytest.approx(frame["zest"].tolist())
     png = plot_concordance(out["pairs"], tmp_path / "c.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConcordanceError, match="do not match the planned pairs.*forcerun"):
         read_pair_records([folder], keys[:-1])
     with pytest.raises(ConcordanceError, match="zest2.csv does not exist; build it"):
-        concordance_table([folder], {"zest": tmp_path / "zest2.csv"}, ["zest", "cka"], pairs_csv=out["pairs"],
-                          correlations_csv=out["correlations"], relations_csv=out["relations"])
+        concordance_table(
+            [folder],
+            {"zest": tmp_path / "zest2.csv"},
+            ["zest", "cka"],
+            pairs_csv=out["pairs"],
+            correlations_csv=out["correlations"],
+            relations_csv=out["relations"],
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,14 +440,21 @@ def test_plan_switches_and_errors():
     with pytest.raises(ConcordanceError, match="transfers to another task.*remove them"):
         plan_concordance(listed, COMPARED)
     listed["concordance"]["models"] = [PARENT, OTHER, "digits/lenet/madry/i0-d0"]
-    with pytest.raises(ConcordanceError, match="not in the distance tables; add them to distances.extra_models"):
+    with pytest.raises(
+        ConcordanceError, match="not in the distance tables; add them to distances.extra_models"
+    ):
         plan_concordance(listed, COMPARED)
     listed["concordance"]["models"] = [PARENT, OTHER, FINETUNE]
     assert len(plan_concordance(listed, COMPARED).pairs) == 3
     every = copy.deepcopy(config)
     every["concordance"]["models"] = "all"
     assert set(plan_concordance(every, COMPARED + ["digits/lenet/madry/i0-d0"]).models) == {
-        PARENT, OTHER, FINETUNE, PRUNE, "digits/lenet/madry/i0-d0"}
+        PARENT,
+        OTHER,
+        FINETUNE,
+        PRUNE,
+        "digits/lenet/madry/i0-d0",
+    }
     stray = copy.deepcopy(config)
     stray["concordance"]["parent"] = "digits/lenet/madry/i1-d1"
     with pytest.raises(ConcordanceError, match="not among the models of the distance tables"):
@@ -345,7 +463,12 @@ def test_plan_switches_and_errors():
 
 def test_stitch_options_layer_preset_keys_and_options():
     opts = stitch_options({"preset": "paper", "epochs": 2, "options": {"l1": 0.1}})
-    assert (opts["init"], opts["target_type"], opts["epochs"], opts["l1"]) == ("ps_inv", "soft_2", 2, 0.1)
+    assert (opts["init"], opts["target_type"], opts["epochs"], opts["l1"]) == (
+        "ps_inv",
+        "soft_2",
+        2,
+        0.1,
+    )
     assert opts["robust_eval"] is False and opts["measures"] == ["cka"]
     assert stitch_options({"preset": None})["init"] == "random"
     with pytest.raises(ValueError, match="unknown stitching option"):
@@ -369,15 +492,28 @@ def checkpoints(tmp_path_factory, digits_file):
         recipe = TrainRecipe(optimizer="adam", lr=3e-3, epochs=1, batch_size=32, train_limit=256)
         fit(model, load_split(digits_file, "train"), recipe, data_seed=seed, device="cpu")
         name = f"digits/lenet/standard/i{seed}-d{seed}"
-        meta = {"arch": "lenet", "dataset": "digits", "num_classes": 10, "algorithm": "standard", "name": name,
-                "init_seed": seed, "data_seed": seed}
+        meta = {
+            "arch": "lenet",
+            "dataset": "digits",
+            "num_classes": 10,
+            "algorithm": "standard",
+            "name": name,
+            "init_seed": seed,
+            "data_seed": seed,
+        }
         paths[name] = save_checkpoint(root / f"m{seed}.safetensors", model, meta)
         if seed == 0:  # the same weights under another name (another file hash): a perfect copy
-            paths["copy"] = save_checkpoint(root / "copy.safetensors", model, {**meta, "name": "copy", "init_seed": 7,
-                                                                                 "data_seed": 7})
+            paths["copy"] = save_checkpoint(
+                root / "copy.safetensors",
+                model,
+                {**meta, "name": "copy", "init_seed": 7, "data_seed": 7},
+            )
     five = seeded_model("lenet", "digits", 3, num_classes=5)
-    paths["five"] = save_checkpoint(root / "five.safetensors", five, {"arch": "lenet", "dataset": "digits",
-                                                                      "num_classes": 5, "classes": [5, 6, 7, 8, 9]})
+    paths["five"] = save_checkpoint(
+        root / "five.safetensors",
+        five,
+        {"arch": "lenet", "dataset": "digits", "num_classes": 5, "classes": [5, 6, 7, 8, 9]},
+    )
     return paths
 
 
@@ -389,8 +525,17 @@ def test_pairs_end_to_end_known_answers(tmp_path, checkpoints, digits_file):
 
     pairs = [[pair_key(PARENT, "copy"), PARENT, "copy"], [pair_key(PARENT, OTHER), PARENT, OTHER]]
     stitch = stitch_options({"epochs": 1, "train_limit": 128, "measure_images": 16})
-    records = concordance_pairs(checkpoints, digits_file, tmp_path / "job", pairs=pairs, layer="relu3",
-                                measures=["cka"], stitch=stitch, images=64, device="cpu")
+    records = concordance_pairs(
+        checkpoints,
+        digits_file,
+        tmp_path / "job",
+        pairs=pairs,
+        layer="relu3",
+        measures=["cka"],
+        stitch=stitch,
+        images=64,
+        device="cpu",
+    )
     same, other = records
     # a model and its copy: CKA 1, least-squares stitching reproduces the model exactly (relative accuracy 1)
     assert same["measures"]["cka"]["value"] == pytest.approx(1.0, abs=1e-9)
@@ -400,7 +545,11 @@ def test_pairs_end_to_end_known_answers(tmp_path, checkpoints, digits_file):
     acts = []
     for name in (PARENT, OTHER):
         with torch.no_grad():
-            x = capture(load_checkpoint(checkpoints[name]).model.eval(), probe, ["relu3"])["relu3"].double().numpy()
+            x = (
+                capture(load_checkpoint(checkpoints[name]).model.eval(), probe, ["relu3"])["relu3"]
+                .double()
+                .numpy()
+            )
         acts.append(x - x.mean(0))
     X, Y = acts
     expected = np.linalg.norm(Y.T @ X) ** 2 / (np.linalg.norm(X.T @ X) * np.linalg.norm(Y.T @ Y))
@@ -409,18 +558,38 @@ def test_pairs_end_to_end_known_answers(tmp_path, checkpoints, digits_file):
     # the stitching verdict is the mean of the two directions, each as its stitching result says
     directions = other["stitching"]["directions"]
     for d in ("a_to_b", "b_to_a"):
-        payload, _ = load_result(tmp_path / "job" / "stitching" / pair_key(PARENT, OTHER) / f"{d}.json", with_tensors=False)
+        payload, _ = load_result(
+            tmp_path / "job" / "stitching" / pair_key(PARENT, OTHER) / f"{d}.json",
+            with_tensors=False,
+        )
         assert payload["relative_accuracy"] == directions[d]["relative_accuracy"]
         assert payload["options"]["init"] == "ps_inv" and payload["options"]["epochs"] == 1
     assert payload["model1"]["name"] == OTHER  # b_to_a: model 1 is B
     assert other["stitching"]["stitching"] == pytest.approx(
-        (directions["a_to_b"]["relative_accuracy"]["after"] + directions["b_to_a"]["relative_accuracy"]["after"]) / 2)
-    assert sorted(p.name for p in (tmp_path / "job").glob("*.json")) == sorted(f"{k}.json" for k, _, _ in pairs)
+        (
+            directions["a_to_b"]["relative_accuracy"]["after"]
+            + directions["b_to_a"]["relative_accuracy"]["after"]
+        )
+        / 2
+    )
+    assert sorted(p.name for p in (tmp_path / "job").glob("*.json")) == sorted(
+        f"{k}.json" for k, _, _ in pairs
+    )
 
 
 def test_pairs_of_different_tasks_are_refused(tmp_path, checkpoints, digits_file):
-    with pytest.raises(ConcordanceError, match="different tasks.*remove one of them from concordance.models"):
-        concordance_pairs(checkpoints, digits_file, tmp_path / "job", pairs=[["k", PARENT, "five"]], measures=["cka"],
-                          device="cpu")
+    with pytest.raises(
+        ConcordanceError, match="different tasks.*remove one of them from concordance.models"
+    ):
+        concordance_pairs(
+            checkpoints,
+            digits_file,
+            tmp_path / "job",
+            pairs=[["k", PARENT, "five"]],
+            measures=["cka"],
+            device="cpu",
+        )
     with pytest.raises(ConcordanceError, match="no checkpoint given for nowhere"):
-        concordance_pairs(checkpoints, digits_file, tmp_path / "job", pairs=[["k", PARENT, "nowhere"]])
+        concordance_pairs(
+            checkpoints, digits_file, tmp_path / "job", pairs=[["k", PARENT, "nowhere"]]
+        )

@@ -27,7 +27,10 @@ def test_defaults_fill_omitted_keys():
         ({"zoo": {"architectures": ["alexnet"]}}, r"zoo.architectures.0: 'alexnet' is not one of"),
         ({"zoo": {"seeds": [-1]}}, r"zoo.seeds.0"),
         ({"bogus": 1}, r"'bogus' was unexpected.*allowed keys: data_root"),
-        ({"training": {"base": {"epochs": 0}}}, r"training.base.epochs: 0 is less than the minimum of 1"),
+        (
+            {"training": {"base": {"epochs": 0}}},
+            r"training.base.epochs: 0 is less than the minimum of 1",
+        ),
         ({"training": {"base": {"optimiser": "sgd"}}}, r"'optimiser' was unexpected"),
         ({"evaluation": {"steps": "many"}}, r"evaluation.steps: 'many' is not of type 'integer'"),
     ],
@@ -50,7 +53,10 @@ def test_recipes_layer_base_algorithm_and_overrides():
     )
     assert zoo_seeds(config) == [(0, 0), (3, 7)]
     kw = {"dataset": "digits", "arch": "lenet"}
-    assert recipe_for(config, algorithm="standard", init_seed=3, data_seed=7, **kw) == {"epochs": 5, "lr": 0.1}
+    assert recipe_for(config, algorithm="standard", init_seed=3, data_seed=7, **kw) == {
+        "epochs": 5,
+        "lr": 0.1,
+    }
     assert recipe_for(config, algorithm="madry", init_seed=3, data_seed=7, **kw)["lr"] == 0.01
     assert recipe_for(config, algorithm="madry", init_seed=0, data_seed=0, **kw)["lr"] == 0.1
     with pytest.raises(ConfigError, match="not defined; defined: standard, madry"):

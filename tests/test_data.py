@@ -58,7 +58,9 @@ def test_offline_torchvision_dataset_fails_with_one_clear_line(tmp_path, monkeyp
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(tvd, "CIFAR10", offline)
-    with pytest.raises(RuntimeError, match=r"download the torchvision 'cifar10' files .* put them under"):
+    with pytest.raises(
+        RuntimeError, match=r"download the torchvision 'cifar10' files .* put them under"
+    ):
         prepare_dataset("cifar10", tmp_path / "c.safetensors", data_root=tmp_path / "root")
     assert not (tmp_path / "c.safetensors").exists()
 
@@ -90,7 +92,9 @@ def test_crop_flip_augmentation_is_seeded_and_shape_preserving():
 
 def test_planted_patch_marks_a_seeded_fraction_of_one_class(digits_file):
     split = load_split(digits_file, "train")
-    patch = PlantedPatch(target_class=3, fraction=0.5, size=3, color=(1.0,), position=(1, 2), seed=7)
+    patch = PlantedPatch(
+        target_class=3, fraction=0.5, size=3, color=(1.0,), position=(1, 2), seed=7
+    )
     planted, index = patch.plant(split)
     assert len(index) == round(0.5 * (split.y == 3).sum().item())
     assert (split.y[index] == 3).all()

@@ -28,15 +28,30 @@ from modelkin.io import read_json
 from modelkin.train import train_checkpoint
 
 PARENT_ID = "digits/mlp/standard/i0-d0"
-PARENT_RECIPE = {"optimizer": "adam", "lr": 0.003, "epochs": 4, "batch_size": 32, "train_limit": 500}
+PARENT_RECIPE = {
+    "optimizer": "adam",
+    "lr": 0.003,
+    "epochs": 4,
+    "batch_size": 32,
+    "train_limit": 500,
+}
 QUICK = {"epochs": 2}
 
 
 @pytest.fixture(scope="module")
 def parent(digits_file, tmp_path_factory):
     path = tmp_path_factory.mktemp("parent") / "parent.safetensors"
-    train_checkpoint(path, prepared=digits_file, arch="mlp", algorithm="standard", recipe=PARENT_RECIPE,
-                     init_seed=0, data_seed=0, evaluation={"steps": 0}, extra_meta={"name": PARENT_ID})
+    train_checkpoint(
+        path,
+        prepared=digits_file,
+        arch="mlp",
+        algorithm="standard",
+        recipe=PARENT_RECIPE,
+        init_seed=0,
+        data_seed=0,
+        evaluation={"steps": 0},
+        extra_meta={"name": PARENT_ID},
+    )
     return path
 
 
@@ -48,8 +63,16 @@ def test_split(digits_file):
 def derive(tmp_path, parent, digits_file, name, settings, seed=0):
     model_id = derived_model_id("digits", name, PARENT_ID, seed)
     out = tmp_path / f"{name}.safetensors"
-    derive_checkpoint(out, parent=parent, prepared=digits_file, settings=settings, model_id=model_id,
-                      parent_id=PARENT_ID, derivation=name, device="cpu")
+    derive_checkpoint(
+        out,
+        parent=parent,
+        prepared=digits_file,
+        settings=settings,
+        model_id=model_id,
+        parent_id=PARENT_ID,
+        derivation=name,
+        device="cpu",
+    )
     return load_checkpoint(out)
 
 
@@ -64,15 +87,27 @@ def predictions(model, split):
 def test_ids_round_trip_and_students_get_their_own_seeds():
     model_id = derived_model_id("digits", "finetune", PARENT_ID, 3)
     assert model_id == "derived/digits/finetune/digits/mlp/standard/i0-d0/s3"
-    assert parse_derived_model_id(model_id) == {"dataset": "digits", "derivation": "finetune", "parent": PARENT_ID, "seed": 3}
+    assert parse_derived_model_id(model_id) == {
+        "dataset": "digits",
+        "derivation": "finetune",
+        "parent": PARENT_ID,
+        "seed": 3,
+    }
     chained = derived_model_id("digits", "prune", model_id, 0)
     assert parse_derived_model_id(chained)["parent"] == model_id
     with pytest.raises(ValueError, match="not a derived model id"):
         parse_derived_model_id(PARENT_ID)
-    seeds = {student_seeds(derived_model_id("digits", k, p, s)) for k in KINDS for p in (PARENT_ID, "x/y") for s in (0, 1)}
+    seeds = {
+        student_seeds(derived_model_id("digits", k, p, s))
+        for k in KINDS
+        for p in (PARENT_ID, "x/y")
+        for s in (0, 1)
+    }
     assert len(seeds) == len(KINDS) * 4  # no two students share initial weights or batch order
     assert student_seeds(model_id) == student_seeds(model_id)
-    assert all(init > 1000 and data > 1000 for init, data in seeds)  # clear of the zoo's small seeds
+    assert all(
+        init > 1000 and data > 1000 for init, data in seeds
+    )  # clear of the zoo's small seeds
 
 
 def test_settings_are_checked_per_kind():
@@ -95,7 +130,9 @@ def test_recipe_starts_from_the_parents():
     parent_meta = {"recipe": {"optimizer": "sgd", "lr": 0.02, "epochs": 12, "adversary": "madry"}}
     finetune = derived_recipe(parent_meta, resolve_settings({"kind": "finetune"}))
     assert (finetune.lr, finetune.epochs, finetune.adversary) == (pytest.approx(0.002), 3, "madry")
-    extract = derived_recipe(parent_meta, resolve_settings({"kind": "extract_labels", "recipe": {"epochs": 5}}))
+    extract = derived_recipe(
+        parent_meta, resolve_settings({"kind": "extract_labels", "recipe": {"epochs": 5}})
+    )
     assert (extract.lr, extract.epochs, extract.adversary) == (0.02, 5, "none")
 
 
@@ -136,32 +173,51 @@ def test_finetune_stays_close_and_records_its_lineage(tmp_path, parent, digits_f
     after = torch.cat([p.detach().flatten() for p in child.model.parameters()])
     relative_change = float((after - before).norm() / before.norm())
     assert 0 < relative_change < 0.2
-    agreement = float((predictions(child.model, test_split) == predictions(parent_ckpt.model, test_split)).float().mean())
+    agreement = float(
+        (predictions(child.model, test_split) == predictions(parent_ckpt.model, test_split))
+        .float()
+        .mean()
+    )
     assert agreement > 0.9
 
 
-def test_prune_has_exactly_the_configured_sparsity_with_the_mask_fixed(tmp_path, parent, digits_file):
+def test_prune_has_exactly_the_configured_sparsity_with_the_mask_fixed(
+    tmp_path, parent, digits_file
+):
     parent_model = load_checkpoint(parent).model
-    child = derive(tmp_path, parent, digits_file, "prune", {"kind": "prune", "sparsity": 0.6, "recipe": QUICK})
+    child = derive(
+        tmp_path, parent, digits_file, "prune", {"kind": "prune", "sparsity": 0.6, "recipe": QUICK}
+    )
     weights = [getattr(m, n).detach().flatten() for m, n in prunable_weights(child.model)]
     total = sum(w.numel() for w in weights)
     zeros = sum(int((w == 0).sum()) for w in weights)
     assert zeros == round(0.6 * total)  # still exact after the fine-tune: the mask stayed fixed
     assert child.meta["sparsity"] == pytest.approx(zeros / total)
     # global magnitude: the zeros are where the parent's weights were smallest in |w|, over all layers
-    parent_weights = torch.cat([getattr(m, n).detach().flatten().abs() for m, n in prunable_weights(parent_model)])
+    parent_weights = torch.cat(
+        [getattr(m, n).detach().flatten().abs() for m, n in prunable_weights(parent_model)]
+    )
     pruned = torch.cat(weights) == 0
     assert float(parent_weights[pruned].max()) <= float(parent_weights[~pruned].min())
     assert set(child.model.state_dict()) == set(parent_model.state_dict())  # a plain state dict
-    assert torch.equal(child.model.fc1.bias == 0, torch.zeros_like(child.model.fc1.bias, dtype=torch.bool))
+    assert torch.equal(
+        child.model.fc1.bias == 0, torch.zeros_like(child.model.fc1.bias, dtype=torch.bool)
+    )
     assert child.meta["epochs"] == 2 and child.meta["accuracy"] > 0.5
 
 
 def test_extraction_students_learn_the_parents_answers(tmp_path, parent, digits_file, test_split):
     parent_model = load_checkpoint(parent).model
     parent_answers = predictions(parent_model, test_split)
-    for kind, extra in (("extract_labels", {"arch": "lenet"}), ("extract_probs", {"temperature": 2.0})):
-        settings = {"kind": kind, "recipe": {"epochs": 3, "optimizer": "adam", "lr": 0.003, "train_limit": 300}, **extra}
+    for kind, extra in (
+        ("extract_labels", {"arch": "lenet"}),
+        ("extract_probs", {"temperature": 2.0}),
+    ):
+        settings = {
+            "kind": kind,
+            "recipe": {"epochs": 3, "optimizer": "adam", "lr": 0.003, "train_limit": 300},
+            **extra,
+        }
         student = derive(tmp_path, parent, digits_file, kind, settings)
         assert student.meta["derivation"] == kind and student.meta["parent"] == PARENT_ID
         assert student.meta["arch"] == extra.get("arch", "mlp")
@@ -169,16 +225,26 @@ def test_extraction_students_learn_the_parents_answers(tmp_path, parent, digits_
         assert student.meta["queries"] == {"split": "train", "n": 300, "mixup_copies": 0}
         agreement = float((predictions(student.model, test_split) == parent_answers).float().mean())
         assert agreement > 0.6, kind
-    soft = query_parent(parent_model, test_split.x[:50], device="cpu", probabilities=True, temperature=2.0)
-    sharp = query_parent(parent_model, test_split.x[:50], device="cpu", probabilities=True, temperature=1.0)
+    soft = query_parent(
+        parent_model, test_split.x[:50], device="cpu", probabilities=True, temperature=2.0
+    )
+    sharp = query_parent(
+        parent_model, test_split.x[:50], device="cpu", probabilities=True, temperature=1.0
+    )
     assert torch.allclose(soft.sum(1), torch.ones(50))
-    assert float(soft.max(1).values.mean()) < float(sharp.max(1).values.mean())  # temperature softens
+    assert float(soft.max(1).values.mean()) < float(
+        sharp.max(1).values.mean()
+    )  # temperature softens
 
 
 def test_transfer_keeps_the_features_and_learns_a_new_head(tmp_path, parent, digits_file):
     parent_state = load_checkpoint(parent).model.state_dict()
-    settings = {"kind": "transfer", "classes": [5, 6, 7, 8, 9], "train_head_only": True,
-                "recipe": {"epochs": 3, "lr": 0.01}}
+    settings = {
+        "kind": "transfer",
+        "classes": [5, 6, 7, 8, 9],
+        "train_head_only": True,
+        "recipe": {"epochs": 3, "lr": 0.01},
+    }
     child = derive(tmp_path, parent, digits_file, "transfer", settings)
     assert child.meta["num_classes"] == 5 and child.meta["classes"] == [5, 6, 7, 8, 9]
     assert child.meta["head"] == "fc3" and child.model.fc3.out_features == 5
@@ -186,8 +252,9 @@ def test_transfer_keeps_the_features_and_learns_a_new_head(tmp_path, parent, dig
         if not key.startswith("fc3."):
             assert torch.equal(value, parent_state[key]), key
     assert child.meta["accuracy"] > 0.8  # on the relabelled 5-class test subset
-    result = evaluate_checkpoint(child.path, digits_file, tmp_path / "eval.json", device="cpu", steps=2,
-                                 max_robust_images=20)
+    result = evaluate_checkpoint(
+        child.path, digits_file, tmp_path / "eval.json", device="cpu", steps=2, max_robust_images=20
+    )
     assert result["test_images"] == 597 - int((load_split(digits_file, "test").y < 5).sum())
     assert read_json(tmp_path / "eval.json")["derivation"] == "transfer"
 
@@ -214,19 +281,32 @@ def test_unlearn_relabel_changes_that_classs_predictions(tmp_path, parent, digit
 
 
 def test_derive_checkpoint_is_loadable_and_evaluable(tmp_path, parent, digits_file):
-    child = derive(tmp_path, parent, digits_file, "finetune", {"kind": "finetune", "recipe": {"epochs": 1}})
+    child = derive(
+        tmp_path, parent, digits_file, "finetune", {"kind": "finetune", "recipe": {"epochs": 1}}
+    )
     assert read_metadata(child.path)["derivation"] == "finetune"
-    result = evaluate_checkpoint(child.path, digits_file, tmp_path / "e.json", device="cpu", steps=1,
-                                 max_robust_images=10)
+    result = evaluate_checkpoint(
+        child.path, digits_file, tmp_path / "e.json", device="cpu", steps=1, max_robust_images=10
+    )
     assert result["parent"] == PARENT_ID and result["test_images"] == 597
     assert result["accuracy"] == pytest.approx(child.meta["accuracy"])
 
 
 def test_mismatched_data_and_classes_are_refused(tmp_path, parent, digits_file):
     with pytest.raises(DerivationError, match="not a class of the parent"):
-        derive(tmp_path, parent, digits_file, "retrain_without_class", {"kind": "retrain_without_class", "forget_class": 10})
-    with pytest.raises(DerivationError, match="holds digits, but this transfer derivation trains on cifar10"):
-        derive(tmp_path, parent, digits_file, "transfer", {"kind": "transfer", "dataset": "cifar10"})
+        derive(
+            tmp_path,
+            parent,
+            digits_file,
+            "retrain_without_class",
+            {"kind": "retrain_without_class", "forget_class": 10},
+        )
+    with pytest.raises(
+        DerivationError, match="holds digits, but this transfer derivation trains on cifar10"
+    ):
+        derive(
+            tmp_path, parent, digits_file, "transfer", {"kind": "transfer", "dataset": "cifar10"}
+        )
     ckpt = load_checkpoint(parent)
     with pytest.raises(DerivationError, match="cannot transfer a digits model"):
         transfer_model(ckpt.model, ckpt.meta, "cifar10", 10, init_seed=0)
@@ -240,25 +320,41 @@ def test_parents_and_plan_from_config():
     from modelkin.config import ConfigError, validate_config
     from modelkin.derive import planned_derivations, resolve_parents
 
-    config = validate_config({
-        "zoo": {"seeds": [0, 1, {"init": 2, "data": 5}]},
-        "derived": {
-            "parents": [{"dataset": "digits", "arch": "lenet", "seeds": "all"}],
-            "seeds": [0, 1],
-            "derivations": {
-                "finetune": {"kind": "finetune"},
-                "student": {"kind": "extract_probs", "arch": "mlp", "parents": ["digits/lenet/standard/i0-d0"], "seeds": [7]},
-                "pruned_copy": {"kind": "prune", "parents": ["derived/digits/finetune/digits/lenet/standard/i1-d1/s0"]},
+    config = validate_config(
+        {
+            "zoo": {"seeds": [0, 1, {"init": 2, "data": 5}]},
+            "derived": {
+                "parents": [{"dataset": "digits", "arch": "lenet", "seeds": "all"}],
+                "seeds": [0, 1],
+                "derivations": {
+                    "finetune": {"kind": "finetune"},
+                    "student": {
+                        "kind": "extract_probs",
+                        "arch": "mlp",
+                        "parents": ["digits/lenet/standard/i0-d0"],
+                        "seeds": [7],
+                    },
+                    "pruned_copy": {
+                        "kind": "prune",
+                        "parents": ["derived/digits/finetune/digits/lenet/standard/i1-d1/s0"],
+                    },
+                },
             },
-        },
-    })
+        }
+    )
     assert resolve_parents(config["derived"]["parents"], config) == [
-        "digits/lenet/standard/i0-d0", "digits/lenet/standard/i1-d1", "digits/lenet/standard/i2-d5"]
-    assert resolve_parents([{"dataset": "digits", "arch": "mlp", "algorithm": "madry", "seed": 3}], config) == [
-        "digits/mlp/madry/i3-d3"]
+        "digits/lenet/standard/i0-d0",
+        "digits/lenet/standard/i1-d1",
+        "digits/lenet/standard/i2-d5",
+    ]
+    assert resolve_parents(
+        [{"dataset": "digits", "arch": "mlp", "algorithm": "madry", "seed": 3}], config
+    ) == ["digits/mlp/madry/i3-d3"]
     plan = planned_derivations(config)
     ids = [p.model_id for p in plan]
-    assert len(ids) == 3 * 2 + 1 + 2 and len(set(ids)) == len(ids)  # pruned_copy takes both default seeds
+    assert len(ids) == 3 * 2 + 1 + 2 and len(set(ids)) == len(
+        ids
+    )  # pruned_copy takes both default seeds
     student = next(p for p in plan if p.derivation == "student")
     assert student.model_id == "derived/digits/student/digits/lenet/standard/i0-d0/s7"
     assert student.profile == ("digits", "mlp", "standard")
@@ -266,8 +362,20 @@ def test_parents_and_plan_from_config():
     assert chained.parent == "derived/digits/finetune/digits/lenet/standard/i1-d1/s0"
     assert chained.profile == ("digits", "lenet", "standard")
     with pytest.raises(DerivationError, match="which no earlier derivation produces"):
-        planned_derivations({**config, "derived": {**config["derived"], "derivations": {
-            "pruned_copy": {"kind": "prune", "parents": ["derived/digits/finetune/digits/lenet/standard/i1-d1/s0"]}}}})
+        planned_derivations(
+            {
+                **config,
+                "derived": {
+                    **config["derived"],
+                    "derivations": {
+                        "pruned_copy": {
+                            "kind": "prune",
+                            "parents": ["derived/digits/finetune/digits/lenet/standard/i1-d1/s0"],
+                        }
+                    },
+                },
+            }
+        )
     with pytest.raises(DerivationError, match="both 'seed' and 'seeds'"):
         resolve_parents([{"dataset": "digits", "arch": "mlp", "seed": 1, "seeds": [2]}], config)
     with pytest.raises(ConfigError, match="derived.derivations.bad.kind"):

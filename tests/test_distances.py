@@ -151,12 +151,17 @@ def test_triangle_inequality_for_metrics(name):
     trios = []
     for _ in range(30):
         base = rng.normal(size=(3, 4, 16))
-        trios.append([base + rng.normal(scale=s, size=base.shape) for s in rng.uniform(0.05, 2.0, size=3)])
+        trios.append(
+            [base + rng.normal(scale=s, size=base.shape) for s in rng.uniform(0.05, 2.0, size=3)]
+        )
     assert _triangle_violations(info, trios) == 0
 
 
 def test_registry_declares_the_expected_metrics():
-    assert sorted(n for n, d in REGISTRY.items() if d.is_metric) == ["gradfield/euclidean", "gradfield/zscore"]
+    assert sorted(n for n, d in REGISTRY.items() if d.is_metric) == [
+        "gradfield/euclidean",
+        "gradfield/zscore",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +204,9 @@ def test_gradfield_cos_agrees_with_the_signature_module():
     rng = np.random.default_rng(7)
     a = rng.normal(size=(5, 7, 30)).astype(np.float32)
     b = (a + rng.normal(scale=0.8, size=a.shape)).astype(np.float32)
-    assert get_distance("gradfield", "cos")(a, b) == pytest.approx(field_cosine_distance(a, b), rel=1e-9)
+    assert get_distance("gradfield", "cos")(a, b) == pytest.approx(
+        field_cosine_distance(a, b), rel=1e-9
+    )
 
 
 def test_zscore_equals_sqrt_two_one_minus_pearson():
@@ -217,7 +224,10 @@ def test_pairwise_matrices_match_the_pair_functions(method):
         signatures = [random_signature(rng, rows=15, classes=c) for c in (10, 10, 5, 10)]
     else:
         base = rng.normal(size=(9, 4, 12)).astype(np.float32)
-        signatures = [base + rng.normal(scale=s, size=base.shape).astype(np.float32) for s in (0.1, 0.5, 1.0, 3.0)]
+        signatures = [
+            base + rng.normal(scale=s, size=base.shape).astype(np.float32)
+            for s in (0.1, 0.5, 1.0, 3.0)
+        ]
         signatures.append(np.zeros_like(base))  # a dead model's field: cos 0 to everything
     matrices = pairwise_distances(method, signatures)
     if method == "gradfield":  # chunking over points changes nothing
@@ -228,7 +238,9 @@ def test_pairwise_matrices_match_the_pair_functions(method):
         assert np.allclose(matrix, matrix.T)
         assert np.all(np.diag(matrix) == 0)
         for i, j in itertools.combinations(range(len(signatures)), 2):
-            assert matrix[i, j] == pytest.approx(info(signatures[i], signatures[j]), rel=1e-7, abs=1e-9), info.name
+            assert matrix[i, j] == pytest.approx(
+                info(signatures[i], signatures[j]), rel=1e-7, abs=1e-9
+            ), info.name
 
 
 def test_gradfield_pairwise_rejects_mixed_shapes():
@@ -248,9 +260,17 @@ def test_registry_metadata():
         assert info.range[0] == 0.0 and info.range[1] > 0
     assert [d.metric for d in distances_for("zest")][0] == "cos"
     assert {d.metric for d in distances_for("zest")} == set(ZEST_METRICS)
-    assert {d.metric for d in distances_for("gradfield")} == {"cos", "euclidean", "cos_max_step", "zscore"}
+    assert {d.metric for d in distances_for("gradfield")} == {
+        "cos",
+        "euclidean",
+        "cos_max_step",
+        "zscore",
+    }
     assert get_distance("zest/l2") is get_distance("zest", "l2")
-    assert not get_distance("zest", "cos").is_metric and get_distance("gradfield", "euclidean").is_metric
+    assert (
+        not get_distance("zest", "cos").is_metric
+        and get_distance("gradfield", "euclidean").is_metric
+    )
     with pytest.raises(ValueError, match="valid: cos, l1, l2, linf"):
         get_distance("zest", "euclidean")
     with pytest.raises(ValueError, match="no distances for signature method"):
@@ -271,7 +291,9 @@ def test_values_stay_in_the_declared_range():
 
 
 def test_reference_mean_spread_and_verdicts():
-    ref = reference_distance([1.0, 2.0, 3.0, 4.0, 5.0], metric="cos", setting="digits:lenet/standard~lenet/standard")
+    ref = reference_distance(
+        [1.0, 2.0, 3.0, 4.0, 5.0], metric="cos", setting="digits:lenet/standard~lenet/standard"
+    )
     assert (ref.mean, ref.n, ref.sufficient) == (3.0, 5, True)
     assert ref.std == pytest.approx(math.sqrt(2.5))
     close = normalise(1.5, ref)
@@ -288,8 +310,12 @@ def test_reference_mean_spread_and_verdicts():
 
 
 def test_insufficient_reference_errors_with_the_fix():
-    with pytest.raises(InsufficientReference, match="3 independently seeded pair.*fewer than the 5") as info:
-        reference_distance([1.0, 2.0, 3.0], metric="cos", setting="digits:lenet/standard~mlp/standard")
+    with pytest.raises(
+        InsufficientReference, match="3 independently seeded pair.*fewer than the 5"
+    ) as info:
+        reference_distance(
+            [1.0, 2.0, 3.0], metric="cos", setting="digits:lenet/standard~mlp/standard"
+        )
     message = str(info.value)
     assert "zoo.seeds" in message and "on_insufficient_reference: warn" in message
     assert "digits:lenet/standard~mlp/standard" in message
@@ -297,7 +323,9 @@ def test_insufficient_reference_errors_with_the_fix():
 
 def test_insufficient_reference_warns_when_configured():
     with pytest.warns(InsufficientReferenceWarning, match="rests on 2"):
-        ref = reference_distance([1.0, 3.0], metric="l2", setting="s", min_pairs=5, on_insufficient="warn")
+        ref = reference_distance(
+            [1.0, 3.0], metric="l2", setting="s", min_pairs=5, on_insufficient="warn"
+        )
     assert (ref.mean, ref.n, ref.sufficient) == (2.0, 2, False)
     assert normalise(1.0, ref).verdict == "related"
     with warnings.catch_warnings():
@@ -334,7 +362,9 @@ def _model(tmp_path, name, **meta):
     model = seeded_model("mlp", "digits", seed)
     with torch.no_grad():  # distinct files even for equal seeds: a sha256 identifies a model
         model.fc1.bias.add_(len(name) * 1e-3 + hash(name) % 97 * 1e-5)
-    save_checkpoint(path, model, {"name": name, "arch": "mlp", "dataset": "digits", "num_classes": 10, **meta})
+    save_checkpoint(
+        path, model, {"name": name, "arch": "mlp", "dataset": "digits", "num_classes": 10, **meta}
+    )
     return path
 
 
@@ -346,28 +376,57 @@ def _collection(tmp_path, n_zoo=4, probe_seed=0):
     from modelkin.signatures import write_probe, write_signature
 
     rng = np.random.default_rng(probe_seed)
-    probe = write_probe(tmp_path / f"probe{probe_seed}.h5", {"images": rng.normal(size=(2, 1, 4, 4))}, kind="zest",
-                        params={"seed": probe_seed})
+    probe = write_probe(
+        tmp_path / f"probe{probe_seed}.h5",
+        {"images": rng.normal(size=(2, 1, 4, 4))},
+        kind="zest",
+        params={"seed": probe_seed},
+    )
     members, data = [], {}
     zoo = [f"digits/mlp/standard/i{s}-d{s}" for s in range(n_zoo)]
     for s, name in enumerate(zoo):
         data[name] = rng.normal(size=(30, 10))
-        members.append((name, _model(tmp_path, name, algorithm="standard", init_seed=s, data_seed=s)))
+        members.append(
+            (name, _model(tmp_path, name, algorithm="standard", init_seed=s, data_seed=s))
+        )
     derived = {
         f"derived/digits/finetune/{zoo[0]}/s0": ("finetune", zoo[0], 0.05),
-        f"derived/digits/prune/derived/digits/finetune/{zoo[0]}/s0/s0": ("prune", f"derived/digits/finetune/{zoo[0]}/s0", 0.05),
+        f"derived/digits/prune/derived/digits/finetune/{zoo[0]}/s0/s0": (
+            "prune",
+            f"derived/digits/finetune/{zoo[0]}/s0",
+            0.05,
+        ),
         f"derived/digits/finetune/{zoo[1]}/s0": ("finetune", zoo[1], 0.05),
         f"derived/digits/extract_probs/{zoo[0]}/s0": ("extract_probs", zoo[0], 0.3),
     }
     for name, (kind, parent, noise) in derived.items():
         data[name] = data[parent] + rng.normal(scale=noise, size=(30, 10))
-        members.append((name, _model(tmp_path, name, algorithm=kind, derivation=kind, parent=parent,
-                                     root_algorithm="standard", init_seed=10_000 + len(name), data_seed=20_000 + len(name))))
+        members.append(
+            (
+                name,
+                _model(
+                    tmp_path,
+                    name,
+                    algorithm=kind,
+                    derivation=kind,
+                    parent=parent,
+                    root_algorithm="standard",
+                    init_seed=10_000 + len(name),
+                    data_seed=20_000 + len(name),
+                ),
+            )
+        )
     out = []
     for name, ckpt in members:
-        sig = write_signature(tmp_path / "sigs" / f"{name.replace('/', '_')}_{probe_seed}.h5", data[name].astype(np.float32),
-                              method="zest", params={"outputs": "logits"}, axes=("superpixel", "class"),
-                              checkpoint=ckpt, probe=probe)
+        sig = write_signature(
+            tmp_path / "sigs" / f"{name.replace('/', '_')}_{probe_seed}.h5",
+            data[name].astype(np.float32),
+            method="zest",
+            params={"outputs": "logits"},
+            axes=("superpixel", "class"),
+            checkpoint=ckpt,
+            probe=probe,
+        )
         meta = read_lineage_meta(ckpt)
         out.append(Member(name, meta, sig))
     return out
@@ -389,7 +448,10 @@ def test_distance_table_relations_references_and_verdicts(tmp_path):
     def row(a, b):
         return rows.get((a, b)) or rows[(b, a)]
 
-    assert row(zoo0, child)["relation"] == "derived-by-finetune" and row(zoo0, child)["ancestor"] == zoo0
+    assert (
+        row(zoo0, child)["relation"] == "derived-by-finetune"
+        and row(zoo0, child)["ancestor"] == zoo0
+    )
     assert row(zoo0, grandchild)["relation"] == "derived-by-finetune+prune"
     assert row(child, grandchild)["relation"] == "derived-by-prune"
     assert row(child, f"derived/digits/extract_probs/{zoo0}/s0")["relation"] == "common-ancestor"
@@ -406,17 +468,40 @@ def test_distance_table_relations_references_and_verdicts(tmp_path):
     assert row(zoo0, child)["cos_reference_n"] == 6
     write_distance_table(table, tmp_path / "zest.csv", tmp_path / "zest_reference.json")
     frame = pd.read_csv(tmp_path / "zest.csv")
-    assert {"cos", "cos_normalised", "cos_reference_mean", "cos_reference_std", "cos_reference_n", "cos_verdict",
-            "l1", "linf", "relation", "setting"} <= set(frame.columns)
+    assert {
+        "cos",
+        "cos_normalised",
+        "cos_reference_mean",
+        "cos_reference_std",
+        "cos_reference_n",
+        "cos_verdict",
+        "l1",
+        "linf",
+        "relation",
+        "setting",
+    } <= set(frame.columns)
     relatedness = relatedness_table(tmp_path / "zest.csv", tmp_path / "rel.csv")
-    finetune = relatedness[(relatedness["derivation"] == "finetune") & (relatedness["metric"] == "cos")].iloc[0]
+    finetune = relatedness[
+        (relatedness["derivation"] == "finetune") & (relatedness["metric"] == "cos")
+    ].iloc[0]
     # positives: zoo0-child, zoo1-its child; negatives: independent pairs that involve zoo0 or zoo1
-    assert finetune["n_positive"] == 2 and finetune["auc"] == 1.0 and finetune["auc_normalised"] == 1.0
-    assert finetune["n_negative_zoo"] == 5 and finetune["auc_vs_zoo"] == 1.0  # zoo pairs with zoo 0 or zoo 1
-    assert finetune["n_negative"] == sum(
-        1 for r in table.rows if r["relation"] == "independent" and {zoo0, zoo1} & {r["model_a"], r["model_b"]}
+    assert (
+        finetune["n_positive"] == 2 and finetune["auc"] == 1.0 and finetune["auc_normalised"] == 1.0
     )
-    assert set(relatedness["derivation"]) == {"finetune", "finetune+prune", "prune", "extract_probs"}
+    assert (
+        finetune["n_negative_zoo"] == 5 and finetune["auc_vs_zoo"] == 1.0
+    )  # zoo pairs with zoo 0 or zoo 1
+    assert finetune["n_negative"] == sum(
+        1
+        for r in table.rows
+        if r["relation"] == "independent" and {zoo0, zoo1} & {r["model_a"], r["model_b"]}
+    )
+    assert set(relatedness["derivation"]) == {
+        "finetune",
+        "finetune+prune",
+        "prune",
+        "extract_probs",
+    }
 
 
 def test_relatedness_auc_follows_the_distance_direction(tmp_path):
@@ -425,11 +510,36 @@ def test_relatedness_auc_follows_the_distance_direction(tmp_path):
     from modelkin.distances.tables import relatedness_table
 
     rows = []
-    for i, (relation, value) in enumerate([("derived-by-finetune", 0.1), ("derived-by-finetune", 0.5),
-                                           ("independent", 0.3), ("independent", 0.9), ("independent", 1.2)]):
-        rows.append({"model_a": "P", "model_b": f"M{i}", "relation": relation, "ancestor": "P" if "derived" in relation else "",
-                     **{c: value for c in ("cos", "cos_normalised", "l1", "l1_normalised", "l2", "l2_normalised",
-                                           "linf", "linf_normalised")}})
+    for i, (relation, value) in enumerate(
+        [
+            ("derived-by-finetune", 0.1),
+            ("derived-by-finetune", 0.5),
+            ("independent", 0.3),
+            ("independent", 0.9),
+            ("independent", 1.2),
+        ]
+    ):
+        rows.append(
+            {
+                "model_a": "P",
+                "model_b": f"M{i}",
+                "relation": relation,
+                "ancestor": "P" if "derived" in relation else "",
+                **{
+                    c: value
+                    for c in (
+                        "cos",
+                        "cos_normalised",
+                        "l1",
+                        "l1_normalised",
+                        "l2",
+                        "l2_normalised",
+                        "linf",
+                        "linf_normalised",
+                    )
+                },
+            }
+        )
     pd.DataFrame(rows).to_csv(tmp_path / "zest.csv", index=False)
     table = relatedness_table(tmp_path / "zest.csv")
     # pairs (pos, neg) ordered correctly: 0.1 beats all 3; 0.5 beats 0.9 and 1.2 -> 5 of 6
@@ -457,4 +567,6 @@ def test_signatures_from_different_probes_are_not_compared(tmp_path):
         signature_distances(first[0].signature, second[1].signature)
     values = signature_distances(first[0].signature, first[1].signature)
     assert list(values) == ["cos", "l1", "l2", "linf"]
-    assert signature_distances(first[0].signature, first[1].signature, ["l2"]) == {"l2": pytest.approx(values["l2"])}
+    assert signature_distances(first[0].signature, first[1].signature, ["l2"]) == {
+        "l2": pytest.approx(values["l2"])
+    }

@@ -47,7 +47,9 @@ def smooth_net(seed: int = 0) -> nn.Module:
 def test_gauss_legendre_path():
     alphas, weights = gauss_legendre(50)
     assert np.all(np.diff(alphas) > 0)
-    assert alphas[0] == pytest.approx(5.67e-4, rel=1e-2) and alphas[-1] == pytest.approx(0.99943, abs=1e-5)
+    assert alphas[0] == pytest.approx(5.67e-4, rel=1e-2) and alphas[-1] == pytest.approx(
+        0.99943, abs=1e-5
+    )
     assert weights.sum() == pytest.approx(1.0, abs=1e-12)
     # Exact for polynomials up to degree 99 on [0, 1].
     assert (weights * alphas**40).sum() == pytest.approx(1 / 41, rel=1e-12)
@@ -77,7 +79,11 @@ def test_pixel_space_equals_normalised_space(digits, lenet):
     field = GradientField(50, "zero", device="cpu").signature(lenet, x, targets)
     normalised = (x - lenet.input_mean) / lenet.input_std
     captum = IntegratedGradients(lenet.body).attribute(
-        normalised, baselines=torch.zeros_like(normalised), target=targets, n_steps=50, method="gausslegendre"
+        normalised,
+        baselines=torch.zeros_like(normalised),
+        target=targets,
+        n_steps=50,
+        method="gausslegendre",
     )
     np.testing.assert_allclose(field[:, -1], captum.reshape(4, -1).numpy(), atol=1e-4, rtol=1e-4)
 
@@ -89,7 +95,12 @@ def test_completeness_on_a_smooth_model(digits):
     targets = torch.arange(8) % 10
     field = GradientField(50, baseline, device="cpu").signature(model, x, targets)
     with torch.no_grad():
-        gap = (model(x) - model(torch.full_like(x, DIGITS_MEAN))).gather(1, targets[:, None]).squeeze(1).numpy()
+        gap = (
+            (model(x) - model(torch.full_like(x, DIGITS_MEAN)))
+            .gather(1, targets[:, None])
+            .squeeze(1)
+            .numpy()
+        )
     assert np.abs(gap).min() > 1e-3
     np.testing.assert_allclose(field[:, -1].sum(axis=1), gap, rtol=1e-4, atol=1e-5)
 
@@ -102,10 +113,16 @@ def test_each_step_adds_the_weighted_gradient_at_its_path_point(digits, lenet):
     increments = np.diff(field, axis=1, prepend=0.0)
     for point in range(3):
         for step in (0, 17, 49):
-            on_path = (DIGITS_MEAN + alphas[step] * (x[point] - DIGITS_MEAN)).unsqueeze(0).requires_grad_(True)
+            on_path = (
+                (DIGITS_MEAN + alphas[step] * (x[point] - DIGITS_MEAN))
+                .unsqueeze(0)
+                .requires_grad_(True)
+            )
             (grad,) = torch.autograd.grad(lenet(on_path)[0, targets[point]], on_path)
             expected = weights[step] * grad[0] * (x[point] - DIGITS_MEAN)
-            np.testing.assert_allclose(increments[point, step], expected.reshape(-1).numpy(), atol=1e-6, rtol=1e-4)
+            np.testing.assert_allclose(
+                increments[point, step], expected.reshape(-1).numpy(), atol=1e-6, rtol=1e-4
+            )
 
 
 def test_chunk_size_and_baseline_forms_do_not_change_the_field(digits, lenet):
@@ -118,7 +135,9 @@ def test_chunk_size_and_baseline_forms_do_not_change_the_field(digits, lenet):
         (64, torch.tensor([DIGITS_MEAN])),
         (64, torch.full((1, 32, 32), DIGITS_MEAN)),
     ]:
-        other = GradientField(20, baseline, chunk_size=chunk, device="cpu").signature(lenet, x, targets)
+        other = GradientField(20, baseline, chunk_size=chunk, device="cpu").signature(
+            lenet, x, targets
+        )
         np.testing.assert_allclose(other, reference, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="baseline='zero' needs a modelkin model"):
         GradientField(5, "zero", device="cpu").signature(smooth_net(), x, targets)
@@ -137,8 +156,12 @@ def test_field_cosine_distance_known_values():
     assert field_cosine_distance(np.zeros_like(a), a) == pytest.approx(1)
 
     b = rng.standard_normal((4, 3, 10)).astype(np.float32)
-    independent = 1 - torch.nn.functional.cosine_similarity(torch.from_numpy(a), torch.from_numpy(b), dim=2)
-    np.testing.assert_allclose(per_point_field_distance(a, b, chunk_points=3), independent.mean(1).numpy(), atol=1e-6)
+    independent = 1 - torch.nn.functional.cosine_similarity(
+        torch.from_numpy(a), torch.from_numpy(b), dim=2
+    )
+    np.testing.assert_allclose(
+        per_point_field_distance(a, b, chunk_points=3), independent.mean(1).numpy(), atol=1e-6
+    )
     assert field_cosine_distance(a, b) == pytest.approx(independent.mean().item(), abs=1e-6)
     with pytest.raises(ValueError, match="same shape"):
         field_cosine_distance(a, b[:3])
@@ -157,7 +180,12 @@ def test_probe_first_points_optionally_of_some_classes(digits, tmp_path):
 
 def test_signature_file_with_either_target(tmp_path, digits_file, lenet):
     probe_path = gradfield_candidates_file(digits_file, tmp_path / "cand.h5", n_points=6)
-    meta = {"name": "digits/lenet/standard/i0-d0", "arch": "lenet", "dataset": "digits", "num_classes": 10}
+    meta = {
+        "name": "digits/lenet/standard/i0-d0",
+        "arch": "lenet",
+        "dataset": "digits",
+        "num_classes": 10,
+    }
     checkpoint = save_checkpoint(tmp_path / "m.safetensors", lenet, meta)
     probe = load_gradfield_probe(probe_path)
     for target, expected_targets in [
@@ -165,7 +193,13 @@ def test_signature_file_with_either_target(tmp_path, digits_file, lenet):
         ("label", probe.labels),
     ]:
         out = gradfield_signature_file(
-            checkpoint, probe_path, tmp_path / f"{target}.h5", target=target, n_steps=10, device="cpu", chunk_size=25
+            checkpoint,
+            probe_path,
+            tmp_path / f"{target}.h5",
+            target=target,
+            n_steps=10,
+            device="cpu",
+            chunk_size=25,
         )
         sig = read_signature(out)
         assert sig.method == "gradfield" and sig.axes == AXES and sig.data.shape == (6, 10, 1024)
@@ -191,7 +225,9 @@ def rotated(a: np.ndarray, degrees: float, rng) -> np.ndarray:
     other -= (other * unit).sum(-1, keepdims=True) * unit
     other /= np.linalg.norm(other, axis=-1, keepdims=True)
     angle = np.deg2rad(degrees)
-    return (np.cos(angle) * unit + np.sin(angle) * other) * rng.uniform(0.5, 2.0, a.shape[:-1] + (1,))
+    return (np.cos(angle) * unit + np.sin(angle) * other) * rng.uniform(
+        0.5, 2.0, a.shape[:-1] + (1,)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +243,16 @@ def selection_case(tmp_path_factory, digits_file):
         field_b[point] = rotated(field_a[point], degrees, rng)
     paths = []
     for name, field in [("a", field_a), ("b", field_b), ("c", field_a * 2.0)]:
-        meta = {"name": f"digits/mlp/standard/{name}", "arch": "mlp", "dataset": "digits", "num_classes": 10}
+        meta = {
+            "name": f"digits/mlp/standard/{name}",
+            "arch": "mlp",
+            "dataset": "digits",
+            "num_classes": 10,
+        }
         seed = {"a": 0, "b": 1, "c": 2}[name]
-        checkpoint = save_checkpoint(root / f"{name}.safetensors", seeded_model("mlp", "digits", seed), meta)
+        checkpoint = save_checkpoint(
+            root / f"{name}.safetensors", seeded_model("mlp", "digits", seed), meta
+        )
         paths.append(
             write_signature(
                 root / f"{name}.h5",
@@ -236,7 +279,11 @@ def test_selection_keeps_the_highest_ranked_candidates(selection_case):
     info = selected.params["selection"]
     assert info["k"] == 3 and info["n_candidates"] == 10
     assert info["candidate_probe_sha256"] == file_sha256(candidates)
-    assert info["models"] == ["digits/mlp/standard/a", "digits/mlp/standard/b", "digits/mlp/standard/c"]
+    assert info["models"] == [
+        "digits/mlp/standard/a",
+        "digits/mlp/standard/b",
+        "digits/mlp/standard/c",
+    ]
     assert selected.params["n_points"] == 3
 
     prefix = load_gradfield_probe(select_reference_points(candidates, paths, 2, root / "two.h5"))

@@ -136,7 +136,9 @@ def test_linear_and_debiased_cka_match_textbook_on_both_routes(shape):
     Y = X[:, : min(p1, p2)] @ rng.standard_normal((min(p1, p2), p2)) + rng.standard_normal((n, p2))
     K, L = X @ X.T, Y @ Y.T
     biased = _hsic_textbook(K, L) / np.sqrt(_hsic_textbook(K, K) * _hsic_textbook(L, L))
-    unbiased = _unbiased_hsic_textbook(K, L) / np.sqrt(_unbiased_hsic_textbook(K, K) * _unbiased_hsic_textbook(L, L))
+    unbiased = _unbiased_hsic_textbook(K, L) / np.sqrt(
+        _unbiased_hsic_textbook(K, K) * _unbiased_hsic_textbook(L, L)
+    )
     assert linear_cka(X, Y) == pytest.approx(biased, abs=1e-10)
     assert debiased_linear_cka(X, Y) == pytest.approx(unbiased, abs=1e-10)
 
@@ -178,11 +180,18 @@ def test_registry_invariances(name):
     base = info.function(X, Y)
     for kind in INVARIANCES:
         # An invariance must hold for a transform of either argument alone.
-        moved = [info.function(_transform(kind, X, rng), Y), info.function(X, _transform(kind, Y, rng))]
+        moved = [
+            info.function(_transform(kind, X, rng), Y),
+            info.function(X, _transform(kind, Y, rng)),
+        ]
         if kind in info.invariances:
-            assert moved == pytest.approx([base, base], abs=1e-8), f"{name} should be invariant to {kind}"
+            assert moved == pytest.approx([base, base], abs=1e-8), (
+                f"{name} should be invariant to {kind}"
+            )
         else:
-            assert max(abs(m - base) for m in moved) > 1e-6, f"{name} is declared not invariant to {kind} but is"
+            assert max(abs(m - base) for m in moved) > 1e-6, (
+                f"{name} is declared not invariant to {kind} but is"
+            )
 
 
 def test_cka_orthogonal_and_isotropic_scaling(golden):
@@ -198,11 +207,15 @@ def test_cca_and_full_svcca_invariant_to_invertible_linear_maps(golden):
     rng = _rng(5)
     A, B = rng.standard_normal((10, 10)), rng.standard_normal((10, 10))
     assert mean_squared_cca(X @ A, Y @ B) == pytest.approx(mean_squared_cca(X, Y), abs=1e-10)
-    assert mean_squared_cca(X @ A, Y @ B, center=False) == pytest.approx(mean_squared_cca(X, Y, center=False), abs=1e-10)
+    assert mean_squared_cca(X @ A, Y @ B, center=False) == pytest.approx(
+        mean_squared_cca(X, Y, center=False), abs=1e-10
+    )
     for params in ({"keep_dims": 10}, {"keep_variance": 1.0}):
         assert svcca(X @ A, Y @ B, **params) == pytest.approx(svcca(X, Y, **params), abs=1e-10)
     # With every dimension kept SVCCA is the mean canonical correlation.
-    assert svcca(X, Y, keep_dims=10) == pytest.approx(np.mean(canonical_correlations(X, Y)), abs=1e-12)
+    assert svcca(X, Y, keep_dims=10) == pytest.approx(
+        np.mean(canonical_correlations(X, Y)), abs=1e-12
+    )
 
 
 # --- Procrustes ---------------------------------------------------------------------
@@ -241,16 +254,24 @@ def test_procrustes_triangle_inequality():
     for trial in range(20):
         n = 15 + trial
         base = rng.standard_normal((n, 6))
-        mats = [base @ rng.standard_normal((6, p)) + s * rng.standard_normal((n, p)) for p, s in ((4, 0.1), (6, 1.0), (9, 3.0))]
+        mats = [
+            base @ rng.standard_normal((6, p)) + s * rng.standard_normal((n, p))
+            for p, s in ((4, 0.1), (6, 1.0), (9, 3.0))
+        ]
         for a, b, c in itertools.permutations(mats):
-            assert procrustes_distance(a, c) <= procrustes_distance(a, b) + procrustes_distance(b, c) + 1e-12
+            assert (
+                procrustes_distance(a, c)
+                <= procrustes_distance(a, b) + procrustes_distance(b, c) + 1e-12
+            )
 
 
 # --- registry metadata --------------------------------------------------------------
 
 
 def test_registry_entries_are_well_formed():
-    assert {"cka", "rbf_cka", "debiased_cka", "cca", "svcca", "pwcca", "procrustes", "mse"} <= set(REGISTRY)
+    assert {"cka", "rbf_cka", "debiased_cka", "cca", "svcca", "pwcca", "procrustes", "mse"} <= set(
+        REGISTRY
+    )
     for name, info in REGISTRY.items():
         assert isinstance(info, MeasureInfo) and info.name == name and callable(info.function)
         assert set(info.invariances) <= set(INVARIANCES)
@@ -305,8 +326,12 @@ def test_svcca_keep_variance_truncates():
     X = latent @ _orthogonal(10, rng)[:3] + 1e-4 * rng.standard_normal((200, 10))
     mixed = np.linalg.qr(latent @ rng.standard_normal((3, 3)) + rng.standard_normal((200, 3)))[0]
     Y = mixed @ _orthogonal(10, rng)[:3] + 1e-6 * rng.standard_normal((200, 10))
-    assert svcca(X, Y, keep_variance=0.99) == pytest.approx(svcca(X, Y, keep_variance=1.0, keep_dims=3), abs=1e-12)
-    assert svcca(X, Y, keep_variance=0.99) != pytest.approx(svcca(X, Y, keep_variance=1.0), abs=1e-6)
+    assert svcca(X, Y, keep_variance=0.99) == pytest.approx(
+        svcca(X, Y, keep_variance=1.0, keep_dims=3), abs=1e-12
+    )
+    assert svcca(X, Y, keep_variance=0.99) != pytest.approx(
+        svcca(X, Y, keep_variance=1.0), abs=1e-6
+    )
 
 
 # --- ill-conditioned inputs and errors ----------------------------------------------
@@ -314,8 +339,12 @@ def test_svcca_keep_variance_truncates():
 
 def _ill_conditioned(rng, n=40):
     X = rng.standard_normal((n, 6))
-    X = np.hstack([X, X[:, :2] + X[:, 2:4], np.full((n, 1), 1e8), np.full((n, 1), -3.0), X[:, :1]])  # rank 6
-    Y = np.hstack([X[:, :3] @ rng.standard_normal((3, 5)), np.zeros((n, 2))])  # rank 3, dead channels
+    X = np.hstack(
+        [X, X[:, :2] + X[:, 2:4], np.full((n, 1), 1e8), np.full((n, 1), -3.0), X[:, :1]]
+    )  # rank 6
+    Y = np.hstack(
+        [X[:, :3] @ rng.standard_normal((3, 5)), np.zeros((n, 2))]
+    )  # rank 3, dead channels
     return X, Y
 
 
@@ -433,7 +462,9 @@ def test_to_matrix_requires_explicit_mode_for_conv_activations():
         to_matrix(acts, "channels")
 
 
-@pytest.mark.parametrize("name", sorted(n for n, m in REGISTRY.items() if "isotropic_scaling" in m.invariances))
+@pytest.mark.parametrize(
+    "name", sorted(n for n, m in REGISTRY.items() if "isotropic_scaling" in m.invariances)
+)
 def test_extreme_scales_do_not_overflow(name):
     X, Y = _related_pair(_rng(21))
     assert compute(name, 1e200 * X, 1e-200 * Y) == pytest.approx(compute(name, X, Y), abs=1e-8)

@@ -38,7 +38,9 @@ def test_residuals_match_their_definitions():
     normalised = residual_scores(a, b)
     a_hat = a / np.linalg.norm(a, axis=1, keepdims=True)
     b_hat = b / np.linalg.norm(b, axis=1, keepdims=True)
-    np.testing.assert_allclose(normalised, a_hat - (a_hat * b_hat).sum(1, keepdims=True) * b_hat, atol=1e-12)
+    np.testing.assert_allclose(
+        normalised, a_hat - (a_hat * b_hat).sum(1, keepdims=True) * b_hat, atol=1e-12
+    )
     assert np.abs((normalised * b).sum(1)).max() < 1e-10  # nothing of b_x is left in r_x
     # scaling a test example's scores in either algorithm changes nothing after row normalisation
     scale = np.linspace(0.1, 10, len(a))[:, None]
@@ -52,7 +54,9 @@ def test_a_minus_b_finds_what_only_a_does_and_labels_variances_by_algorithm(norm
     assert ab.directions.shape == (3, 200) and ab.projections.shape == (80, 3)
     np.testing.assert_allclose(np.linalg.norm(ab.directions, axis=1), 1, atol=1e-9)
     assert precision_at_k(ab.directions[0], range(15), k=15) == 1.0
-    assert set(ab.top_test(0, 20)) == set(range(20))  # oriented: the subpopulation projects positively
+    assert set(ab.top_test(0, 20)) == set(
+        range(20)
+    )  # oriented: the subpopulation projects positively
     assert ab.explained_variance["A"][0] > 5 * ab.explained_variance["B"][0]
     np.testing.assert_allclose(ab.explained_variance["A"], explained_variance(a, ab.directions))
     # B-minus-A: variances still labelled by algorithm (the package calls B's values 'A')
@@ -81,7 +85,9 @@ def test_published_api_on_cpu():
     x = torch.randn(120, 1, 4, 4)
     y = (x[:, 0, 0, 0] > 0).long() + (x[:, 0, 3, 3] > 0).long()
     val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:30], y[:30]), batch_size=8)
-    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[30:], y[30:]), batch_size=16)
+    train = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x[30:], y[30:]), batch_size=16
+    )
 
     def arch():
         return nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.Tanh(), nn.Linear(5, 3))
@@ -91,8 +97,18 @@ def test_published_api_on_cpu():
         for s in seeds:
             torch.manual_seed(s)
             ckpts[k].append(arch().state_dict())
-    md = ModelDiff(arch(), arch(), ckpts["A"], ckpts["B"], train, trak={"proj_dim": None, "ridge": 1e-3}, device="cpu")
-    assert md.trak.out_to_loss is False  # ModelDiff's default: unweighted TRAK scores (docs/modeldiff.md)
+    md = ModelDiff(
+        arch(),
+        arch(),
+        ckpts["A"],
+        ckpts["B"],
+        train,
+        trak={"proj_dim": None, "ridge": 1e-3},
+        device="cpu",
+    )
+    assert (
+        md.trak.out_to_loss is False
+    )  # ModelDiff's default: unweighted TRAK scores (docs/modeldiff.md)
     ab = md.get_A_minus_B(val, num_pca_comps=2)
     ba = md.get_B_minus_A(val, num_pca_comps=2)
     assert ab.kind == "A-minus-B" and ba.kind == "B-minus-A"
@@ -103,8 +119,18 @@ def test_published_api_on_cpu():
     np.testing.assert_allclose(from_scores.directions, ba.directions, atol=1e-10)
     from modelkin.attribution import TrakSettings
 
-    weighted = ModelDiff(arch(), arch(), ckpts["A"], ckpts["B"], train, trak=TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
-    assert weighted.trak.out_to_loss is True  # a TrakSettings is taken as given (traker's weighting by default)
+    weighted = ModelDiff(
+        arch(),
+        arch(),
+        ckpts["A"],
+        ckpts["B"],
+        train,
+        trak=TrakSettings(proj_dim=None, ridge=1e-3),
+        device="cpu",
+    )
+    assert (
+        weighted.trak.out_to_loss is True
+    )  # a TrakSettings is taken as given (traker's weighting by default)
     with pytest.raises(ValueError, match="both modelA and modelB"):
         ModelDiff(arch(), None, ckpts["A"], [], train)
     with pytest.raises(ValueError, match="same test and training examples"):
@@ -130,7 +156,10 @@ def test_counterfactual_rows_measure_the_change_in_target_probability():
         return x
 
     rows = counterfactual_probabilities(
-        {"blind": [("b0", CornerDetector(0.0))], "sees": [("s0", CornerDetector(10.0)), ("s1", CornerDetector(4.0))]},
+        {
+            "blind": [("b0", CornerDetector(0.0))],
+            "sees": [("s0", CornerDetector(10.0)), ("s1", CornerDetector(4.0))],
+        },
         images,
         patch,
         target_class=1,
@@ -141,6 +170,12 @@ def test_counterfactual_rows_measure_the_change_in_target_probability():
     assert by_name["b0"]["delta_p_target"] == pytest.approx(0.0, abs=1e-7)
     assert by_name["s0"]["p_target_before"] == pytest.approx(p0, rel=1e-5)
     assert by_name["s0"]["p_target_after"] == pytest.approx(1 / (1 + np.exp(2.0 - 10.0)), rel=1e-5)
-    assert by_name["s0"]["predicted_target_after"] == 1.0 and by_name["s1"]["predicted_target_before"] == 0.0
+    assert (
+        by_name["s0"]["predicted_target_after"] == 1.0
+        and by_name["s1"]["predicted_target_before"] == 0.0
+    )
     summary = {r["role"]: r for r in summarise_counterfactual(rows, {"blind": "A", "sees": "B"})}
-    assert summary["B"]["n_checkpoints"] == 2 and summary["B"]["delta_p_target"] > 0.5 > summary["A"]["delta_p_target"]
+    assert (
+        summary["B"]["n_checkpoints"] == 2
+        and summary["B"]["delta_p_target"] > 0.5 > summary["A"]["delta_p_target"]
+    )

@@ -25,7 +25,15 @@ from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-TRAK_KEYS = ("proj_dim", "proj_type", "seed", "ridge", "rescale_inverse", "batch_size", "max_projection_mib")
+TRAK_KEYS = (
+    "proj_dim",
+    "proj_type",
+    "seed",
+    "ridge",
+    "rescale_inverse",
+    "batch_size",
+    "max_projection_mib",
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +53,33 @@ def stage(tmp_path_factory, digits_file) -> dict:
     seeds = [(s, s) if isinstance(s, int) else (s["init"], s["data"]) for s in md["seeds"]]
     root = tmp_path_factory.mktemp("modeldiff-acceptance")
     recipes = {
-        role: recipe_for(config, dataset="digits", arch=md["arch"], algorithm=md[f"algorithm_{role.lower()}"], init_seed=0, data_seed=0)
+        role: recipe_for(
+            config,
+            dataset="digits",
+            arch=md["arch"],
+            algorithm=md[f"algorithm_{role.lower()}"],
+            init_seed=0,
+            data_seed=0,
+        )
         for role in "AB"
     }
     patch = recipes["B"].get("planted_patch")
-    assert patch and not recipes["A"].get("planted_patch"), "config.yaml's algorithm B must plant a patch and A none"
+    assert patch and not recipes["A"].get("planted_patch"), (
+        "config.yaml's algorithm B must plant a patch and A none"
+    )
     checkpoints, scores = {}, {}
     for role in "AB":
         algorithm = md[f"algorithm_{role.lower()}"]
         checkpoints[role], features = [], []
         for index, (init_seed, data_seed) in enumerate(seeds):
-            recipe = recipe_for(config, dataset="digits", arch=md["arch"], algorithm=algorithm, init_seed=init_seed, data_seed=data_seed)
+            recipe = recipe_for(
+                config,
+                dataset="digits",
+                arch=md["arch"],
+                algorithm=algorithm,
+                init_seed=init_seed,
+                data_seed=data_seed,
+            )
             checkpoint = root / "models" / algorithm / f"i{init_seed}-d{data_seed}.safetensors"
             train_checkpoint(
                 checkpoint,
@@ -84,7 +108,10 @@ def stage(tmp_path_factory, digits_file) -> dict:
             checkpoints[role].append(checkpoint)
             features.append(feature_file)
         scores[role] = score_feature_files(
-            root / "scores" / f"{algorithm}.h5", features, algorithm=algorithm, out_to_loss=md["trak"]["out_to_loss"]
+            root / "scores" / f"{algorithm}.h5",
+            features,
+            algorithm=algorithm,
+            out_to_loss=md["trak"]["out_to_loss"],
         )
     comparison = root / "directions.h5"
     compare_score_files(
@@ -111,11 +138,19 @@ def stage(tmp_path_factory, digits_file) -> dict:
         counterfactual_summary=root / "counterfactual_summary.csv",
         precision_k=md["precision_k"],
     )
-    return {"summary": summary, "root": root, "md": md, "scores": scores, "names": {r: md[f"algorithm_{r.lower()}"] for r in "AB"}}
+    return {
+        "summary": summary,
+        "root": root,
+        "md": md,
+        "scores": scores,
+        "names": {r: md[f"algorithm_{r.lower()}"] for r in "AB"},
+    }
 
 
 def top_direction(stage, kind: str) -> dict:
-    return next(d for d in stage["summary"]["directions"] if d["kind"] == kind and d["component"] == 0)
+    return next(
+        d for d in stage["summary"]["directions"] if d["kind"] == kind and d["component"] == 0
+    )
 
 
 def precision(stage, entry) -> dict:
@@ -133,7 +168,9 @@ def test_top_b_minus_a_direction_surfaces_the_planted_images(stage):
 def test_counterfactual_raises_the_class_probability_for_b_not_a(stage):
     rows = {row["role"]: row for row in stage["summary"]["counterfactual"]}
     a, b = rows["A"]["delta_p_target"], rows["B"]["delta_p_target"]
-    assert rows["B"]["target_class"] == 3 and rows["B"]["n_checkpoints"] == len(stage["md"]["seeds"])
+    assert rows["B"]["target_class"] == 3 and rows["B"]["n_checkpoints"] == len(
+        stage["md"]["seeds"]
+    )
     assert b >= 0.05 and b >= 3 * a and b - a >= 0.05, rows
     assert rows["B"]["p_target_after"] > rows["B"]["p_target_before"]
 
@@ -153,7 +190,7 @@ def test_traker_out_to_loss_weighting_hides_the_planted_images(stage):
     the confidently fitted patched images get a few per cent of a clean 3's weight (measured: 1/40) and vanish
     from the direction."""
     from modelkin.attribution.jobs import read_scores
-    from modelkin.modeldiff import planted_indices, precision_at_k, residual_pca, read_comparison
+    from modelkin.modeldiff import planted_indices, precision_at_k, read_comparison, residual_pca
 
     assert stage["md"]["trak"]["out_to_loss"] is False
     stored = {role: read_scores(path) for role, path in stage["scores"].items()}

@@ -3,7 +3,15 @@ import torch
 
 from modelkin.data import get_dataset_info
 from modelkin.models import ARCHITECTURES, build_model, seeded_model
-from modelkin.models.layers import LayerError, capture, is_cut_point, layer_names, layer_table, replaced, split
+from modelkin.models.layers import (
+    LayerError,
+    capture,
+    is_cut_point,
+    layer_names,
+    layer_table,
+    replaced,
+    split,
+)
 
 SMALL = ["mlp", "lenet", "tiny10", "tiny10_nobn", "resnet20_w1", "vgg11"]
 
@@ -61,7 +69,9 @@ def test_capture_and_replace_act_on_the_real_tensor():
         capture(model, x, ["conv9"])
 
 
-@pytest.mark.parametrize("arch,layer", [("resnet20_w1", "layer2.1.relu2"), ("tiny10", "bn4"), ("vgg11", "pool2")])
+@pytest.mark.parametrize(
+    "arch,layer", [("resnet20_w1", "layer2.1.relu2"), ("tiny10", "bn4"), ("vgg11", "pool2")]
+)
 def test_split_at_a_cut_point_reproduces_the_model(arch, layer):
     model = build_model(arch, "digits").eval()
     x = torch.rand(4, 1, 32, 32)
@@ -79,7 +89,9 @@ def test_split_refuses_a_layer_inside_a_residual_block():
 
 def test_same_init_seed_same_weights_different_seed_different():
     a, b, c = (seeded_model("lenet", "digits", s) for s in (5, 5, 6))
-    for (k, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+    for (k, pa), pb, pc in zip(
+        a.state_dict().items(), b.state_dict().values(), c.state_dict().values()
+    ):
         assert torch.equal(pa, pb), k
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
 
@@ -87,4 +99,6 @@ def test_same_init_seed_same_weights_different_seed_different():
 def test_normalisation_is_inside_and_not_in_the_state_dict():
     model = build_model("lenet", "digits")
     assert not any("input_mean" in k for k in model.state_dict())
-    assert model.input_mean.flatten().tolist() == pytest.approx(list(get_dataset_info("digits").mean))
+    assert model.input_mean.flatten().tolist() == pytest.approx(
+        list(get_dataset_info("digits").mean)
+    )

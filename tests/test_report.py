@@ -39,7 +39,11 @@ def report(tiny_workflow) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    proc = subprocess.run(["bash", str(REPO / "tests" / "browser" / "ensure_chromium.sh")], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(REPO / "tests" / "browser" / "ensure_chromium.sh")],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0 or chromium() is None:
         pytest.skip(f"headless Chromium is not available: {proc.stderr.strip() or 'not on PATH'}")
     return chromium()
@@ -48,7 +52,9 @@ def browser():
 def test_report_is_self_contained(report):
     html = report.read_text()
     assert report.stat().st_size > 100_000
-    assert not re.search(r'src="(?:https?:)?//', html), "the report must not load anything from the network"
+    assert not re.search(r'src="(?:https?:)?//', html), (
+        "the report must not load anything from the network"
+    )
 
 
 def test_every_figure_loads_in_chromium(report, browser):
@@ -56,7 +62,9 @@ def test_every_figure_loads_in_chromium(report, browser):
     results = outcome["results"]
     assert "modelkin compared the models" in outcome["rendered_text"]
     for pattern in REQUIRED:
-        assert any(re.search(pattern, path) for path in results), f"no report item matches {pattern}"
+        assert any(re.search(pattern, path) for path in results), (
+            f"no report item matches {pattern}"
+        )
     broken = {path: entry for path, entry in results.items() if not entry["ok"]}
     assert not broken, f"report items that do not load: {broken}"
     images = [p for p, e in results.items() if e["mime"].startswith("image/")]

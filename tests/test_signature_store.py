@@ -47,11 +47,18 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory):
     path = tmp_path_factory.mktemp("probe") / "probe.h5"
-    arrays = {"images": np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32), "labels": np.arange(3)}
-    return write_probe(path, arrays, kind="zest", params={"dataset": "digits", "n_images": 3, "seed": 0})
+    arrays = {
+        "images": np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32),
+        "labels": np.arange(3),
+    }
+    return write_probe(
+        path, arrays, kind="zest", params={"dataset": "digits", "n_images": 3, "seed": 0}
+    )
 
 
-def make_signature(tmp_path, checkpoint, probe, name="sig.h5", shape=(7, 10), params=None, method="zest", seed=0):
+def make_signature(
+    tmp_path, checkpoint, probe, name="sig.h5", shape=(7, 10), params=None, method="zest", seed=0
+):
     data = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     return write_signature(
         tmp_path / name,
@@ -88,7 +95,9 @@ def test_every_attribute_reads_back_with_plain_h5py(tmp_path, checkpoint, probe)
     assert json.loads(attrs["probe_params"]) == {"dataset": "digits", "n_images": 3, "seed": 0}
     assert attrs["modelkin_version"] == __version__
     assert attrs["note"] == "test"
-    created = calendar.timegm(time.strptime(attrs["created"], "%Y-%m-%dT%H:%M:%SZ"))  # UTC, ISO 8601
+    created = calendar.timegm(
+        time.strptime(attrs["created"], "%Y-%m-%dT%H:%M:%SZ")
+    )  # UTC, ISO 8601
     assert before - 1 <= created <= time.time() + 1
 
 
@@ -97,7 +106,11 @@ def test_read_signature_round_trip(tmp_path, checkpoint, probe):
     sig = read_signature(path)
     expected = np.random.default_rng(0).standard_normal((7, 10)).astype(np.float32)
     np.testing.assert_array_equal(sig.data, expected)
-    assert sig.method == "zest" and sig.params == {"outputs": "logits"} and sig.axes == ("superpixel", "class")
+    assert (
+        sig.method == "zest"
+        and sig.params == {"outputs": "logits"}
+        and sig.axes == ("superpixel", "class")
+    )
     assert sig.probe_sha256 == file_sha256(probe)
     assert sig.model["init_seed"] == 3 and sig.name == MODEL_META["name"]
     np.testing.assert_array_equal(sig.extras["num_segments"], [3, 4])
@@ -156,31 +169,54 @@ def test_write_refuses_bad_input(tmp_path, checkpoint, probe):
 
 def test_check_comparable(tmp_path, checkpoint, probe):
     base = read_signature(make_signature(tmp_path, checkpoint, probe, "base.h5"))
-    check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "same.h5", seed=1)))
+    check_comparable(
+        base, read_signature(make_signature(tmp_path, checkpoint, probe, "same.h5", seed=1))
+    )
     # Zest signatures of models with different class counts are comparable (classes are aligned later).
-    check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "c100.h5", shape=(7, 100))))
+    check_comparable(
+        base, read_signature(make_signature(tmp_path, checkpoint, probe, "c100.h5", shape=(7, 100)))
+    )
 
-    with pytest.raises(SignatureMismatch, match=r"different zest parameters \(outputs: 'logits' vs 'probabilities'\)"):
-        other = make_signature(tmp_path, checkpoint, probe, "params.h5", params={"outputs": "probabilities"})
+    with pytest.raises(
+        SignatureMismatch,
+        match=r"different zest parameters \(outputs: 'logits' vs 'probabilities'\)",
+    ):
+        other = make_signature(
+            tmp_path, checkpoint, probe, "params.h5", params={"outputs": "probabilities"}
+        )
         check_comparable(base, read_signature(other))
     with pytest.raises(SignatureMismatch, match="different methods"):
-        check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "m.h5", method="gradfield")))
+        check_comparable(
+            base,
+            read_signature(make_signature(tmp_path, checkpoint, probe, "m.h5", method="gradfield")),
+        )
     with pytest.raises(SignatureMismatch, match="incompatible shapes"):
-        check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, probe, "s.h5", shape=(8, 10))))
+        check_comparable(
+            base, read_signature(make_signature(tmp_path, checkpoint, probe, "s.h5", shape=(8, 10)))
+        )
 
-    other_probe = write_probe(tmp_path / "other_probe.h5", {"images": np.ones((3, 1, 32, 32))}, kind="zest", params={})
+    other_probe = write_probe(
+        tmp_path / "other_probe.h5", {"images": np.ones((3, 1, 32, 32))}, kind="zest", params={}
+    )
     with pytest.raises(SignatureMismatch, match="different probes.*same probe file"):
-        check_comparable(base, read_signature(make_signature(tmp_path, checkpoint, other_probe, "p.h5")))
+        check_comparable(
+            base, read_signature(make_signature(tmp_path, checkpoint, other_probe, "p.h5"))
+        )
 
 
 def test_probe_files_are_reproducible_and_typed(tmp_path):
-    arrays = {"points": np.random.default_rng(1).random((20, 1, 8, 8)).astype(np.float32), "labels": np.arange(20)}
+    arrays = {
+        "points": np.random.default_rng(1).random((20, 1, 8, 8)).astype(np.float32),
+        "labels": np.arange(20),
+    }
     params = {"dataset": "digits", "classes": None, "nested": {"a": [1, 2]}}
     first = write_probe(tmp_path / "one.h5", arrays, kind="gradfield", params=params)
     second = write_probe(tmp_path / "two.h5", arrays, kind="gradfield", params=params)
     assert file_sha256(first) == file_sha256(second)
     probe = read_probe(first, kind="gradfield")
-    assert probe.kind == "gradfield" and probe.params == params and probe.sha256 == file_sha256(first)
+    assert (
+        probe.kind == "gradfield" and probe.params == params and probe.sha256 == file_sha256(first)
+    )
     np.testing.assert_array_equal(probe.arrays["points"], arrays["points"])
     with pytest.raises(SignatureError, match="is a gradfield probe, but a zest probe is needed"):
         read_probe(first, kind="zest")

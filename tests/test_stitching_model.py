@@ -39,7 +39,13 @@ def identical_pair(arch="lenet", seed=3):
 
 @pytest.mark.parametrize(
     "arch, layer",
-    [("lenet", "relu1"), ("lenet", "pool2"), ("lenet", "relu3"), ("mlp", "relu2"), ("resnet20_w1", "layer1.0.relu1")],
+    [
+        ("lenet", "relu1"),
+        ("lenet", "pool2"),
+        ("lenet", "relu3"),
+        ("mlp", "relu2"),
+        ("resnet20_w1", "layer1.0.relu1"),
+    ],
 )
 def test_eye_between_identical_donors_is_exactly_model2(arch, layer):
     model1, model2 = identical_pair(arch)
@@ -75,7 +81,9 @@ def test_perm_init_is_a_permutation_and_ones_zeros_is_ones():
     assert torch.equal(w.sum(0), torch.ones(16)) and torch.equal(w.sum(1), torch.ones(16))
     assert set(w.unique().tolist()) == {0.0, 1.0} and not torch.equal(w, torch.eye(16))
     initialise(stitched.stitch, "ones-zeros", generator=torch.Generator())
-    assert torch.equal(stitched.stitch.weight, torch.ones(16, 16)) and torch.equal(stitched.stitch.bias, torch.zeros(16))
+    assert torch.equal(stitched.stitch.weight, torch.ones(16, 16)) and torch.equal(
+        stitched.stitch.bias, torch.zeros(16)
+    )
 
 
 def test_donors_are_frozen_and_follow_their_mode():
@@ -98,7 +106,9 @@ def test_donors_are_frozen_and_follow_their_mode():
 
 def test_resize_interpolates_the_front_to_the_end_size():
     model1, model2 = identical_pair()
-    stitched = build_stitched(model1, "relu1", model2, "relu2", resize="area")  # (6,28,28) -> (16,10,10)
+    stitched = build_stitched(
+        model1, "relu1", model2, "relu2", resize="area"
+    )  # (6,28,28) -> (16,10,10)
     g = stitched.stitch.geometry
     assert (g.kind, g.resize, g.in_features, g.out_features) == ("conv", "area", 6, 16)
     x = images()
@@ -124,7 +134,11 @@ def test_unknown_layer_lists_valid_layers_with_shapes():
     model1, model2 = identical_pair()
     with pytest.raises(StitchError) as err:
         build_stitched(model1, "relu9", model2, "relu2")
-    assert "relu9" in str(err.value) and "relu2 (16, 10, 10)" in str(err.value) and "fc3 (10,)" in str(err.value)
+    assert (
+        "relu9" in str(err.value)
+        and "relu2 (16, 10, 10)" in str(err.value)
+        and "fc3 (10,)" in str(err.value)
+    )
 
 
 def test_square_inits_refuse_non_square_layers():
@@ -151,7 +165,9 @@ def test_least_squares_recovers_a_planted_affine_map_exactly():
     w = torch.randn(5, 7, generator=g, dtype=torch.float64)
     b = torch.randn(5, generator=g, dtype=torch.float64)
     moments = Moments(7, 5)
-    for _ in range(4):  # several batches, far from the origin: the shifted moments keep their precision
+    for _ in range(
+        4
+    ):  # several batches, far from the origin: the shifted moments keep their precision
         x = 100.0 + torch.randn(300, 7, generator=g, dtype=torch.float64)
         moments.update(x, x @ w.T + b)
     solution = solve_affine(moments, ridge=0.0)
@@ -204,7 +220,9 @@ def test_masked_least_squares_solves_each_row_on_its_support():
     solution = solve_affine(moments, ridge=0.0, mask=mask)
     for j in range(3):
         support = np.flatnonzero(mask[j].numpy())
-        ref, *_ = np.linalg.lstsq(np.hstack([x[:, support], np.ones((400, 1))]), y[:, j], rcond=None)
+        ref, *_ = np.linalg.lstsq(
+            np.hstack([x[:, support], np.ones((400, 1))]), y[:, j], rcond=None
+        )
         np.testing.assert_allclose(solution.weight[j, support].numpy(), ref[:-1], atol=1e-8)
         np.testing.assert_allclose(solution.bias[j].item(), ref[-1], atol=1e-8)
         assert np.all(solution.weight[j].numpy()[mask[j].numpy() == 0] == 0)
@@ -267,7 +285,9 @@ def test_semi_match_finds_the_planted_channel_matching():
     moments = Moments(6, 5, with_yy=True)
     moments.update(x, y)
     corr = moments.correlations()
-    np.testing.assert_allclose(corr.numpy(), np.corrcoef(x.T.numpy(), y.T.numpy())[:6, 6:], atol=1e-10)
+    np.testing.assert_allclose(
+        corr.numpy(), np.corrcoef(x.T.numpy(), y.T.numpy())[:6, 6:], atol=1e-10
+    )
     absolute = semi_match_mask(corr, absolute=True)
     assert torch.equal(absolute.argmax(1), source) and torch.equal(absolute.sum(1), torch.ones(5))
     signed = semi_match_mask(corr)
@@ -288,7 +308,9 @@ def test_random_permutation_mask_spreads_outputs_over_inputs(q, p):
 
 def test_mask_restricts_the_trained_weight():
     layer = StitchingLayer(stitch_geometry((4,), (4,)))
-    mask = make_mask("random-permutation", layer, moments=None, generator=torch.Generator().manual_seed(0))
+    mask = make_mask(
+        "random-permutation", layer, moments=None, generator=torch.Generator().manual_seed(0)
+    )
     layer.set_mask(mask)
     optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
     for _ in range(3):

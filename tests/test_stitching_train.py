@@ -58,7 +58,9 @@ def test_soft_target_losses_equal_hand_computed_values(temperature):
         "hard": mean(lambda i: -math.log(_softmax(S[i])[Y[i]])),
         "soft_1": mean(lambda i: _soft_ce(S[i], T1[i], temperature)),
         "soft_2": mean(lambda i: _soft_ce(S[i], T2[i], temperature)),
-        "soft_12": mean(lambda i: (_soft_ce(S[i], T1[i], temperature) + _soft_ce(S[i], T2[i], temperature)) / 2),
+        "soft_12": mean(
+            lambda i: (_soft_ce(S[i], T1[i], temperature) + _soft_ce(S[i], T2[i], temperature)) / 2
+        ),
         "soft_1_plus_2": mean(
             lambda i: _soft_ce(S[i], [(a + b) / 2 for a, b in zip(T1[i], T2[i])], temperature)
         ),
@@ -106,7 +108,11 @@ def _donors(arch="lenet"):
     [
         ("relu2", "lenet", {"target_type": "soft_12", "cka_reg": 0.5, "l1": 0.01}),
         ("relu3", "lenet", {"target_type": "hard"}),
-        ("layer1.0.relu1", "resnet20_w1", {"target_type": "soft_2"}),  # not a cut point: model 2 runs in full
+        (
+            "layer1.0.relu1",
+            "resnet20_w1",
+            {"target_type": "soft_2"},
+        ),  # not a cut point: model 2 runs in full
     ],
 )
 def test_cached_front_training_equals_hook_based_training(train_split, layer, arch, extra):
@@ -131,7 +137,9 @@ def test_training_reduces_the_loss_and_only_moves_t(train_split):
     model1, model2 = _donors()
     before = copy.deepcopy(model2.state_dict())
     stitched = build_stitched(model1, "relu3", model2, "relu3")
-    options = StitchOptions.from_dict({"epochs": 4, "batch_size": 16, "lr": 0.01, "target_type": "soft_2"})
+    options = StitchOptions.from_dict(
+        {"epochs": 4, "batch_size": 16, "lr": 0.01, "target_type": "soft_2"}
+    )
     log = train_stitcher(stitched, train_split, options, device=CPU)
     assert log.epochs[-1]["loss"] < log.epochs[0]["loss"]
     assert [e["lr"] for e in log.epochs][-1] == pytest.approx(0.01 * 0.01)  # /10 at 1/3 and 2/3
@@ -145,11 +153,15 @@ def test_positive_cka_regulariser_pushes_cka_down(train_split):
         model1, model2 = _donors()
         stitched = build_stitched(model1, "relu3", model2, "relu3")
         initialise(stitched.stitch, "random", generator=torch.Generator().manual_seed(0))
-        options = StitchOptions.from_dict({"epochs": 3, "batch_size": 32, "lr": 0.01, "cka_reg": weight})
+        options = StitchOptions.from_dict(
+            {"epochs": 3, "batch_size": 32, "lr": 0.01, "cka_reg": weight}
+        )
         train_stitcher(stitched, train_split, options, device=CPU)
         with torch.no_grad():
             x = train_split.x
-            results[weight] = linear_cka_torch(stitched.genuine_activation(x), stitched.stitch(stitched.front(x))).item()
+            results[weight] = linear_cka_torch(
+                stitched.genuine_activation(x), stitched.stitch(stitched.front(x))
+            ).item()
     assert results[5.0] < results[0.0] - 0.05
 
 
@@ -162,7 +174,12 @@ def test_donor_train_mode_updates_batch_norm_statistics(train_split):
     assert not log.cached_front and not torch.equal(model2.bn5.running_mean, running)
     frozen1, frozen2 = _donors("tiny10")
     running = frozen2.bn5.running_mean.clone()
-    train_stitcher(build_stitched(frozen1, "relu3", frozen2, "relu3"), train_split, options.__class__(epochs=1, batch_size=48), device=CPU)
+    train_stitcher(
+        build_stitched(frozen1, "relu3", frozen2, "relu3"),
+        train_split,
+        options.__class__(epochs=1, batch_size=48),
+        device=CPU,
+    )
     assert torch.equal(frozen2.bn5.running_mean, running)
 
 
@@ -171,13 +188,24 @@ def test_adversarial_stitching_trains(train_split, adversary):
     model1, model2 = _donors()
     stitched = build_stitched(model1, "relu3", model2, "relu3")
     options = StitchOptions.from_dict(
-        {"epochs": 1, "batch_size": 32, "adversary": adversary, "attack_steps": 2, "attack_ratio": 0.5}
+        {
+            "epochs": 1,
+            "batch_size": 32,
+            "adversary": adversary,
+            "attack_steps": 2,
+            "attack_ratio": 0.5,
+        }
     )
     log = train_stitcher(stitched, train_split, options, device=CPU)
     assert not log.cached_front and log.steps == 3 and all(math.isfinite(v) for v in log.step_loss)
     assert ("trades_kl" in log.epochs[0]) == (adversary == "trades")
     with pytest.raises(ValueError, match="fixed front"):
-        train_stitcher(stitched, train_split, StitchOptions.from_dict({**options.to_dict(), "cache_front": True}), device=CPU)
+        train_stitcher(
+            stitched,
+            train_split,
+            StitchOptions.from_dict({**options.to_dict(), "cache_front": True}),
+            device=CPU,
+        )
 
 
 def test_robust_accuracy_is_at_most_clean_accuracy(digits_file):
@@ -185,9 +213,17 @@ def test_robust_accuracy_is_at_most_clean_accuracy(digits_file):
     model1, model2 = _donors()
     stitched = build_stitched(model1, "relu2", model2, "relu2")
     clean = classification_metrics(stitched, test, device=CPU)["accuracy"]
-    robust = robust_metrics(stitched, test, epsilon=0.1, step_size=None, steps=5, max_images=None, device=CPU)
-    assert robust["robust_accuracy"] <= clean and robust["robust_epsilon"] == 0.1 and robust["robust_images"] == 64
-    unattacked = robust_metrics(stitched, test, epsilon=0.0, step_size=None, steps=5, max_images=None, device=CPU)
+    robust = robust_metrics(
+        stitched, test, epsilon=0.1, step_size=None, steps=5, max_images=None, device=CPU
+    )
+    assert (
+        robust["robust_accuracy"] <= clean
+        and robust["robust_epsilon"] == 0.1
+        and robust["robust_images"] == 64
+    )
+    unattacked = robust_metrics(
+        stitched, test, epsilon=0.0, step_size=None, steps=5, max_images=None, device=CPU
+    )
     assert unattacked["robust_accuracy"] == pytest.approx(clean)
 
 
@@ -201,8 +237,20 @@ def test_presets_and_precedence():
     mixed = StitchOptions.from_dict({"preset": "paper", "init": "eye"})
     assert (mixed.init, mixed.target_type, mixed.preset) == ("eye", "soft_2", "paper")
     default = StitchOptions()
-    assert (default.init, default.target_type, default.optimizer, default.lr, default.epochs, default.batch_size) == (
-        "random", "hard", "adam", 1e-3, 30, 128,
+    assert (
+        default.init,
+        default.target_type,
+        default.optimizer,
+        default.lr,
+        default.epochs,
+        default.batch_size,
+    ) == (
+        "random",
+        "hard",
+        "adam",
+        1e-3,
+        30,
+        128,
     )
     assert set(PRESETS) == {"paper", "cli-default"}
 

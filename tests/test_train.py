@@ -51,7 +51,12 @@ def test_thirds_schedule_divides_by_ten_twice():
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    assert lrs[0] == 1.0 and lrs[9] == 1.0 and lrs[10] == pytest.approx(0.1) and lrs[29] == pytest.approx(0.01)
+    assert (
+        lrs[0] == 1.0
+        and lrs[9] == 1.0
+        and lrs[10] == pytest.approx(0.1)
+        and lrs[29] == pytest.approx(0.01)
+    )
 
 
 def test_checkpoint_records_metadata_and_reaches_good_accuracy(trained):
@@ -71,7 +76,9 @@ def test_pgd_lowers_accuracy_and_respects_the_budget(trained, digits_file):
     robust = evaluate_model(model, test, epsilon=0.1, steps=10, device="cpu")["robust_accuracy"]
     assert robust < clean - 0.2
     x_adv = pgd_attack(model, test.x[:16], test.y[:16], epsilon=0.05, step_size=0.01, steps=5)
-    assert (x_adv - test.x[:16]).abs().max() <= 0.05 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (
+        (x_adv - test.x[:16]).abs().max() <= 0.05 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    )
     x_tr = trades_attack(model, test.x[:16], epsilon=0.05, step_size=0.01, steps=5)
     assert (x_tr - test.x[:16]).abs().max() <= 0.05 + 1e-6
     assert model.training is False and all(p.requires_grad for p in model.parameters())
@@ -83,10 +90,14 @@ def test_adversarial_training_improves_robustness(digits_file, adversary):
     test = load_split(digits_file, "test", limit=200)
     results = {}
     for kind in ("none", adversary):
-        recipe = TrainRecipe(**{**QUICK, "epochs": 3}, adversary=kind, epsilon=0.1, attack_steps=3, attack_ratio=1.0)
+        recipe = TrainRecipe(
+            **{**QUICK, "epochs": 3}, adversary=kind, epsilon=0.1, attack_steps=3, attack_ratio=1.0
+        )
         model = seeded_model("mlp", "digits", 0)
         fit(model, train, recipe, data_seed=0, device="cpu")
-        results[kind] = evaluate_model(model, test, epsilon=0.1, steps=10, device="cpu")["robust_accuracy"]
+        results[kind] = evaluate_model(model, test, epsilon=0.1, steps=10, device="cpu")[
+            "robust_accuracy"
+        ]
     assert results[adversary] > results["none"] + 0.1
 
 
@@ -131,7 +142,14 @@ def test_resume_state_of_other_settings_is_ignored(digits_file, tmp_path):
     resume = tmp_path / "state.pt"
     resume.write_bytes(b"not a torch file")
     model = seeded_model("mlp", "digits", 0)
-    fit(model, train, TrainRecipe(**{**QUICK, "epochs": 1}), data_seed=0, device="cpu", resume_path=resume)
+    fit(
+        model,
+        train,
+        TrainRecipe(**{**QUICK, "epochs": 1}),
+        data_seed=0,
+        device="cpu",
+        resume_path=resume,
+    )
     reference = seeded_model("mlp", "digits", 0)
     fit(reference, train, TrainRecipe(**{**QUICK, "epochs": 1}), data_seed=0, device="cpu")
     assert torch.equal(_weights(model), _weights(reference))

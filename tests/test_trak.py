@@ -24,7 +24,9 @@ from modelkin.attribution.lds import linear_datamodeling_score, subset_mask
 
 def tiny_mlp(seed: int, inputs: int = 16, hidden: int = 6, classes: int = 3) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, classes))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, classes)
+    )
 
 
 def tiny_cnn(seed: int) -> nn.Module:
@@ -48,7 +50,9 @@ def blobs(n: int, seed: int, shape=(1, 4, 4), classes: int = 3):
     return x, y
 
 
-def dense_reference(models, train, targets, ridge: float, rescale_inverse: bool = True) -> np.ndarray:
+def dense_reference(
+    models, train, targets, ridge: float, rescale_inverse: bool = True
+) -> np.ndarray:
     """TRAK written out the slow way: autograd per example, float64 numpy algebra, no projection."""
     total, q_sum = 0.0, 0.0
     for model in models:
@@ -85,7 +89,9 @@ def test_identity_projection_equals_dense_computation(rescale):
     # of all logits: 7 null directions here), so a ridge is needed.
     train, targets = blobs(240, 0), blobs(30, 1)
     models = [tiny_mlp(s) for s in (0, 1)]
-    expected = dense_reference([tiny_mlp(s) for s in (0, 1)], train, targets, 1e-3, rescale_inverse=rescale)
+    expected = dense_reference(
+        [tiny_mlp(s) for s in (0, 1)], train, targets, 1e-3, rescale_inverse=rescale
+    )
     settings = TrakSettings(proj_dim=None, ridge=1e-3, rescale_inverse=rescale, batch_size=37)
     scores = trak_scores(models, train, targets, settings, device="cpu").numpy()
     assert scores.shape == (240, 30)
@@ -97,19 +103,35 @@ def test_out_to_loss_weighting_scales_training_rows_and_can_be_switched_off():
     train, targets = blobs(120, 10), blobs(15, 11)
     models = [tiny_mlp(s) for s in (0, 1, 2)]
     settings = TrakSettings(proj_dim=None, ridge=1e-3)
-    features = [featurize(m, train, targets, settings, checkpoint_index=i, device="cpu") for i, m in enumerate(models)]
+    features = [
+        featurize(m, train, targets, settings, checkpoint_index=i, device="cpu")
+        for i, m in enumerate(models)
+    ]
     unweighted = ensemble_scores(features, out_to_loss=False).numpy()
     by_hand = np.mean([(f.train_features @ f.target_grads.T).numpy() for f in features], axis=0)
     np.testing.assert_allclose(unweighted, by_hand, rtol=1e-5, atol=1e-7)
     q = mean_out_to_loss(features).numpy()
-    probs = [torch.softmax(m(train[0]), 1).gather(1, train[1][:, None]).squeeze(1).detach().numpy() for m in models]
+    probs = [
+        torch.softmax(m(train[0]), 1).gather(1, train[1][:, None]).squeeze(1).detach().numpy()
+        for m in models
+    ]
     np.testing.assert_allclose(q, 1 - np.mean(probs, axis=0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ensemble_scores(features).numpy(), unweighted * q[:, None], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        ensemble_scores(features).numpy(), unweighted * q[:, None], rtol=1e-5, atol=1e-8
+    )
     expected = dense_reference([tiny_mlp(s) for s in (0, 1, 2)], train, targets, 1e-3) / q[:, None]
-    got = trak_scores(models, train, targets, TrakSettings(proj_dim=None, ridge=1e-3, out_to_loss=False), device="cpu")
+    got = trak_scores(
+        models,
+        train,
+        targets,
+        TrakSettings(proj_dim=None, ridge=1e-3, out_to_loss=False),
+        device="cpu",
+    )
     np.testing.assert_allclose(got.numpy(), expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
     # the features do not depend on the weighting (it is applied when scoring): one features file serves both
-    assert "out_to_loss" in settings.result_params() and "out_to_loss" not in settings.feature_params()
+    assert (
+        "out_to_loss" in settings.result_params() and "out_to_loss" not in settings.feature_params()
+    )
     with pytest.raises(ValueError, match="out_to_loss"):
         TrakSettings(out_to_loss="no")
 
@@ -120,12 +142,19 @@ def test_scores_do_not_depend_on_batch_size_or_parameter_grouping():
     base = featurize(model, train, targets, TrakSettings(proj_dim=64, batch_size=120), device="cpu")
     # a budget of a few rows forces one group per parameter tensor (several passes over the data)
     grouped = featurize(
-        model, train, targets, TrakSettings(proj_dim=64, batch_size=30, max_projection_mib=1e-4), device="cpu"
+        model,
+        train,
+        targets,
+        TrakSettings(proj_dim=64, batch_size=30, max_projection_mib=1e-4),
+        device="cpu",
     )
     assert grouped.info["parameter_groups"] == len(list(model.parameters()))
     np.testing.assert_allclose(grouped.target_grads, base.target_grads, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(
-        ensemble_scores([grouped]), ensemble_scores([base]), rtol=1e-3, atol=1e-5 * float(ensemble_scores([base]).abs().max())
+        ensemble_scores([grouped]),
+        ensemble_scores([base]),
+        rtol=1e-3,
+        atol=1e-5 * float(ensemble_scores([base]).abs().max()),
     )
 
 
@@ -143,7 +172,9 @@ def test_projection_matrix_is_seeded_per_checkpoint_and_has_the_right_law():
     gauss = GradientProjector(sizes, 256, "gaussian", 0, 0, cpu).matrix(["w", "b"])
     assert abs(float(gauss.mean())) < 0.01 and abs(float(gauss.std()) - 1) < 0.01
     # a tensor's rows do not depend on which other tensors share its group
-    assert torch.equal(GradientProjector(sizes, 256, "rademacher", 0, 0, cpu).matrix(["b"]), m0[3000:])
+    assert torch.equal(
+        GradientProjector(sizes, 256, "rademacher", 0, 0, cpu).matrix(["b"]), m0[3000:]
+    )
 
 
 def test_projection_preserves_inner_products():
@@ -180,7 +211,10 @@ def test_agrees_with_traker_given_the_same_projection_matrices(tmp_path, monkeyp
     for model_id, seed in enumerate(seeds):
         traker.load_checkpoint(tiny_cnn(seed).state_dict(), model_id=model_id)
         for start in range(0, 400, 100):
-            traker.featurize(batch=[train[0][start : start + 100], train[1][start : start + 100]], num_samples=100)
+            traker.featurize(
+                batch=[train[0][start : start + 100], train[1][start : start + 100]],
+                num_samples=100,
+            )
     traker.finalize_features()
     for model_id, seed in enumerate(seeds):
         traker.start_scoring_checkpoint(
@@ -191,14 +225,23 @@ def test_agrees_with_traker_given_the_same_projection_matrices(tmp_path, monkeyp
 
     def traker_matrix(self, names):
         projector = BasicProjector(
-            grad_dim=num_params, proj_dim=proj_dim, seed=0, proj_type=ProjectionType.normal, device="cpu", model_id=self.index
+            grad_dim=num_params,
+            proj_dim=proj_dim,
+            seed=0,
+            proj_type=ProjectionType.normal,
+            device="cpu",
+            model_id=self.index,
         )
-        full = projector.project(torch.eye(num_params), model_id=self.index)  # rows of M, in parameter order
+        full = projector.project(
+            torch.eye(num_params), model_id=self.index
+        )  # rows of M, in parameter order
         assert list(names) == [n for n, _ in self.param_sizes]
         return full
 
     monkeypatch.setattr(GradientProjector, "matrix", traker_matrix)
-    ours = trak_scores([tiny_cnn(s) for s in seeds], train, targets, TrakSettings(proj_dim=proj_dim), device="cpu").numpy()
+    ours = trak_scores(
+        [tiny_cnn(s) for s in seeds], train, targets, TrakSettings(proj_dim=proj_dim), device="cpu"
+    ).numpy()
     correlation = np.corrcoef(ours.ravel(), expected.ravel())[0, 1]
     assert correlation > 0.999, correlation
     np.testing.assert_allclose(ours, expected, rtol=0.05, atol=0.02 * np.abs(expected).max())
@@ -207,18 +250,26 @@ def test_agrees_with_traker_given_the_same_projection_matrices(tmp_path, monkeyp
 def test_singular_kernel_names_the_fix():
     train, targets = blobs(40, 6), blobs(5, 7)
     with pytest.raises(AttributionError, match="ridge"):
-        featurize(tiny_mlp(0), train, targets, TrakSettings(proj_dim=None), device="cpu")  # 123 params, 40 examples
-    features = featurize(tiny_mlp(0), train, targets, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
+        featurize(
+            tiny_mlp(0), train, targets, TrakSettings(proj_dim=None), device="cpu"
+        )  # 123 params, 40 examples
+    features = featurize(
+        tiny_mlp(0), train, targets, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu"
+    )
     assert features.info["lambda"] > 0 and np.isfinite(features.train_features.numpy()).all()
 
 
 def test_bad_inputs_are_refused_with_clear_errors():
     train = blobs(40, 6)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=8, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*train), batch_size=8, shuffle=True
+    )
     with pytest.raises(AttributionError, match="shuffle=False"):
         featurize(tiny_mlp(0), loader, train, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
     with pytest.raises(AttributionError, match="one-shot iterator"):
-        featurize(tiny_mlp(0), iter([train]), train, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu")
+        featurize(
+            tiny_mlp(0), iter([train]), train, TrakSettings(proj_dim=None, ridge=1e-3), device="cpu"
+        )
     with pytest.raises(ValueError, match="proj_type"):
         TrakSettings(proj_type="sparse")
     with pytest.raises(ValueError, match="unknown TRAK setting"):
@@ -229,7 +280,9 @@ def test_bad_inputs_are_refused_with_clear_errors():
 
 def test_data_loader_and_tensors_give_the_same_scores():
     train, targets = blobs(64, 8), blobs(16, 9)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=10, shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*train), batch_size=10, shuffle=False
+    )
     settings = TrakSettings(proj_dim=None, ridge=1e-3)
     a = trak_scores([tiny_mlp(0)], loader, targets, settings, device="cpu")
     b = trak_scores([tiny_mlp(0)], train, targets, settings, device="cpu")

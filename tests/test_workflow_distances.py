@@ -32,7 +32,10 @@ def table(workdir, method) -> pd.DataFrame:
 
 
 def pair(frame, a, b):
-    rows = frame[((frame.model_a == a) & (frame.model_b == b)) | ((frame.model_a == b) & (frame.model_b == a))]
+    rows = frame[
+        ((frame.model_a == a) & (frame.model_b == b))
+        | ((frame.model_a == b) & (frame.model_b == a))
+    ]
     assert len(rows) == 1, (a, b)
     return rows.iloc[0]
 
@@ -54,7 +57,12 @@ def test_transfer_is_evaluated_on_its_own_classes(tiny_workflow):
     test = load_split(results(tiny_workflow) / "data" / "digits.safetensors", "test")
     assert evaluation["test_images"] == int((test.y >= 5).sum())
     assert evaluation["derivation"] == "transfer"
-    assert read_metadata(results(tiny_workflow) / "models" / f"{DERIVED['transfer']}.safetensors")["num_classes"] == 5
+    assert (
+        read_metadata(results(tiny_workflow) / "models" / f"{DERIVED['transfer']}.safetensors")[
+            "num_classes"
+        ]
+        == 5
+    )
 
 
 @pytest.mark.parametrize("method", ["zest", "gradfield"])
@@ -64,13 +72,22 @@ def test_distance_table_covers_every_pair_with_relations(tiny_workflow, method):
     assert set(frame.model_a) | set(frame.model_b) == set(COMPARED)
     metrics = [d.metric for d in distances_for(method)]
     for metric in metrics:
-        for suffix in ("", "_normalised", "_reference_mean", "_reference_std", "_reference_n", "_verdict"):
+        for suffix in (
+            "",
+            "_normalised",
+            "_reference_mean",
+            "_reference_std",
+            "_reference_n",
+            "_verdict",
+        ):
             assert f"{metric}{suffix}" in frame.columns
         assert (frame[metric] >= 0).all()
     for name, model in DERIVED.items():
         row = pair(frame, PARENT, model)
         assert row.relation == f"derived-by-{name}" and row.ancestor == PARENT
-        assert math.isfinite(row[metrics[0]])  # the 5-class transfer is compared after class alignment
+        assert math.isfinite(
+            row[metrics[0]]
+        )  # the 5-class transfer is compared after class alignment
     independent = pair(frame, PARENT, OTHER)
     assert independent.relation == "independent" and independent.reference_pair
     assert pair(frame, DERIVED["finetune"], DERIVED["prune"]).relation == "common-ancestor"
@@ -81,14 +98,21 @@ def test_distance_table_covers_every_pair_with_relations(tiny_workflow, method):
     log = (results(tiny_workflow) / "logs" / "distance_table" / f"{method}.log").read_text()
     assert "rests on 1 independently seeded pair(s), fewer than the 5 required" in log
     finetune = pair(frame, PARENT, DERIVED["finetune"])
-    assert finetune[f"{metrics[0]}_normalised"] < 0.5 and finetune[f"{metrics[0]}_verdict"] == "related"
+    assert (
+        finetune[f"{metrics[0]}_normalised"] < 0.5
+        and finetune[f"{metrics[0]}_verdict"] == "related"
+    )
 
 
 @pytest.mark.parametrize("method", ["zest", "gradfield"])
 def test_reference_file_and_heatmap(tiny_workflow, method):
-    document = json.loads((results(tiny_workflow) / "distances" / f"{method}_reference.json").read_text())
+    document = json.loads(
+        (results(tiny_workflow) / "distances" / f"{method}_reference.json").read_text()
+    )
     assert document["method"] == method
-    reference = document["references"]["digits:lenet/standard~lenet/standard"][distances_for(method)[0].metric]
+    reference = document["references"]["digits:lenet/standard~lenet/standard"][
+        distances_for(method)[0].metric
+    ]
     assert reference["n"] == 1 and reference["sufficient"] is False
     assert reference["pairs"] == [[PARENT, OTHER]]
     probe = results(tiny_workflow) / "probes" / method
@@ -103,7 +127,9 @@ def test_relatedness_table(tiny_workflow, method):
     frame = pd.read_csv(results(tiny_workflow) / "relatedness" / f"{method}.csv")
     assert set(frame.derivation) == {"finetune", "prune", "transfer"}
     assert set(frame.metric) == {d.metric for d in distances_for(method)}
-    finetune = frame[(frame.derivation == "finetune") & (frame.metric == distances_for(method)[0].metric)].iloc[0]
+    finetune = frame[
+        (frame.derivation == "finetune") & (frame.metric == distances_for(method)[0].metric)
+    ].iloc[0]
     # one positive (parent-finetune), one independent negative (parent-other seed)
     assert (finetune.n_positive, finetune.n_negative) == (1, 1)
     assert finetune.auc == 1.0

@@ -33,7 +33,11 @@ def test_zoo_table_lists_every_model(tiny_workflow):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     zoo = pd.read_csv(tiny_workflow / "results" / "zoo.csv")
     base = zoo[~zoo["model"].str.startswith("derived/")]
-    expected = len(config["zoo"]["architectures"]) * len(config["zoo"]["algorithms"]) * len(config["zoo"]["seeds"])
+    expected = (
+        len(config["zoo"]["architectures"])
+        * len(config["zoo"]["algorithms"])
+        * len(config["zoo"]["seeds"])
+    )
     assert len(base) == expected
     assert set(base["algorithm"]) == set(config["zoo"]["algorithms"])
     assert base["accuracy"].between(0, 1).all() and base["robust_accuracy"].between(0, 1).all()
@@ -52,7 +56,9 @@ def test_changing_one_models_settings_reruns_only_that_model(tiny_workflow, tmp_
     workdir = tmp_path / "copy"
     shutil.copytree(tiny_workflow, workdir, symlinks=True)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["training"]["overrides"] = [{"algorithm": "standard", "init_seed": 1, "set": {"epochs": 3}}]
+    config["training"]["overrides"] = [
+        {"algorithm": "standard", "init_seed": 1, "set": {"epochs": 3}}
+    ]
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = dry_run_jobs(workdir, "results/zoo.csv")
     assert jobs == {"train": 1, "evaluate": 1, "zoo_table": 1}
@@ -78,7 +84,9 @@ def test_lint_and_format_are_clean(tmp_path):
     lint = run_snakemake(workdir, "--lint", check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     snakefmt = str(Path(sys.executable).with_name("snakefmt"))
-    fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/"], cwd=REPO, capture_output=True, text=True)
+    fmt = subprocess.run(
+        [snakefmt, "--check", "Snakefile", "workflow/"], cwd=REPO, capture_output=True, text=True
+    )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 

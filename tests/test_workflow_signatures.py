@@ -73,20 +73,28 @@ def test_zest_probe_and_signatures(tiny_workflow):
     assert probe.params["segmentation"]["kernel_size"] == settings["kernel_size"]
     assert probe.num_segments.min() >= 4
 
-    signatures = [read_signature(results / "signatures" / "zest" / f"{m}.h5") for m in zoo_ids(config)]
+    signatures = [
+        read_signature(results / "signatures" / "zest" / f"{m}.h5") for m in zoo_ids(config)
+    ]
     for model, sig in zip(zoo_ids(config), signatures):
         assert sig.data.shape == (probe.total_segments, 10)
         assert sig.probe_sha256 == file_sha256(probe_path)
         assert sig.name == model
-        assert (results / "logs" / "zest_signature" / f"{model}.log").read_text().count("Zest signature of") == 1
+        assert (results / "logs" / "zest_signature" / f"{model}.log").read_text().count(
+            "Zest signature of"
+        ) == 1
     for a, b in itertools.combinations(signatures, 2):
         check_comparable(a, b)
         assert not np.allclose(a.data, b.data)  # different models, different signatures
 
     # The stored signature is what the library computes now: the stage is deterministic.
     first = signatures[0]
-    model = load_checkpoint(tiny_workflow / first.attrs["checkpoint"]).model  # paths are relative to the workdir
-    np.testing.assert_allclose(ZestExtractor(device="cpu").signature(model, probe), first.data, rtol=1e-5, atol=1e-6)
+    model = load_checkpoint(
+        tiny_workflow / first.attrs["checkpoint"]
+    ).model  # paths are relative to the workdir
+    np.testing.assert_allclose(
+        ZestExtractor(device="cpu").signature(model, probe), first.data, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_gradfield_probe_selection_and_signatures(tiny_workflow):
@@ -98,7 +106,9 @@ def test_gradfield_probe_selection_and_signatures(tiny_workflow):
     candidates = load_gradfield_probe(candidates_path)
     selected = load_gradfield_probe(selected_path)
     k = settings["reference_points"]
-    assert len(candidates.points) == settings["candidates"]["n_points"] and len(selected.points) == k
+    assert (
+        len(candidates.points) == settings["candidates"]["n_points"] and len(selected.points) == k
+    )
     assert set(selected.indices) <= set(candidates.indices)
     assert np.all(np.diff(selected.selection_score) <= 0)  # rank order, best first
     info = selected.params["selection"]

@@ -28,14 +28,22 @@ def test_pair_table_and_heatmap(results):
     cka = table[table["measure"] == "cka"]
     assert (cka["status"] == "ok").all() and cka["value"].between(0, 1).all()
     procrustes = table[table["measure"] == "procrustes"]
-    assert procrustes["value"].between(0, np.sqrt(2)).all() and not procrustes["higher_is_similar"].any()
+    assert (
+        procrustes["value"].between(0, np.sqrt(2)).all()
+        and not procrustes["higher_is_similar"].any()
+    )
     # relu2 has 1600 features for 100 images: its CCA cells are degenerate, NaN, and say why.
-    cca = table[(table["measure"] == "cca") & ((table["layer_a"] == "relu2") | (table["layer_b"] == "relu2"))]
+    cca = table[
+        (table["measure"] == "cca")
+        & ((table["layer_a"] == "relu2") | (table["layer_b"] == "relu2"))
+    ]
     assert (cca["status"] == "degenerate").all() and cca["value"].isna().all()
     assert cca["reason"].str.contains("degrees of freedom").all()
     png = results / "similarity" / f"{PAIR}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (results / "logs" / "similarity" / f"{PAIR}.log").read_text().count("compared 2 x 2 layers") == 1
+    assert (results / "logs" / "similarity" / f"{PAIR}.log").read_text().count(
+        "compared 2 x 2 layers"
+    ) == 1
 
 
 def test_summary_has_every_layer_of_every_pair(results):
@@ -43,9 +51,13 @@ def test_summary_has_every_layer_of_every_pair(results):
     assert list(summary.columns) == list(SUMMARY_COLUMNS)
     assert len(summary) == len(LAYERS) * len(MEASURES)
     assert set(summary["pair"]) == {PAIR}
-    assert (summary["layer_a"] == summary["layer_b"]).all() and (summary["match"] == "same_name").all()
+    assert (summary["layer_a"] == summary["layer_b"]).all() and (
+        summary["match"] == "same_name"
+    ).all()
     table = read_table(results / "similarity" / f"{PAIR}.csv")
-    diagonal = table[table["layer_a"] == table["layer_b"]].set_index(["measure", "layer_a"])["value"]
+    diagonal = table[table["layer_a"] == table["layer_b"]].set_index(["measure", "layer_a"])[
+        "value"
+    ]
     for row in summary.itertuples():
         expected = diagonal[(row.measure, row.layer_a)]
         assert (np.isnan(row.value) and np.isnan(expected)) or row.value == pytest.approx(expected)
@@ -53,9 +65,17 @@ def test_summary_has_every_layer_of_every_pair(results):
 
 def test_workflow_values_match_the_library(results):
     models = results / "models" / "digits" / "lenet" / "standard"
-    again = compare_checkpoints_layers(models / "i0-d0.safetensors", models / "i1-d1.safetensors",
-                                       results / "data" / "digits.safetensors", LAYERS, LAYERS, ["cka", "procrustes"],
-                                       n_images=100, split="test", device="cpu")
+    again = compare_checkpoints_layers(
+        models / "i0-d0.safetensors",
+        models / "i1-d1.safetensors",
+        results / "data" / "digits.safetensors",
+        LAYERS,
+        LAYERS,
+        ["cka", "procrustes"],
+        n_images=100,
+        split="test",
+        device="cpu",
+    )
     table = read_table(results / "similarity" / f"{PAIR}.csv")
     stored = table[table["measure"].isin(["cka", "procrustes"])]["value"].to_numpy()
     np.testing.assert_allclose(again["value"].to_numpy(), stored, rtol=1e-9)

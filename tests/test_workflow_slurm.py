@@ -41,10 +41,16 @@ def test_tiny_workflow_runs_through_slurm_like_locally(slurm_cluster, tiny_workf
     workdir = make_workdir(tmp_path / "slurm")
     profile = str(REPO / "profiles" / "slurm")
     first = run_snakemake(workdir, "--profile", profile, *FAST_POLLING, timeout=2400)
-    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", first.stdout + first.stderr)
+    submitted = re.findall(
+        r"has been submitted with SLURM jobid (\d+)", first.stdout + first.stderr
+    )
     assert submitted, "no job went through SLURM:\n" + first.stderr[-3000:]
     ran_locally = set(re.findall(r"^localrule (\w+):", first.stdout + first.stderr, re.MULTILINE))
-    assert {"zoo_table", "zoo_plot", "concordance_plot"} <= ran_locally  # tables and plots do not queue
+    assert {
+        "zoo_table",
+        "zoo_plot",
+        "concordance_plot",
+    } <= ran_locally  # tables and plots do not queue
     assert "train" not in ran_locally
 
     assert outputs(workdir) == outputs(tiny_workflow)

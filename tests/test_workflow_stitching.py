@@ -25,23 +25,46 @@ def stitching(workdir):
 
 def test_one_result_per_run_with_its_configuration(tiny_workflow):
     runs = stitching(tiny_workflow) / "runs"
-    assert sorted(p.relative_to(runs).as_posix() for p in runs.rglob("*.json")) == sorted([f"{CROSS}.json", f"{ROBUST}.json"])
+    assert sorted(p.relative_to(runs).as_posix() for p in runs.rglob("*.json")) == sorted(
+        [f"{CROSS}.json", f"{ROBUST}.json"]
+    )
     result = read_json(runs / f"{ROBUST}.json")
     options = result["options"]
-    assert (options["preset"], options["init"], options["target_type"], options["epochs"]) == ("paper", "ps_inv", "soft_2", 1)
+    assert (options["preset"], options["init"], options["target_type"], options["epochs"]) == (
+        "paper",
+        "ps_inv",
+        "soft_2",
+        1,
+    )
     model2 = tiny_workflow / result["model2"]["checkpoint"]
     assert result["model2"]["checkpoint"] == "results/models/digits/lenet/madry/i1-d1.safetensors"
     assert result["model2"]["sha256"] == file_sha256(model2) and result["model2"]["adversarial"]
-    assert result["provenance"]["experiment"] == "robust" and result["execution"]["front"] == "cached"
+    assert (
+        result["provenance"]["experiment"] == "robust" and result["execution"]["front"] == "cached"
+    )
     # A Madry donor switches robust evaluation on, at the data set's epsilon.
     after = result["evaluations"]["digits"]["after"]
-    assert result["robust_eval"] and after["robust_epsilon"] == 0.1 and after["robust_accuracy"] <= 1
+    assert (
+        result["robust_eval"] and after["robust_epsilon"] == 0.1 and after["robust_accuracy"] <= 1
+    )
 
 
 def test_task_donor_is_trained_on_the_transformed_task(tiny_workflow):
-    path = stitching(tiny_workflow) / "donors" / "digits_inverted" / "lenet" / "standard" / "i1-d1.safetensors"
+    path = (
+        stitching(tiny_workflow)
+        / "donors"
+        / "digits_inverted"
+        / "lenet"
+        / "standard"
+        / "i1-d1.safetensors"
+    )
     meta = read_metadata(path)
-    assert meta["task"] == {"name": "digits_inverted", "dataset": "digits", "transforms": ["invert"], "seed": 0}
+    assert meta["task"] == {
+        "name": "digits_inverted",
+        "dataset": "digits",
+        "transforms": ["invert"],
+        "seed": 0,
+    }
     assert meta["dataset"] == "digits" and meta["epochs"] == 2 and meta["accuracy"] > 0.3
     result = read_json(stitching(tiny_workflow) / "runs" / f"{CROSS}.json")
     assert result["eval_tasks"] == ["digits", "digits_inverted"]
@@ -53,8 +76,14 @@ def test_summary_table_rows_and_relative_accuracy(tiny_workflow):
     table = pd.read_csv(stitching(tiny_workflow) / "summary.csv")
     assert len(table) == 3  # robust on digits; cross-task on digits and on inverted digits
     robust = table[table.experiment == "robust"].iloc[0]
-    assert robust["after_relative_accuracy"] == pytest.approx(robust["after_accuracy"] / robust["model2_accuracy"])
-    assert robust["robust_donor"] and 0 <= robust["after_robust_accuracy"] <= 1 and robust["robust_epsilon"] == 0.1
+    assert robust["after_relative_accuracy"] == pytest.approx(
+        robust["after_accuracy"] / robust["model2_accuracy"]
+    )
+    assert (
+        robust["robust_donor"]
+        and 0 <= robust["after_robust_accuracy"] <= 1
+        and robust["robust_epsilon"] == 0.1
+    )
     cross = table[table.experiment == "cross_task"].set_index("eval_task")
     assert set(cross.index) == {"digits", "digits_inverted"}
     assert cross.loc["digits", "after_relative_to_task_model"] == pytest.approx(
@@ -65,10 +94,14 @@ def test_summary_table_rows_and_relative_accuracy(tiny_workflow):
 
 
 def test_saved_stitched_model_reproduces_the_reported_accuracy(tiny_workflow, monkeypatch):
-    monkeypatch.chdir(tiny_workflow)  # the result records checkpoint paths relative to the workflow directory
+    monkeypatch.chdir(
+        tiny_workflow
+    )  # the result records checkpoint paths relative to the workflow directory
     result = read_json(stitching(tiny_workflow) / "runs" / f"{CROSS}.json")
     model = load_stitched(stitching(tiny_workflow) / "runs" / f"{CROSS}.json", "after")
-    task = parse_task("digits_inverted", {"digits_inverted": result["evaluations"]["digits_inverted"]["task"]})
+    task = parse_task(
+        "digits_inverted", {"digits_inverted": result["evaluations"]["digits_inverted"]["task"]}
+    )
     test = load_task_split(tiny_workflow / "results" / "data" / "digits.safetensors", task, "test")
     accuracy = classification_metrics(model, test, device=torch.device("cpu"))["accuracy"]
     assert accuracy == pytest.approx(result["evaluations"]["digits_inverted"]["after"]["accuracy"])

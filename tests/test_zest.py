@@ -51,7 +51,9 @@ def reference_zest(model, images, *, n_samples, seed, hide, kernel_size, ratio, 
     legacy RNG, perturbed images built pixel by pixel in numpy, logits in batches, pinv per image."""
     from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-    segmentation = SegmentationAlgorithm("quickshift", kernel_size=kernel_size, ratio=ratio, max_dist=max_dist)
+    segmentation = SegmentationAlgorithm(
+        "quickshift", kernel_size=kernel_size, ratio=ratio, max_dist=max_dist
+    )
     np.random.seed(seed)
     weights = []
     for image in images:
@@ -65,7 +67,10 @@ def reference_zest(model, images, *, n_samples, seed, hide, kernel_size, ratio, 
                 perturbed[s][:, segments == feature] = hide
         with torch.no_grad():
             y = np.concatenate(
-                [model(torch.from_numpy(perturbed[i : i + batch])).double().numpy() for i in range(0, n_samples, batch)]
+                [
+                    model(torch.from_numpy(perturbed[i : i + batch])).double().numpy()
+                    for i in range(0, n_samples, batch)
+                ]
             )
         weights.append(np.linalg.pinv(z.T @ z) @ z.T @ y)
     return np.concatenate(weights).astype(np.float32)
@@ -74,7 +79,9 @@ def reference_zest(model, images, *, n_samples, seed, hide, kernel_size, ratio, 
 def test_batched_zest_equals_per_image_reference(digits, small_probe):
     model = seeded_model("lenet", "digits", 0).eval()
     ours = ZestExtractor(chunk_size=300, device="cpu").signature(model, small_probe)
-    ref = reference_zest(model, digits.x[:4].numpy(), n_samples=200, seed=0, hide=DIGITS_MEAN, **SEGMENTATION)
+    ref = reference_zest(
+        model, digits.x[:4].numpy(), n_samples=200, seed=0, hide=DIGITS_MEAN, **SEGMENTATION
+    )
     assert ours.shape == ref.shape == (small_probe.total_segments, 10)
     scale = np.abs(ref).max()
     assert scale > 1e-3  # a real signal, not zeros on both sides
@@ -115,12 +122,16 @@ def test_masks_follow_the_legacy_rng_stream():
     np.random.set_state(state)
     draw_masks(num_segments, 50, seed=11)
     assert np.random.get_state()[1][0] == state[1][0]  # the global RNG is left alone
-    assert masks.shape == (3, 50, 7) and 0.4 < masks[:, 1:, :].sum() / (49 * num_segments.sum()) < 0.6
+    assert (
+        masks.shape == (3, 50, 7) and 0.4 < masks[:, 1:, :].sum() / (49 * num_segments.sum()) < 0.6
+    )
 
 
 def test_probe_contents_and_round_trip(tmp_path, digits, small_probe):
     assert small_probe.images.shape == (4, 1, 32, 32) and small_probe.images.dtype == np.float32
-    np.testing.assert_array_equal(small_probe.images, digits.x[:4].numpy())  # the first images, in order
+    np.testing.assert_array_equal(
+        small_probe.images, digits.x[:4].numpy()
+    )  # the first images, in order
     np.testing.assert_allclose(small_probe.hide_color, [DIGITS_MEAN])
     assert small_probe.masks.shape == (4, 200, small_probe.num_segments.max())
     path = save_zest_probe(small_probe, tmp_path / "probe.h5")
@@ -133,7 +144,10 @@ def test_probe_contents_and_round_trip(tmp_path, digits, small_probe):
 
 def test_chunk_size_does_not_change_the_signature(small_probe):
     model = seeded_model("mlp", "digits", 1)
-    results = [ZestExtractor(chunk_size=c, device="cpu").signature(model, small_probe) for c in (7, 333, 100_000)]
+    results = [
+        ZestExtractor(chunk_size=c, device="cpu").signature(model, small_probe)
+        for c in (7, 333, 100_000)
+    ]
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], rtol=1e-6, atol=1e-6)
 
@@ -150,10 +164,14 @@ class CentredLinear(nn.Module):
         return (x - self.hide).flatten(1) @ self.weight.T
 
 
-def superpixel_weights(weight: np.ndarray, image: np.ndarray, segments: np.ndarray, hide: float) -> np.ndarray:
+def superpixel_weights(
+    weight: np.ndarray, image: np.ndarray, segments: np.ndarray, hide: float
+) -> np.ndarray:
     contribution = weight * (image.reshape(1, -1) - hide)  # (C, D)
     labels = segments.reshape(-1)
-    return np.stack([contribution[:, labels == j].sum(1) for j in range(labels.max() + 1)])  # (F, C)
+    return np.stack(
+        [contribution[:, labels == j].sum(1) for j in range(labels.max() + 1)]
+    )  # (F, C)
 
 
 def test_linear_model_gives_its_exact_superpixel_contributions(small_probe):
@@ -171,24 +189,41 @@ def test_linear_model_gives_its_exact_superpixel_contributions(small_probe):
 
 def test_rank_deficient_masks_give_the_minimum_norm_solution():
     # Three vertical bands; bands 1 and 2 are always switched together, so only their sum is identified.
-    segments = np.repeat(np.repeat(np.array([[0, 1, 2]]), 8, axis=0), [3, 3, 2], axis=1).astype(np.int32)[None]
+    segments = np.repeat(np.repeat(np.array([[0, 1, 2]]), 8, axis=0), [3, 3, 2], axis=1).astype(
+        np.int32
+    )[None]
     rows = np.array([[1, 1, 1], [0, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 1], [0, 1, 1]], dtype=bool)
     image = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
-    probe = ZestProbe(image, segments, np.array([3], np.int32), rows[None], {"hide_color": [0.25]}).validate()
+    probe = ZestProbe(
+        image, segments, np.array([3], np.int32), rows[None], {"hide_color": [0.25]}
+    ).validate()
     weight = torch.randn(2, 64, generator=torch.Generator().manual_seed(1))
     ours = ZestExtractor(device="cpu").signature(CentredLinear(weight, 0.25), probe)
-    exact = superpixel_weights(weight.numpy().astype(np.float64), image[0].astype(np.float64), segments[0], 0.25)
+    exact = superpixel_weights(
+        weight.numpy().astype(np.float64), image[0].astype(np.float64), segments[0], 0.25
+    )
     np.testing.assert_allclose(ours[0], exact[0], atol=1e-5)
-    np.testing.assert_allclose(ours[1], (exact[1] + exact[2]) / 2, atol=1e-5)  # minimum norm splits evenly
+    np.testing.assert_allclose(
+        ours[1], (exact[1] + exact[2]) / 2, atol=1e-5
+    )  # minimum norm splits evenly
     np.testing.assert_allclose(ours[2], ours[1], atol=1e-6)
 
 
 def test_signature_file_end_to_end(tmp_path, digits_file):
-    probe_path = zest_probe_file(digits_file, tmp_path / "probe.h5", n_images=3, n_samples=64, **SEGMENTATION)
+    probe_path = zest_probe_file(
+        digits_file, tmp_path / "probe.h5", n_images=3, n_samples=64, **SEGMENTATION
+    )
     model = seeded_model("lenet", "digits", 2)
-    meta = {"name": "digits/lenet/standard/i2-d2", "arch": "lenet", "dataset": "digits", "num_classes": 10}
+    meta = {
+        "name": "digits/lenet/standard/i2-d2",
+        "arch": "lenet",
+        "dataset": "digits",
+        "num_classes": 10,
+    }
     checkpoint = save_checkpoint(tmp_path / "m.safetensors", model, meta)
-    output = zest_signature_file(checkpoint, probe_path, tmp_path / "sig.h5", device="cpu", chunk_size=50)
+    output = zest_signature_file(
+        checkpoint, probe_path, tmp_path / "sig.h5", device="cpu", chunk_size=50
+    )
     sig = read_signature(output)
     probe = load_zest_probe(probe_path)
     assert sig.method == "zest" and sig.axes == ("superpixel", "class")
@@ -202,7 +237,9 @@ def test_signature_file_end_to_end(tmp_path, digits_file):
         build_model("mlp", "mnist"),
         {"arch": "mlp", "dataset": "mnist", "num_classes": 10},
     )
-    with pytest.raises(ValueError, match=r"inputs of shape \(1, 28, 28\).*\(1, 32, 32\).*model's own data set"):
+    with pytest.raises(
+        ValueError, match=r"inputs of shape \(1, 28, 28\).*\(1, 32, 32\).*model's own data set"
+    ):
         zest_signature_file(wrong_space, probe_path, tmp_path / "bad.h5", device="cpu")
     assert not (tmp_path / "bad.h5").exists()
 
@@ -213,7 +250,11 @@ def test_bad_requests_are_refused(digits, small_probe):
     with pytest.raises(ValueError, match="chunk_size must be positive"):
         ZestExtractor(chunk_size=0)
     broken = ZestProbe(
-        small_probe.images, small_probe.segments, small_probe.num_segments + 1, small_probe.masks, small_probe.params
+        small_probe.images,
+        small_probe.segments,
+        small_probe.num_segments + 1,
+        small_probe.masks,
+        small_probe.params,
     )
     with pytest.raises(ValueError, match="invalid Zest probe: segment labels"):
         broken.validate()

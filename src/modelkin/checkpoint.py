@@ -45,7 +45,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise ValueError(f"checkpoint metadata lacks {missing}")
-    meta = {**meta, "modelkin_version": __version__, "num_parameters": sum(p.numel() for p in model.parameters())}
+    meta = {
+        **meta,
+        "modelkin_version": __version__,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
@@ -84,7 +88,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     meta = read_metadata(path)
     model = build_model(meta["arch"], meta["dataset"], meta["num_classes"])
     state = load_file(str(path))
-    _load_state_strict(model, state, f"{path} (metadata: arch={meta['arch']}, dataset={meta['dataset']})")
+    _load_state_strict(
+        model, state, f"{path} (metadata: arch={meta['arch']}, dataset={meta['dataset']})"
+    )
     model.to(device).eval()
     return Checkpoint(model, meta, path, file_sha256(path))
 
@@ -93,24 +99,34 @@ def _load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], what: s
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    wrong = sorted(
+        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
     if missing or unexpected or wrong:
         details = []
         if missing:
             details.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
         if unexpected:
-            details.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+            details.append(
+                f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})"
+            )
         if wrong:
             k = wrong[0]
             details.append(
                 f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)})"
             )
-        raise CheckpointError(f"weights in {what} do not match the architecture: {'; '.join(details)}")
+        raise CheckpointError(
+            f"weights in {what} do not match the architecture: {'; '.join(details)}"
+        )
     model.load_state_dict(state, strict=True)
 
 
 def import_state_dict(
-    path: str | Path, arch: str, dataset: str, num_classes: int | None = None, meta: dict[str, Any] | None = None
+    path: str | Path,
+    arch: str,
+    dataset: str,
+    num_classes: int | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Checkpoint:
     """Load a user's torchvision-style state dict (``.pt``/``.pth`` read with weights_only=True, or safetensors)."""
     from .data import get_dataset_info

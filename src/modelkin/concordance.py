@@ -34,9 +34,10 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,28 +111,49 @@ def method_info(name: str, *, distance_metric: str = "cos") -> MethodInfo:
     if name in DISTANCE_METHODS:
         from .distances import get_distance
 
-        entry = get_distance(name, distance_metric)  # unknown metric: ValueError with the valid ones
+        entry = get_distance(
+            name, distance_metric
+        )  # unknown metric: ValueError with the valid ones
         return MethodInfo(
-            name, "distance", f"{name}_{entry.metric}_normalised", entry.higher_is_similar, True,
+            name,
+            "distance",
+            f"{name}_{entry.metric}_normalised",
+            entry.higher_is_similar,
+            True,
             f"{name} {entry.metric} distance / reference distance of the pair's setting ({entry.description})",
         )
     if name in STITCHING_VARIANTS:
         variant = STITCHING_VARIANTS[name]
-        what = "trained stitching layer" if variant == "after" else "least-squares stitching layer (no training)"
+        what = (
+            "trained stitching layer"
+            if variant == "after"
+            else "least-squares stitching layer (no training)"
+        )
         return MethodInfo(
-            name, "stitching", f"{name}_relative_accuracy", True, False,
+            name,
+            "stitching",
+            f"{name}_relative_accuracy",
+            True,
+            False,
             f"relative accuracy (stitched / model 2) of the {what}, mean of both directions",
         )
     if name in REGISTRY:
         info = get_measure(name)
-        return MethodInfo(name, "measure", f"{name}_value", info.higher_is_similar, False, info.description)
-    raise ConcordanceError(f"unknown concordance method {name!r}; choose from {', '.join(known_methods())}")
+        return MethodInfo(
+            name, "measure", f"{name}_value", info.higher_is_similar, False, info.description
+        )
+    raise ConcordanceError(
+        f"unknown concordance method {name!r}; choose from {', '.join(known_methods())}"
+    )
 
 
 def resolve_methods(methods: Sequence[str] | None, distance_methods: Sequence[str]) -> list[str]:
     """The configured methods (``None``: the distance stage's methods, ``cka``, both stitching variants)."""
     if methods is None:
-        methods = [m for m in DISTANCE_METHODS if m in distance_methods] + ["cka", *STITCHING_VARIANTS]
+        methods = [m for m in DISTANCE_METHODS if m in distance_methods] + [
+            "cka",
+            *STITCHING_VARIANTS,
+        ]
     methods = list(dict.fromkeys(methods))
     for name in methods:
         method_info(name)
@@ -142,7 +164,9 @@ def resolve_methods(methods: Sequence[str] | None, distance_methods: Sequence[st
             f"add {' and '.join(missing)} to distances.methods or drop them from concordance.methods"
         )
     if len(methods) < 2:
-        raise ConcordanceError(f"a concordance needs at least two methods, concordance.methods gives {methods}")
+        raise ConcordanceError(
+            f"a concordance needs at least two methods, concordance.methods gives {methods}"
+        )
     return methods
 
 
@@ -220,7 +244,9 @@ def plan_concordance(config: Mapping[str, Any], compared: Sequence[str]) -> Conc
 
     def skip(reason: str) -> None:
         if strict:
-            raise ConcordanceError(f"{reason}; or set concordance.enabled: auto (skip quietly) or false")
+            raise ConcordanceError(
+                f"{reason}; or set concordance.enabled: auto (skip quietly) or false"
+            )
         log.info("concordance stage skipped: %s", reason)
 
     def keeps_task(model_id: str, dataset: str) -> bool:
@@ -233,7 +259,9 @@ def plan_concordance(config: Mapping[str, Any], compared: Sequence[str]) -> Conc
     parent = _default_parent(config)
     if isinstance(selection, str):
         if parent is None:
-            return skip("concordance.models: family/all needs a parent: set concordance.parent or derived.parents")
+            return skip(
+                "concordance.models: family/all needs a parent: set concordance.parent or derived.parents"
+            )
         if parent in planned:
             dataset, arch, algorithm = planned[parent].profile
         elif _zoo_profile(parent) is not None:
@@ -265,10 +293,14 @@ def plan_concordance(config: Mapping[str, Any], compared: Sequence[str]) -> Conc
         elif selection == "all":
             models = [m for m in compared if keeps_task(m, dataset)]
         else:
-            raise ConcordanceError(f"concordance.models must be family, all or a list of model ids, not {selection!r}")
+            raise ConcordanceError(
+                f"concordance.models must be family, all or a list of model ids, not {selection!r}"
+            )
     else:
         models = list(dict.fromkeys(selection))
-        uses_tables = any(m in DISTANCE_METHODS for m in (section.get("methods") or distance_methods))
+        uses_tables = any(
+            m in DISTANCE_METHODS for m in (section.get("methods") or distance_methods)
+        )
         absent = [m for m in models if m not in compared]
         if uses_tables and absent:
             raise ConcordanceError(
@@ -281,9 +313,13 @@ def plan_concordance(config: Mapping[str, Any], compared: Sequence[str]) -> Conc
                 f"concordance.models {transfers} are transfers to another task (a different head); every model of "
                 "a concordance must share the task, remove them"
             )
-        datasets = {planned[m].dataset if m in planned else (_zoo_profile(m) or ("?",))[0] for m in models}
+        datasets = {
+            planned[m].dataset if m in planned else (_zoo_profile(m) or ("?",))[0] for m in models
+        }
         if len(datasets) != 1:
-            raise ConcordanceError(f"concordance.models span data sets {sorted(datasets)}; choose models of one")
+            raise ConcordanceError(
+                f"concordance.models span data sets {sorted(datasets)}; choose models of one"
+            )
         dataset = datasets.pop()
     if len(models) < 3:
         return skip(
@@ -292,7 +328,9 @@ def plan_concordance(config: Mapping[str, Any], compared: Sequence[str]) -> Conc
         )
     methods = resolve_methods(section.get("methods"), distance_methods)
     pairs = {pair_key(a, b): (a, b) for a, b in itertools.combinations(models, 2)}
-    return ConcordancePlan(parent, dataset, tuple(models), pairs, tuple(methods), int(section.get("jobs", 2)))
+    return ConcordancePlan(
+        parent, dataset, tuple(models), pairs, tuple(methods), int(section.get("jobs", 2))
+    )
 
 
 def chunk_job(config: Mapping[str, Any], plan: ConcordancePlan, chunk: int) -> dict[str, Any]:
@@ -300,14 +338,18 @@ def chunk_job(config: Mapping[str, Any], plan: ConcordancePlan, chunk: int) -> d
     (``models`` lists the models whose checkpoints the rule passes, in that order)."""
     section = dict(config.get("concordance") or {})
     if not 0 <= chunk < len(plan.chunks):
-        raise ConcordanceError(f"concordance job {chunk} is not planned; the plan has jobs 0..{len(plan.chunks) - 1}")
+        raise ConcordanceError(
+            f"concordance job {chunk} is not planned; the plan has jobs 0..{len(plan.chunks) - 1}"
+        )
     methods = list(plan.methods)
     return {
         "pairs": [[key, *plan.pairs[key]] for key in plan.chunks[chunk]],
         "models": plan.chunk_models(chunk),
         "layer": section.get("layer", "relu3"),
         "measures": [m for m in methods if method_info(m).kind == "measure"],
-        "stitch": stitch_options(section.get("stitch")) if any(m in STITCHING_VARIANTS for m in methods) else None,
+        "stitch": stitch_options(section.get("stitch"))
+        if any(m in STITCHING_VARIANTS for m in methods)
+        else None,
         "images": int(section.get("images", 500)),
         "split": section.get("split", "test"),
         "device": config.get("device", "auto"),
@@ -320,10 +362,15 @@ def stitch_options(settings: Mapping[str, Any] | None) -> dict[str, Any]:
 
     settings = dict(settings or {})
     extra = dict(settings.pop("options", None) or {})
-    merged = {**STITCH_DEFAULTS, **{k: v for k, v in settings.items() if v is not None or k == "preset"}}
+    merged = {
+        **STITCH_DEFAULTS,
+        **{k: v for k, v in settings.items() if v is not None or k == "preset"},
+    }
     preset = merged.pop("preset", None)
     if preset is not None and preset not in PRESETS:
-        raise ConcordanceError(f"unknown stitching preset {preset!r} in concordance.stitch; presets: {', '.join(PRESETS)}")
+        raise ConcordanceError(
+            f"unknown stitching preset {preset!r} in concordance.stitch; presets: {', '.join(PRESETS)}"
+        )
     options = StitchOptions.from_dict({**(PRESETS[preset] if preset else {}), **merged, **extra})
     options.preset = preset
     return options.to_dict()
@@ -344,7 +391,9 @@ def layers_for(layer: str | Mapping[str, str], arch: str) -> str:
 
     chosen = resolve_layer_spec(layer, arch)
     if not isinstance(chosen, str):
-        raise ConcordanceError(f"concordance.layer must name one layer per architecture, got {chosen!r} for {arch}")
+        raise ConcordanceError(
+            f"concordance.layer must name one layer per architecture, got {chosen!r} for {arch}"
+        )
     return chosen
 
 
@@ -384,7 +433,10 @@ def concordance_pair(
             f"{_task_of(metas['b'])}): stitching predicts with model 2's head and the verdicts would compare "
             "different problems; remove one of them from concordance.models"
         )
-    layers = {"a": layers_for(layer, metas["a"]["arch"]), "b": layers_for(layer, metas["b"]["arch"])}
+    layers = {
+        "a": layers_for(layer, metas["a"]["arch"]),
+        "b": layers_for(layer, metas["b"]["arch"]),
+    }
     record: dict[str, Any] = {
         "kind": RECORD_KIND,
         "model_a": model_a,
@@ -399,8 +451,17 @@ def concordance_pair(
     if measures:
         ckpt_a, ckpt_b = load_checkpoint(checkpoint_a, "cpu"), load_checkpoint(checkpoint_b, "cpu")
         table = compare_checkpoints_layers(
-            ckpt_a, ckpt_b, prepared, [layers["a"]], [layers["b"]], list(measures), int(images), split,
-            name_a=model_a, name_b=model_b, device=device,
+            ckpt_a,
+            ckpt_b,
+            prepared,
+            [layers["a"]],
+            [layers["b"]],
+            list(measures),
+            int(images),
+            split,
+            name_a=model_a,
+            name_b=model_b,
+            device=device,
         )
         for row in table.itertuples():
             record["measures"][row.measure] = {
@@ -411,20 +472,37 @@ def concordance_pair(
                 "samples": int(row.samples),
             }
     if stitch_dir is not None:
-        Path(stitch_dir).mkdir(parents=True, exist_ok=True)  # the workflow's directory output, even when empty
+        Path(stitch_dir).mkdir(
+            parents=True, exist_ok=True
+        )  # the workflow's directory output, even when empty
     if stitch is not None:
         if stitch_dir is None:
-            raise ConcordanceError("stitching needs stitch_dir, the folder its two results are written to")
+            raise ConcordanceError(
+                "stitching needs stitch_dir, the folder its two results are written to"
+            )
         runs = {
             "a_to_b": (checkpoint_a, checkpoint_b, layers["a"], layers["b"]),
             "b_to_a": (checkpoint_b, checkpoint_a, layers["b"], layers["a"]),
         }
         out: dict[str, Any] = {"options": dict(stitch), "directions": {}}
-        for direction, (c1, c2, l1, l2) in progress(runs.items(), desc=f"stitching {pair_key(model_a, model_b)}"):
+        for direction, (c1, c2, l1, l2) in progress(
+            runs.items(), desc=f"stitching {pair_key(model_a, model_b)}"
+        ):
             result_path = Path(stitch_dir) / f"{direction}.json"
             payload = stitch_models(
-                c1, c2, l1, l2, output=result_path, data=[prepared], options=dict(stitch), device=device,
-                provenance={"experiment": "concordance", "pair": pair_key(model_a, model_b), "direction": direction},
+                c1,
+                c2,
+                l1,
+                l2,
+                output=result_path,
+                data=[prepared],
+                options=dict(stitch),
+                device=device,
+                provenance={
+                    "experiment": "concordance",
+                    "pair": pair_key(model_a, model_b),
+                    "direction": direction,
+                },
             )
             evaluation = payload["evaluations"][payload["train_task"]["name"]]
             out["directions"][direction] = {
@@ -434,16 +512,23 @@ def concordance_pair(
                 "model2_accuracy": evaluation["model2"]["accuracy"],
             }
         for name, variant in STITCHING_VARIANTS.items():
-            values = [out["directions"][d]["relative_accuracy"].get(variant) for d in STITCHING_DIRECTIONS]
+            values = [
+                out["directions"][d]["relative_accuracy"].get(variant) for d in STITCHING_DIRECTIONS
+            ]
             out[name] = float(np.mean(values)) if all(v is not None for v in values) else None
         record["stitching"] = out
     record["seconds"] = time.perf_counter() - start
     write_json(output, record)
-    log.info("%s ~ %s: %s%s (%.1f s)", model_a, model_b,
-             ", ".join(f"{k} {v['value']}" for k, v in record["measures"].items()),
-             "" if record["stitching"] is None else
-             f", stitching {record['stitching']['stitching']}, ps_inv {record['stitching']['stitching_ps_inv']}",
-             record["seconds"])
+    log.info(
+        "%s ~ %s: %s%s (%.1f s)",
+        model_a,
+        model_b,
+        ", ".join(f"{k} {v['value']}" for k, v in record["measures"].items()),
+        ""
+        if record["stitching"] is None
+        else f", stitching {record['stitching']['stitching']}, ps_inv {record['stitching']['stitching_ps_inv']}",
+        record["seconds"],
+    )
     return record
 
 
@@ -464,11 +549,21 @@ def concordance_pairs(
         raise ConcordanceError(f"no checkpoint given for {', '.join(missing)}")
     records = []
     for key, a, b in progress(list(pairs), desc="concordance pairs"):
-        records.append(concordance_pair(
-            checkpoints[a], checkpoints[b], prepared, output_dir / f"{key}.json", model_a=a, model_b=b,
-            stitch_dir=output_dir / "stitching" / key, **settings,
-        ))
-    output_dir.mkdir(parents=True, exist_ok=True)  # the workflow's directory output, even for no pairs
+        records.append(
+            concordance_pair(
+                checkpoints[a],
+                checkpoints[b],
+                prepared,
+                output_dir / f"{key}.json",
+                model_a=a,
+                model_b=b,
+                stitch_dir=output_dir / "stitching" / key,
+                **settings,
+            )
+        )
+    output_dir.mkdir(
+        parents=True, exist_ok=True
+    )  # the workflow's directory output, even for no pairs
     return records
 
 
@@ -503,7 +598,10 @@ def pair_relations(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str]
     for r in records:
         for side, model in (("a", r["model_a"]), ("b", r["model_b"])):
             members.setdefault(model, Member(model, dict(r["lineage"][side])))
-    return {_unordered(r["model_a"], r["model_b"]): relation(members, r["model_a"], r["model_b"]) for r in records}
+    return {
+        _unordered(r["model_a"], r["model_b"]): relation(members, r["model_a"], r["model_b"])
+        for r in records
+    }
 
 
 def join_verdicts(
@@ -539,7 +637,9 @@ def join_verdicts(
                 f"this modelkin version (or {distance_metric!r} is not one of its metrics): rebuild it with "
                 f"`snakemake results/distances/{info.name}.csv`"
             )
-        lookups[info.name] = {_unordered(r["model_a"], r["model_b"]): r for r in frame.to_dict("records")}
+        lookups[info.name] = {
+            _unordered(r["model_a"], r["model_b"]): r for r in frame.to_dict("records")
+        }
 
     rows = []
     disagreements: dict[str, list[str]] = {}
@@ -547,8 +647,14 @@ def join_verdicts(
         a, b = rec["model_a"], rec["model_b"]
         key = _unordered(a, b)
         rel = relations[key]
-        row: dict[str, Any] = {"model_a": a, "model_b": b, "relation": rel, "group": group_of(rel),
-                               "layer_a": rec.get("layer_a"), "layer_b": rec.get("layer_b")}
+        row: dict[str, Any] = {
+            "model_a": a,
+            "model_b": b,
+            "relation": rel,
+            "group": group_of(rel),
+            "layer_a": rec.get("layer_a"),
+            "layer_b": rec.get("layer_b"),
+        }
         for info in infos:
             if info.kind == "distance":
                 found = lookups[info.name].get(key)
@@ -558,7 +664,9 @@ def join_verdicts(
                         f"models: rebuild it (`snakemake results/distances/{info.name}.csv`) or change concordance.models"
                     )
                 if found["relation"] != rel:
-                    disagreements.setdefault(info.name, []).append(f"{a} ~ {b}: {found['relation']} vs {rel}")
+                    disagreements.setdefault(info.name, []).append(
+                        f"{a} ~ {b}: {found['relation']} vs {rel}"
+                    )
                 row[info.raw_column] = float(found[f"{distance_metric}_normalised"])
                 row[f"{info.name}_{distance_metric}"] = float(found[distance_metric])
             elif info.kind == "measure":
@@ -576,15 +684,22 @@ def join_verdicts(
                         f"the pair record of {a} ~ {b} has no stitching results; re-run its concordance_pairs job"
                     )
                 variant = STITCHING_VARIANTS[info.name]
-                row[info.raw_column] = np.nan if stitching.get(info.name) is None else float(stitching[info.name])
+                row[info.raw_column] = (
+                    np.nan if stitching.get(info.name) is None else float(stitching[info.name])
+                )
                 for d in STITCHING_DIRECTIONS:
                     value = stitching["directions"][d]["relative_accuracy"].get(variant)
                     row[f"{info.name}_{d}"] = np.nan if value is None else float(value)
             row[info.name] = float(info.orient([row[info.raw_column]])[0])
         rows.append(row)
     for method, found in disagreements.items():
-        log.warning("%d pair(s) have another relation in the %s table than the checkpoints' lineage gives (a stale "
-                    "table? rebuild it): %s", len(found), method, "; ".join(found[:3]))
+        log.warning(
+            "%d pair(s) have another relation in the %s table than the checkpoints' lineage gives (a stale "
+            "table? rebuild it): %s",
+            len(found),
+            method,
+            "; ".join(found[:3]),
+        )
     return pd.DataFrame(rows)
 
 
@@ -610,7 +725,9 @@ def rank_correlations(frame, methods: Sequence[str], *, by_group: bool = True, m
         raise ConcordanceError(f"rank correlations need at least two methods, got {list(methods)}")
     scopes = [("all", frame)]
     if by_group and "group" in frame.columns:
-        scopes += [(f"group:{g}", frame[frame["group"] == g]) for g in _ordered_groups(frame["group"])]
+        scopes += [
+            (f"group:{g}", frame[frame["group"] == g]) for g in _ordered_groups(frame["group"])
+        ]
     rows = []
     for scope, part in scopes:
         if scope != "all" and len(part) < min_pairs:
@@ -624,9 +741,28 @@ def rank_correlations(frame, methods: Sequence[str], *, by_group: bool = True, m
             if n >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
                 rho, rho_p = (float(v) for v in stats.spearmanr(x, y))
                 tau, tau_p = (float(v) for v in stats.kendalltau(x, y))
-            rows.append({"scope": scope, "method_a": a, "method_b": b, "n_pairs": n, "spearman": rho,
-                         "spearman_p": rho_p, "kendall": tau, "kendall_p": tau_p})
-    columns = ["scope", "method_a", "method_b", "n_pairs", "spearman", "spearman_p", "kendall", "kendall_p"]
+            rows.append(
+                {
+                    "scope": scope,
+                    "method_a": a,
+                    "method_b": b,
+                    "n_pairs": n,
+                    "spearman": rho,
+                    "spearman_p": rho_p,
+                    "kendall": tau,
+                    "kendall_p": tau_p,
+                }
+            )
+    columns = [
+        "scope",
+        "method_a",
+        "method_b",
+        "n_pairs",
+        "spearman",
+        "spearman_p",
+        "kendall",
+        "kendall_p",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -640,6 +776,7 @@ def relation_means(frame, methods: Sequence[str]):
     import pandas as pd
 
     _check_frame(frame, methods)
+
     def relation_order(relation: str):
         group = group_of(relation)
         return GROUPS.index(group) if group in GROUPS else len(GROUPS), relation
@@ -663,15 +800,21 @@ def relation_means(frame, methods: Sequence[str]):
     return pd.DataFrame(rows, columns=columns)
 
 
-def read_pair_records(paths: Sequence[str | Path], expected: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def read_pair_records(
+    paths: Sequence[str | Path], expected: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Pair records from files and from the folders of :func:`concordance_pairs`; with ``expected`` (pair
     keys), exactly those pairs must be there."""
-    files = [p for path in paths for p in (pair_files([path]) if Path(path).is_dir() else [Path(path)])]
+    files = [
+        p for path in paths for p in (pair_files([path]) if Path(path).is_dir() else [Path(path)])
+    ]
     records = []
     for path in progress(files, desc="pair records"):
         record = read_json(path)
         if record.get("kind") != RECORD_KIND:
-            raise ConcordanceError(f"{path} is not a concordance pair record (kind {record.get('kind')!r})")
+            raise ConcordanceError(
+                f"{path} is not a concordance pair record (kind {record.get('kind')!r})"
+            )
         records.append(record)
     if expected is not None:
         found = [pair_key(r["model_a"], r["model_b"]) for r in records]
@@ -710,15 +853,27 @@ def concordance_table(
         tables[method] = pd.read_csv(path)
     frame = join_verdicts(records, tables, methods, distance_metric=distance_metric)
     order = frame["group"].map(lambda g: GROUPS.index(g) if g in GROUPS else len(GROUPS))
-    frame = frame.assign(_order=order).sort_values(["_order", "relation", "model_a", "model_b"]).drop(columns="_order")
+    frame = (
+        frame.assign(_order=order)
+        .sort_values(["_order", "relation", "model_a", "model_b"])
+        .drop(columns="_order")
+    )
     correlations = rank_correlations(frame, methods, min_pairs=min_group_pairs)
     means = relation_means(frame, methods)
-    for table, path in ((frame, pairs_csv), (correlations, correlations_csv), (means, relations_csv)):
+    for table, path in (
+        (frame, pairs_csv),
+        (correlations, correlations_csv),
+        (means, relations_csv),
+    ):
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False)
     overall = correlations[correlations["scope"] == "all"]
-    log.info("concordance of %d pairs, %d methods; Spearman: %s", len(frame), len(methods),
-             "; ".join(f"{r.method_a}~{r.method_b} {r.spearman:.2f}" for r in overall.itertuples()))
+    log.info(
+        "concordance of %d pairs, %d methods; Spearman: %s",
+        len(frame),
+        len(methods),
+        "; ".join(f"{r.method_a}~{r.method_b} {r.spearman:.2f}" for r in overall.itertuples()),
+    )
     return frame, correlations, means
 
 
@@ -726,11 +881,18 @@ def concordance_table(
 # Plot
 
 
-GROUP_COLOURS = {"derived": "tab:red", "siblings": "tab:orange", "independent": "tab:blue",
-                 "shared-seed": "tab:green", "same-model": "black"}
+GROUP_COLOURS = {
+    "derived": "tab:red",
+    "siblings": "tab:orange",
+    "independent": "tab:blue",
+    "shared-seed": "tab:green",
+    "same-model": "black",
+}
 
 
-def plot_concordance(pairs_csv: str | Path, output: str | Path, methods: Sequence[str] | None = None) -> Path:
+def plot_concordance(
+    pairs_csv: str | Path, output: str | Path, methods: Sequence[str] | None = None
+) -> Path:
     """Scatter matrix of the oriented verdicts (one point per pair, coloured by group), Spearman's rho over all
     pairs in each panel; the diagonal shows each method's verdicts per group as a strip."""
     plt = pyplot()
@@ -752,19 +914,39 @@ def plot_concordance(pairs_csv: str | Path, output: str | Path, methods: Sequenc
             if i == j:
                 for g_index, g in enumerate(groups):
                     values = frame.loc[frame["group"] == g, mi].to_numpy(float)
-                    jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(len(values))
-                    ax.scatter(values, g_index + jitter, s=14, color=GROUP_COLOURS.get(g, "grey"), alpha=0.8)
+                    jitter = (
+                        np.linspace(-0.15, 0.15, len(values))
+                        if len(values) > 1
+                        else np.zeros(len(values))
+                    )
+                    ax.scatter(
+                        values,
+                        g_index + jitter,
+                        s=14,
+                        color=GROUP_COLOURS.get(g, "grey"),
+                        alpha=0.8,
+                    )
                 ax.set_yticks(range(len(groups)), groups, fontsize=7)
                 ax.set_ylim(len(groups) - 0.4, -0.6)  # the first group (derived) on top
                 ax.set_title(mi, fontsize=9, fontweight="bold")
             else:
                 for g in groups:
                     part = frame[frame["group"] == g]
-                    ax.scatter(part[mj], part[mi], s=14, color=GROUP_COLOURS.get(g, "grey"), alpha=0.8,
-                               label=g if (i, j) == (0, 1) else None)
+                    ax.scatter(
+                        part[mj],
+                        part[mi],
+                        s=14,
+                        color=GROUP_COLOURS.get(g, "grey"),
+                        alpha=0.8,
+                        label=g if (i, j) == (0, 1) else None,
+                    )
                 value = rho.get((mi, mj), rho.get((mj, mi)))
-                ax.set_title(f"Spearman {value:.2f}" if value is not None and np.isfinite(value) else "Spearman n/a",
-                             fontsize=8)
+                ax.set_title(
+                    f"Spearman {value:.2f}"
+                    if value is not None and np.isfinite(value)
+                    else "Spearman n/a",
+                    fontsize=8,
+                )
             ax.tick_params(labelsize=7)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
             if i != j:
@@ -773,9 +955,14 @@ def plot_concordance(pairs_csv: str | Path, output: str | Path, methods: Sequenc
                 ax.set_xlabel(mj, fontsize=8)
             if j == 0 and i != j:
                 ax.set_ylabel(mi, fontsize=8)
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=GROUP_COLOURS.get(g, "grey"), label=g)
-               for g in groups]
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="", color=GROUP_COLOURS.get(g, "grey"), label=g)
+        for g in groups
+    ]
     fig.legend(handles=handles, loc="upper right", fontsize=8, title="pair", title_fontsize=8)
-    fig.suptitle(f"Method concordance over {len(frame)} model pairs (every axis: larger = more similar)", fontsize=11)
+    fig.suptitle(
+        f"Method concordance over {len(frame)} model pairs (every axis: larger = more similar)",
+        fontsize=11,
+    )
     fig.tight_layout(rect=(0, 0, 0.92, 0.97))
     return save_figure(fig, output, dpi=100)

@@ -47,7 +47,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             allowed = ""
             if err.validator == "enum":
                 allowed = f" (allowed: {', '.join(map(str, err.validator_value))})"
-            elif err.validator == "additionalProperties" and isinstance(err.schema.get("properties"), dict):
+            elif err.validator == "additionalProperties" and isinstance(
+                err.schema.get("properties"), dict
+            ):
                 allowed = f" (allowed keys: {', '.join(err.schema['properties'])})"
             lines.append(f"config key {where}: {err.message}{allowed}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
@@ -73,7 +75,13 @@ def zoo_seeds(config: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 def recipe_for(
-    config: dict[str, Any], *, dataset: str, arch: str, algorithm: str, init_seed: int, data_seed: int
+    config: dict[str, Any],
+    *,
+    dataset: str,
+    arch: str,
+    algorithm: str,
+    init_seed: int,
+    data_seed: int,
 ) -> dict[str, Any]:
     """base, then the algorithm's differences, then every matching override, in order."""
     training = config["training"]
@@ -82,7 +90,13 @@ def recipe_for(
             f"training algorithm {algorithm!r} is not defined; defined: {', '.join(training['algorithms'])}"
         )
     recipe = {**training["base"], **training["algorithms"][algorithm]}
-    model = {"dataset": dataset, "arch": arch, "algorithm": algorithm, "init_seed": init_seed, "data_seed": data_seed}
+    model = {
+        "dataset": dataset,
+        "arch": arch,
+        "algorithm": algorithm,
+        "init_seed": init_seed,
+        "data_seed": data_seed,
+    }
     for override in training["overrides"]:
         if all(model[k] == v for k, v in override.items() if k != "set"):
             recipe.update(override["set"])

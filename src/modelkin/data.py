@@ -48,8 +48,20 @@ DATASETS: dict[str, DatasetInfo] = {
             "fixed stratified split of 1,200 train / 597 test images (seed 0). Needs no network.",
             tuple(str(i) for i in range(10)),
         ),
-        DatasetInfo("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "none", 0.3, "torchvision", "MNIST"),
-        DatasetInfo("fashion", (1, 28, 28), 10, (0.2860,), (0.3530,), "none", 0.1, "torchvision", "Fashion-MNIST"),
+        DatasetInfo(
+            "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "none", 0.3, "torchvision", "MNIST"
+        ),
+        DatasetInfo(
+            "fashion",
+            (1, 28, 28),
+            10,
+            (0.2860,),
+            (0.3530,),
+            "none",
+            0.1,
+            "torchvision",
+            "Fashion-MNIST",
+        ),
         DatasetInfo(
             "cifar10",
             (3, 32, 32),
@@ -93,7 +105,9 @@ def get_dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}") from None
+        raise ValueError(
+            f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}"
+        ) from None
 
 
 def prepared_path(results_dir: str | Path, name: str) -> Path:
@@ -104,7 +118,9 @@ def prepared_path(results_dir: str | Path, name: str) -> Path:
 # Preparation
 
 
-def prepare_dataset(name: str, output: str | Path, data_root: str | Path = "data", download: bool = True) -> Path:
+def prepare_dataset(
+    name: str, output: str | Path, data_root: str | Path = "data", download: bool = True
+) -> Path:
     """Write ``output`` (safetensors with train_x, train_y, test_x, test_y) for data set ``name``."""
     from safetensors.torch import save_file
 
@@ -116,7 +132,9 @@ def prepare_dataset(name: str, output: str | Path, data_root: str | Path = "data
     for split in ("train", "test"):
         x = arrays[f"{split}_x"]
         if tuple(x.shape[1:]) != info.shape:
-            raise RuntimeError(f"{name} {split} images have shape {tuple(x.shape[1:])}, registry says {info.shape}")
+            raise RuntimeError(
+                f"{name} {split} images have shape {tuple(x.shape[1:])}, registry says {info.shape}"
+            )
     tensors = {k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}
     metadata = {"dataset": name, "shape": "x: (N, C, H, W) uint8, y: (N,) int64"}
     with atomic_path(output) as tmp:
@@ -129,12 +147,18 @@ def _digits_arrays() -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float64).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
-    images = torch.nn.functional.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
+    images = (
+        torch.tensor(digits.images, dtype=torch.float64).unsqueeze(1) / 16.0
+    )  # (N, 1, 8, 8) in [0, 1]
+    images = torch.nn.functional.interpolate(
+        images, size=(32, 32), mode="bilinear", align_corners=False
+    )
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     labels = digits.target.astype(np.int64)
     index = np.arange(len(labels))
-    train_idx, test_idx = train_test_split(index, train_size=DIGITS_TRAIN_SIZE, random_state=0, stratify=labels)
+    train_idx, test_idx = train_test_split(
+        index, train_size=DIGITS_TRAIN_SIZE, random_state=0, stratify=labels
+    )
     train_idx.sort()
     test_idx.sort()
     return {
@@ -153,7 +177,9 @@ def _torchvision_arrays(name: str, root: Path, download: bool) -> dict[str, np.n
         "fashion": lambda train: tvd.FashionMNIST(root, train=train, download=download),
         "cifar10": lambda train: tvd.CIFAR10(root, train=train, download=download),
         "cifar100": lambda train: tvd.CIFAR100(root, train=train, download=download),
-        "svhn": lambda train: tvd.SVHN(root / "svhn", split="train" if train else "test", download=download),
+        "svhn": lambda train: tvd.SVHN(
+            root / "svhn", split="train" if train else "test", download=download
+        ),
     }
     out = {}
     for split, train in (("train", True), ("test", False)):
@@ -193,11 +219,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, index) -> "Split":
+    def subset(self, index) -> Split:
         index = torch.as_tensor(index, dtype=torch.long)
         return Split(self.x[index], self.y[index], self.info)
 
-    def to(self, device) -> "Split":
+    def to(self, device) -> Split:
         return Split(self.x.to(device), self.y.to(device), self.info)
 
 
@@ -218,7 +244,9 @@ def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
             x = handle.get_tensor(f"{split}_x")
             y = handle.get_tensor(f"{split}_y")
     except Exception as err:
-        raise ValueError(f"{path} is not a readable prepared data set ({err}); delete it and prepare it again") from err
+        raise ValueError(
+            f"{path} is not a readable prepared data set ({err}); delete it and prepare it again"
+        ) from err
     info = get_dataset_info(meta.get("dataset", path.stem))
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -243,7 +271,9 @@ def iterate_batches(
     n = len(split)
     if shuffle:
         if generator is None:
-            raise ValueError("shuffle=True needs a seeded generator so that the batch order is reproducible")
+            raise ValueError(
+                "shuffle=True needs a seeded generator so that the batch order is reproducible"
+            )
         order = torch.randperm(n, generator=generator)
     else:
         order = torch.arange(n)
@@ -256,7 +286,9 @@ def iterate_batches(
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None, padding: int = 4) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, kind: str, generator: torch.Generator | None, padding: int = 4
+) -> torch.Tensor:
     """Random crop with zero padding (and horizontal flip for ``crop_flip``), seeded per batch."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4)

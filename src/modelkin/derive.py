@@ -57,9 +57,13 @@ class DerivationKind:
     name: str
     description: str
     starts_from: str  # "parent" (its weights) or "scratch" (a fresh student)
-    settings: dict[str, Any]  # the kind's own settings and their defaults (None: required or "the parent's")
+    settings: dict[
+        str, Any
+    ]  # the kind's own settings and their defaults (None: required or "the parent's")
     recipe_defaults: dict[str, Any]  # applied over the parent's recipe, under the user's ``recipe``
-    lr_factor: float | None = None  # default multiplier of the parent's lr (None: keep the recipe's lr)
+    lr_factor: float | None = (
+        None  # default multiplier of the parent's lr (None: keep the recipe's lr)
+    )
 
 
 KINDS: dict[str, DerivationKind] = {
@@ -123,7 +127,9 @@ KINDS: dict[str, DerivationKind] = {
 
 COMMON_SETTINGS = ("kind", "recipe", "lr_factor", "parents", "seeds")
 DERIVED_PREFIX = "derived"
-_DERIVED_ID = re.compile(r"^derived/(?P<dataset>[^/]+)/(?P<derivation>[^/]+)/(?P<parent>.+)/s(?P<seed>\d+)$")
+_DERIVED_ID = re.compile(
+    r"^derived/(?P<dataset>[^/]+)/(?P<derivation>[^/]+)/(?P<parent>.+)/s(?P<seed>\d+)$"
+)
 
 
 class DerivationError(ValueError):
@@ -142,7 +148,9 @@ def parse_derived_model_id(model_id: str) -> dict[str, Any]:
     """``derived/{dataset}/{derivation}/{parent}/s{seed}`` -> its parts (ValueError for anything else)."""
     match = _DERIVED_ID.match(model_id)
     if not match:
-        raise ValueError(f"{model_id!r} is not a derived model id (derived/DATASET/DERIVATION/PARENT_ID/sSEED)")
+        raise ValueError(
+            f"{model_id!r} is not a derived model id (derived/DATASET/DERIVATION/PARENT_ID/sSEED)"
+        )
     parts = match.groupdict()
     parts["seed"] = int(parts["seed"])
     return parts
@@ -160,16 +168,22 @@ def student_seeds(model_id: str) -> tuple[int, int]:
     look related for the wrong reason.
     """
     digest = hashlib.sha256(model_id.encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF, int.from_bytes(digest[4:8], "big") & 0x7FFFFFFF
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF, int.from_bytes(
+        digest[4:8], "big"
+    ) & 0x7FFFFFFF
 
 
 def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The kind's defaults filled in; unknown or inapplicable keys and missing required ones are errors."""
     if "kind" not in settings:
-        raise DerivationError(f"derivation settings {settings} lack 'kind'; choose one of {', '.join(KINDS)}")
+        raise DerivationError(
+            f"derivation settings {settings} lack 'kind'; choose one of {', '.join(KINDS)}"
+        )
     kind = KINDS.get(settings["kind"])
     if kind is None:
-        raise DerivationError(f"unknown derivation kind {settings['kind']!r}; choose one of {', '.join(KINDS)}")
+        raise DerivationError(
+            f"unknown derivation kind {settings['kind']!r}; choose one of {', '.join(KINDS)}"
+        )
     allowed = set(COMMON_SETTINGS) | set(kind.settings)
     if kind.lr_factor is None:
         allowed.discard("lr_factor")
@@ -178,19 +192,32 @@ def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise DerivationError(
             f"setting(s) {unknown} do not apply to a {kind.name} derivation; its settings: {sorted(allowed)}"
         )
-    out = {**kind.settings, **{k: v for k, v in settings.items() if v is not None or k not in kind.settings}}
+    out = {
+        **kind.settings,
+        **{k: v for k, v in settings.items() if v is not None or k not in kind.settings},
+    }
     out.setdefault("recipe", {})
     out["recipe"] = dict(out["recipe"] or {})
     if kind.lr_factor is not None:
         out.setdefault("lr_factor", kind.lr_factor)
-    if kind.name in ("retrain_without_class", "unlearn_relabel") and out.get("forget_class") is None:
-        raise DerivationError(f"a {kind.name} derivation needs 'forget_class' (the class to forget)")
-    for workflow_only in ("parents", "seeds"):  # which models to derive, not how: not part of the recipe
+    if (
+        kind.name in ("retrain_without_class", "unlearn_relabel")
+        and out.get("forget_class") is None
+    ):
+        raise DerivationError(
+            f"a {kind.name} derivation needs 'forget_class' (the class to forget)"
+        )
+    for workflow_only in (
+        "parents",
+        "seeds",
+    ):  # which models to derive, not how: not part of the recipe
         out.pop(workflow_only, None)
     if kind.name == "prune" and not 0.0 < float(out["sparsity"]) < 1.0:
         raise DerivationError(f"prune sparsity must be in (0, 1), got {out['sparsity']}")
     if kind.name == "extract_probs" and float(out["temperature"]) <= 0:
-        raise DerivationError(f"extract_probs temperature must be positive, got {out['temperature']}")
+        raise DerivationError(
+            f"extract_probs temperature must be positive, got {out['temperature']}"
+        )
     if kind.name in ("extract_labels", "extract_probs"):
         if out["queries"] not in ("train", "test"):
             raise DerivationError(f"queries must be 'train' or 'test', got {out['queries']!r}")
@@ -204,7 +231,9 @@ def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
             )
         classes = out["classes"]
         if classes is not None and (len(classes) < 2 or len(set(classes)) != len(classes)):
-            raise DerivationError(f"transfer classes must be at least two distinct classes, got {classes}")
+            raise DerivationError(
+                f"transfer classes must be at least two distinct classes, got {classes}"
+            )
     return out
 
 
@@ -237,7 +266,9 @@ def relabel_classes(split: Split, classes: list[int]) -> Split:
     top = int(split.y.max()) + 1 if len(split) else 0
     missing = [c for c in classes if not (split.y == c).any()]
     if missing:
-        raise DerivationError(f"class(es) {missing} have no images in this {split.info.name} split (classes 0..{top - 1})")
+        raise DerivationError(
+            f"class(es) {missing} have no images in this {split.info.name} split (classes 0..{top - 1})"
+        )
     mapping = torch.full((max(top, max(classes) + 1),), -1, dtype=torch.long)
     mapping[torch.as_tensor(classes)] = torch.arange(len(classes))
     keep = torch.nonzero(mapping[split.y] >= 0).flatten()
@@ -276,14 +307,25 @@ def mixup_queries(x: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def query_parent(model: nn.Module, x: torch.Tensor, *, device, probabilities: bool, temperature: float = 1.0,
-                 batch_size: int = 512) -> torch.Tensor:
+def query_parent(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    device,
+    probabilities: bool,
+    temperature: float = 1.0,
+    batch_size: int = 512,
+) -> torch.Tensor:
     """The parent's answers on ``x``: hard labels (N,) or softmax(logits / temperature) rows (N, C)."""
     model.eval()
     out = []
     for start in range(0, len(x), batch_size):
         logits = model(x[start : start + batch_size].to(device)).float()
-        out.append((torch.softmax(logits / temperature, dim=1) if probabilities else logits.argmax(1)).cpu())
+        out.append(
+            (
+                torch.softmax(logits / temperature, dim=1) if probabilities else logits.argmax(1)
+            ).cpu()
+        )
     return torch.cat(out)
 
 
@@ -353,8 +395,9 @@ def weight_sparsity(model: nn.Module) -> float:
     return zeros / total
 
 
-def transfer_model(parent: nn.Module, parent_meta: dict[str, Any], dataset: str, num_classes: int,
-                   init_seed: int) -> tuple[nn.Module, str]:
+def transfer_model(
+    parent: nn.Module, parent_meta: dict[str, Any], dataset: str, num_classes: int, init_seed: int
+) -> tuple[nn.Module, str]:
     """A model of the parent's architecture for ``dataset`` with ``num_classes`` outputs: the parent's
     weights everywhere except a freshly initialised head. Returns (model, head name)."""
     info = get_dataset_info(dataset)
@@ -369,7 +412,9 @@ def transfer_model(parent: nn.Module, parent_meta: dict[str, Any], dataset: str,
     state = {k: v for k, v in parent.state_dict().items() if not k.startswith(head + ".")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith(head + ".") for k in missing):
-        raise DerivationError(f"parent weights do not fit the transfer model (missing {missing}, unexpected {unexpected})")
+        raise DerivationError(
+            f"parent weights do not fit the transfer model (missing {missing}, unexpected {unexpected})"
+        )
     return model, head
 
 
@@ -409,7 +454,9 @@ def derive_model(
     dataset = derived_dataset(parent_meta["dataset"], settings)
     train = load_training_split(prepared, recipe)
     if train.info.name != dataset:
-        raise DerivationError(f"{prepared} holds {train.info.name}, but this {kind} derivation trains on {dataset}")
+        raise DerivationError(
+            f"{prepared} holds {train.info.name}, but this {kind} derivation trains on {dataset}"
+        )
     parent_model = parent.model.to(device).eval()
     extra: dict[str, Any] = {}
     parameters = None
@@ -433,14 +480,23 @@ def derive_model(
         probabilities = kind == "extract_probs"
         inputs = mixup_queries(queries.x, int(settings["mixup_queries"]), data_seed)
         labels = query_parent(
-            parent_model, inputs, device=device, probabilities=probabilities,
+            parent_model,
+            inputs,
+            device=device,
+            probabilities=probabilities,
             temperature=float(settings.get("temperature", 1.0)),
         )
         train = Split(inputs, labels, queries.info)
         model = seeded_model(arch, train.info, init_seed, num_classes=num_classes)
-        extra["queries"] = {"split": settings["queries"], "n": len(train), "mixup_copies": int(settings["mixup_queries"])}
+        extra["queries"] = {
+            "split": settings["queries"],
+            "n": len(train),
+            "mixup_copies": int(settings["mixup_queries"]),
+        }
         if not probabilities:
-            extra["query_label_agreement"] = float((labels[: len(queries)] == queries.y).float().mean())
+            extra["query_label_agreement"] = float(
+                (labels[: len(queries)] == queries.y).float().mean()
+            )
     elif kind == "transfer":
         classes = settings.get("classes")
         if classes:
@@ -479,7 +535,9 @@ def derive_model(
     model.eval()
 
     test = evaluation_split({"classes": extra.get("classes")}, prepared)
-    accuracy = float((query_parent(model, test.x, device=device, probabilities=False) == test.y).float().mean())
+    accuracy = float(
+        (query_parent(model, test.x, device=device, probabilities=False) == test.y).float().mean()
+    )
     if "forget_class" in settings and settings.get("forget_class") is not None:
         extra.update(class_accuracies(model, test, settings["forget_class"], device))
     parent_lineage = {
@@ -500,7 +558,9 @@ def derive_model(
         "recipe": recipe.to_dict(),
         "init_seed": init_seed,
         "data_seed": data_seed,
-        "student_seed": parse_derived_model_id(model_id)["seed"] if is_derived_id(model_id) else None,
+        "student_seed": parse_derived_model_id(model_id)["seed"]
+        if is_derived_id(model_id)
+        else None,
         "epochs": recipe.epochs if train_model else 0,
         "history": history,
         "accuracy": accuracy,
@@ -513,7 +573,9 @@ def derive_model(
 
 def _check_class(cls: int, num_classes: int) -> None:
     if not 0 <= int(cls) < num_classes:
-        raise DerivationError(f"forget_class {cls} is not a class of the parent (0..{num_classes - 1})")
+        raise DerivationError(
+            f"forget_class {cls} is not a class of the parent (0..{num_classes - 1})"
+        )
 
 
 def derive_checkpoint(
@@ -559,8 +621,20 @@ def lineage(meta_by_id: dict[str, dict[str, Any]], model_id: str) -> list[str]:
 def read_lineage_meta(checkpoint: str | Path) -> dict[str, Any]:
     """The metadata fields distances need (name, arch, dataset, algorithm, seeds, parent, derivation, root)."""
     meta = read_metadata(checkpoint)
-    keys = ("name", "arch", "dataset", "num_classes", "algorithm", "init_seed", "data_seed", "parent", "derivation",
-            "root", "root_algorithm", "classes")
+    keys = (
+        "name",
+        "arch",
+        "dataset",
+        "num_classes",
+        "algorithm",
+        "init_seed",
+        "data_seed",
+        "parent",
+        "derivation",
+        "root",
+        "root_algorithm",
+        "classes",
+    )
     out = {k: meta.get(k) for k in keys}
     out["sha256"] = file_sha256(checkpoint)
     return out
@@ -570,7 +644,9 @@ def read_lineage_meta(checkpoint: str | Path) -> dict[str, Any]:
 # Planning from the workflow configuration
 
 
-_ZOO_ID = re.compile(r"^(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<algorithm>[^/]+)/i(?P<init>\d+)-d(?P<data>\d+)$")
+_ZOO_ID = re.compile(
+    r"^(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<algorithm>[^/]+)/i(?P<init>\d+)-d(?P<data>\d+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -646,11 +722,24 @@ def planned_derivations(config: dict[str, Any]) -> list[PlannedModel]:
                 parent_dataset, parent_arch, root_algorithm = up.dataset, up.arch, up.root_algorithm
             else:
                 parts = zoo_id_parts(parent)
-                parent_dataset, parent_arch, root_algorithm = parts["dataset"], parts["arch"], parts["algorithm"]
+                parent_dataset, parent_arch, root_algorithm = (
+                    parts["dataset"],
+                    parts["arch"],
+                    parts["algorithm"],
+                )
             dataset = derived_dataset(parent_dataset, settings)
             arch = settings.get("arch") or parent_arch
             for seed in seeds:
                 model_id = derived_model_id(dataset, name, parent, seed)
-                planned[model_id] = PlannedModel(model_id, name, settings["kind"], parent, int(seed), dataset, arch,
-                                                 root_algorithm, settings)
+                planned[model_id] = PlannedModel(
+                    model_id,
+                    name,
+                    settings["kind"],
+                    parent,
+                    int(seed),
+                    dataset,
+                    arch,
+                    root_algorithm,
+                    settings,
+                )
     return list(planned.values())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .checkpoint import load_checkpoint, read_metadata
 from .derive import class_accuracies, evaluation_split
@@ -67,7 +67,9 @@ ZOO_COLUMNS = (
 )
 
 
-def zoo_table(checkpoints: Sequence[str | Path], evaluations: Sequence[str | Path], output: str | Path):
+def zoo_table(
+    checkpoints: Sequence[str | Path], evaluations: Sequence[str | Path], output: str | Path
+):
     """One row per model: its metadata and its evaluation."""
     import pandas as pd
 
@@ -112,7 +114,12 @@ def plot_zoo(zoo_csv: str | Path, output: str | Path) -> Path:
         for i, (algorithm, group) in enumerate(rows.groupby("algorithm")):
             for arch, sub in group.groupby("arch"):
                 ax.scatter(
-                    sub["accuracy"], sub["robust_accuracy"], color=f"C{i}", marker=markers[arch], label=f"{algorithm} / {arch}", alpha=0.8
+                    sub["accuracy"],
+                    sub["robust_accuracy"],
+                    color=f"C{i}",
+                    marker=markers[arch],
+                    label=f"{algorithm} / {arch}",
+                    alpha=0.8,
                 )
         ax.set_xlabel("clean test accuracy")
         ax.set_ylabel(f"robust accuracy (PGD, eps={rows['robust_epsilon'].iloc[0]:.3g})")

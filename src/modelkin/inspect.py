@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-PROVENANCE_KEYS = ("method", "modelkin_version", "created", "checkpoint", "checkpoint_sha256", "probe", "probe_sha256")
+PROVENANCE_KEYS = (
+    "method",
+    "modelkin_version",
+    "created",
+    "checkpoint",
+    "checkpoint_sha256",
+    "probe",
+    "probe_sha256",
+)
 
 
 def _format_attr(value) -> str:
@@ -32,7 +40,9 @@ def describe_hdf5(path: str | Path) -> Iterator[str]:
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(f"{path} is not a readable HDF5 file ({err}); regenerate it with the stage that wrote it") from err
+        raise ValueError(
+            f"{path} is not a readable HDF5 file ({err}); regenerate it with the stage that wrote it"
+        ) from err
     with handle:
         yield f"{path}"
         provenance = {k: handle.attrs[k] for k in PROVENANCE_KEYS if k in handle.attrs}

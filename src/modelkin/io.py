@@ -7,8 +7,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -43,7 +44,9 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it and re-run the stage that writes it") from err
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); delete it and re-run the stage that writes it"
+        ) from err
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

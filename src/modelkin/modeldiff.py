@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -178,7 +179,9 @@ def residual_pca(
     residuals = residual_scores(first, second, normalize_rows=normalize_rows)
     limit = min(residuals.shape)
     if not 1 <= num_pca_comps <= limit:
-        raise ValueError(f"num_pca_comps must be between 1 and {limit} (min of n_test, n_train), not {num_pca_comps}")
+        raise ValueError(
+            f"num_pca_comps must be between 1 and {limit} (min of n_test, n_train), not {num_pca_comps}"
+        )
     pca = PCA(n_components=num_pca_comps, svd_solver="full")
     projections = pca.fit_transform(residuals)
     directions = pca.components_.copy()
@@ -198,7 +201,9 @@ def residual_pca(
     )
 
 
-def precision_at_k(direction: np.ndarray, relevant: Iterable[int], k: int = 20, *, bottom: bool = False) -> float:
+def precision_at_k(
+    direction: np.ndarray, relevant: Iterable[int], k: int = 20, *, bottom: bool = False
+) -> float:
     """Share of the k training examples with the largest (``bottom``: most negative) weights that are ``relevant``."""
     relevant = set(int(i) for i in relevant)
     order = np.argsort(np.asarray(direction), kind="stable")
@@ -244,16 +249,24 @@ class ModelDiff:
         self.train_loader = train_loader
         self.train_loader_B = train_loader_B if train_loader_B is not None else train_loader
         self.scores_save_dir = Path(scores_save_dir) if scores_save_dir is not None else None
-        self.trak = trak if isinstance(trak, TrakSettings) else TrakSettings.from_dict({"out_to_loss": False, **(trak or {})})
+        self.trak = (
+            trak
+            if isinstance(trak, TrakSettings)
+            else TrakSettings.from_dict({"out_to_loss": False, **(trak or {})})
+        )
         self.device = device
         self.normalize_rows = normalize_rows
         self.names = dict(names or {"A": "A", "B": "B"})
         self._scores: dict[tuple[int, str], np.ndarray] = {}
         if (modelA is None) != (modelB is None):
-            raise ValueError("give both modelA and modelB (to compute scores), or neither (to work from scores)")
+            raise ValueError(
+                "give both modelA and modelB (to compute scores), or neither (to work from scores)"
+            )
         if modelA is not None:
             if not self.modelA_ckpts or not self.modelB_ckpts:
-                raise ValueError("ModelDiff needs at least one checkpoint per algorithm (modelA_ckpts, modelB_ckpts)")
+                raise ValueError(
+                    "ModelDiff needs at least one checkpoint per algorithm (modelA_ckpts, modelB_ckpts)"
+                )
             if train_loader is None:
                 raise ValueError("ModelDiff needs the train_loader the checkpoints were trained on")
 
@@ -278,12 +291,19 @@ class ModelDiff:
         from .attribution import trak_scores
 
         if self.modelA is None:
-            raise ValueError("this ModelDiff was built without models; use get_A_minus_B_from_scores")
+            raise ValueError(
+                "this ModelDiff was built without models; use get_A_minus_B_from_scores"
+            )
         key = (id(val_loader), which)
         if key not in self._scores:
             train = self.train_loader if which == "A" else self.train_loader_B
             scores = trak_scores(
-                self._models(which), train, val_loader, self.trak, device=self.device, desc=f"TRAK {self.names[which]}"
+                self._models(which),
+                train,
+                val_loader,
+                self.trak,
+                device=self.device,
+                desc=f"TRAK {self.names[which]}",
             )
             self._scores[key] = scores.T.numpy()
             if self.scores_save_dir is not None:
@@ -293,22 +313,42 @@ class ModelDiff:
 
     def _compare(self, scoresA, scoresB, num_pca_comps: int, kind: str) -> DistinguishingDirections:
         return residual_pca(
-            scoresA, scoresB, num_pca_comps, kind=kind, normalize_rows=self.normalize_rows, names=self.names, keep_scores=True
+            scoresA,
+            scoresB,
+            num_pca_comps,
+            kind=kind,
+            normalize_rows=self.normalize_rows,
+            names=self.names,
+            keep_scores=True,
         )
 
     def get_A_minus_B(self, val_loader, num_pca_comps: int) -> DistinguishingDirections:
         """Directions important for algorithm A but not B, on the examples of ``val_loader``."""
-        return self._compare(self.attribute(val_loader, "A"), self.attribute(val_loader, "B"), num_pca_comps, "A-minus-B")
+        return self._compare(
+            self.attribute(val_loader, "A"),
+            self.attribute(val_loader, "B"),
+            num_pca_comps,
+            "A-minus-B",
+        )
 
     def get_B_minus_A(self, val_loader, num_pca_comps: int) -> DistinguishingDirections:
         """Directions important for algorithm B but not A, on the examples of ``val_loader``."""
-        return self._compare(self.attribute(val_loader, "A"), self.attribute(val_loader, "B"), num_pca_comps, "B-minus-A")
+        return self._compare(
+            self.attribute(val_loader, "A"),
+            self.attribute(val_loader, "B"),
+            num_pca_comps,
+            "B-minus-A",
+        )
 
-    def get_A_minus_B_from_scores(self, scoresA, scoresB, num_pca_comps: int) -> DistinguishingDirections:
+    def get_A_minus_B_from_scores(
+        self, scoresA, scoresB, num_pca_comps: int
+    ) -> DistinguishingDirections:
         """A-minus-B from precomputed scores, each [n_test × n_train]."""
         return self._compare(scoresA, scoresB, num_pca_comps, "A-minus-B")
 
-    def get_B_minus_A_from_scores(self, scoresA, scoresB, num_pca_comps: int) -> DistinguishingDirections:
+    def get_B_minus_A_from_scores(
+        self, scoresA, scoresB, num_pca_comps: int
+    ) -> DistinguishingDirections:
         """B-minus-A from precomputed scores (A's first, as the arguments say), each [n_test × n_train]."""
         return self._compare(scoresA, scoresB, num_pca_comps, "B-minus-A")
 
@@ -337,7 +377,9 @@ def counterfactual_probabilities(
     device = resolve_device(device)
     transformed = transform(images)
     if transformed.shape != images.shape:
-        raise ValueError(f"the transformation changed the image shape {tuple(images.shape)} -> {tuple(transformed.shape)}")
+        raise ValueError(
+            f"the transformation changed the image shape {tuple(images.shape)} -> {tuple(transformed.shape)}"
+        )
     rows = []
     for algorithm, entries in models.items():
         for name, model in entries:
@@ -347,10 +389,16 @@ def counterfactual_probabilities(
                 for label, x in (("before", images), ("after", transformed)):
                     parts = []
                     for start in range(0, len(x), batch_size):
-                        parts.append(torch.softmax(model(x[start : start + batch_size].to(device)), dim=1).cpu())
+                        parts.append(
+                            torch.softmax(
+                                model(x[start : start + batch_size].to(device)), dim=1
+                            ).cpu()
+                        )
                     probs[label] = torch.cat(parts)
             if not 0 <= target_class < probs["before"].shape[1]:
-                raise ValueError(f"target class {target_class} does not exist for {name} ({probs['before'].shape[1]} classes)")
+                raise ValueError(
+                    f"target class {target_class} does not exist for {name} ({probs['before'].shape[1]} classes)"
+                )
             before = probs["before"][:, target_class]
             after = probs["after"][:, target_class]
             rows.append(
@@ -362,14 +410,20 @@ def counterfactual_probabilities(
                     "p_target_before": float(before.mean()),
                     "p_target_after": float(after.mean()),
                     "delta_p_target": float((after - before).mean()),
-                    "predicted_target_before": float((probs["before"].argmax(1) == target_class).float().mean()),
-                    "predicted_target_after": float((probs["after"].argmax(1) == target_class).float().mean()),
+                    "predicted_target_before": float(
+                        (probs["before"].argmax(1) == target_class).float().mean()
+                    ),
+                    "predicted_target_after": float(
+                        (probs["after"].argmax(1) == target_class).float().mean()
+                    ),
                 }
             )
     return rows
 
 
-def summarise_counterfactual(rows: Sequence[dict[str, Any]], roles: Mapping[str, str]) -> list[dict[str, Any]]:
+def summarise_counterfactual(
+    rows: Sequence[dict[str, Any]], roles: Mapping[str, str]
+) -> list[dict[str, Any]]:
     """Mean and spread over checkpoints per algorithm; ``roles`` maps algorithm name -> "A" or "B"."""
     out = []
     for algorithm, role in roles.items():
@@ -387,8 +441,12 @@ def summarise_counterfactual(rows: Sequence[dict[str, Any]], roles: Mapping[str,
                 "p_target_after": float(np.mean([r["p_target_after"] for r in mine])),
                 "delta_p_target": float(delta.mean()),
                 "delta_p_target_std": float(delta.std(ddof=1)) if len(delta) > 1 else 0.0,
-                "predicted_target_before": float(np.mean([r["predicted_target_before"] for r in mine])),
-                "predicted_target_after": float(np.mean([r["predicted_target_after"] for r in mine])),
+                "predicted_target_before": float(
+                    np.mean([r["predicted_target_before"] for r in mine])
+                ),
+                "predicted_target_after": float(
+                    np.mean([r["predicted_target_after"] for r in mine])
+                ),
             }
         )
     return out
@@ -418,7 +476,14 @@ def compare_score_files(
     from .io import atomic_path
 
     stored = {"A": read_scores(scores_a), "B": read_scores(scores_b)}
-    for key in ("n_train", "n_targets", "targets", "target_patch", "train_limit", "prepared_sha256"):
+    for key in (
+        "n_train",
+        "n_targets",
+        "targets",
+        "target_patch",
+        "train_limit",
+        "prepared_sha256",
+    ):
         va, vb = stored["A"].attrs["data"].get(key), stored["B"].attrs["data"].get(key)
         if va != vb:
             raise ValueError(
@@ -426,12 +491,21 @@ def compare_score_files(
                 f"{scores_b}); ModelDiff compares algorithms on the same training and test examples"
             )
     if not np.array_equal(stored["A"]["train_labels"], stored["B"]["train_labels"]):
-        raise ValueError(f"{scores_a} and {scores_b} list different training labels; they cover different examples")
+        raise ValueError(
+            f"{scores_a} and {scores_b} list different training labels; they cover different examples"
+        )
     names = {role: str(s.attrs.get("algorithm") or role) for role, s in stored.items()}
     # TRAK scores are [n_train x n_targets]; ModelDiff works on their transpose, one row per test example.
     matrices = {role: s["scores"].T for role, s in stored.items()}
     results = {
-        kind: residual_pca(matrices["A"], matrices["B"], num_components, kind=kind, normalize_rows=normalize_rows, names=names)
+        kind: residual_pca(
+            matrices["A"],
+            matrices["B"],
+            num_components,
+            kind=kind,
+            normalize_rows=normalize_rows,
+            names=names,
+        )
         for kind in KINDS
     }
     groups = {
@@ -457,10 +531,17 @@ def compare_score_files(
         )
     write_arrays(
         output,
-        {"train_labels": stored["A"]["train_labels"], "target_labels": stored["A"]["target_labels"]},
+        {
+            "train_labels": stored["A"]["train_labels"],
+            "target_labels": stored["A"]["target_labels"],
+        },
         kind=DIRECTIONS_KIND,
         method="modeldiff",
-        params={"num_components": num_components, "normalize_rows": normalize_rows, "orientation": "positive third moment"},
+        params={
+            "num_components": num_components,
+            "normalize_rows": normalize_rows,
+            "orientation": "positive third moment",
+        },
         axes={"train_labels": ("train",), "target_labels": ("target",), **axes},
         attrs={
             "algorithm_A": names["A"],
@@ -512,7 +593,10 @@ def read_comparison(path: str | Path) -> StoredComparison:
             kind=kind,
             directions=stored[f"{group}/directions"],
             projections=stored[f"{group}/projections"],
-            explained_variance={"A": stored[f"{group}/explained_variance_A"], "B": stored[f"{group}/explained_variance_B"]},
+            explained_variance={
+                "A": stored[f"{group}/explained_variance_A"],
+                "B": stored[f"{group}/explained_variance_B"],
+            },
             residual_variance_ratio=stored[f"{group}/residual_variance_ratio"],
             normalize_rows=bool(stored.params["normalize_rows"]),
             names=names,
@@ -523,7 +607,10 @@ def read_comparison(path: str | Path) -> StoredComparison:
 def _training_split(data: Mapping[str, Any], with_patch: bool):
     from .train import TrainRecipe, load_training_split
 
-    recipe = {"train_limit": data.get("train_limit"), "planted_patch": data.get("planted_patch") if with_patch else None}
+    recipe = {
+        "train_limit": data.get("train_limit"),
+        "planted_patch": data.get("planted_patch") if with_patch else None,
+    }
     return load_training_split(data["prepared"], TrainRecipe.from_dict(recipe))
 
 
@@ -559,7 +646,12 @@ def surface_directions(
     stored = read_comparison(comparison)
     data = {"A": stored.attrs["data_A"], "B": stored.attrs["data_B"]}
     planted = {role: planted_indices(d) for role, d in data.items()}
-    test = target_split(data["A"]["prepared"], data["A"]["targets"], data["A"]["n_targets"], data["A"].get("target_patch"))
+    test = target_split(
+        data["A"]["prepared"],
+        data["A"]["targets"],
+        data["A"]["n_targets"],
+        data["A"].get("target_patch"),
+    )
     train_images = {role: _training_split(d, with_patch=True) for role, d in data.items()}
     rows = []
     for kind, result in stored.results.items():
@@ -567,9 +659,15 @@ def surface_directions(
         for c in range(result.num_components):
             picks = {
                 "train_top": (result.top_train(c, n_examples), result.directions[c]),
-                "train_bottom": (result.top_train(c, n_examples, bottom=True), result.directions[c]),
+                "train_bottom": (
+                    result.top_train(c, n_examples, bottom=True),
+                    result.directions[c],
+                ),
                 "test_top": (result.top_test(c, n_examples), result.projections[:, c]),
-                "test_bottom": (result.top_test(c, n_examples, bottom=True), result.projections[:, c]),
+                "test_bottom": (
+                    result.top_test(c, n_examples, bottom=True),
+                    result.projections[:, c],
+                ),
             }
             for role, (indices, values) in picks.items():
                 labels = (train.y if role.startswith("train") else test.y).numpy()
@@ -586,13 +684,17 @@ def surface_directions(
                     if role.startswith("train"):
                         for owner, chosen in planted.items():
                             if chosen is not None:
-                                row[f"planted_in_{result.names[owner]}"] = bool(np.isin(index, chosen))
+                                row[f"planted_in_{result.names[owner]}"] = bool(
+                                    np.isin(index, chosen)
+                                )
                     rows.append(row)
             if (kind, c) in grids:
                 _save_grid(grids[(kind, c)], result, c, picks, train, test)
     with atomic_path(output_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    missing = sorted(set(grids) - {(k, c) for k, r in stored.results.items() for c in range(r.num_components)})
+    missing = sorted(
+        set(grids) - {(k, c) for k, r in stored.results.items() for c in range(r.num_components)}
+    )
     if missing:
         raise ValueError(f"image grids requested for directions that do not exist: {missing}")
     return rows
@@ -603,7 +705,9 @@ def _save_grid(path, result: DistinguishingDirections, component: int, picks, tr
 
     plt = pyplot()
     n = max(len(idx) for idx, _ in picks.values())
-    fig, axes = plt.subplots(len(picks), n, figsize=(1.1 * n, 1.35 * len(picks) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(picks), n, figsize=(1.1 * n, 1.35 * len(picks) + 0.6), squeeze=False
+    )
     titles = {
         "train_top": "train, largest weights",
         "train_bottom": "train, most negative weights",
@@ -634,7 +738,9 @@ def _save_grid(path, result: DistinguishingDirections, component: int, picks, tr
     save_figure(fig, path, dpi=110)
 
 
-def resolve_patch(patch: Mapping[str, Any] | None, data_a: Mapping[str, Any], data_b: Mapping[str, Any]):
+def resolve_patch(
+    patch: Mapping[str, Any] | None, data_a: Mapping[str, Any], data_b: Mapping[str, Any]
+):
     """The counterfactual patch: the configured one, else algorithm B's planted patch, else A's."""
     from .data import PlantedPatch
     from .train import _patch_args
@@ -678,7 +784,9 @@ def counterfactual_files(
     for role, paths in (("A", checkpoints_a), ("B", checkpoints_b)):
         loaded = [load_checkpoint(p, device="cpu") for p in paths]
         models[names[role]] = [(c.name, c.model) for c in loaded]
-    rows = counterfactual_probabilities(models, test.x, transform.apply, transform.target_class, device=device)
+    rows = counterfactual_probabilities(
+        models, test.x, transform.apply, transform.target_class, device=device
+    )
     for row in rows:
         row["role"] = "A" if row["algorithm"] == names["A"] else "B"
     summary = summarise_counterfactual(rows, {names["A"]: "A", names["B"]: "B"})
@@ -714,14 +822,19 @@ def summarise_files(
                 "kind": kind,
                 "label": f"{names[result.first]} minus {names[result.second]}",
                 "component": c,
-                "explained_variance": {names["A"]: float(result.explained_variance["A"][c]), names["B"]: float(result.explained_variance["B"][c])},
+                "explained_variance": {
+                    names["A"]: float(result.explained_variance["A"][c]),
+                    names["B"]: float(result.explained_variance["B"][c]),
+                },
                 "residual_variance_ratio": float(result.residual_variance_ratio[c]),
             }
             for role, chosen in planted.items():
                 if chosen is not None:
                     entry[f"precision_at_{precision_k}_planted_in_{names[role]}"] = {
                         "top": precision_at_k(result.directions[c], chosen, precision_k),
-                        "bottom": precision_at_k(result.directions[c], chosen, precision_k, bottom=True),
+                        "bottom": precision_at_k(
+                            result.directions[c], chosen, precision_k, bottom=True
+                        ),
                     }
             directions.append(entry)
     summary = {
@@ -737,11 +850,13 @@ def summarise_files(
     return summary
 
 
-def plot_summary(output_png: str | Path, *, comparison: str | Path, counterfactual_csv: str | Path) -> None:
+def plot_summary(
+    output_png: str | Path, *, comparison: str | Path, counterfactual_csv: str | Path
+) -> None:
     """Explained variance of each direction in A's and B's scores, and the counterfactual per checkpoint."""
-    from .plotting import pyplot, save_figure
-
     import pandas as pd
+
+    from .plotting import pyplot, save_figure
 
     plt = pyplot()
     stored = read_comparison(comparison)
@@ -759,8 +874,20 @@ def plot_summary(output_png: str | Path, *, comparison: str | Path, counterfactu
     table = pd.read_csv(counterfactual_csv)
     ax = axes[2]
     for i, (algorithm, rows) in enumerate(table.groupby("algorithm", sort=False)):
-        ax.scatter(np.full(len(rows), i), rows["p_target_before"], marker="o", color="grey", label="before" if i == 0 else None)
-        ax.scatter(np.full(len(rows), i), rows["p_target_after"], marker="^", color="C3", label="after" if i == 0 else None)
+        ax.scatter(
+            np.full(len(rows), i),
+            rows["p_target_before"],
+            marker="o",
+            color="grey",
+            label="before" if i == 0 else None,
+        )
+        ax.scatter(
+            np.full(len(rows), i),
+            rows["p_target_after"],
+            marker="^",
+            color="C3",
+            label="after" if i == 0 else None,
+        )
     ax.set_xticks(range(table["algorithm"].nunique()))
     ax.set_xticklabels(list(dict.fromkeys(table["algorithm"])))
     ax.set_ylabel(f"P(class {int(table['target_class'].iloc[0])})")
@@ -774,11 +901,14 @@ def plot_summary(output_png: str | Path, *, comparison: str | Path, counterfactu
 def format_summary(summary: Mapping[str, Any]) -> str:
     """The summary as a few readable lines (the workflow log and the CLI print this)."""
     names = summary["algorithms"]
-    lines = [f"ModelDiff {names['A']} (A) vs {names['B']} (B): {summary['n_train']} training, {summary['n_targets']} test examples"]
+    lines = [
+        f"ModelDiff {names['A']} (A) vs {names['B']} (B): {summary['n_train']} training, {summary['n_targets']} test examples"
+    ]
     for entry in summary["directions"]:
         ev = entry["explained_variance"]
-        text = f"  {entry['kind']} ({entry['label']}) direction {entry['component']}: explained variance " + ", ".join(
-            f"{k} {v:.3f}" for k, v in ev.items()
+        text = (
+            f"  {entry['kind']} ({entry['label']}) direction {entry['component']}: explained variance "
+            + ", ".join(f"{k} {v:.3f}" for k, v in ev.items())
         )
         for key, value in entry.items():
             if key.startswith("precision_at_"):
@@ -800,5 +930,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             + ")"
         )
         if lds.get("lds_with_out_to_loss") is not None:
-            lines.append(f"  LDS of the same scores with traker's out-to-loss weighting: {lds['lds_with_out_to_loss']:.3f}")
+            lines.append(
+                f"  LDS of the same scores with traker's out-to-loss weighting: {lds['lds_with_out_to_loss']:.3f}"
+            )
     return "\n".join(lines)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
 
-def progress(iterable: Iterable[T] | None = None, *, desc: str = "", total: int | None = None, **kwargs) -> tqdm:
+def progress(
+    iterable: Iterable[T] | None = None, *, desc: str = "", total: int | None = None, **kwargs
+) -> tqdm:
     interactive = sys.stderr.isatty()
     return tqdm(
         iterable,

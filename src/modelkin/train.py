@@ -14,9 +14,10 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,9 @@ class TrainRecipe:
     weight_decay: float = 5e-4
     epochs: int = 10
     batch_size: int = 64
-    schedule: str | list[int] = "thirds"  # "thirds": lr /10 at 1/3 and 2/3 of the steps; "constant"; or epoch milestones
+    schedule: str | list[int] = (
+        "thirds"  # "thirds": lr /10 at 1/3 and 2/3 of the steps; "constant"; or epoch milestones
+    )
     augment: bool = False
     adversary: str = "none"
     epsilon: float | None = None  # None: the data set's default budget
@@ -69,14 +72,18 @@ class TrainRecipe:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         if isinstance(self.schedule, str) and self.schedule not in ("thirds", "constant"):
-            raise ValueError(f"schedule must be 'thirds', 'constant' or a list of epochs, not {self.schedule!r}")
+            raise ValueError(
+                f"schedule must be 'thirds', 'constant' or a list of epochs, not {self.schedule!r}"
+            )
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainRecipe":
+    def from_dict(cls, values: dict[str, Any]) -> TrainRecipe:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; valid settings: {sorted(known)}")
+            raise ValueError(
+                f"unknown training setting(s) {unknown}; valid settings: {sorted(known)}"
+            )
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,10 +125,14 @@ def make_scheduler(optimizer, schedule: str | Sequence[int], epochs: int, steps_
         milestones = [math.ceil(total / 3), math.ceil(2 * total / 3)]
     else:
         milestones = [int(e) * steps_per_epoch for e in schedule]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.1 ** sum(step >= m for m in milestones))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.1 ** sum(step >= m for m in milestones)
+    )
 
 
-def training_loss(model: nn.Module, x, y, recipe: TrainRecipe, epsilon: float, step_size: float, generator):
+def training_loss(
+    model: nn.Module, x, y, recipe: TrainRecipe, epsilon: float, step_size: float, generator
+):
     """The loss of one batch under the recipe's adversary, with ``attack_ratio`` of the batch attacked."""
     n_adv = int(len(x) * recipe.attack_ratio) if recipe.adversary != "none" else 0
     if n_adv == 0:
@@ -143,9 +154,18 @@ def training_loss(model: nn.Module, x, y, recipe: TrainRecipe, epsilon: float, s
         logits = model(x)
         return F.cross_entropy(logits, y), logits
     # TRADES: clean cross-entropy plus beta * KL between clean and adversarial predictions (summed, / batch).
-    x_adv = trades_attack(model, x[chosen], epsilon=epsilon, step_size=step_size, steps=recipe.attack_steps, generator=generator)
+    x_adv = trades_attack(
+        model,
+        x[chosen],
+        epsilon=epsilon,
+        step_size=step_size,
+        steps=recipe.attack_steps,
+        generator=generator,
+    )
     logits = model(x)
-    kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits[chosen], dim=1), reduction="sum")
+    kl = F.kl_div(
+        F.log_softmax(model(x_adv), dim=1), F.softmax(logits[chosen], dim=1), reduction="sum"
+    )
     return F.cross_entropy(logits, y) + recipe.trades_beta * kl / len(x), logits
 
 
@@ -168,7 +188,11 @@ def fit(
     device = resolve_device(device)
     model.to(device)
     generator = torch.Generator().manual_seed(data_seed)
-    params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+    params = (
+        list(parameters)
+        if parameters is not None
+        else [p for p in model.parameters() if p.requires_grad]
+    )
     optimizer = make_optimizer(params, recipe)
     n = len(train)
     steps_per_epoch = n // recipe.batch_size if n >= recipe.batch_size else 1
@@ -186,11 +210,23 @@ def fit(
             generator.set_state(state["generator"])
             history.epochs = json.loads(state["history"])
             start_epoch = int(state["epoch"])
-            log.info("resuming %s from epoch %d of %d (%s)", desc, start_epoch, recipe.epochs, resume_path)
+            log.info(
+                "resuming %s from epoch %d of %d (%s)",
+                desc,
+                start_epoch,
+                recipe.epochs,
+                resume_path,
+            )
         else:
             log.info("ignoring resume state %s: it belongs to other settings", resume_path)
 
-    bar = progress(range(start_epoch, recipe.epochs), desc=desc, initial=start_epoch, total=recipe.epochs, unit="epoch")
+    bar = progress(
+        range(start_epoch, recipe.epochs),
+        desc=desc,
+        initial=start_epoch,
+        total=recipe.epochs,
+        unit="epoch",
+    )
     for epoch in bar:
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
@@ -216,9 +252,18 @@ def fit(
         record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen}
         history.epochs.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['train_accuracy']:.3f}")
-        log.info("%s epoch %d/%d loss %.4f train accuracy %.4f", desc, epoch + 1, recipe.epochs, record["loss"], record["train_accuracy"])
+        log.info(
+            "%s epoch %d/%d loss %.4f train accuracy %.4f",
+            desc,
+            epoch + 1,
+            recipe.epochs,
+            record["loss"],
+            record["train_accuracy"],
+        )
         if resume_path is not None and epoch + 1 < recipe.epochs:
-            _save_resume(resume_path, model, optimizer, scheduler, generator, history, epoch + 1, key)
+            _save_resume(
+                resume_path, model, optimizer, scheduler, generator, history, epoch + 1, key
+            )
     if resume_path is not None and Path(resume_path).exists():
         Path(resume_path).unlink()
     model.eval()
@@ -273,7 +318,15 @@ def evaluate_model(
         room = robust_limit - attacked
         if room > 0 and steps > 0:
             xa, ya = x[:room], y[:room]
-            x_adv = pgd_attack(model, xa, ya, epsilon=epsilon, step_size=step_size, steps=steps, generator=generator)
+            x_adv = pgd_attack(
+                model,
+                xa,
+                ya,
+                epsilon=epsilon,
+                step_size=step_size,
+                steps=steps,
+                generator=generator,
+            )
             with torch.no_grad():
                 robust += (model(x_adv).argmax(1) == ya).sum().item()
             attacked += len(ya)
@@ -310,7 +363,11 @@ def _patch_args(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_checkpoint(
-    output: str | Path, *, prepared: str | Path, recipe: dict[str, Any] | TrainRecipe, **settings: Any
+    output: str | Path,
+    *,
+    prepared: str | Path,
+    recipe: dict[str, Any] | TrainRecipe,
+    **settings: Any,
 ) -> Path:
     """Train one zoo model from scratch on a prepared data set and write its checkpoint.
 
@@ -352,7 +409,12 @@ def train_on_splits(
         desc=name,
     )
     metrics = evaluate_model(model, test, device=device, **(evaluation or {}))
-    log.info("%s: test accuracy %.4f, robust accuracy %.4f", name, metrics["accuracy"], metrics["robust_accuracy"])
+    log.info(
+        "%s: test accuracy %.4f, robust accuracy %.4f",
+        name,
+        metrics["accuracy"],
+        metrics["robust_accuracy"],
+    )
     meta = {
         "name": name,
         "arch": arch,

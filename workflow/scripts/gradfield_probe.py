@@ -3,5 +3,8 @@ from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):
     select_reference_points(
-        snakemake.input.candidates, snakemake.input.signatures, snakemake.params.k, snakemake.output[0]
+        snakemake.input.candidates,
+        snakemake.input.signatures,
+        snakemake.params.k,
+        snakemake.output[0],
     )

@@ -3,5 +3,8 @@ from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):
     gradfield_signature_file(
-        snakemake.input.checkpoint, snakemake.input.probe, snakemake.output[0], **snakemake.params.job
+        snakemake.input.checkpoint,
+        snakemake.input.probe,
+        snakemake.output[0],
+        **snakemake.params.job,
     )

@@ -3,6 +3,11 @@ from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):
     lds = snakemake.input.lds[0] if snakemake.input.lds else None
-    summary = summarise_files(snakemake.output[0], comparison=snakemake.input.directions,
-                              counterfactual_summary=snakemake.input.counterfactual, lds=lds, precision_k=snakemake.params.precision_k)
+    summary = summarise_files(
+        snakemake.output[0],
+        comparison=snakemake.input.directions,
+        counterfactual_summary=snakemake.input.counterfactual,
+        lds=lds,
+        precision_k=snakemake.params.precision_k,
+    )
     print(format_summary(summary))

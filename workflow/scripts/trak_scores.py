@@ -3,5 +3,8 @@ from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):
     score_feature_files(
-        snakemake.output[0], list(snakemake.input), algorithm=snakemake.wildcards.algorithm, out_to_loss=snakemake.params.out_to_loss
+        snakemake.output[0],
+        list(snakemake.input),
+        algorithm=snakemake.wildcards.algorithm,
+        out_to_loss=snakemake.params.out_to_loss,
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,14 +15,23 @@ from ..data import PlantedPatch, Split, load_split
 from ..io import file_sha256
 from ..train import TrainRecipe, _patch_args, load_training_split
 from .store import FEATURES_KIND, SCORES_KIND, StoredArrays, read_arrays, write_arrays
-from .trak import AttributionError, CheckpointFeatures, TrakSettings, ensemble_scores, featurize, mean_out_to_loss
+from .trak import (
+    AttributionError,
+    CheckpointFeatures,
+    TrakSettings,
+    ensemble_scores,
+    featurize,
+    mean_out_to_loss,
+)
 
 log = logging.getLogger(__name__)
 
 TRAIN_DATA_CHOICES = ("as_trained", "clean")
 
 
-def attribution_training_split(prepared: str | Path, recipe: dict[str, Any], train_data: str = "as_trained") -> Split:
+def attribution_training_split(
+    prepared: str | Path, recipe: dict[str, Any], train_data: str = "as_trained"
+) -> Split:
     """The training examples scores are attributed to.
 
     ``as_trained``: exactly what the recipe trained on (its ``train_limit``, and its planted patch on
@@ -36,7 +46,10 @@ def attribution_training_split(prepared: str | Path, recipe: dict[str, Any], tra
 
 
 def target_split(
-    prepared: str | Path, split: str = "test", limit: int | None = None, patch: dict[str, Any] | None = None
+    prepared: str | Path,
+    split: str = "test",
+    limit: int | None = None,
+    patch: dict[str, Any] | None = None,
 ) -> Split:
     """The examples whose predictions are attributed: the first ``limit`` of ``split``, optionally with ``patch``
     planted on its fraction of the patch's class (chosen as on the training split, by the patch's seed)."""
@@ -70,7 +83,13 @@ def featurize_checkpoint_file(
     train = attribution_training_split(prepared, ckpt.meta["recipe"], train_data)
     test = target_split(prepared, targets, n_targets, target_patch)
     features = featurize(
-        ckpt.model, train, test, settings, checkpoint_index=checkpoint_index, device=device, desc=f"TRAK {ckpt.name}"
+        ckpt.model,
+        train,
+        test,
+        settings,
+        checkpoint_index=checkpoint_index,
+        device=device,
+        desc=f"TRAK {ckpt.name}",
     )
     recipe = ckpt.meta["recipe"]
     data = {
@@ -108,7 +127,10 @@ def featurize_checkpoint_file(
         attrs={
             "checkpoint": str(checkpoint),
             "checkpoint_sha256": ckpt.sha256,
-            "model": {k: ckpt.meta.get(k) for k in ("name", "arch", "dataset", "algorithm", "init_seed", "data_seed")},
+            "model": {
+                k: ckpt.meta.get(k)
+                for k in ("name", "arch", "dataset", "algorithm", "init_seed", "data_seed")
+            },
             "data": data,
             "info": features.info,
         },
@@ -129,7 +151,11 @@ def read_features(path: str | Path) -> tuple[CheckpointFeatures, StoredArrays]:
 
 
 def score_feature_files(
-    output: str | Path, feature_files: Sequence[str | Path], *, algorithm: str | None = None, out_to_loss: bool = True
+    output: str | Path,
+    feature_files: Sequence[str | Path],
+    *,
+    algorithm: str | None = None,
+    out_to_loss: bool = True,
 ) -> Path:
     """Ensemble the checkpoints' features into TRAK scores [n_train × n_targets] (HDF5).
 
@@ -137,7 +163,9 @@ def score_feature_files(
     also holds that mean (``out_to_loss``, [n_train]) either way, so the other weighting can be recovered.
     """
     if not feature_files:
-        raise AttributionError("no feature files given; list at least one checkpoint's TRAK features")
+        raise AttributionError(
+            "no feature files given; list at least one checkpoint's TRAK features"
+        )
     loaded = [read_features(path) for path in feature_files]
     reference = loaded[0][1]
     for _, stored in loaded[1:]:
@@ -148,10 +176,15 @@ def score_feature_files(
                     f"{reference.attrs[key]}); featurise every checkpoint of an ensemble with the same settings and data"
                 )
         if not np.array_equal(stored["train_labels"], reference["train_labels"]):
-            raise AttributionError(f"{stored.path} and {reference.path} were featurised on different training examples")
+            raise AttributionError(
+                f"{stored.path} and {reference.path} were featurised on different training examples"
+            )
     indices = [stored.attrs["info"].get("checkpoint_index") for _, stored in loaded]
     if len(set(indices)) != len(indices):
-        log.warning("checkpoints share projection matrices (checkpoint indices %s); their errors are correlated", indices)
+        log.warning(
+            "checkpoints share projection matrices (checkpoint indices %s); their errors are correlated",
+            indices,
+        )
     features = [f for f, _ in loaded]
     scores = ensemble_scores(features, out_to_loss=out_to_loss)
     write_arrays(

@@ -11,9 +11,10 @@ subsets; the reported LDS is its mean over targets (targets whose margins do not
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ def subset_mask(n_train: int, alpha: float, seed: int, subset_index: int) -> np.
         raise ValueError(f"alpha must be in (0, 1), not {alpha}")
     size = int(round(alpha * n_train))
     if size < 1 or size >= n_train:
-        raise ValueError(f"alpha={alpha} of {n_train} training examples leaves no room for a random subset")
+        raise ValueError(
+            f"alpha={alpha} of {n_train} training examples leaves no room for a random subset"
+        )
     rng = np.random.default_rng([seed, subset_index])
     mask = np.zeros(n_train, dtype=bool)
     mask[rng.choice(n_train, size=size, replace=False)] = True
@@ -60,10 +63,19 @@ def subset_margins(
     """Train ``arch`` on the masked training examples (as the recipe sees them); its margins on the targets."""
     train = attribution_training_split(prepared, recipe, "as_trained")
     if len(mask) != len(train):
-        raise AttributionError(f"subset mask covers {len(mask)} examples but the recipe trains on {len(train)}")
+        raise AttributionError(
+            f"subset mask covers {len(mask)} examples but the recipe trains on {len(train)}"
+        )
     subset = train.subset(np.flatnonzero(mask))
     model = seeded_model(arch, train.info, model_seed)
-    fit(model, subset, TrainRecipe.from_dict(recipe), data_seed=model_seed, device=device, desc=f"LDS subset (seed {model_seed})")
+    fit(
+        model,
+        subset,
+        TrainRecipe.from_dict(recipe),
+        data_seed=model_seed,
+        device=device,
+        desc=f"LDS subset (seed {model_seed})",
+    )
     test = target_split(prepared, targets, n_targets, target_patch)
     device = resolve_device(device)
     model.to(device).eval()
@@ -98,7 +110,9 @@ def train_subset_file(
     """
     meta = read_metadata(reference_checkpoint)
     if "recipe" not in meta:
-        raise AttributionError(f"{reference_checkpoint} records no training recipe; train it with the `train` rule")
+        raise AttributionError(
+            f"{reference_checkpoint} records no training recipe; train it with the `train` rule"
+        )
     recipe = meta["recipe"]
     train = attribution_training_split(prepared, recipe, "as_trained")
     mask = subset_mask(len(train), alpha, seed, subset_index)
@@ -157,20 +171,30 @@ class LdsResult:
         return {
             "lds": self.lds,
             "lds_std_over_targets": float(valid.std()) if len(valid) else float("nan"),
-            "lds_sem": float(valid.std(ddof=1) / np.sqrt(len(valid))) if len(valid) > 1 else float("nan"),
+            "lds_sem": float(valid.std(ddof=1) / np.sqrt(len(valid)))
+            if len(valid) > 1
+            else float("nan"),
             "num_subsets": self.num_subsets,
             "num_targets": int(len(self.per_target)),
             "num_targets_used": self.num_targets_used,
         }
 
 
-def linear_datamodeling_score(scores: np.ndarray, masks: np.ndarray, actual: np.ndarray) -> LdsResult:
+def linear_datamodeling_score(
+    scores: np.ndarray, masks: np.ndarray, actual: np.ndarray
+) -> LdsResult:
     """LDS of ``scores`` [n_train × n_targets] given subset ``masks`` [S × n_train] and margins [S × n_targets]."""
     from scipy.stats import rankdata
 
-    scores, masks, actual = np.asarray(scores, np.float64), np.asarray(masks, bool), np.asarray(actual, np.float64)
+    scores, masks, actual = (
+        np.asarray(scores, np.float64),
+        np.asarray(masks, bool),
+        np.asarray(actual, np.float64),
+    )
     if masks.ndim != 2 or actual.ndim != 2 or scores.ndim != 2:
-        raise ValueError("scores, masks and margins must be 2-D: [n_train x n_targets], [S x n_train], [S x n_targets]")
+        raise ValueError(
+            "scores, masks and margins must be 2-D: [n_train x n_targets], [S x n_train], [S x n_targets]"
+        )
     if masks.shape[1] != scores.shape[0] or actual.shape != (masks.shape[0], scores.shape[1]):
         raise ValueError(
             f"shapes do not fit: scores {scores.shape} (train x target), masks {masks.shape} (subset x train), "
@@ -193,13 +217,19 @@ def linear_datamodeling_score(scores: np.ndarray, masks: np.ndarray, actual: np.
 
 
 def lds_from_files(
-    output_json: str | Path, output_csv: str | Path, *, scores_file: str | Path, subset_files: Sequence[str | Path]
+    output_json: str | Path,
+    output_csv: str | Path,
+    *,
+    scores_file: str | Path,
+    subset_files: Sequence[str | Path],
 ) -> dict[str, Any]:
     """LDS of a TRAK scores file against trained subsets; a JSON summary and a per-target CSV."""
     import pandas as pd
 
     scores = read_scores(scores_file)
-    subsets = [read_arrays(p, SUBSET_KIND, f"make it with `snakemake --cores 2 {p}`") for p in subset_files]
+    subsets = [
+        read_arrays(p, SUBSET_KIND, f"make it with `snakemake --cores 2 {p}`") for p in subset_files
+    ]
     if not subsets:
         raise ValueError("no LDS subsets given; configure modeldiff.lds.n_subsets >= 3")
     targets = {k: scores.attrs["data"].get(k) for k in ("targets", "target_patch")}
@@ -216,7 +246,9 @@ def lds_from_files(
     # Unweighted scores times the stored mean out-to-loss are traker's weighted scores: report their LDS too.
     weighted = None
     if scores.params.get("out_to_loss") is False and "out_to_loss" in scores.arrays:
-        weighted = linear_datamodeling_score(scores["scores"] * scores["out_to_loss"][:, None], masks, actual).lds
+        weighted = linear_datamodeling_score(
+            scores["scores"] * scores["out_to_loss"][:, None], masks, actual
+        ).lds
     summary = {
         **result.summary(),
         "out_to_loss": scores.params.get("out_to_loss", True),
@@ -240,5 +272,10 @@ def lds_from_files(
     )
     with atomic_path(output_csv) as tmp:
         table.to_csv(tmp, index=False)
-    log.info("LDS %.4f over %d targets (%d subsets)", result.lds, result.num_targets_used, result.num_subsets)
+    log.info(
+        "LDS %.4f over %d targets (%d subsets)",
+        result.lds,
+        result.num_targets_used,
+        result.num_subsets,
+    )
     return summary

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -98,9 +99,13 @@ def write_arrays(
         group, _, leaf = name.rpartition("/")
         array = np.asarray((groups or {})[group][leaf] if group else arrays[name])
         if array.ndim != len(axes[name]):
-            raise ValueError(f"{name} has {array.ndim} dimensions {array.shape} but axes {tuple(axes[name])}")
+            raise ValueError(
+                f"{name} has {array.ndim} dimensions {array.shape} but axes {tuple(axes[name])}"
+            )
         if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise ValueError(f"{name} holds {int((~np.isfinite(array)).sum())} non-finite values; not writing {path}")
+            raise ValueError(
+                f"{name} holds {int((~np.isfinite(array)).sum())} non-finite values; not writing {path}"
+            )
     header = {
         "modelkin_kind": kind,
         "method": method,
@@ -127,7 +132,11 @@ def write_arrays(
 
 
 def _dataset(handle, name: str, array: np.ndarray) -> None:
-    options = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if array.nbytes > 1 << 20 else {}
+    options = (
+        {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+        if array.nbytes > 1 << 20
+        else {}
+    )
     handle.create_dataset(name, data=array, **options)
 
 

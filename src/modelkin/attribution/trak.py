@@ -45,8 +45,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,13 +77,17 @@ class TrakSettings:
     seed: int = 0
     ridge: float = 0.0  # λ = ridge × mean eigenvalue of ΦᵀΦ
     rescale_inverse: bool = True  # traker's division of (ΦᵀΦ + λI)⁻¹ by its mean absolute entry
-    out_to_loss: bool = True  # multiply by the mean over checkpoints of 1 − p_y per training example (traker)
+    out_to_loss: bool = (
+        True  # multiply by the mean over checkpoints of 1 − p_y per training example (traker)
+    )
     batch_size: int | None = None  # None: 64 on CPU, 512 on CUDA
     max_projection_mib: float = 1024.0  # projection matrix block kept in memory at once
 
     def __post_init__(self) -> None:
         if self.proj_dim is not None and self.proj_dim < 1:
-            raise ValueError(f"proj_dim must be a positive integer or None (no projection), not {self.proj_dim}")
+            raise ValueError(
+                f"proj_dim must be a positive integer or None (no projection), not {self.proj_dim}"
+            )
         if self.proj_type not in PROJECTION_TYPES:
             raise ValueError(f"proj_type must be one of {PROJECTION_TYPES}, not {self.proj_type!r}")
         if self.ridge < 0:
@@ -95,7 +100,7 @@ class TrakSettings:
             raise ValueError(f"out_to_loss must be true or false, not {self.out_to_loss!r}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> "TrakSettings":
+    def from_dict(cls, values: dict[str, Any] | None) -> TrakSettings:
         values = dict(values or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -108,7 +113,9 @@ class TrakSettings:
 
     def result_params(self) -> dict[str, Any]:
         """The settings the scores depend on (not batch size or memory budget)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "max_projection_mib")}
+        return {
+            k: v for k, v in self.to_dict().items() if k not in ("batch_size", "max_projection_mib")
+        }
 
     def feature_params(self) -> dict[str, Any]:
         """The settings one checkpoint's features depend on (the out-to-loss weighting is applied when scoring)."""
@@ -137,13 +144,19 @@ class CheckpointFeatures:
 # Data: a Split, an (x, y) pair of tensors, or a re-iterable of (x, y) batches (a DataLoader)
 
 
-def batch_source(data, batch_size: int) -> tuple[Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]], int | None]:
+def batch_source(
+    data, batch_size: int
+) -> tuple[Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]], int | None]:
     """A function returning a fresh iterator of (x, y) batches, and the number of examples if known."""
     from ..data import Split
 
     if isinstance(data, Split):
         x, y = data.x, data.y
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+    elif (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    ):
         x, y = data
     else:
         _check_loader(data)
@@ -190,17 +203,24 @@ def _check_loader(loader) -> None:
 # Projection
 
 
-def _rademacher(rows: int, cols: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def _rademacher(
+    rows: int, cols: int, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """±1 entries from the bits of uniform random bytes: 8 signs per draw (3x faster than bernoulli_ on CPU)."""
     nbytes = (cols + 7) // 8
-    packed = torch.randint(0, 256, (rows, nbytes), dtype=torch.uint8, generator=generator, device=device)
+    packed = torch.randint(
+        0, 256, (rows, nbytes), dtype=torch.uint8, generator=generator, device=device
+    )
     shifts = torch.arange(8, dtype=torch.uint8, device=device)
     bits = (packed.unsqueeze(-1) >> shifts) & 1
     return bits.reshape(rows, nbytes * 8)[:, :cols].to(torch.float32).mul_(2).sub_(1)
 
 
 def _block_seed(seed: int, index: int, tensor: int, block: int) -> int:
-    return int(np.random.SeedSequence([seed, index, tensor, block]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([seed, index, tensor, block]).generate_state(1, dtype=np.uint64)[0]
+        >> 1
+    )
 
 
 class GradientProjector:
@@ -272,9 +292,13 @@ class GradientProjector:
             rows = sizes[name]
             for block, start in enumerate(range(0, rows, BLOCK_ROWS)):
                 n = min(BLOCK_ROWS, rows - start)
-                generator = torch.Generator(device=self.device).manual_seed(_block_seed(self.seed, self.index, t, block))
+                generator = torch.Generator(device=self.device).manual_seed(
+                    _block_seed(self.seed, self.index, t, block)
+                )
                 if self.proj_type == "gaussian":
-                    part = torch.empty(n, self.proj_dim, device=self.device).normal_(generator=generator)
+                    part = torch.empty(n, self.proj_dim, device=self.device).normal_(
+                        generator=generator
+                    )
                 else:
                     part = _rademacher(n, self.proj_dim, generator, self.device)
                 parts.append(part)
@@ -287,7 +311,9 @@ class GradientProjector:
 
 def _margin_function(model: nn.Module) -> Callable:
     def margin(free, fixed, buffers, x, y):
-        logits = torch.func.functional_call(model, (free, fixed, buffers), (x.unsqueeze(0),)).squeeze(0)
+        logits = torch.func.functional_call(
+            model, (free, fixed, buffers), (x.unsqueeze(0),)
+        ).squeeze(0)
         is_label = torch.arange(logits.shape[0], device=logits.device) == y
         correct = torch.where(is_label, logits, torch.zeros_like(logits)).sum()
         others = torch.where(is_label, torch.full_like(logits, -math.inf), logits)
@@ -314,7 +340,9 @@ def _project_all(
     """Projected gradients (on the CPU) and 1 − p_y of every example of every source."""
     params = {name: p.detach() for name, p in model.named_parameters()}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
-    grad_fn = torch.func.vmap(torch.func.grad(_margin_function(model)), in_dims=(None, None, None, 0, 0))
+    grad_fn = torch.func.vmap(
+        torch.func.grad(_margin_function(model)), in_dims=(None, None, None, 0, 0)
+    )
     norm = math.sqrt(projector.num_params)
     out = {name: torch.zeros(n, projector.output_dim) for name, _, n in sources}
     out_to_loss = {name: torch.empty(n) for name, _, n in sources}
@@ -334,7 +362,9 @@ def _project_all(
                 projected = flat if matrix is None else flat @ matrix
                 stop = start + len(y)
                 if stop > n:
-                    raise AttributionError(f"the {source} data yielded more than the {n} examples it declared")
+                    raise AttributionError(
+                        f"the {source} data yielded more than the {n} examples it declared"
+                    )
                 out[source][start:stop] += (projected / norm).cpu()
                 if group_number == 0:
                     with torch.no_grad():
@@ -358,7 +388,11 @@ def _count(batches: Callable[[], Iterator]) -> int:
 
 
 def kernel_features(
-    train_grads: torch.Tensor, *, ridge: float = 0.0, rescale_inverse: bool = True, device: torch.device | str = "cpu"
+    train_grads: torch.Tensor,
+    *,
+    ridge: float = 0.0,
+    rescale_inverse: bool = True,
+    device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """F = Φ (ΦᵀΦ + λI)⁻¹ [/ mean|(ΦᵀΦ + λI)⁻¹|], with λ = ridge × mean eigenvalue of ΦᵀΦ."""
     device = resolve_device(device)
@@ -368,7 +402,9 @@ def kernel_features(
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)
     top = float(eigenvalues[-1].clamp_min(0))
     if top == 0.0:
-        raise AttributionError("all training gradients are zero; the checkpoint's outputs do not depend on its parameters")
+        raise AttributionError(
+            "all training gradients are zero; the checkpoint's outputs do not depend on its parameters"
+        )
     lam = ridge * float(eigenvalues.clamp_min(0).mean())
     shifted = eigenvalues.clamp_min(0) + lam
     smallest = float(shifted[0])
@@ -408,7 +444,9 @@ def featurize(
     """
     settings = settings or TrakSettings()
     device = resolve_device(device)
-    batch_size = settings.batch_size or DEFAULT_BATCH[device.type if device.type in DEFAULT_BATCH else "cpu"]
+    batch_size = (
+        settings.batch_size or DEFAULT_BATCH[device.type if device.type in DEFAULT_BATCH else "cpu"]
+    )
     was_training = model.training
     model.to(device).eval()
     try:
@@ -418,7 +456,9 @@ def featurize(
             sources.append((name, batches, n if n is not None else _count(batches)))
         param_sizes = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
         if len(param_sizes) != len(list(model.parameters())):
-            raise AttributionError("TRAK takes gradients with respect to every parameter; unfreeze the model's parameters")
+            raise AttributionError(
+                "TRAK takes gradients with respect to every parameter; unfreeze the model's parameters"
+            )
         projector = GradientProjector(
             param_sizes,
             settings.proj_dim,
@@ -448,16 +488,24 @@ def featurize(
 
 
 def ensemble_scores(
-    checkpoints: Sequence[CheckpointFeatures], device: torch.device | str = "cpu", *, out_to_loss: bool = True
+    checkpoints: Sequence[CheckpointFeatures],
+    device: torch.device | str = "cpu",
+    *,
+    out_to_loss: bool = True,
 ) -> torch.Tensor:
     """τ = (1/M Σ_m F_m G_mᵀ) ⊙ (1/M Σ_m Q_m), [n_train × n_targets] float32 on the CPU.
 
     ``out_to_loss=False``: the unweighted τ = 1/M Σ_m F_m G_mᵀ (see the module's notes).
     """
     if not checkpoints:
-        raise AttributionError("no checkpoints to score; TRAK needs at least one featurised checkpoint")
+        raise AttributionError(
+            "no checkpoints to score; TRAK needs at least one featurised checkpoint"
+        )
     device = resolve_device(device)
-    shapes = {(c.num_train, c.num_targets, c.train_features.shape[1], c.target_grads.shape[1]) for c in checkpoints}
+    shapes = {
+        (c.num_train, c.num_targets, c.train_features.shape[1], c.target_grads.shape[1])
+        for c in checkpoints
+    }
     if len(shapes) != 1:
         raise AttributionError(
             f"checkpoints were featurised on different data or projection sizes {sorted(shapes)} "
@@ -480,7 +528,11 @@ def mean_out_to_loss(checkpoints: Sequence[CheckpointFeatures]) -> torch.Tensor:
     """1/M Σ_m Q_m, the out-to-loss weight of each training example [n_train] (float32)."""
     if not checkpoints:
         raise AttributionError("no checkpoints; TRAK needs at least one featurised checkpoint")
-    return torch.stack([c.out_to_loss.to(torch.float64) for c in checkpoints]).mean(0).to(torch.float32)
+    return (
+        torch.stack([c.out_to_loss.to(torch.float64) for c in checkpoints])
+        .mean(0)
+        .to(torch.float32)
+    )
 
 
 def trak_scores(
@@ -494,7 +546,17 @@ def trak_scores(
 ) -> torch.Tensor:
     """Scores [n_train × n_targets] of an ensemble of models (checkpoint m uses projection matrix m)."""
     features = [
-        featurize(model, train, targets, settings, checkpoint_index=m, device=device, desc=f"{desc} checkpoint {m}")
+        featurize(
+            model,
+            train,
+            targets,
+            settings,
+            checkpoint_index=m,
+            device=device,
+            desc=f"{desc} checkpoint {m}",
+        )
         for m, model in enumerate(models)
     ]
-    return ensemble_scores(features, device=device, out_to_loss=settings.out_to_loss if settings else True)
+    return ensemble_scores(
+        features, device=device, out_to_loss=settings.out_to_loss if settings else True
+    )

@@ -7,23 +7,33 @@ import json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("prepare-data", help="prepare a data set (download torchvision ones into --data-root)")
+    p = subparsers.add_parser(
+        "prepare-data", help="prepare a data set (download torchvision ones into --data-root)"
+    )
     p.add_argument("dataset")
     p.add_argument("-o", "--output", help="default: results/data/DATASET.safetensors")
     p.add_argument("--data-root", default="data")
     p.set_defaults(handler=_prepare_data)
 
-    p = subparsers.add_parser("layers", help="list an architecture's named layers with activation shapes")
+    p = subparsers.add_parser(
+        "layers", help="list an architecture's named layers with activation shapes"
+    )
     p.add_argument("arch", help="architecture name, or a checkpoint file")
     p.add_argument("--dataset", default="digits", help="input space (default: digits)")
-    p.add_argument("--cut-points", action="store_true", help="only layers where a model can be split")
+    p.add_argument(
+        "--cut-points", action="store_true", help="only layers where a model can be split"
+    )
     p.set_defaults(handler=_layers)
 
     p = subparsers.add_parser("train", help="train one model and write its checkpoint")
     p.add_argument("--data", required=True, help="prepared data set file (see prepare-data)")
     p.add_argument("--arch", required=True)
     p.add_argument("--algorithm", default="standard", help="a name recorded in the checkpoint")
-    p.add_argument("--recipe", default="{}", help='JSON training settings, e.g. \'{"epochs": 5, "adversary": "madry"}\'')
+    p.add_argument(
+        "--recipe",
+        default="{}",
+        help='JSON training settings, e.g. \'{"epochs": 5, "adversary": "madry"}\'',
+    )
     p.add_argument("--init-seed", type=int, default=0)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -39,7 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", help="write the metrics JSON here")
     p.set_defaults(handler=_evaluate)
 
-    p = subparsers.add_parser("import-checkpoint", help="wrap a plain PyTorch state dict as a modelkin checkpoint")
+    p = subparsers.add_parser(
+        "import-checkpoint", help="wrap a plain PyTorch state dict as a modelkin checkpoint"
+    )
     p.add_argument("state_dict", help=".pt/.pth (read with weights_only=True) or .safetensors")
     p.add_argument("--arch", required=True)
     p.add_argument("--dataset", required=True)
@@ -51,7 +63,10 @@ def register(subparsers) -> None:
     p.add_argument("checkpoint")
     p.set_defaults(handler=_info)
 
-    p = subparsers.add_parser("inspect", help="print an HDF5 artifact's tree, attributes and provenance (or a checkpoint's metadata)")
+    p = subparsers.add_parser(
+        "inspect",
+        help="print an HDF5 artifact's tree, attributes and provenance (or a checkpoint's metadata)",
+    )
     p.add_argument("file")
     p.set_defaults(handler=_inspect)
 
@@ -59,7 +74,11 @@ def register(subparsers) -> None:
 def _prepare_data(args: argparse.Namespace) -> int:
     from ..data import prepare_dataset, prepared_path
 
-    out = prepare_dataset(args.dataset, args.output or prepared_path("results", args.dataset), data_root=args.data_root)
+    out = prepare_dataset(
+        args.dataset,
+        args.output or prepared_path("results", args.dataset),
+        data_root=args.data_root,
+    )
     print(out)
     return 0
 
@@ -80,7 +99,9 @@ def _layers(args: argparse.Namespace) -> int:
     width = max(len(r.name) for r in rows)
     print(f"{'layer':<{width}}  {'type':<18} {'shape':<18} cut point")
     for r in rows:
-        print(f"{r.name:<{width}}  {r.kind:<18} {str(tuple(r.shape)):<18} {'yes' if r.cut_point else 'no'}")
+        print(
+            f"{r.name:<{width}}  {r.kind:<18} {str(tuple(r.shape)):<18} {'yes' if r.cut_point else 'no'}"
+        )
     return 0
 
 
@@ -108,7 +129,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..train import evaluate_model
 
     ckpt = load_checkpoint(args.checkpoint, "cpu")
-    metrics = evaluate_model(ckpt.model, load_split(args.data, "test"), epsilon=args.epsilon, steps=args.steps, device=args.device)
+    metrics = evaluate_model(
+        ckpt.model,
+        load_split(args.data, "test"),
+        epsilon=args.epsilon,
+        steps=args.steps,
+        device=args.device,
+    )
     if args.output:
         write_json(args.output, metrics)
     print(json.dumps(metrics, indent=2))

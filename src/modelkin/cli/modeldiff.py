@@ -19,10 +19,21 @@ def register(subparsers) -> None:
         "built is reused; an interrupted run continues where it stopped.",
     )
     p.add_argument("--config", required=True, help="workflow configuration (e.g. config.yaml)")
-    p.add_argument("--directory", default=".", help="working directory; results go to its `results` setting (default .)")
-    p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores for snakemake (default: all)")
+    p.add_argument(
+        "--directory",
+        default=".",
+        help="working directory; results go to its `results` setting (default .)",
+    )
+    p.add_argument(
+        "--cores", type=int, default=os.cpu_count() or 1, help="cores for snakemake (default: all)"
+    )
     p.add_argument("--dry-run", action="store_true", help="list the jobs without running them")
-    p.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[], help="further snakemake arguments (last)")
+    p.add_argument(
+        "--snakemake-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="further snakemake arguments (last)",
+    )
     p.set_defaults(handler=_modeldiff)
 
 
@@ -39,8 +50,8 @@ def snakefile() -> Path:
 
 def _modeldiff(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..modeldiff import format_summary
     from ..io import read_json
+    from ..modeldiff import format_summary
 
     config_path = Path(args.config).resolve()
     config = load_config(config_path)
@@ -64,14 +75,24 @@ def _modeldiff(args: argparse.Namespace) -> int:
     print("$ " + " ".join(command), flush=True)
     status = subprocess.run(command).returncode
     if status != 0:
-        print(f"modelkin modeldiff: snakemake failed (exit {status}); the job logs are under {directory}/results/logs", file=sys.stderr)
+        print(
+            f"modelkin modeldiff: snakemake failed (exit {status}); the job logs are under {directory}/results/logs",
+            file=sys.stderr,
+        )
         return status
     if args.dry_run:
         return 0
     md = config["modeldiff"]
     results = Path(config["results"])
     results = results if results.is_absolute() else directory / results
-    summary = results / "modeldiff" / md["dataset"] / md["arch"] / f"{md['algorithm_a']}-vs-{md['algorithm_b']}" / "summary.json"
+    summary = (
+        results
+        / "modeldiff"
+        / md["dataset"]
+        / md["arch"]
+        / f"{md['algorithm_a']}-vs-{md['algorithm_b']}"
+        / "summary.json"
+    )
     print(format_summary(read_json(summary)))
     print(f"outputs: {summary.parent}")
     return 0

@@ -17,22 +17,53 @@ def register(subparsers) -> None:
     p.add_argument("checkpoint_a", metavar="CKPT_A")
     p.add_argument("checkpoint_b", metavar="CKPT_B")
     p.add_argument("--data", required=True, help="prepared data set file (modelkin prepare-data)")
-    p.add_argument("--layers-a", default="relu", help="relu, cut, all or comma-separated layer names (default relu)")
+    p.add_argument(
+        "--layers-a",
+        default="relu",
+        help="relu, cut, all or comma-separated layer names (default relu)",
+    )
     p.add_argument("--layers-b", help="as --layers-a (default: the same as --layers-a)")
-    p.add_argument("--measures", default="cka,cca", help="comma-separated measure names (default cka,cca); see --list-measures")
-    p.add_argument("--images", type=int, default=500, help="probe images: the first N of the split (default 500)")
-    p.add_argument("--split", choices=("train", "test"), default="test", help="probe split (default test)")
-    p.add_argument("--conv-mode", choices=("flatten", "spatial"), default="flatten",
-                   help="conv activations as (N, C*H*W) or (N*H*W, C) matrices (default flatten)")
-    p.add_argument("--max-spatial-samples", type=int, help="spatial mode: keep this many (image, position) rows")
+    p.add_argument(
+        "--measures",
+        default="cka,cca",
+        help="comma-separated measure names (default cka,cca); see --list-measures",
+    )
+    p.add_argument(
+        "--images",
+        type=int,
+        default=500,
+        help="probe images: the first N of the split (default 500)",
+    )
+    p.add_argument(
+        "--split", choices=("train", "test"), default="test", help="probe split (default test)"
+    )
+    p.add_argument(
+        "--conv-mode",
+        choices=("flatten", "spatial"),
+        default="flatten",
+        help="conv activations as (N, C*H*W) or (N*H*W, C) matrices (default flatten)",
+    )
+    p.add_argument(
+        "--max-spatial-samples",
+        type=int,
+        help="spatial mode: keep this many (image, position) rows",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the spatial subsample (default 0)")
-    p.add_argument("--degenerate", choices=("nan", "flag"), default="nan",
-                   help="degenerate CCA values (more directions than samples): record NaN (default) or keep, flagged")
+    p.add_argument(
+        "--degenerate",
+        choices=("nan", "flag"),
+        default="nan",
+        help="degenerate CCA values (more directions than samples): record NaN (default) or keep, flagged",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", help="write the long table (CSV) here")
     p.add_argument("--heatmap", help="write layer x layer heatmaps (PNG) here")
-    p.add_argument("--list-measures", action="store_true", help="list the measures with their direction and exit")
+    p.add_argument(
+        "--list-measures",
+        action="store_true",
+        help="list the measures with their direction and exit",
+    )
     p.set_defaults(handler=_compare_layers)
 
 
@@ -45,7 +76,12 @@ def _layers(value: str):
 
 
 def _compare_layers(args: argparse.Namespace) -> int:
-    from ..similarity import compare_checkpoints_layers, format_layer_tables, plot_layer_heatmaps, write_table
+    from ..similarity import (
+        compare_checkpoints_layers,
+        format_layer_tables,
+        plot_layer_heatmaps,
+        write_table,
+    )
 
     if args.list_measures:
         from ..measures import REGISTRY

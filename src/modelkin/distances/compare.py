@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .reference import Normalised, ReferenceDistance, Setting, normalise
 from .registry import distances_for, get_distance
@@ -23,7 +24,9 @@ SIGNATURE_METHODS = ("zest", "gradfield")
 
 def _check_method(method: str) -> None:
     if method not in SIGNATURE_METHODS:
-        raise ValueError(f"unknown signature method {method!r}; choose one of {', '.join(SIGNATURE_METHODS)}")
+        raise ValueError(
+            f"unknown signature method {method!r}; choose one of {', '.join(SIGNATURE_METHODS)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,8 +52,15 @@ def make_probe(method: str, prepared: str | Path, output: str | Path, **options:
     return gradfield_candidates_file(prepared, output, **options)
 
 
-def make_signature(method: str, checkpoint: str | Path, probe: str | Path, output: str | Path, *,
-                   device: str = "auto", **options: Any) -> Path:
+def make_signature(
+    method: str,
+    checkpoint: str | Path,
+    probe: str | Path,
+    output: str | Path,
+    *,
+    device: str = "auto",
+    **options: Any,
+) -> Path:
     """The ``method`` signature of ``checkpoint`` on ``probe`` (options: chunk_size; gradfield: target, n_steps)."""
     _check_method(method)
     options = {k: v for k, v in options.items() if v is not None}
@@ -91,7 +101,9 @@ def signature_distances(a: Any, b: Any, metrics: Sequence[str] | None = None) ->
 # References
 
 
-def load_reference(path: str | Path, method: str, setting: str | Setting | None = None) -> tuple[str, dict[str, ReferenceDistance], dict[str, Any]]:
+def load_reference(
+    path: str | Path, method: str, setting: str | Setting | None = None
+) -> tuple[str, dict[str, ReferenceDistance], dict[str, Any]]:
     """The reference distances of one setting from a file the workflow wrote.
 
     ``path``: ``results/distances/<method>_reference.json`` (references of every setting) or
@@ -101,18 +113,26 @@ def load_reference(path: str | Path, method: str, setting: str | Setting | None 
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"reference file {path} does not exist; the workflow writes results/distances/{method}_reference.json")
+        raise FileNotFoundError(
+            f"reference file {path} does not exist; the workflow writes results/distances/{method}_reference.json"
+        )
     if path.suffix == ".csv":
         document = _reference_document_from_csv(path, method)
     else:
         try:
             document = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is neither a reference JSON nor a distance CSV ({err})") from err
+            raise ValueError(
+                f"{path} is neither a reference JSON nor a distance CSV ({err})"
+            ) from err
         if document.get("kind") != "modelkin-reference-distances":
-            raise ValueError(f"{path} is not a modelkin reference file (results/distances/<method>_reference.json)")
+            raise ValueError(
+                f"{path} is not a modelkin reference file (results/distances/<method>_reference.json)"
+            )
     if document["method"] != method:
-        raise ValueError(f"{path} holds {document['method']} references, but the comparison uses {method}")
+        raise ValueError(
+            f"{path} holds {document['method']} references, but the comparison uses {method}"
+        )
     settings = document["references"]
     if setting is None:
         if len(settings) != 1:
@@ -123,7 +143,9 @@ def load_reference(path: str | Path, method: str, setting: str | Setting | None 
     else:
         key = setting.key if isinstance(setting, Setting) else Setting.from_key(str(setting)).key
         if key not in settings:
-            raise ValueError(f"{path} has no reference for setting {key}; it has: {', '.join(sorted(settings)) or 'none'}")
+            raise ValueError(
+                f"{path} has no reference for setting {key}; it has: {', '.join(sorted(settings)) or 'none'}"
+            )
     refs = {metric: ReferenceDistance.from_dict(values) for metric, values in settings[key].items()}
     return key, refs, document
 
@@ -135,7 +157,9 @@ def _reference_document_from_csv(path: Path, method: str) -> dict[str, Any]:
     frame = pd.read_csv(path)
     needed = {"setting", "reference_pair", "model_a", "model_b"}
     if not needed <= set(frame.columns):
-        raise ValueError(f"{path} is not a modelkin distance table (results/distances/<method>.csv); it lacks {sorted(needed - set(frame.columns))}")
+        raise ValueError(
+            f"{path} is not a modelkin distance table (results/distances/<method>.csv); it lacks {sorted(needed - set(frame.columns))}"
+        )
     metrics = [d.metric for d in distances_for(method) if d.metric in frame.columns]
     references: dict[str, dict[str, Any]] = {}
     for setting, rows in frame[frame["reference_pair"].astype(bool)].groupby("setting"):
@@ -148,10 +172,17 @@ def _reference_document_from_csv(path: Path, method: str) -> dict[str, Any]:
                 mean=float(values.mean()),
                 std=float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
                 n=len(values),
-                min_pairs=int(np.nan_to_num(rows.get(f"{metric}_reference_n", pd.Series([len(values)])).max())),
+                min_pairs=int(
+                    np.nan_to_num(rows.get(f"{metric}_reference_n", pd.Series([len(values)])).max())
+                ),
                 pairs=list(zip(rows["model_a"], rows["model_b"])),
             ).to_dict()
-    return {"kind": "modelkin-reference-distances", "method": method, "references": references, "probe_sha256": {}}
+    return {
+        "kind": "modelkin-reference-distances",
+        "method": method,
+        "references": references,
+        "probe_sha256": {},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +223,9 @@ class Comparison:
         lines = [f"{self.method} distances between {self.checkpoint_a} and {self.checkpoint_b}:"]
         for metric, value in self.distances.items():
             info = get_distance(self.method, metric)
-            lines.append(f"  {metric:<13} {value:.6g}   (range {info.range[0]:g}..{info.range[1]:g}, lower = more alike)")
+            lines.append(
+                f"  {metric:<13} {value:.6g}   (range {info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
+            )
         if self.normalised:
             lines.append(f"against the reference of setting {self.setting}:")
             lines.extend("  " + n.describe() for n in self.normalised.values())
@@ -200,11 +233,19 @@ class Comparison:
         return "\n".join(lines)
 
 
-def normalise_distances(distances: dict[str, float], references: dict[str, ReferenceDistance], method: str,
-                        threshold: float = 1.0) -> dict[str, Normalised]:
+def normalise_distances(
+    distances: dict[str, float],
+    references: dict[str, ReferenceDistance],
+    method: str,
+    threshold: float = 1.0,
+) -> dict[str, Normalised]:
     return {
-        metric: normalise(value, references[metric], threshold=threshold,
-                          higher_is_similar=get_distance(method, metric).higher_is_similar)
+        metric: normalise(
+            value,
+            references[metric],
+            threshold=threshold,
+            higher_is_similar=get_distance(method, metric).higher_is_similar,
+        )
         for metric, value in distances.items()
         if metric in references
     }
@@ -253,18 +294,40 @@ def compare_checkpoints(
         work.mkdir(parents=True, exist_ok=True)
         if probe is None:
             prepared = _prepared_data(data, meta_a["dataset"], work)
-            probe = make_probe(method, prepared, work / f"{method}_probe.h5", **(probe_options or {}))
+            probe = make_probe(
+                method, prepared, work / f"{method}_probe.h5", **(probe_options or {})
+            )
         signatures = []
         for tag, ckpt in (("a", checkpoint_a), ("b", checkpoint_b)):
-            signatures.append(make_signature(method, ckpt, probe, work / f"{method}_{tag}.h5", device=device,
-                                             **(signature_options or {})))
+            signatures.append(
+                make_signature(
+                    method,
+                    ckpt,
+                    probe,
+                    work / f"{method}_{tag}.h5",
+                    device=device,
+                    **(signature_options or {}),
+                )
+            )
         distances = signature_distances(signatures[0], signatures[1], metrics)
         probe_sha = file_sha256(probe)
-    comparison = Comparison(method, str(checkpoint_a), str(checkpoint_b), distances, probe=str(probe),
-                            probe_sha256=probe_sha)
+    comparison = Comparison(
+        method,
+        str(checkpoint_a),
+        str(checkpoint_b),
+        distances,
+        probe=str(probe),
+        probe_sha256=probe_sha,
+    )
     if reference is not None:
         if setting is None:
-            setting = Setting.of(meta_a["dataset"], meta_a["arch"], _algorithm(meta_a), meta_b["arch"], _algorithm(meta_b)).key
+            setting = Setting.of(
+                meta_a["dataset"],
+                meta_a["arch"],
+                _algorithm(meta_a),
+                meta_b["arch"],
+                _algorithm(meta_b),
+            ).key
         key, refs, document = load_reference(reference, method, setting)
         expected = (document.get("probe_sha256") or {}).get(Setting.from_key(key).dataset)
         if expected and expected != probe_sha:

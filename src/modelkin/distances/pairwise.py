@@ -11,7 +11,7 @@ check the batched one against the per-pair functions).
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,14 +19,17 @@ from ..progress import progress
 from .registry import distances_for
 
 
-def pairwise_distances(method: str, signatures: Sequence, metrics: Sequence[str] | None = None,
-                       desc: str | None = None) -> dict[str, np.ndarray]:
+def pairwise_distances(
+    method: str, signatures: Sequence, metrics: Sequence[str] | None = None, desc: str | None = None
+) -> dict[str, np.ndarray]:
     """``{metric: (M, M) symmetric matrix}`` for signatures (arrays or Signature objects) of ``method``."""
     entries = [d for d in distances_for(method) if metrics is None or d.metric in metrics]
     if metrics is not None:
         unknown = sorted(set(metrics) - {d.metric for d in entries})
         if unknown:
-            raise ValueError(f"unknown {method} metric(s) {unknown}; valid: {[d.metric for d in distances_for(method)]}")
+            raise ValueError(
+                f"unknown {method} metric(s) {unknown}; valid: {[d.metric for d in distances_for(method)]}"
+            )
     arrays = [np.asarray(getattr(s, "data", s)) for s in signatures]
     if method == "gradfield":
         full = gradfield_pairwise(arrays, desc=desc)
@@ -40,8 +43,12 @@ def pairwise_distances(method: str, signatures: Sequence, metrics: Sequence[str]
     return out
 
 
-def gradfield_pairwise(fields: Sequence[np.ndarray], chunk_points: int | None = None, desc: str | None = None,
-                       chunk_bytes: int = 256 << 20) -> dict[str, np.ndarray]:
+def gradfield_pairwise(
+    fields: Sequence[np.ndarray],
+    chunk_points: int | None = None,
+    desc: str | None = None,
+    chunk_bytes: int = 256 << 20,
+) -> dict[str, np.ndarray]:
     """Every gradient-field distance for every pair of ``fields`` (each (N, K, D)), float64 accumulation.
 
     ``chunk_points`` points of every field are compared at once (default: as many as fit in
@@ -53,13 +60,17 @@ def gradfield_pairwise(fields: Sequence[np.ndarray], chunk_points: int | None = 
     shape = fields[0].shape
     for f in fields:
         if f.shape != shape or f.ndim != 3:
-            raise ValueError(f"gradient fields must all have the same shape (points, steps, inputs); got {f.shape} and {shape}")
+            raise ValueError(
+                f"gradient fields must all have the same shape (points, steps, inputs); got {f.shape} and {shape}"
+            )
     n, k, d = shape
     m = len(fields)
     if chunk_points is None:
         chunk_points = max(1, int(chunk_bytes // (k * m * d * 8)))
     sums = {name: np.zeros((m, m)) for name in ("cos", "euclidean", "cos_max_step", "zscore")}
-    for start in progress(range(0, n, chunk_points), desc=desc or "gradfield distances", unit="chunk"):
+    for start in progress(
+        range(0, n, chunk_points), desc=desc or "gradfield distances", unit="chunk"
+    ):
         stop = min(start + chunk_points, n)
         # (points*steps, models, inputs): one Gram matrix per (point, step)
         block = np.stack([f[start:stop].reshape(-1, d) for f in fields], axis=1).astype(np.float64)

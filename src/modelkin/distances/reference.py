@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,9 @@ class Setting:
     side_b: tuple[str, str]
 
     @classmethod
-    def of(cls, dataset: str, arch_a: str, algorithm_a: str, arch_b: str, algorithm_b: str) -> "Setting":
+    def of(
+        cls, dataset: str, arch_a: str, algorithm_a: str, arch_b: str, algorithm_b: str
+    ) -> Setting:
         a, b = sorted([(str(arch_a), str(algorithm_a)), (str(arch_b), str(algorithm_b))])
         return cls(str(dataset), a, b)
 
@@ -50,13 +53,15 @@ class Setting:
         return f"{self.dataset}:{'/'.join(self.side_a)}~{'/'.join(self.side_b)}"
 
     @classmethod
-    def from_key(cls, key: str) -> "Setting":
+    def from_key(cls, key: str) -> Setting:
         try:
             dataset, rest = key.split(":", 1)
             a, b = rest.split("~", 1)
             return cls.of(dataset, *a.split("/", 1), *b.split("/", 1))
         except ValueError:
-            raise ValueError(f"{key!r} is not a setting key (DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM)") from None
+            raise ValueError(
+                f"{key!r} is not a setting key (DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM)"
+            ) from None
 
     def __str__(self) -> str:
         return self.key
@@ -85,7 +90,7 @@ class ReferenceDistance:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ReferenceDistance":
+    def from_dict(cls, values: dict[str, Any]) -> ReferenceDistance:
         values = dict(values)
         values["pairs"] = [tuple(p) for p in values.get("pairs", [])]
         return cls(**values)
@@ -107,7 +112,9 @@ def reference_distance(
     pair at all the mean is NaN and every verdict against it ``unknown``.
     """
     if on_insufficient not in ON_INSUFFICIENT:
-        raise ValueError(f"on_insufficient must be one of {ON_INSUFFICIENT}, got {on_insufficient!r}")
+        raise ValueError(
+            f"on_insufficient must be one of {ON_INSUFFICIENT}, got {on_insufficient!r}"
+        )
     if min_pairs < 1:
         raise ValueError(f"min_pairs must be at least 1, got {min_pairs}")
     values = np.asarray([d for d in distances if np.isfinite(d)], dtype=np.float64)
@@ -166,8 +173,13 @@ class Normalised:
         )
 
 
-def normalise(distance: float, reference: ReferenceDistance, *, threshold: float = 1.0,
-              higher_is_similar: bool = False) -> Normalised:
+def normalise(
+    distance: float,
+    reference: ReferenceDistance,
+    *,
+    threshold: float = 1.0,
+    higher_is_similar: bool = False,
+) -> Normalised:
     """``distance / reference.mean``; ``related`` when below ``threshold``.
 
     Only distances can be normalised this way (a similarity divided by its reference has no such reading).
@@ -178,7 +190,12 @@ def normalise(distance: float, reference: ReferenceDistance, *, threshold: float
         )
     if threshold <= 0:
         raise ValueError(f"the relatedness threshold must be positive, got {threshold}")
-    usable = reference.n > 0 and np.isfinite(reference.mean) and reference.mean > 0 and np.isfinite(distance)
+    usable = (
+        reference.n > 0
+        and np.isfinite(reference.mean)
+        and reference.mean > 0
+        and np.isfinite(distance)
+    )
     ratio = float(distance) / reference.mean if usable else float("nan")
     verdict = ("related" if ratio < threshold else "unrelated") if usable else "unknown"
     return Normalised(

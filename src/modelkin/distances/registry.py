@@ -9,8 +9,8 @@ treat every distance alike without reading its formula.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -42,7 +42,14 @@ _INF = float("inf")
 
 _ENTRIES = [
     DistanceInfo(
-        "zest/cos", "zest", "cos", _zest.zest_cos, False, True, False, (0.0, 2.0),
+        "zest/cos",
+        "zest",
+        "cos",
+        _zest.zest_cos,
+        False,
+        True,
+        False,
+        (0.0, 2.0),
         "Zest's headline distance: 1 - cosine of the class-aligned, row-major flattened LIME weights "
         "(greedy class alignment on per-class cosine distances).",
     ),
@@ -50,32 +57,80 @@ _ENTRIES = [
     # Zest's greedy alignment picks a correspondence per pair and can break the triangle inequality
     # (tests/test_distances.py shows one), so the aligned distances are not declared metrics.
     DistanceInfo(
-        "zest/l1", "zest", "l1", _zest.zest_l1, False, True, False, (0.0, _INF),
+        "zest/l1",
+        "zest",
+        "l1",
+        _zest.zest_l1,
+        False,
+        True,
+        False,
+        (0.0, _INF),
         "L1 norm of the difference of the class-aligned, flattened LIME weights (alignment on per-class L1).",
     ),
     DistanceInfo(
-        "zest/l2", "zest", "l2", _zest.zest_l2, False, True, False, (0.0, _INF),
+        "zest/l2",
+        "zest",
+        "l2",
+        _zest.zest_l2,
+        False,
+        True,
+        False,
+        (0.0, _INF),
         "Euclidean norm of the difference of the class-aligned, flattened LIME weights (alignment on per-class L2).",
     ),
     DistanceInfo(
-        "zest/linf", "zest", "linf", _zest.zest_linf, False, True, False, (0.0, _INF),
+        "zest/linf",
+        "zest",
+        "linf",
+        _zest.zest_linf,
+        False,
+        True,
+        False,
+        (0.0, _INF),
         "Largest absolute difference of the class-aligned LIME weights (alignment on per-class L-inf).",
     ),
     DistanceInfo(
-        "gradfield/cos", "gradfield", "cos", _gradfield.field_cos, False, True, False, (0.0, 2.0),
+        "gradfield/cos",
+        "gradfield",
+        "cos",
+        _gradfield.field_cos,
+        False,
+        True,
+        False,
+        (0.0, 2.0),
         "ModelGiF's distance: mean over reference points and path steps of 1 - cos(F^A_{i,k}, F^B_{i,k}).",
     ),
     DistanceInfo(
-        "gradfield/euclidean", "gradfield", "euclidean", _gradfield.field_euclidean, False, True, True, (0.0, _INF),
+        "gradfield/euclidean",
+        "gradfield",
+        "euclidean",
+        _gradfield.field_euclidean,
+        False,
+        True,
+        True,
+        (0.0, _INF),
         "Mean over reference points and steps of |F^A_{i,k} - F^B_{i,k}|_2 (scale-sensitive).",
     ),
     DistanceInfo(
-        "gradfield/cos_max_step", "gradfield", "cos_max_step", _gradfield.field_cos_max_step, False, True, False,
+        "gradfield/cos_max_step",
+        "gradfield",
+        "cos_max_step",
+        _gradfield.field_cos_max_step,
+        False,
+        True,
+        False,
         (0.0, 2.0),
         "Per reference point the largest 1 - cos over the path steps, then the mean over points.",
     ),
     DistanceInfo(
-        "gradfield/zscore", "gradfield", "zscore", _gradfield.field_zscore, False, True, True, (0.0, 2.0),
+        "gradfield/zscore",
+        "gradfield",
+        "zscore",
+        _gradfield.field_zscore,
+        False,
+        True,
+        True,
+        (0.0, 2.0),
         "Mean over points and steps of the root-mean-square difference of the z-scored field vectors "
         "(each F_{i,k} standardised over its entries): blind to each model's gradient scale and offset; "
         "equals the mean of sqrt(2 (1 - Pearson r)).",
@@ -94,7 +149,9 @@ def distances_for(method: str) -> list[DistanceInfo]:
     """Every distance that applies to signatures of ``method``, headline first."""
     found = [d for d in _ENTRIES if d.method == method]
     if not found:
-        raise ValueError(f"no distances for signature method {method!r}; methods with distances: {', '.join(methods())}")
+        raise ValueError(
+            f"no distances for signature method {method!r}; methods with distances: {', '.join(methods())}"
+        )
     return sorted(found, key=lambda d: d.metric != HEADLINE.get(method))
 
 

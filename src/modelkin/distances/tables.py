@@ -23,9 +23,10 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,9 @@ RELATIONS = ("same-model", "derived-by-<kind>", "common-ancestor", "shared-seed"
 @dataclass
 class Member:
     model_id: str
-    meta: dict[str, Any]  # modelkin.derive.read_lineage_meta: arch, dataset, algorithm, seeds, parent, derivation, root...
+    meta: dict[
+        str, Any
+    ]  # modelkin.derive.read_lineage_meta: arch, dataset, algorithm, seeds, parent, derivation, root...
     signature: Path | None = None
 
     @property
@@ -80,7 +83,9 @@ def relation(members: dict[str, Member], a: str, b: str) -> str:
     la, lb = lineage_of(members, a), lineage_of(members, b)
     for child_chain, ancestor in ((la, b), (lb, a)):
         if ancestor in child_chain:
-            steps = child_chain[: child_chain.index(ancestor)]  # descendant ... up to (not incl.) the ancestor
+            steps = child_chain[
+                : child_chain.index(ancestor)
+            ]  # descendant ... up to (not incl.) the ancestor
             kinds = [str(members[s].meta.get("derivation") or "unknown") for s in reversed(steps)]
             return "derived-by-" + "+".join(kinds)
     if set(la) & set(lb):
@@ -110,7 +115,9 @@ class DistanceTable:
     members: list[Member]
     rows: list[dict[str, Any]]
     references: dict[str, dict[str, ReferenceDistance]]  # setting key -> metric -> reference
-    matrices: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # dataset -> metric -> (M, M)
+    matrices: dict[str, dict[str, np.ndarray]] = field(
+        default_factory=dict
+    )  # dataset -> metric -> (M, M)
     probes: dict[str, str] = field(default_factory=dict)  # dataset -> probe sha256
     signature_params: dict[str, Any] = field(default_factory=dict)
 
@@ -121,8 +128,14 @@ class DistanceTable:
 
 
 def metric_columns(metric: str) -> list[str]:
-    return [metric, f"{metric}_normalised", f"{metric}_reference_mean", f"{metric}_reference_std",
-            f"{metric}_reference_n", f"{metric}_verdict"]
+    return [
+        metric,
+        f"{metric}_normalised",
+        f"{metric}_reference_mean",
+        f"{metric}_reference_std",
+        f"{metric}_reference_n",
+        f"{metric}_verdict",
+    ]
 
 
 def distance_table(
@@ -154,7 +167,11 @@ def distance_table(
             if sig.method != method:
                 raise ValueError(f"{m.signature} is a {sig.method} signature, not {method}")
             check_comparable(signatures[0], sig)
-            if sig.attrs.get("checkpoint_sha256") and m.meta.get("sha256") and sig.attrs["checkpoint_sha256"] != m.meta["sha256"]:
+            if (
+                sig.attrs.get("checkpoint_sha256")
+                and m.meta.get("sha256")
+                and sig.attrs["checkpoint_sha256"] != m.meta["sha256"]
+            ):
                 raise ValueError(
                     f"{m.signature} was computed from another version of {m.model_id}'s checkpoint; rebuild the signature"
                 )
@@ -175,7 +192,9 @@ def distance_table(
                 "arch_b": b.profile[0],
                 "algorithm_b": b.meta.get("algorithm"),
                 "relation": rel,
-                "ancestor": _ancestor(by_id, a.model_id, b.model_id) if rel.startswith("derived-by-") else "",
+                "ancestor": _ancestor(by_id, a.model_id, b.model_id)
+                if rel.startswith("derived-by-")
+                else "",
                 "setting": setting.key,
                 "reference_pair": rel == "independent" and not a.derived and not b.derived,
             }
@@ -186,14 +205,26 @@ def distance_table(
     for row in rows:
         for metric in metrics:
             ref = references[row["setting"]][metric]
-            norm = normalise(row[metric], ref, threshold=threshold,
-                             higher_is_similar=get_distance(method, metric).higher_is_similar)
-            row.update(dict(zip(metric_columns(metric)[1:], (
-                norm.normalised, ref.mean, ref.std, ref.n, norm.verdict))))
+            norm = normalise(
+                row[metric],
+                ref,
+                threshold=threshold,
+                higher_is_similar=get_distance(method, metric).higher_is_similar,
+            )
+            row.update(
+                dict(
+                    zip(
+                        metric_columns(metric)[1:],
+                        (norm.normalised, ref.mean, ref.std, ref.n, norm.verdict),
+                    )
+                )
+            )
     return DistanceTable(method, members, rows, references, matrices, probes, signature_params)
 
 
-def _references(rows, metrics, min_pairs, on_insufficient) -> dict[str, dict[str, ReferenceDistance]]:
+def _references(
+    rows, metrics, min_pairs, on_insufficient
+) -> dict[str, dict[str, ReferenceDistance]]:
     out: dict[str, dict[str, ReferenceDistance]] = {}
     for setting in sorted({r["setting"] for r in rows}):
         eligible = [r for r in rows if r["setting"] == setting and r["reference_pair"]]
@@ -234,13 +265,29 @@ def _quiet_reference(eligible, metric, setting, min_pairs) -> ReferenceDistance:
 # Files
 
 
-def write_distance_table(table: DistanceTable, csv_path: str | Path, reference_path: str | Path | None = None,
-                         *, threshold: float = 1.0) -> None:
+def write_distance_table(
+    table: DistanceTable,
+    csv_path: str | Path,
+    reference_path: str | Path | None = None,
+    *,
+    threshold: float = 1.0,
+) -> None:
     """The pair table as CSV, and the references (with the probes they hold for) as JSON."""
     import pandas as pd
 
-    base = ["model_a", "model_b", "dataset", "arch_a", "algorithm_a", "arch_b", "algorithm_b", "relation", "ancestor",
-            "setting", "reference_pair"]
+    base = [
+        "model_a",
+        "model_b",
+        "dataset",
+        "arch_a",
+        "algorithm_a",
+        "arch_b",
+        "algorithm_b",
+        "relation",
+        "ancestor",
+        "setting",
+        "reference_pair",
+    ]
     columns = base + [c for d in distances_for(table.method) for c in metric_columns(d.metric)]
     frame = pd.DataFrame(table.rows, columns=columns)
     with atomic_path(csv_path) as tmp:
@@ -258,7 +305,8 @@ def reference_document(table: DistanceTable, *, threshold: float = 1.0) -> dict[
         "probe_sha256": table.probes,
         "threshold": threshold,
         "references": {
-            setting: {metric: ref.to_dict() for metric, ref in refs.items()} for setting, refs in table.references.items()
+            setting: {metric: ref.to_dict() for metric, ref in refs.items()}
+            for setting, refs in table.references.items()
         },
     }
 
@@ -280,7 +328,10 @@ def distance_stage(
 
     if not (len(model_ids) == len(signatures) == len(checkpoints)):
         raise ValueError("model_ids, signatures and checkpoints must have the same length")
-    members = [Member(mid, read_lineage_meta(ckpt), Path(sig)) for mid, sig, ckpt in zip(model_ids, signatures, checkpoints)]
+    members = [
+        Member(mid, read_lineage_meta(ckpt), Path(sig))
+        for mid, sig, ckpt in zip(model_ids, signatures, checkpoints)
+    ]
     for member in members:
         member.meta["name"] = member.model_id
     table = distance_table(
@@ -294,8 +345,13 @@ def distance_stage(
     return table
 
 
-def plot_distance_heatmap(csv_path: str | Path, output: str | Path, *, method: str | None = None,
-                          metric: str | None = None) -> Path:
+def plot_distance_heatmap(
+    csv_path: str | Path,
+    output: str | Path,
+    *,
+    method: str | None = None,
+    metric: str | None = None,
+) -> Path:
     """Pairwise normalised distances (headline metric) as a heatmap; models grouped by lineage."""
     plt = pyplot()
     import pandas as pd
@@ -305,7 +361,9 @@ def plot_distance_heatmap(csv_path: str | Path, output: str | Path, *, method: s
     method = method or Path(csv_path).stem
     metric = metric or distances_for(method)[0].metric
     datasets = sorted(frame["dataset"].unique()) if len(frame) else []
-    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(9 * max(len(datasets), 1), 8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(datasets), 1), figsize=(9 * max(len(datasets), 1), 8), squeeze=False
+    )
     image = None
     for ax, dataset in zip(axes[0], datasets):
         rows = frame[frame["dataset"] == dataset]
@@ -323,8 +381,10 @@ def plot_distance_heatmap(csv_path: str | Path, output: str | Path, *, method: s
         labels = [_short_label(m) for m in models]
         ax.set_xticks(range(len(models)), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(len(models)), labels, fontsize=6)
-        ax.set_title(f"{dataset}: {method} {metric} distance / reference (red < 1: closer than independent pairs)",
-                     fontsize=9)
+        ax.set_title(
+            f"{dataset}: {method} {metric} distance / reference (red < 1: closer than independent pairs)",
+            fontsize=9,
+        )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="normalised distance")
     if not datasets:
         axes[0][0].text(0.5, 0.5, "no pairs", ha="center", va="center")
@@ -338,9 +398,13 @@ def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
     import pandas as pd
 
     relations = frame["relation"].astype(str) if len(frame) else pd.Series([], dtype=str)
-    kinds = sorted({r.removeprefix("derived-by-") for r in relations if r.startswith("derived-by-")})
+    kinds = sorted(
+        {r.removeprefix("derived-by-") for r in relations if r.startswith("derived-by-")}
+    )
     independent = frame[relations == "independent"]
-    zoo_pair = ~independent["model_a"].map(_is_derived_id) & ~independent["model_b"].map(_is_derived_id)
+    zoo_pair = ~independent["model_a"].map(_is_derived_id) & ~independent["model_b"].map(
+        _is_derived_id
+    )
     groups = {}
     for kind in kinds:
         positives = frame[relations == f"derived-by-{kind}"]
@@ -350,8 +414,13 @@ def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
     return groups
 
 
-def plot_relatedness_roc(csv_path: str | Path, output: str | Path, *, method: str | None = None,
-                         metric: str | None = None) -> Path:
+def plot_relatedness_roc(
+    csv_path: str | Path,
+    output: str | Path,
+    *,
+    method: str | None = None,
+    metric: str | None = None,
+) -> Path:
     """ROC curves of the headline metric's normalised distance, one per derivation kind: derived copies
     (positives) against independent models of the same parents (negatives)."""
     plt = pyplot()
@@ -375,8 +444,13 @@ def plot_relatedness_roc(csv_path: str | Path, output: str | Path, *, method: st
         labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
         scores = sign * np.r_[pos, neg]
         fpr, tpr, _ = roc_curve(labels, scores)
-        ax.step(fpr, tpr, where="post", linewidth=1.6,
-                label=f"{kind}: AUC {roc_auc_score(labels, scores):.2f} ({len(pos)} vs {len(neg)})")
+        ax.step(
+            fpr,
+            tpr,
+            where="post",
+            linewidth=1.6,
+            label=f"{kind}: AUC {roc_auc_score(labels, scores):.2f} ({len(pos)} vs {len(neg)})",
+        )
     if not groups:
         ax.text(0.5, 0.5, "no derived models compared", ha="center", va="center")
     ax.set_xlim(-0.01, 1.01)
@@ -391,7 +465,9 @@ def plot_relatedness_roc(csv_path: str | Path, output: str | Path, *, method: st
 
 # Derived ids are derived/{dataset}/{derivation}/{parent id}/s{seed} (modelkin.derive.derived_model_id);
 # parsed here without importing modelkin.derive, which needs torch, so that tables and plots start fast.
-_DERIVED_ID = re.compile(r"^derived/(?P<dataset>[^/]+)/(?P<derivation>[^/]+)/(?P<parent>.+)/s(?P<seed>\d+)$")
+_DERIVED_ID = re.compile(
+    r"^derived/(?P<dataset>[^/]+)/(?P<derivation>[^/]+)/(?P<parent>.+)/s(?P<seed>\d+)$"
+)
 
 
 def _is_derived_id(model_id: str) -> bool:
@@ -417,7 +493,9 @@ def _short_label(model_id: str) -> str:
 # Relatedness: can the distance tell derived copies from independent models?
 
 
-def relatedness_table(csv_path: str | Path, output: str | Path | None = None, *, method: str | None = None):
+def relatedness_table(
+    csv_path: str | Path, output: str | Path | None = None, *, method: str | None = None
+):
     """ROC AUC per derivation kind and metric: parent-vs-derived pairs (positives) against independent pairs
     that involve one of those parents (negatives), as in ModelGiF's IP-protection experiment.
 
@@ -438,7 +516,9 @@ def relatedness_table(csv_path: str | Path, output: str | Path | None = None, *,
         pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
         if not (len(pos) and len(neg)):
             return float("nan")
-        return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], sign * np.r_[pos, neg]))
+        return float(
+            roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], sign * np.r_[pos, neg])
+        )
 
     out_rows = []
     for kind, (positives, negatives, zoo_negatives) in relatedness_groups(frame).items():
@@ -446,25 +526,56 @@ def relatedness_table(csv_path: str | Path, output: str | Path | None = None, *,
         for entry in entries:
             sign = 1.0 if entry.higher_is_similar else -1.0
             raw, norm = entry.metric, f"{entry.metric}_normalised"
-            out_rows.append({
-                "derivation": kind,
-                "metric": entry.metric,
-                "n_parents": len(parents),
-                "n_positive": len(positives),
-                "n_negative": len(negatives),
-                "n_negative_zoo": len(zoo_negatives),
-                "auc": auc(positives[raw].to_numpy(float), negatives[raw].to_numpy(float), sign),
-                "auc_normalised": auc(positives[norm].to_numpy(float), negatives[norm].to_numpy(float), sign),
-                "auc_vs_zoo": auc(positives[raw].to_numpy(float), zoo_negatives[raw].to_numpy(float), sign),
-                "auc_vs_zoo_normalised": auc(positives[norm].to_numpy(float), zoo_negatives[norm].to_numpy(float), sign),
-                "positive_mean_normalised": float(positives[norm].mean()) if len(positives) else float("nan"),
-                "positive_max_normalised": float(positives[norm].max()) if len(positives) else float("nan"),
-                "negative_mean_normalised": float(negatives[norm].mean()) if len(negatives) else float("nan"),
-                "negative_min_normalised": float(negatives[norm].min()) if len(negatives) else float("nan"),
-            })
-    columns = ["derivation", "metric", "n_parents", "n_positive", "n_negative", "n_negative_zoo", "auc", "auc_normalised",
-               "auc_vs_zoo", "auc_vs_zoo_normalised", "positive_mean_normalised", "positive_max_normalised",
-               "negative_mean_normalised", "negative_min_normalised"]
+            out_rows.append(
+                {
+                    "derivation": kind,
+                    "metric": entry.metric,
+                    "n_parents": len(parents),
+                    "n_positive": len(positives),
+                    "n_negative": len(negatives),
+                    "n_negative_zoo": len(zoo_negatives),
+                    "auc": auc(
+                        positives[raw].to_numpy(float), negatives[raw].to_numpy(float), sign
+                    ),
+                    "auc_normalised": auc(
+                        positives[norm].to_numpy(float), negatives[norm].to_numpy(float), sign
+                    ),
+                    "auc_vs_zoo": auc(
+                        positives[raw].to_numpy(float), zoo_negatives[raw].to_numpy(float), sign
+                    ),
+                    "auc_vs_zoo_normalised": auc(
+                        positives[norm].to_numpy(float), zoo_negatives[norm].to_numpy(float), sign
+                    ),
+                    "positive_mean_normalised": float(positives[norm].mean())
+                    if len(positives)
+                    else float("nan"),
+                    "positive_max_normalised": float(positives[norm].max())
+                    if len(positives)
+                    else float("nan"),
+                    "negative_mean_normalised": float(negatives[norm].mean())
+                    if len(negatives)
+                    else float("nan"),
+                    "negative_min_normalised": float(negatives[norm].min())
+                    if len(negatives)
+                    else float("nan"),
+                }
+            )
+    columns = [
+        "derivation",
+        "metric",
+        "n_parents",
+        "n_positive",
+        "n_negative",
+        "n_negative_zoo",
+        "auc",
+        "auc_normalised",
+        "auc_vs_zoo",
+        "auc_vs_zoo_normalised",
+        "positive_mean_normalised",
+        "positive_max_normalised",
+        "negative_mean_normalised",
+        "negative_min_normalised",
+    ]
     table = pd.DataFrame(out_rows, columns=columns)
     if output is not None:
         with atomic_path(output) as tmp:

@@ -29,7 +29,9 @@ def as_weights(signature: Any) -> np.ndarray:
     data = getattr(signature, "data", signature)
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2:
-        raise ValueError(f"a Zest signature is a (superpixels, classes) matrix; got shape {data.shape}")
+        raise ValueError(
+            f"a Zest signature is a (superpixels, classes) matrix; got shape {data.shape}"
+        )
     return data
 
 
@@ -89,7 +91,9 @@ def zest_distance(a: Any, b: Any, metric: str = "cos", *, align: bool = True) ->
     else:
         a, b = as_weights(a), as_weights(b)
         if a.shape != b.shape:
-            raise ValueError(f"without class alignment the signatures must have the same shape, got {a.shape} and {b.shape}")
+            raise ValueError(
+                f"without class alignment the signatures must have the same shape, got {a.shape} and {b.shape}"
+            )
     x, y = a.reshape(-1), b.reshape(-1)
     if metric == "cos":
         norms = np.linalg.norm(x) * np.linalg.norm(y)

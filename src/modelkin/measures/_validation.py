@@ -49,7 +49,9 @@ def flatten_samples(a: Any, name: str) -> np.ndarray:
     """(n, ...) -> (n, prod(...)), the references' per-sample flattening."""
     arr = as_array(a, name)
     if arr.ndim < 2:
-        raise ValueError(f"{name} must have a sample axis and at least one feature axis, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must have a sample axis and at least one feature axis, got shape {arr.shape}"
+        )
     return arr.reshape(arr.shape[0], -1)
 
 
@@ -60,7 +62,9 @@ def check_pair(X: np.ndarray, Y: np.ndarray, min_samples: int = 2) -> None:
             f"X has shape {X.shape}, Y has shape {Y.shape}"
         )
     if X.shape[0] < min_samples:
-        raise ValueError(f"need at least {min_samples} samples, got X shape {X.shape}, Y shape {Y.shape}")
+        raise ValueError(
+            f"need at least {min_samples} samples, got X shape {X.shape}, Y shape {Y.shape}"
+        )
 
 
 def center(X: np.ndarray) -> np.ndarray:
@@ -103,7 +107,12 @@ def orthonormal_basis(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
@@ -124,5 +133,7 @@ def finite(value: float, measure: str) -> float:
     """Last line of defence: a measure never hands back NaN or inf silently."""
     value = float(value)
     if not np.isfinite(value):
-        raise ValueError(f"{measure} produced a non-finite value ({value}); the inputs are degenerate")
+        raise ValueError(
+            f"{measure} produced a non-finite value ({value}); the inputs are degenerate"
+        )
     return value

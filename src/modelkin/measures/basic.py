@@ -16,7 +16,9 @@ from ._validation import as_array, as_matrix, finite
 
 def _same_shape(X: np.ndarray, Y: np.ndarray, measure: str) -> None:
     if X.shape != Y.shape:
-        raise ValueError(f"{measure} needs X and Y of the same shape: X has shape {X.shape}, Y has shape {Y.shape}")
+        raise ValueError(
+            f"{measure} needs X and Y of the same shape: X has shape {X.shape}, Y has shape {Y.shape}"
+        )
     if X.size == 0:
         raise ValueError(f"{measure}: X and Y are empty (shape {X.shape})")
 

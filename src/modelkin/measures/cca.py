@@ -23,13 +23,15 @@ import numpy as np
 from ._validation import (
     DegenerateCCAWarning,
     as_matrix,
-    center as centre_columns,
     check_fraction,
     check_pair,
     check_positive_int,
     finite,
     flatten_samples,
     orthonormal_basis,
+)
+from ._validation import (
+    center as centre_columns,
 )
 
 
@@ -38,7 +40,9 @@ def _basis(Z: np.ndarray, centred: bool, name: str, measure: str) -> tuple[np.nd
     Q, s = orthonormal_basis(Z)
     if Q.shape[1] == 0:
         what = "constant across samples" if centred else "all zero"
-        raise ValueError(f"{measure}: {name} is {what} (shape {Z.shape}); it has no canonical directions")
+        raise ValueError(
+            f"{measure}: {name} is {what} (shape {Z.shape}); it has no canonical directions"
+        )
     return Q, s
 
 
@@ -93,7 +97,9 @@ def mean_squared_cca(X: Any, Y: Any, center: bool = True) -> float:
     return finite(np.mean(rho**2), "mean_squared_cca")
 
 
-def _svd_reduce(X: np.ndarray, keep_variance: float, keep_dims: int | None, name: str) -> np.ndarray:
+def _svd_reduce(
+    X: np.ndarray, keep_variance: float, keep_dims: int | None, name: str
+) -> np.ndarray:
     Q, s = _basis(centre_columns(X), True, name, "svcca")
     if keep_dims is not None:
         k = min(keep_dims, Q.shape[1])

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
-from ._validation import as_matrix, center, check_pair, check_positive_float, finite, flatten_samples, unit_max
+from ._validation import (
+    as_matrix,
+    center,
+    check_pair,
+    check_positive_float,
+    finite,
+    flatten_samples,
+    unit_max,
+)
 
 
 def _centred_unit(X: np.ndarray, name: str, measure: str) -> np.ndarray:
@@ -26,7 +34,9 @@ def _centred_unit(X: np.ndarray, name: str, measure: str) -> np.ndarray:
     Xc = unit_max(center(X))
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
-        raise ValueError(f"{measure}: {name} is constant across samples (zero variance after centring); CKA is undefined")
+        raise ValueError(
+            f"{measure}: {name} is constant across samples (zero variance after centring); CKA is undefined"
+        )
     return Xc / norm
 
 
@@ -109,7 +119,9 @@ def _unbiased_centre(K: np.ndarray) -> np.ndarray:
     return K
 
 
-def _debiased_dot(xty: float, rows_x: np.ndarray, rows_y: np.ndarray, sq_x: float, sq_y: float, n: int) -> float:
+def _debiased_dot(
+    xty: float, rows_x: np.ndarray, rows_y: np.ndarray, sq_x: float, sq_y: float, n: int
+) -> float:
     # Feature-space form of the unbiased HSIC (up to a constant that cancels in
     # the ratio), from the notebook's _debiased_dot_product_similarity_helper.
     return xty - n / (n - 2.0) * rows_x.dot(rows_y) + sq_x * sq_y / ((n - 1) * (n - 2))
@@ -125,7 +137,10 @@ def debiased_linear_cka(X: Any, Y: Any) -> float:
     X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
     check_pair(X, Y, min_samples=4)
     n = X.shape[0]
-    Xc, Yc = _centred_unit(X, "X", "debiased_linear_cka"), _centred_unit(Y, "Y", "debiased_linear_cka")
+    Xc, Yc = (
+        _centred_unit(X, "X", "debiased_linear_cka"),
+        _centred_unit(Y, "Y", "debiased_linear_cka"),
+    )
     if _use_features(n, X.shape[1], Y.shape[1]):
         rows_x, rows_y = np.einsum("ij,ij->i", Xc, Xc), np.einsum("ij,ij->i", Yc, Yc)
         sq_x, sq_y = rows_x.sum(), rows_y.sum()

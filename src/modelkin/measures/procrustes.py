@@ -22,7 +22,9 @@ def _normalised(X: np.ndarray, name: str) -> np.ndarray:
     Xc = unit_max(center(X))
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
-        raise ValueError(f"procrustes_distance: {name} is constant across samples; its shape cannot be normalised")
+        raise ValueError(
+            f"procrustes_distance: {name} is constant across samples; its shape cannot be normalised"
+        )
     Xc /= norm
     n, p = Xc.shape
     if p > n:

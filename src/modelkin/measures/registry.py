@@ -18,8 +18,9 @@ leaves the value unchanged):
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,9 @@ class MeasureInfo:
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)
         if unknown:
-            raise ValueError(f"{self.name}: unknown invariances {sorted(unknown)}; valid: {INVARIANCES}")
+            raise ValueError(
+                f"{self.name}: unknown invariances {sorted(unknown)}; valid: {INVARIANCES}"
+            )
 
     @property
     def params(self) -> dict[str, Any]:
@@ -62,49 +65,114 @@ _LINEAR = _ROTATION + ("invertible_linear",)
 
 _ENTRIES = [
     MeasureInfo(
-        "cka", linear_cka, True, True, _ROTATION, False, (0.0, 1.0),
+        "cka",
+        linear_cka,
+        True,
+        True,
+        _ROTATION,
+        False,
+        (0.0, 1.0),
         "Linear CKA (Kornblith et al. 2019), biased HSIC, column-centred features.",
     ),
     MeasureInfo(
-        "rbf_cka", rbf_cka, True, True, _ROTATION, False, (0.0, 1.0),
+        "rbf_cka",
+        rbf_cka,
+        True,
+        True,
+        _ROTATION,
+        False,
+        (0.0, 1.0),
         "CKA with RBF kernels; bandwidth = threshold x median inter-sample distance (default 0.5).",
     ),
     MeasureInfo(
-        "debiased_cka", debiased_linear_cka, True, True, _ROTATION, False, (-1.0, 1.0),
+        "debiased_cka",
+        debiased_linear_cka,
+        True,
+        True,
+        _ROTATION,
+        False,
+        (-1.0, 1.0),
         "Linear CKA with the unbiased HSIC estimator; can be slightly negative for unrelated inputs.",
     ),
     MeasureInfo(
-        "cca", mean_squared_cca, True, True, _LINEAR, False, (0.0, 1.0),
+        "cca",
+        mean_squared_cca,
+        True,
+        True,
+        _LINEAR,
+        False,
+        (0.0, 1.0),
         "Mean squared canonical correlation (R^2_CCA), centred by default (center=False: notebook variant).",
     ),
     MeasureInfo(
-        "svcca", svcca, True, True, _ROTATION, False, (0.0, 1.0),
+        "svcca",
+        svcca,
+        True,
+        True,
+        _ROTATION,
+        False,
+        (0.0, 1.0),
         "SVCCA (Raghu et al. 2017): SVD to keep_variance (0.99) or keep_dims, then mean CCA correlation.",
     ),
     MeasureInfo(
-        "pwcca", pwcca, True, False, ("permutation", "isotropic_scaling", "translation"), False, (0.0, 1.0),
+        "pwcca",
+        pwcca,
+        True,
+        False,
+        ("permutation", "isotropic_scaling", "translation"),
+        False,
+        (0.0, 1.0),
         "Projection-weighted CCA (Morcos et al. 2018); weights from the side with fewer directions.",
     ),
     MeasureInfo(
-        "procrustes", procrustes_distance, False, True, _ROTATION, True, (0.0, float(np.sqrt(2.0))),
+        "procrustes",
+        procrustes_distance,
+        False,
+        True,
+        _ROTATION,
+        True,
+        (0.0, float(np.sqrt(2.0))),
         "Orthogonal Procrustes distance sqrt(2 - 2||X~^T Y~||_*) of centred unit-norm inputs (not squared).",
     ),
     MeasureInfo(
-        "mse", mean_squared_error, False, True, (), False, (0.0, float("inf")),
+        "mse",
+        mean_squared_error,
+        False,
+        True,
+        (),
+        False,
+        (0.0, float("inf")),
         "Mean squared error between equal-shape representations (the references' 'l2').",
         requires_same_shape=True,
     ),
     MeasureInfo(
-        "reference_cka", reference_cka, True, True, _ROTATION, False, (0.0, 1.0),
+        "reference_cka",
+        reference_cka,
+        True,
+        True,
+        _ROTATION,
+        False,
+        (0.0, 1.0),
         "The references' CKA: linear, biased, per-sample flattened features (= cka on 2-D input).",
     ),
     MeasureInfo(
-        "reference_cca", reference_cca, True, True, ("permutation", "orthogonal", "isotropic_scaling", "invertible_linear"),
-        False, (0.0, 1.0),
+        "reference_cca",
+        reference_cca,
+        True,
+        True,
+        ("permutation", "orthogonal", "isotropic_scaling", "invertible_linear"),
+        False,
+        (0.0, 1.0),
         "The references' CCA: mean squared CCA without centring, on per-sample flattened features.",
     ),
     MeasureInfo(
-        "reference_l2", reference_l2, False, True, (), False, (0.0, float("inf")),
+        "reference_l2",
+        reference_l2,
+        False,
+        True,
+        (),
+        False,
+        (0.0, float("inf")),
         "The references' 'l2': mean squared error over arrays of any equal shape (not a Euclidean norm).",
         requires_same_shape=True,
     ),
@@ -117,7 +185,9 @@ def get_measure(name: str) -> MeasureInfo:
     try:
         return REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown similarity measure {name!r}; valid names: {', '.join(sorted(REGISTRY))}") from None
+        raise ValueError(
+            f"unknown similarity measure {name!r}; valid names: {', '.join(sorted(REGISTRY))}"
+        ) from None
 
 
 def compute(name: str, X: Any, Y: Any, **params: Any) -> float:

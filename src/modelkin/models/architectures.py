@@ -10,7 +10,7 @@ the tensor the next layer really sees.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,18 @@ class Classifier(nn.Module):
         self.in_shape = tuple(in_shape)
         self.num_classes = num_classes
         channels = in_shape[0]
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1).expand(channels, 1, 1).clone()
-        std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1).expand(channels, 1, 1).clone()
+        mean_t = (
+            torch.as_tensor(mean, dtype=torch.float32)
+            .reshape(-1, 1, 1)
+            .expand(channels, 1, 1)
+            .clone()
+        )
+        std_t = (
+            torch.as_tensor(std, dtype=torch.float32)
+            .reshape(-1, 1, 1)
+            .expand(channels, 1, 1)
+            .clone()
+        )
         self.register_buffer("input_mean", mean_t, persistent=False)
         self.register_buffer("input_std", std_t, persistent=False)
 
@@ -40,7 +50,7 @@ class Classifier(nn.Module):
 class SequentialClassifier(Classifier):
     """A chain of named top-level modules run in order."""
 
-    def _set_chain(self, layers: "OrderedDict[str, nn.Module]") -> None:
+    def _set_chain(self, layers: OrderedDict[str, nn.Module]) -> None:
         for name, module in layers.items():
             self.add_module(name, module)
         self._chain = list(layers)
@@ -77,7 +87,9 @@ class LeNet(SequentialClassifier):
         super().__init__(in_shape, num_classes, mean, std)
         c, h, w = in_shape
         if min(h, w) < 16:
-            raise ValueError(f"lenet needs images of at least 16x16 pixels, got {h}x{w}; use mlp or upsample")
+            raise ValueError(
+                f"lenet needs images of at least 16x16 pixels, got {h}x{w}; use mlp or upsample"
+            )
         convs = OrderedDict(
             conv1=nn.Conv2d(c, 6, 5),
             relu1=nn.ReLU(),
@@ -89,7 +101,11 @@ class LeNet(SequentialClassifier):
         )
         flat = _spatial_after(in_shape, convs.values())[0]
         convs.update(
-            fc1=nn.Linear(flat, 120), relu3=nn.ReLU(), fc2=nn.Linear(120, 84), relu4=nn.ReLU(), fc3=nn.Linear(84, num_classes)
+            fc1=nn.Linear(flat, 120),
+            relu3=nn.ReLU(),
+            fc2=nn.Linear(120, 84),
+            relu4=nn.ReLU(),
+            fc3=nn.Linear(84, num_classes),
         )
         self._set_chain(convs)
 
@@ -104,7 +120,9 @@ class Tiny10(SequentialClassifier):
         super().__init__(in_shape, num_classes, mean, std)
         c, h, w = in_shape
         if min(h, w) < 27:
-            raise ValueError(f"tiny10 uses unpadded convolutions and needs at least 27x27 pixels, got {h}x{w}")
+            raise ValueError(
+                f"tiny10 uses unpadded convolutions and needs at least 27x27 pixels, got {h}x{w}"
+            )
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         prev = c
         specs = [(ch, 3, s) for ch, s in zip(self.CHANNELS, self.STRIDES)] + [(64, 1, 1)]
@@ -146,7 +164,9 @@ class BasicBlock(nn.Module):
             if shortcut == "A":
                 self.shortcut = OptionAShortcut(planes - in_planes)
             else:
-                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+                )
         else:
             self.shortcut = nn.Identity()
         self.add = nn.Identity()
@@ -168,7 +188,9 @@ class CifarResNet(Classifier):
             stride = 1 if stage == 1 else 2
             stage_blocks = []
             for b in range(n_blocks):
-                stage_blocks.append(BasicBlock(in_planes, planes, stride if b == 0 else 1, shortcut))
+                stage_blocks.append(
+                    BasicBlock(in_planes, planes, stride if b == 0 else 1, shortcut)
+                )
                 in_planes = planes
             setattr(self, f"layer{stage}", nn.Sequential(*stage_blocks))
         self.num_stages = len(blocks)
@@ -188,7 +210,26 @@ class CifarResNet(Classifier):
 
 VGG_CONFIGS = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg16": (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ),
 }
 
 
@@ -219,7 +260,9 @@ class VGG(SequentialClassifier):
 
 def _resnet20(width: int) -> Callable:
     def build(in_shape, num_classes, mean, std):
-        return CifarResNet(in_shape, num_classes, mean, std, (3, 3, 3), (16 * width, 32 * width, 64 * width), "A")
+        return CifarResNet(
+            in_shape, num_classes, mean, std, (3, 3, 3), (16 * width, 32 * width, 64 * width), "A"
+        )
 
     return build
 

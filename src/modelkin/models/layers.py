@@ -11,8 +11,8 @@ without running the rest of the front.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import fx, nn
@@ -40,7 +40,9 @@ def _trace(model: nn.Module) -> fx.GraphModule:
         raise LayerError(
             f"cannot trace {type(model).__name__} with torch.fx ({err}); named layers need an fx-traceable model"
         ) from err
-    object.__setattr__(model, "_modelkin_trace", traced)  # plain attribute, not a registered submodule
+    object.__setattr__(
+        model, "_modelkin_trace", traced
+    )  # plain attribute, not a registered submodule
     return traced
 
 
@@ -78,12 +80,19 @@ def layer_table(model: nn.Module, in_shape: Sequence[int] | None = None) -> list
         model.train(was_training)
     modules = dict(model.named_modules())
     return [
-        LayerInfo(name, type(modules[name]).__name__, tuple(acts[name].shape[1:]), is_cut_point(model, name))
+        LayerInfo(
+            name,
+            type(modules[name]).__name__,
+            tuple(acts[name].shape[1:]),
+            is_cut_point(model, name),
+        )
         for name in names
     ]
 
 
-def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *, detach: bool = True) -> dict[str, torch.Tensor]:
+def capture(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str], *, detach: bool = True
+) -> dict[str, torch.Tensor]:
     """Run ``model(x)`` and return the outputs of ``layers`` (plus ``"logits"``)."""
     check_layers(model, layers)
     modules = dict(model.named_modules())
@@ -105,7 +114,9 @@ def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *, detach:
 
 
 @contextlib.contextmanager
-def replaced(model: nn.Module, layer: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[nn.Module]:
+def replaced(
+    model: nn.Module, layer: str, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[nn.Module]:
     """Within the block, the output of ``layer`` is replaced by ``fn(output)``."""
     check_layers(model, [layer])
     handle = dict(model.named_modules())[layer].register_forward_hook(lambda _m, _i, out: fn(out))

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,15 @@ from ..data import Split, load_split
 from ..device import resolve_device
 from ..io import file_sha256
 from ..progress import progress
-from .store import Signature, SignatureError, check_comparable, read_probe, read_signature, write_probe, write_signature
+from .store import (
+    Signature,
+    SignatureError,
+    check_comparable,
+    read_probe,
+    read_signature,
+    write_probe,
+    write_signature,
+)
 from .zest import check_input_shape
 
 log = logging.getLogger(__name__)
@@ -77,7 +86,9 @@ class GradientField:
         self.alphas, self.weights = gauss_legendre(n_steps)
         self.n_steps = n_steps
         if isinstance(baseline, str) and baseline != "zero":
-            raise ValueError(f"baseline must be 'zero' or a tensor of pixel values, got {baseline!r}")
+            raise ValueError(
+                f"baseline must be 'zero' or a tensor of pixel values, got {baseline!r}"
+            )
         self.baseline = baseline
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -108,7 +119,9 @@ class GradientField:
                 f"baseline of shape {tuple(base.shape)} does not fit points of shape {tuple(points.shape)}"
             ) from None
 
-    def signature(self, model: torch.nn.Module, points: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    def signature(
+        self, model: torch.nn.Module, points: torch.Tensor, targets: torch.Tensor
+    ) -> np.ndarray:
         """(N, n_steps, C*H*W) float32 cumulative gradient field of the raw target logits.
 
         ``points`` (N, C, H, W) in [0, 1], ``targets`` (N,) class indices. The model is moved
@@ -133,7 +146,9 @@ class GradientField:
         n = points.shape[0]
         dims = int(np.prod(points.shape[1:]))
         k = self.n_steps
-        alphas = torch.as_tensor(self.alphas, dtype=torch.float32, device=device).reshape(1, k, 1, 1, 1)
+        alphas = torch.as_tensor(self.alphas, dtype=torch.float32, device=device).reshape(
+            1, k, 1, 1, 1
+        )
         weights = torch.as_tensor(self.weights, dtype=torch.float64, device=device).reshape(1, k, 1)
         baseline = self.resolve_baseline(model, points)
         out = np.empty((n, k, dims), dtype=np.float32)
@@ -157,11 +172,16 @@ class GradientField:
 
 
 @torch.no_grad()
-def predicted_classes(model: torch.nn.Module, points: torch.Tensor, device, batch_size: int = 1024) -> torch.Tensor:
+def predicted_classes(
+    model: torch.nn.Module, points: torch.Tensor, device, batch_size: int = 1024
+) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
-        out = [model(points[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(points), batch_size)]
+        out = [
+            model(points[i : i + batch_size].to(device)).argmax(1).cpu()
+            for i in range(0, len(points), batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(out)
@@ -180,7 +200,9 @@ def per_point_field_distance(a, b, chunk_points: int = 64) -> np.ndarray:
     a = a.data if isinstance(a, Signature) else np.asarray(a)
     b = b.data if isinstance(b, Signature) else np.asarray(b)
     if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"gradient fields must have the same shape (N, steps, D); got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"gradient fields must have the same shape (N, steps, D); got {a.shape} and {b.shape}"
+        )
     out = np.empty(a.shape[0], dtype=np.float64)
     for start in range(0, a.shape[0], chunk_points):
         fa = a[start : start + chunk_points].astype(np.float64)
@@ -231,10 +253,16 @@ def make_gradfield_probe(
     (Unlearning verification uses the first 500 training images of the forgotten class.)
     """
     labels = split.y.numpy()
-    eligible = np.arange(len(labels)) if classes is None else np.flatnonzero(np.isin(labels, list(classes)))
+    eligible = (
+        np.arange(len(labels))
+        if classes is None
+        else np.flatnonzero(np.isin(labels, list(classes)))
+    )
     if n_points < 1 or n_points > len(eligible):
         which = "images" if classes is None else f"images of classes {list(classes)}"
-        raise ValueError(f"n_points must be between 1 and the {len(eligible)} {which} of the split, got {n_points}")
+        raise ValueError(
+            f"n_points must be between 1 and the {len(eligible)} {which} of the split, got {n_points}"
+        )
     index = eligible[:n_points]
     if baseline is None:
         baseline = np.asarray(split.info.mean, dtype=np.float32)
@@ -257,7 +285,12 @@ def make_gradfield_probe(
 
 
 def save_gradfield_probe(probe: GradfieldProbe, path: str | Path) -> Path:
-    arrays = {"points": probe.points, "labels": probe.labels, "indices": probe.indices, "baseline": probe.baseline}
+    arrays = {
+        "points": probe.points,
+        "labels": probe.labels,
+        "indices": probe.indices,
+        "baseline": probe.baseline,
+    }
     if probe.selection_score is not None:
         arrays["selection_score"] = probe.selection_score
     return write_probe(path, arrays, kind=METHOD, params=probe.params)
@@ -268,9 +301,16 @@ def load_gradfield_probe(path: str | Path) -> GradfieldProbe:
     a = stored.arrays
     missing = [k for k in ("points", "labels", "indices", "baseline") if k not in a]
     if missing:
-        raise ValueError(f"gradient-field probe {path} lacks {missing}; delete it and build it again")
+        raise ValueError(
+            f"gradient-field probe {path} lacks {missing}; delete it and build it again"
+        )
     return GradfieldProbe(
-        a["points"], a["labels"], a["indices"], a["baseline"], stored.params, a.get("selection_score")
+        a["points"],
+        a["labels"],
+        a["indices"],
+        a["baseline"],
+        stored.params,
+        a.get("selection_score"),
     )
 
 
@@ -322,10 +362,14 @@ def gradfield_signature_file(
         targets = torch.as_tensor(probe.labels)
         num_classes = ckpt.meta["num_classes"]
         if int(targets.max()) >= num_classes:
-            raise ValueError(f"probe labels go up to {int(targets.max())} but {checkpoint} has {num_classes} classes")
+            raise ValueError(
+                f"probe labels go up to {int(targets.max())} but {checkpoint} has {num_classes} classes"
+            )
     extractor = GradientField(n_steps, torch.as_tensor(probe.baseline), chunk_size, torch_device)
     data = extractor.signature(ckpt.model, points, targets)
-    gap = target_logit_gap(ckpt.model, points, torch.as_tensor(probe.baseline), targets, torch_device)
+    gap = target_logit_gap(
+        ckpt.model, points, torch.as_tensor(probe.baseline), targets, torch_device
+    )
     completeness = np.abs(data[:, -1].sum(axis=1) - gap)
     log.info(
         "gradient field of %s: shape %s; completeness |sum F_K - (f(x) - f(x0))| median %.2e, max %.2e",
@@ -349,7 +393,10 @@ def gradfield_signature_file(
         axes=AXES,
         checkpoint=checkpoint,
         probe=probe_path,
-        extra_datasets={"targets": targets.numpy().astype(np.int64), "logit_gap": gap.astype(np.float32)},
+        extra_datasets={
+            "targets": targets.numpy().astype(np.int64),
+            "logit_gap": gap.astype(np.float32),
+        },
     )
 
 
@@ -360,7 +407,9 @@ def target_logit_gap(model, points, baseline, targets, device) -> np.ndarray:
     x = points.to(device)
     x0 = GradientField(1, baseline).resolve_baseline(model, x)
     chosen = targets.to(device)[:, None]
-    return (model(x).gather(1, chosen) - model(x0).gather(1, chosen)).squeeze(1).double().cpu().numpy()
+    return (
+        (model(x).gather(1, chosen) - model(x0).gather(1, chosen)).squeeze(1).double().cpu().numpy()
+    )
 
 
 def select_reference_points(
@@ -396,7 +445,9 @@ def select_reference_points(
         check_comparable(signatures[0], sig)
     checkpoint_hashes = [sig.attrs["checkpoint_sha256"] for sig in signatures]
     if len(set(checkpoint_hashes)) != len(checkpoint_hashes):
-        raise ValueError("reference-point selection got the same checkpoint twice; the models must be independent")
+        raise ValueError(
+            "reference-point selection got the same checkpoint twice; the models must be independent"
+        )
     n_candidates = signatures[0].data.shape[0]
     if not 1 <= k <= n_candidates:
         raise ValueError(f"k must be between 1 and the {n_candidates} candidates, got {k}")

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,16 @@ SIGNATURE_KIND = "modelkin-signature"
 PROBE_KIND_PREFIX = "modelkin-probe"
 SIGNATURE_DATASET = "signature"
 # Model metadata copied from the checkpoint into each signature (whatever of these the checkpoint has).
-MODEL_META_KEYS = ("name", "arch", "dataset", "num_classes", "algorithm", "init_seed", "data_seed", "parent")
+MODEL_META_KEYS = (
+    "name",
+    "arch",
+    "dataset",
+    "num_classes",
+    "algorithm",
+    "init_seed",
+    "data_seed",
+    "parent",
+)
 # Axes that may differ in length between comparable signatures (models with different class sets).
 CLASS_AXIS = "class"
 
@@ -186,7 +196,9 @@ def write_signature(
     data = np.asarray(data)
     axes = tuple(axes)
     if data.ndim != len(axes):
-        raise ValueError(f"signature has {data.ndim} dimensions {data.shape} but {len(axes)} axis names {axes}")
+        raise ValueError(
+            f"signature has {data.ndim} dimensions {data.shape} but {len(axes)} axis names {axes}"
+        )
     if not np.isfinite(data).all():
         raise ValueError(
             f"signature for {checkpoint} contains {int((~np.isfinite(data)).sum())} non-finite values; "
@@ -242,14 +254,22 @@ def read_signature(path: str | Path) -> Signature:
                 f"{path} is an HDF5 file but not a modelkin signature (no '{SIGNATURE_DATASET}' dataset or "
                 f"modelkin_kind attribute); {_rebuild_hint(path)}"
             )
-        missing = [k for k in ("method", "params", "axes", "checkpoint_sha256", "probe_sha256") if k not in attrs]
+        missing = [
+            k
+            for k in ("method", "params", "axes", "checkpoint_sha256", "probe_sha256")
+            if k not in attrs
+        ]
         if missing:
-            raise SignatureError(f"{path} lacks the attributes {missing}; delete it and {_rebuild_hint(path)}")
+            raise SignatureError(
+                f"{path} lacks the attributes {missing}; delete it and {_rebuild_hint(path)}"
+            )
         try:
             data = handle[SIGNATURE_DATASET][()]
             extras = {name: handle[name][()] for name in handle if name != SIGNATURE_DATASET}
         except OSError as err:
-            raise SignatureError(f"{path} is damaged ({err}); delete it and {_rebuild_hint(path)}") from err
+            raise SignatureError(
+                f"{path} is damaged ({err}); delete it and {_rebuild_hint(path)}"
+            ) from err
     return Signature(
         data=data,
         method=attrs["method"],
@@ -272,9 +292,13 @@ def check_comparable(a: Signature, b: Signature) -> None:
     if a.method != b.method:
         raise SignatureMismatch(f"{names} come from different methods ({a.method} vs {b.method})")
     if a.params != b.params:
-        keys = sorted(k for k in set(a.params) | set(b.params) if a.params.get(k) != b.params.get(k))
+        keys = sorted(
+            k for k in set(a.params) | set(b.params) if a.params.get(k) != b.params.get(k)
+        )
         diffs = ", ".join(f"{k}: {a.params.get(k)!r} vs {b.params.get(k)!r}" for k in keys)
-        raise SignatureMismatch(f"{names} were made with different {a.method} parameters ({diffs}); recompute one")
+        raise SignatureMismatch(
+            f"{names} were made with different {a.method} parameters ({diffs}); recompute one"
+        )
     if a.probe_sha256 != b.probe_sha256:
         raise SignatureMismatch(
             f"{names} were computed on different probes ({a.attrs.get('probe')} sha256 {a.probe_sha256[:12]} vs "
@@ -284,7 +308,9 @@ def check_comparable(a: Signature, b: Signature) -> None:
         raise SignatureMismatch(f"{names} have different axes ({a.axes} vs {b.axes})")
     fixed = [i for i, axis in enumerate(a.axes) if axis != CLASS_AXIS]
     if [a.data.shape[i] for i in fixed] != [b.data.shape[i] for i in fixed]:
-        raise SignatureMismatch(f"{names} have incompatible shapes {a.data.shape} and {b.data.shape} (axes {a.axes})")
+        raise SignatureMismatch(
+            f"{names} have incompatible shapes {a.data.shape} and {b.data.shape} (axes {a.axes})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,13 +329,21 @@ def write_probe(
     import h5py
 
     path = Path(path)
-    attrs = {"modelkin_kind": f"{PROBE_KIND_PREFIX}-{kind}", "params": params, "modelkin_version": __version__}
+    attrs = {
+        "modelkin_kind": f"{PROBE_KIND_PREFIX}-{kind}",
+        "params": params,
+        "modelkin_version": __version__,
+    }
     attrs.update(extra_attrs or {})
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             for name, array in arrays.items():
                 array = np.asarray(array)
-                options = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if array.nbytes > 4096 else {}
+                options = (
+                    {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+                    if array.nbytes > 4096
+                    else {}
+                )
                 handle.create_dataset(name, data=array, **options)
             for key, value in attrs.items():
                 handle.attrs[key] = _encode_attr(value)
@@ -339,7 +373,9 @@ def describe(path: str | Path) -> str:
     lines = []
     with h5py.File(path, "r") as handle:
         handle.visititems(
-            lambda name, obj: lines.append(f"/{name}  {obj.shape} {obj.dtype}") if hasattr(obj, "shape") else None
+            lambda name, obj: (
+                lines.append(f"/{name}  {obj.shape} {obj.dtype}") if hasattr(obj, "shape") else None
+            )
         )
         for key, value in handle.attrs.items():
             text = str(_decode_attr(value))

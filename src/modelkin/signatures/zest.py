@@ -78,7 +78,7 @@ class ZestProbe:
     def total_segments(self) -> int:
         return int(self.num_segments.sum())
 
-    def validate(self, where: str = "probe") -> "ZestProbe":
+    def validate(self, where: str = "probe") -> ZestProbe:
         n, c, h, w = self.images.shape
         problems = []
         if self.segments.shape != (n, h, w):
@@ -91,10 +91,15 @@ class ZestProbe:
             problems.append(f"hide_color {self.hide_color.tolist()} does not have {c} channels")
         if not problems:
             f_max = self.masks.shape[2]
-            if self.segments.min() < 0 or (self.segments.reshape(n, -1).max(1) + 1 != self.num_segments).any():
+            if (
+                self.segments.min() < 0
+                or (self.segments.reshape(n, -1).max(1) + 1 != self.num_segments).any()
+            ):
                 problems.append("segment labels are not 0..F_i-1 for every image")
             if self.num_segments.max() > f_max:
-                problems.append(f"an image has {self.num_segments.max()} superpixels but masks have {f_max} columns")
+                problems.append(
+                    f"an image has {self.num_segments.max()} superpixels but masks have {f_max} columns"
+                )
             padded = np.arange(f_max)[None, None, :] >= self.num_segments[:, None, None]
             if (self.masks & padded).any():
                 problems.append("masks switch on padded (non-existent) superpixels")
@@ -103,7 +108,9 @@ class ZestProbe:
         return self
 
 
-def segment_image(image: np.ndarray, *, kernel_size: float, ratio: float, max_dist: float) -> np.ndarray:
+def segment_image(
+    image: np.ndarray, *, kernel_size: float, ratio: float, max_dist: float
+) -> np.ndarray:
     """Quickshift superpixels of one (C, H, W) image in [0, 1], labels 0..F-1, as Zest computes them.
 
     quickshift sees the 8-bit image as float64 in [0, 255] (the reference feeds it
@@ -158,9 +165,13 @@ def make_zest_probe(
     file and split name) is recorded in the parameters.
     """
     if not 1 <= n_images <= len(split):
-        raise ValueError(f"n_images must be between 1 and the split's {len(split)} images, got {n_images}")
+        raise ValueError(
+            f"n_images must be between 1 and the split's {len(split)} images, got {n_images}"
+        )
     if n_samples < 2:
-        raise ValueError(f"n_samples must be at least 2 (row 0 is the unperturbed image), got {n_samples}")
+        raise ValueError(
+            f"n_samples must be at least 2 (row 0 is the unperturbed image), got {n_samples}"
+        )
     images = split.x[:n_images].numpy().astype(np.float32)
     segments = np.stack(
         [
@@ -185,7 +196,12 @@ def make_zest_probe(
         "n_images": n_images,
         "n_samples": n_samples,
         "selection": "first_n",
-        "segmentation": {"algorithm": "quickshift", "kernel_size": kernel_size, "ratio": ratio, "max_dist": max_dist},
+        "segmentation": {
+            "algorithm": "quickshift",
+            "kernel_size": kernel_size,
+            "ratio": ratio,
+            "max_dist": max_dist,
+        },
         "seed": seed,
         "hide_color": [float(v) for v in np.asarray(hide_color).reshape(-1)],
         **(source or {}),
@@ -219,9 +235,9 @@ def load_zest_probe(path: str | Path) -> ZestProbe:
     if missing:
         raise ValueError(f"Zest probe {path} lacks {missing}; delete it and build it again")
     a = stored.arrays
-    return ZestProbe(a["images"], a["segments"], a["num_segments"], a["masks"].astype(bool), stored.params).validate(
-        str(path)
-    )
+    return ZestProbe(
+        a["images"], a["segments"], a["num_segments"], a["masks"].astype(bool), stored.params
+    ).validate(str(path))
 
 
 def zest_probe_file(
@@ -300,7 +316,9 @@ class ZestExtractor:
         images = torch.as_tensor(probe.images, device=device)
         segments = torch.as_tensor(probe.segments, device=device).long().reshape(n, h * w)
         masks = torch.as_tensor(probe.masks, device=device)
-        hide = torch.as_tensor(probe.hide_color, device=device).reshape(1, -1, 1, 1).expand(1, c, 1, 1)
+        hide = (
+            torch.as_tensor(probe.hide_color, device=device).reshape(1, -1, 1, 1).expand(1, c, 1, 1)
+        )
         total = n * samples
         chunk = self.chunk_size or AUTO_CHUNK_SIZE.get(device.type, AUTO_CHUNK_SIZE["cuda"])
         logits = None
@@ -308,7 +326,11 @@ class ZestExtractor:
             flat = torch.arange(start, min(start + chunk, total), device=device)
             image_index, sample_index = flat // samples, flat % samples
             # Pixel p of a perturbed image is on when its superpixel's mask entry is on.
-            on = masks[image_index, sample_index].gather(1, segments[image_index]).reshape(-1, 1, h, w)
+            on = (
+                masks[image_index, sample_index]
+                .gather(1, segments[image_index])
+                .reshape(-1, 1, h, w)
+            )
             perturbed = torch.where(on, images[image_index], hide)
             out = model(perturbed)
             if logits is None:

@@ -25,7 +25,14 @@ from .compare import (
     select_layers,
     to_representation,
 )
-from .pairs import PairError, PlannedPair, pair_name, plan_pairs, run_similarity_pair, similarity_job
+from .pairs import (
+    PairError,
+    PlannedPair,
+    pair_name,
+    plan_pairs,
+    run_similarity_pair,
+    similarity_job,
+)
 from .tables import (
     SUMMARY_COLUMNS,
     format_layer_tables,

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,7 +93,9 @@ def select_layers(model: nn.Module, selection: str | Sequence[str] = "relu") -> 
         return chosen
     names = list(selection)
     if not names:
-        raise LayerError(f"no layers chosen; valid layers of {type(model).__name__}: {', '.join(layer_names(model))}")
+        raise LayerError(
+            f"no layers chosen; valid layers of {type(model).__name__}: {', '.join(layer_names(model))}"
+        )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise LayerError(f"layer(s) {', '.join(duplicates)} chosen more than once")
@@ -143,7 +146,9 @@ def capture_activations(
     model.to(target).eval()
     try:
         with torch.no_grad():
-            for start in progress(range(0, len(x), batch_size), desc=desc, total=-(-len(x) // batch_size)):
+            for start in progress(
+                range(0, len(x), batch_size), desc=desc, total=-(-len(x) // batch_size)
+            ):
                 acts = capture(model, x[start : start + batch_size].to(target), layers)
                 for name in layers:
                     gathered[name].append(acts[name].cpu())
@@ -159,7 +164,9 @@ class Representation:
     layer: str
     shape: tuple[int, ...]  # one input's activation shape
     matrix: np.ndarray
-    grid: tuple[int, ...] | None  # spatial mode: positions per input (() for a dense layer); None in flatten mode
+    grid: (
+        tuple[int, ...] | None
+    )  # spatial mode: positions per input (() for a dense layer); None in flatten mode
     sampling: str
     _rotated: np.ndarray | None = field(default=None, repr=False)
 
@@ -184,7 +191,9 @@ class Representation:
                 # numpy's matrix_rank tolerance on the original shape: directions the measures would
                 # treat as null on X are not promoted to real ones on the narrower rotated matrix.
                 keep = s > (s[0] * max(X.shape) * np.finfo(np.float64).eps if s.size else 0.0)
-                keep[0] = True  # an all-zero layer stays a (zero) matrix, for the measures to reject
+                keep[0] = (
+                    True  # an all-zero layer stays a (zero) matrix, for the measures to reject
+                )
                 self._rotated = U[:, keep] * s[keep]
         return self._rotated
 
@@ -197,7 +206,12 @@ def _spatial_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray | 
 
 
 def to_representation(
-    layer: str, acts: torch.Tensor, conv_mode: str, *, max_spatial_samples: int | None = None, seed: int = 0
+    layer: str,
+    acts: torch.Tensor,
+    conv_mode: str,
+    *,
+    max_spatial_samples: int | None = None,
+    seed: int = 0,
 ) -> Representation:
     """Flatten: one row per input, (n, c*h*w). Spatial: one row per (input, position), (n*h*w, c),
     optionally a seeded subsample of ``max_spatial_samples`` rows (identical rows for every layer with the same
@@ -224,8 +238,10 @@ def to_representation(
 # Comparison
 
 
-def _measure_settings(measures: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
-                      measure_params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def _measure_settings(
+    measures: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
+    measure_params: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, Any]]:
     if isinstance(measures, str):
         measures = [m.strip() for m in measures.split(",") if m.strip()]
     chosen = dict(measures) if isinstance(measures, Mapping) else {m: None for m in measures}
@@ -239,7 +255,9 @@ def _measure_settings(measures: Sequence[str] | Mapping[str, Mapping[str, Any] |
         accepted = get_measure(name).params  # unknown measure: ValueError with the valid names
         unknown = sorted(set(given) - set(accepted))
         if unknown:
-            raise ValueError(f"measure {name!r} does not take {unknown}; it accepts {sorted(accepted) or 'no parameters'}")
+            raise ValueError(
+                f"measure {name!r} does not take {unknown}; it accepts {sorted(accepted) or 'no parameters'}"
+            )
         _check_values(name, given)
     return params
 
@@ -255,7 +273,9 @@ def _check_values(measure: str, params: dict[str, Any]) -> None:
         try:
             compute(measure, X, Y, **params)
         except ValueError as err:
-            raise ValueError(f"invalid parameters {params} for measure {measure!r}: {err}") from None
+            raise ValueError(
+                f"invalid parameters {params} for measure {measure!r}: {err}"
+            ) from None
 
 
 def _all_measures() -> list[str]:
@@ -272,6 +292,7 @@ def _cannot_compare(measure: str, a: Representation, b: Representation) -> str |
             f"{a.layer} is {a.shape}, {b.layer} is {b.shape}"
         )
     if a.grid is not None and a.grid != b.grid:
+
         def grid(r: Representation) -> str:
             return "x".join(map(str, r.grid)) + " positions" if r.grid else "no positions (dense)"
 
@@ -284,7 +305,9 @@ def _cannot_compare(measure: str, a: Representation, b: Representation) -> str |
     return None
 
 
-def _evaluate(measure: str, params: dict[str, Any], a: Representation, b: Representation) -> tuple[float, str, str]:
+def _evaluate(
+    measure: str, params: dict[str, Any], a: Representation, b: Representation
+) -> tuple[float, str, str]:
     """(value, status, reason) of one cell."""
     info = get_measure(measure)
     # Rotating the features costs one SVD per layer instead of one per cell and per measure.
@@ -339,9 +362,15 @@ def compare_layers(
     if conv_mode not in CONV_MODES:
         raise ValueError(f"conv_mode must be one of {', '.join(CONV_MODES)}, got {conv_mode!r}")
     if degenerate not in DEGENERATE_POLICIES:
-        raise ValueError(f"degenerate must be one of {', '.join(DEGENERATE_POLICIES)}, got {degenerate!r}")
-    if max_spatial_samples is not None and (isinstance(max_spatial_samples, bool) or max_spatial_samples < 4):
-        raise ValueError(f"max_spatial_samples must be an integer >= 4 or None, got {max_spatial_samples!r}")
+        raise ValueError(
+            f"degenerate must be one of {', '.join(DEGENERATE_POLICIES)}, got {degenerate!r}"
+        )
+    if max_spatial_samples is not None and (
+        isinstance(max_spatial_samples, bool) or max_spatial_samples < 4
+    ):
+        raise ValueError(
+            f"max_spatial_samples must be an integer >= 4 or None, got {max_spatial_samples!r}"
+        )
     params = _measure_settings(measures, measure_params)
     names_a, names_b = select_layers(model_a, layers_a), select_layers(model_b, layers_b)
     probe_x = torch.as_tensor(probe_x)
@@ -358,8 +387,12 @@ def compare_layers(
                 f"{tuple(probe_x.shape[1:])}; use a probe set of the model's data set"
             )
 
-    acts_a = capture_activations(model_a, probe_x, names_a, batch_size=batch_size, device=device, desc="activations A")
-    acts_b = capture_activations(model_b, probe_x, names_b, batch_size=batch_size, device=device, desc="activations B")
+    acts_a = capture_activations(
+        model_a, probe_x, names_a, batch_size=batch_size, device=device, desc="activations A"
+    )
+    acts_b = capture_activations(
+        model_b, probe_x, names_b, batch_size=batch_size, device=device, desc="activations B"
+    )
     options = {"max_spatial_samples": max_spatial_samples, "seed": seed}
     reps_a = [to_representation(n, acts_a.pop(n), conv_mode, **options) for n in names_a]
     reps_b = [to_representation(n, acts_b.pop(n), conv_mode, **options) for n in names_b]
@@ -395,14 +428,22 @@ def compare_layers(
                     "reason": reason,
                     "conv_mode": conv_mode,
                     "samples": a.matrix.shape[0] if status != "skipped" else 0,
-                    "sampling": a.sampling if a.sampling == b.sampling else f"A: {a.sampling}; B: {b.sampling}",
+                    "sampling": a.sampling
+                    if a.sampling == b.sampling
+                    else f"A: {a.sampling}; B: {b.sampling}",
                     "features_a": a.features,
                     "features_b": b.features,
                 }
             )
     table = pd.DataFrame.from_records(records, columns=list(COLUMNS))
     counts = table["status"].value_counts().to_dict()
-    log.info("compared %d x %d layers with %d measures: %s", len(names_a), len(names_b), len(params), counts)
+    log.info(
+        "compared %d x %d layers with %d measures: %s",
+        len(names_a),
+        len(names_b),
+        len(params),
+        counts,
+    )
     return table
 
 
@@ -433,7 +474,9 @@ def compare_checkpoints_layers(
 
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 4:
         raise ValueError(f"n_images must be an integer >= 4, got {n_images!r}")
-    loaded = [c if isinstance(c, Checkpoint) else load_checkpoint(c, "cpu") for c in (ckpt_a, ckpt_b)]
+    loaded = [
+        c if isinstance(c, Checkpoint) else load_checkpoint(c, "cpu") for c in (ckpt_a, ckpt_b)
+    ]
     probe = load_split(prepared_data, split, limit=n_images)
     if len(probe) < n_images:
         raise ValueError(
@@ -442,10 +485,17 @@ def compare_checkpoints_layers(
         )
     for label, ckpt in zip("AB", loaded):
         if ckpt.meta.get("dataset") != probe.info.name:
-            log.warning("model %s was trained on %s, the probe is %s", label, ckpt.meta.get("dataset"), probe.info.name)
+            log.warning(
+                "model %s was trained on %s, the probe is %s",
+                label,
+                ckpt.meta.get("dataset"),
+                probe.info.name,
+            )
     spec_a = resolve_layer_spec(layers_a, loaded[0].meta.get("arch"))
     spec_b = resolve_layer_spec(layers_b, loaded[1].meta.get("arch"))
-    table = compare_layers(loaded[0].model, loaded[1].model, probe.x, spec_a, spec_b, measures, **options)
+    table = compare_layers(
+        loaded[0].model, loaded[1].model, probe.x, spec_a, spec_b, measures, **options
+    )
     names = [name or _checkpoint_label(c) for name, c in zip((name_a, name_b), loaded)]
     table.insert(0, "model_b", names[1])
     table.insert(0, "model_a", names[0])

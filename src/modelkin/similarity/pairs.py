@@ -36,7 +36,9 @@ def model_dataset(model_id: str) -> str:
     if parts[0] == "derived" and len(parts) > 2:
         return parts[1]
     if len(parts) < 2:
-        raise PairError(f"{model_id!r} is not a model id (DATASET/ARCH/ALGORITHM/iINIT-dDATA or derived/DATASET/...)")
+        raise PairError(
+            f"{model_id!r} is not a model id (DATASET/ARCH/ALGORITHM/iINIT-dDATA or derived/DATASET/...)"
+        )
     return parts[0]
 
 
@@ -67,14 +69,20 @@ def _expand(entry: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
             )
         zoo = zoo_model_ids(config)
         key = "setting" if entry == "independent" else "dataset"
-        return [{"a": x["id"], "b": y["id"]} for x, y in itertools.combinations(zoo, 2) if x[key] == y[key]]
+        return [
+            {"a": x["id"], "b": y["id"]}
+            for x, y in itertools.combinations(zoo, 2)
+            if x[key] == y[key]
+        ]
     if isinstance(entry, (list, tuple)):
         if len(entry) != 2:
             raise PairError(f"similarity.pairs entry {entry} must name exactly two models")
         return [{"a": entry[0], "b": entry[1]}]
     if isinstance(entry, dict) and {"a", "b"} <= set(entry):
         return [dict(entry)]
-    raise PairError(f"similarity.pairs entry {entry!r} is neither a shorthand, [A, B] nor {{a: A, b: B, ...}}")
+    raise PairError(
+        f"similarity.pairs entry {entry!r} is neither a shorthand, [A, B] nor {{a: A, b: B, ...}}"
+    )
 
 
 def plan_pairs(config: dict[str, Any]) -> list[PlannedPair]:
@@ -98,11 +106,17 @@ def plan_pairs(config: dict[str, Any]) -> list[PlannedPair]:
                     f"a symbol) and not {', '.join(RESERVED_NAMES)}; set `name:` on the pair"
                 )
             if name in planned:
-                raise PairError(f"two similarity pairs are both named {name!r}; give them different `name:`s")
+                raise PairError(
+                    f"two similarity pairs are both named {name!r}; give them different `name:`s"
+                )
             dataset = pair.get("dataset") or model_dataset(a)
             layers = section.get("layers", "relu")
             planned[name] = PlannedPair(
-                name, a, b, dataset, pair.get("layers_a", pair.get("layers", layers)),
+                name,
+                a,
+                b,
+                dataset,
+                pair.get("layers_a", pair.get("layers", layers)),
                 pair.get("layers_b", pair.get("layers", layers)),
             )
     return list(planned.values())
@@ -129,7 +143,9 @@ def similarity_job(config: dict[str, Any], pair: PlannedPair) -> dict[str, Any]:
     }
 
 
-def run_similarity_pair(job: dict[str, Any], checkpoint_a, checkpoint_b, data, table_path, heatmap_path):
+def run_similarity_pair(
+    job: dict[str, Any], checkpoint_a, checkpoint_b, data, table_path, heatmap_path
+):
     """The ``similarity`` rule: compare the pair's checkpoints, write the long CSV and the heatmaps."""
     from .compare import compare_checkpoints_layers
     from .tables import format_layer_tables, plot_layer_heatmaps, write_table

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 
 from ..io import atomic_path
-from ..plotting import pyplot, save_figure
 from ..measures import get_measure
+from ..plotting import pyplot, save_figure
 
 STATUS_MARKS = {"degenerate": "deg", "skipped": "n/a", "undefined": "undef"}
 SUMMARY_COLUMNS = (
@@ -49,9 +49,13 @@ def read_table(path: str | Path):
     # Only numeric columns may be empty-as-NaN; an empty reason stays "".
     missing_values = {column: ["", "nan", "NaN"] for column in ("value", "best_value", "samples")}
     table = pd.read_csv(path, keep_default_na=False, na_values=missing_values)
-    missing = {"layer_a", "layer_b", "measure", "value", "higher_is_similar", "status"} - set(table.columns)
+    missing = {"layer_a", "layer_b", "measure", "value", "higher_is_similar", "status"} - set(
+        table.columns
+    )
     if missing:
-        raise ValueError(f"{path} is not a layer-similarity table (missing columns {sorted(missing)})")
+        raise ValueError(
+            f"{path} is not a layer-similarity table (missing columns {sorted(missing)})"
+        )
     if "reason" not in table:
         table["reason"] = ""
     return table
@@ -65,7 +69,9 @@ def layer_matrix(table, measure: str):
     """The ``measure`` rows of a long table as a layer_a x layer_b DataFrame (NaN where not computed)."""
     rows = table[table["measure"] == measure]
     if rows.empty:
-        raise ValueError(f"measure {measure!r} is not in the table; it has {', '.join(_order(table['measure']))}")
+        raise ValueError(
+            f"measure {measure!r} is not in the table; it has {', '.join(_order(table['measure']))}"
+        )
     matrix = rows.pivot(index="layer_a", columns="layer_b", values="value")
     return matrix.loc[_order(rows["layer_a"]), _order(rows["layer_b"])]
 
@@ -79,7 +85,9 @@ def _status_matrix(table, measure: str):
 def _direction(measure: str, higher_is_similar: bool | None = None) -> str:
     if higher_is_similar is None:
         higher_is_similar = get_measure(measure).higher_is_similar
-    return "similarity, higher = more alike" if higher_is_similar else "distance, lower = more alike"
+    return (
+        "similarity, higher = more alike" if higher_is_similar else "distance, lower = more alike"
+    )
 
 
 def format_layer_tables(table, digits: int = 3) -> str:
@@ -91,19 +99,29 @@ def format_layer_tables(table, digits: int = 3) -> str:
         lines.append(f"A = {table['model_a'].iloc[0]}")
         lines.append(f"B = {table['model_b'].iloc[0]}")
     if len(table):
-        lines.append(f"conv_mode {table['conv_mode'].iloc[0]}, samples: {table['sampling'].iloc[0]}")
+        lines.append(
+            f"conv_mode {table['conv_mode'].iloc[0]}, samples: {table['sampling'].iloc[0]}"
+        )
     footnotes: dict[str, str] = {}
     for measure in _order(table["measure"]):
         values, status = layer_matrix(table, measure), _status_matrix(table, measure)
         higher = bool(table.loc[table["measure"] == measure, "higher_is_similar"].iloc[0])
-        cells = [[_cell(values.iat[i, j], status.iat[i, j], digits) for j in range(values.shape[1])]
-                 for i in range(values.shape[0])]
-        width = max([len(c) for row in cells for c in row] + [len(str(c)) for c in values.columns] + [digits + 2])
+        cells = [
+            [_cell(values.iat[i, j], status.iat[i, j], digits) for j in range(values.shape[1])]
+            for i in range(values.shape[0])
+        ]
+        width = max(
+            [len(c) for row in cells for c in row]
+            + [len(str(c)) for c in values.columns]
+            + [digits + 2]
+        )
         corner = "A \\ B"
         left = max(len(corner), *(len(str(r)) for r in values.index))
         lines.append("")
         lines.append(f"{measure} ({_direction(measure, higher)})")
-        lines.append(f"{corner:<{left}}  " + "  ".join(f"{str(c):>{width}}" for c in values.columns))
+        lines.append(
+            f"{corner:<{left}}  " + "  ".join(f"{str(c):>{width}}" for c in values.columns)
+        )
         for name, row in zip(values.index, cells):
             lines.append(f"{str(name):<{left}}  " + "  ".join(f"{c:>{width}}" for c in row))
         for st in set(status.to_numpy().ravel()) - {"ok"}:
@@ -129,7 +147,9 @@ def _explain(status: str) -> str:
     }.get(status, f"{status}: see the reason column")
 
 
-def plot_layer_heatmaps(table, output: str | Path, *, title: str | None = None, annotate: bool | None = None) -> Path:
+def plot_layer_heatmaps(
+    table, output: str | Path, *, title: str | None = None, annotate: bool | None = None
+) -> Path:
     """Layer x layer heatmaps, one panel per measure.
 
     The colour map is direction-aware: bright (yellow) always means *more alike*, so distances use the
@@ -147,7 +167,9 @@ def plot_layer_heatmaps(table, output: str | Path, *, title: str | None = None, 
     ncols = min(3, len(measures))
     nrows = -(-len(measures) // ncols)
     panel_w, panel_h = 1.9 + 0.55 * n_b, 1.6 + 0.45 * n_a
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows + 0.6), squeeze=False
+    )
     for ax, measure in zip(axes.ravel(), measures):
         values, status = layer_matrix(table, measure), _status_matrix(table, measure)
         info = get_measure(measure)
@@ -157,9 +179,17 @@ def plot_layer_heatmaps(table, output: str | Path, *, title: str | None = None, 
         if not np.isfinite(high):
             high = float(finite.max()) if finite.size and finite.max() > low else low + 1.0
         cmap = plt.get_cmap("viridis" if higher else "viridis_r").with_extremes(bad="#d9d9d9")
-        image = ax.imshow(np.ma.masked_invalid(values.to_numpy(dtype=float)), cmap=cmap, vmin=low, vmax=high,
-                          interpolation="nearest", aspect="auto")
-        ax.set_xticks(range(values.shape[1]), list(values.columns), rotation=60, ha="right", fontsize=7)
+        image = ax.imshow(
+            np.ma.masked_invalid(values.to_numpy(dtype=float)),
+            cmap=cmap,
+            vmin=low,
+            vmax=high,
+            interpolation="nearest",
+            aspect="auto",
+        )
+        ax.set_xticks(
+            range(values.shape[1]), list(values.columns), rotation=60, ha="right", fontsize=7
+        )
         ax.set_yticks(range(values.shape[0]), list(values.index), fontsize=7)
         ax.set_xlabel("model B layer", fontsize=8)
         ax.set_ylabel("model A layer", fontsize=8)
@@ -174,13 +204,24 @@ def plot_layer_heatmaps(table, output: str | Path, *, title: str | None = None, 
                     text = _cell(v, status.iat[i, j], 2)
                     shade = (v - low) / (high - low) if np.isfinite(v) and high > low else 0.5
                     bright = shade > 0.6 if higher else shade < 0.4
-                    ax.text(j, i, text, ha="center", va="center", fontsize=6,
-                            color="black" if (not np.isfinite(v) or bright) else "white")
-    for ax in axes.ravel()[len(measures):]:
+                    ax.text(
+                        j,
+                        i,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="black" if (not np.isfinite(v) or bright) else "white",
+                    )
+    for ax in axes.ravel()[len(measures) :]:
         ax.axis("off")
     if title is None and "model_a" in table:
         title = f"A: {table['model_a'].iloc[0]}   B: {table['model_b'].iloc[0]}"
-    subtitle = f"conv_mode {table['conv_mode'].iloc[0]}; {table['sampling'].iloc[0]}" if "conv_mode" in table else ""
+    subtitle = (
+        f"conv_mode {table['conv_mode'].iloc[0]}; {table['sampling'].iloc[0]}"
+        if "conv_mode" in table
+        else ""
+    )
     fig.suptitle("\n".join(t for t in (title, subtitle) if t), fontsize=9)
     fig.tight_layout()
     return save_figure(fig, output, dpi=110)
@@ -230,7 +271,11 @@ def same_layer_summary(tables: Mapping[str, object]):
                 # Only trustworthy values compete: a flagged degenerate CCA of ~1 would always "win".
                 row_a = rows.loc[layer_a]
                 candidates = row_a.loc[row_a["status"] == "ok", "value"].dropna()
-                best = (candidates.idxmax() if higher else candidates.idxmin()) if len(candidates) else ""
+                best = (
+                    (candidates.idxmax() if higher else candidates.idxmin())
+                    if len(candidates)
+                    else ""
+                )
                 records.append(
                     {
                         "pair": pair,

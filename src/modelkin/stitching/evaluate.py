@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,12 @@ from ..train import evaluate_model
 
 @torch.no_grad()
 def classification_metrics(
-    model: nn.Module, split: Split, *, reference: nn.Module | None = None, device: torch.device, batch_size: int = 256
+    model: nn.Module,
+    split: Split,
+    *,
+    reference: nn.Module | None = None,
+    device: torch.device,
+    batch_size: int = 256,
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy; with ``reference`` (model 2) also prediction agreement and the
     cross-entropy to its softmax."""
@@ -51,12 +57,30 @@ def robust_metrics(
 ) -> dict[str, float]:
     """L-inf PGD (random start) robust accuracy with an explicit budget."""
     metrics = evaluate_model(
-        model, split, epsilon=epsilon, step_size=step_size, steps=steps, max_robust_images=max_images, seed=seed, device=device
+        model,
+        split,
+        epsilon=epsilon,
+        step_size=step_size,
+        steps=steps,
+        max_robust_images=max_images,
+        seed=seed,
+        device=device,
     )
-    return {k: metrics[k] for k in ("robust_accuracy", "robust_epsilon", "robust_step_size", "robust_steps", "robust_images")}
+    return {
+        k: metrics[k]
+        for k in (
+            "robust_accuracy",
+            "robust_epsilon",
+            "robust_step_size",
+            "robust_steps",
+            "robust_images",
+        )
+    }
 
 
-def similarity(x: torch.Tensor, y: torch.Tensor, measures: Sequence[str]) -> dict[str, float | None]:
+def similarity(
+    x: torch.Tensor, y: torch.Tensor, measures: Sequence[str]
+) -> dict[str, float | None]:
     """Each measure between per-sample flattened representations (None where the measure cannot apply)."""
     from ..measures import REGISTRY, compute
 
@@ -81,7 +105,9 @@ def check_measures(names: Sequence[str]) -> list[str]:
 
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise ValueError(f"unknown similarity measure(s) {unknown}; valid names: {', '.join(sorted(REGISTRY))}")
+        raise ValueError(
+            f"unknown similarity measure(s) {unknown}; valid names: {', '.join(sorted(REGISTRY))}"
+        )
     return list(names)
 
 

@@ -45,11 +45,15 @@ class Moments:
         self.sy = torch.zeros(q, dtype=torch.float64)
         self.sxx = torch.zeros(p, p, dtype=torch.float64)
         self.sxy = torch.zeros(p, q, dtype=torch.float64)
-        self.syy = torch.zeros(q, dtype=torch.float64) if with_yy else None  # diagonal only (correlations)
+        self.syy = (
+            torch.zeros(q, dtype=torch.float64) if with_yy else None
+        )  # diagonal only (correlations)
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if x.shape[0] != y.shape[0] or x.shape[1] != self.p or y.shape[1] != self.q:
-            raise ValueError(f"rows of shape {tuple(x.shape)} / {tuple(y.shape)} do not fit moments of ({self.p}, {self.q})")
+            raise ValueError(
+                f"rows of shape {tuple(x.shape)} / {tuple(y.shape)} do not fit moments of ({self.p}, {self.q})"
+            )
         x, y = x.detach().double(), y.detach().double()
         if self.shift_x is None:
             self.shift_x, self.shift_y = x.mean(0).cpu(), y.mean(0).cpu()
@@ -66,7 +70,9 @@ class Moments:
 
     def _check(self) -> None:
         if self.n < 2:
-            raise StitchError("least squares needs at least two samples; the training split is empty or tiny")
+            raise StitchError(
+                "least squares needs at least two samples; the training split is empty or tiny"
+            )
 
     @property
     def mean_x(self) -> torch.Tensor:
@@ -115,7 +121,11 @@ def _solve_psd(a: torch.Tensor, b: torch.Tensor, ridge: float) -> torch.Tensor:
 
 
 def solve_affine(
-    moments: Moments, *, ridge: float = 1e-10, mask: torch.Tensor | None = None, low_rank: int | None = None
+    moments: Moments,
+    *,
+    ridge: float = 1e-10,
+    mask: torch.Tensor | None = None,
+    low_rank: int | None = None,
 ) -> AffineSolution:
     """The least-squares affine map from X to Y: W (q, p) and b (q,) jointly, in float64.
 
@@ -127,7 +137,9 @@ def solve_affine(
     cxx, cxy = moments.covariances()
     p, q = cxx.shape[0], cxy.shape[1]
     if mask is not None and low_rank is not None and not bool((mask != 0).all()):
-        raise StitchError("a low-rank least-squares solution with a sparse mask has no closed form; use one of the two")
+        raise StitchError(
+            "a low-rank least-squares solution with a sparse mask has no closed form; use one of the two"
+        )
     if mask is None or bool((mask != 0).all()):
         w = _solve_psd(cxx, cxy, ridge).T  # (q, p)
     else:
@@ -192,7 +204,9 @@ def random_permutation_mask(q: int, p: int, generator: torch.Generator) -> torch
     return mask
 
 
-def make_mask(kind: str, stitch: StitchingLayer, *, moments: Moments | None, generator: torch.Generator) -> torch.Tensor:
+def make_mask(
+    kind: str, stitch: StitchingLayer, *, moments: Moments | None, generator: torch.Generator
+) -> torch.Tensor:
     if kind not in MASKS:
         raise ValueError(f"mask must be one of {', '.join(MASKS)}, not {kind!r}")
     q, p = stitch.out_features, stitch.in_features
@@ -201,7 +215,9 @@ def make_mask(kind: str, stitch: StitchingLayer, *, moments: Moments | None, gen
     if kind == "random-permutation":
         return random_permutation_mask(q, p, generator)
     if moments is None:
-        raise ValueError(f"mask {kind!r} needs correlations on training data (moments with with_yy=True)")
+        raise ValueError(
+            f"mask {kind!r} needs correlations on training data (moments with with_yy=True)"
+        )
     return semi_match_mask(moments.correlations(), absolute=kind == "abs-semi-match")
 
 
@@ -219,7 +235,11 @@ def _require_square(stitch: StitchingLayer, init: str) -> None:
 
 
 def initialise(
-    stitch: StitchingLayer, init: str, *, generator: torch.Generator, solution: AffineSolution | None = None
+    stitch: StitchingLayer,
+    init: str,
+    *,
+    generator: torch.Generator,
+    solution: AffineSolution | None = None,
 ) -> None:
     """Set T's parameters for ``init`` (random, perm, eye, ps_inv, ones-zeros); the mask stays as it is."""
     if init not in INITS:

@@ -11,14 +11,23 @@ as L1 has produced its output.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.layers import LayerError, capture, check_layers, is_cut_point, layer_names, layer_table, replaced, split
+from ..models.layers import (
+    LayerError,
+    capture,
+    check_layers,
+    is_cut_point,
+    layer_names,
+    layer_table,
+    replaced,
+    split,
+)
 
 RESIZE_MODES = ("bilinear", "nearest", "area")
 EXECUTIONS = ("auto", "hooks")
@@ -58,7 +67,9 @@ def layer_activation(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Ten
     finally:
         handle.remove()
     if not store:  # pragma: no cover - check_layers guarantees the layer runs exactly once
-        raise LayerError(f"layer {layer!r} did not run in the forward pass of {type(model).__name__}")
+        raise LayerError(
+            f"layer {layer!r} did not run in the forward pass of {type(model).__name__}"
+        )
     return store[0]
 
 
@@ -85,7 +96,11 @@ class StitchGeometry:
 
 
 def stitch_geometry(
-    in_shape: Sequence[int], out_shape: Sequence[int], *, flatten: bool = False, resize: str = "bilinear"
+    in_shape: Sequence[int],
+    out_shape: Sequence[int],
+    *,
+    flatten: bool = False,
+    resize: str = "bilinear",
 ) -> StitchGeometry:
     """Check that ``in_shape`` can be mapped onto ``out_shape`` and say how; raises StitchError otherwise."""
     in_shape, out_shape = tuple(int(s) for s in in_shape), tuple(int(s) for s in out_shape)
@@ -170,7 +185,9 @@ class StitchingLayer(nn.Module):
         """Set T to ``weight`` (out, in) and ``bias``; a low-rank T takes the best rank-r factorisation."""
         weight = torch.as_tensor(weight).to(self.bias)
         bias = torch.as_tensor(bias).to(self.bias)
-        if tuple(weight.shape) != (self.out_features, self.in_features) or tuple(bias.shape) != (self.out_features,):
+        if tuple(weight.shape) != (self.out_features, self.in_features) or tuple(bias.shape) != (
+            self.out_features,
+        ):
             raise StitchError(
                 f"weight {tuple(weight.shape)} / bias {tuple(bias.shape)} do not fit a {self.in_features} -> "
                 f"{self.out_features} stitching layer"
@@ -188,7 +205,9 @@ class StitchingLayer(nn.Module):
     def set_mask(self, mask: torch.Tensor) -> None:
         mask = torch.as_tensor(mask, dtype=self.mask.dtype, device=self.mask.device)
         if mask.shape != self.mask.shape:
-            raise StitchError(f"mask of shape {tuple(mask.shape)} does not fit the weight {tuple(self.mask.shape)}")
+            raise StitchError(
+                f"mask of shape {tuple(mask.shape)} does not fit the weight {tuple(self.mask.shape)}"
+            )
         self.mask.copy_(mask)
 
     # -- the design matrix the affine map acts on (used by least squares, masks and CKA) --------
@@ -284,7 +303,11 @@ class StitchedModel(nn.Module):
         self.execution = execution
         for p in list(model1.parameters()) + list(model2.parameters()):
             p.requires_grad_(False)
-        end = split(model2, layer2)[1] if execution == "auto" and is_cut_point(model2, layer2) else None
+        end = (
+            split(model2, layer2)[1]
+            if execution == "auto" and is_cut_point(model2, layer2)
+            else None
+        )
         if end is not None:
             end.to(next(model2.parameters()).device)
         # A plain attribute, not a submodule: the end shares model2's modules, and registering it
@@ -303,7 +326,7 @@ class StitchedModel(nn.Module):
             self._end._apply(fn, recurse)
         return self
 
-    def train(self, mode: bool = True) -> "StitchedModel":
+    def train(self, mode: bool = True) -> StitchedModel:
         self.training = mode
         self.stitch.train(mode)
         donors = mode and self.donor_train_mode
@@ -361,7 +384,13 @@ def _describe_layers(model: nn.Module) -> str:
 
 
 def check_stitchable(
-    model1: nn.Module, layer1: str, model2: nn.Module, layer2: str, *, flatten: bool = False, resize: str = "bilinear"
+    model1: nn.Module,
+    layer1: str,
+    model2: nn.Module,
+    layer2: str,
+    *,
+    flatten: bool = False,
+    resize: str = "bilinear",
 ) -> StitchGeometry:
     """The geometry of T for these two layers, or a StitchError naming valid layers and their shapes."""
     for which, model, layer in (("model 1", model1, layer1), ("model 2", model2, layer2)):
@@ -401,10 +430,20 @@ def build_stitched(
     """A stitched model with a freshly initialised T (PyTorch's default init) on model 2's device."""
     geometry = check_stitchable(model1, layer1, model2, layer2, flatten=flatten, resize=resize)
     stitch = StitchingLayer(geometry, low_rank=low_rank).to(next(model2.parameters()).device)
-    return StitchedModel(model1, layer1, model2, layer2, stitch, donor_train_mode=donor_train_mode, execution=execution)
+    return StitchedModel(
+        model1,
+        layer1,
+        model2,
+        layer2,
+        stitch,
+        donor_train_mode=donor_train_mode,
+        execution=execution,
+    )
 
 
-def common_stitch_points(model1: nn.Module, model2: nn.Module, *, flatten: bool = False) -> list[tuple[str, str]]:
+def common_stitch_points(
+    model1: nn.Module, model2: nn.Module, *, flatten: bool = False
+) -> list[tuple[str, str]]:
     """Layers that are cut points of both models under the same name and whose shapes can be stitched."""
     table1 = {r.name: r for r in layer_table(model1)}
     out = []

@@ -16,7 +16,9 @@ from typing import Any
 from .tasks import Task, parse_task
 from .train import PRESETS, StitchOptions
 
-_ZOO_ID = re.compile(r"^(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<algorithm>[^/]+)/i(?P<init>\d+)-d(?P<data>\d+)$")
+_ZOO_ID = re.compile(
+    r"^(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<algorithm>[^/]+)/i(?P<init>\d+)-d(?P<data>\d+)$"
+)
 
 
 class PlanError(ValueError):
@@ -84,7 +86,14 @@ def task_donor(ref: str, config: dict[str, Any]) -> TaskDonor | None:
     if not match:
         raise PlanError(f"task donor {ref!r} must be written TASK/ARCH/ALGORITHM/iINIT-dDATA")
     parts = match.groupdict()
-    return TaskDonor(ref, parts["dataset"], parts["arch"], parts["algorithm"], int(parts["init"]), int(parts["data"]))
+    return TaskDonor(
+        ref,
+        parts["dataset"],
+        parts["arch"],
+        parts["algorithm"],
+        int(parts["init"]),
+        int(parts["data"]),
+    )
 
 
 def task_donors(config: dict[str, Any]) -> list[TaskDonor]:
@@ -111,7 +120,9 @@ def profile(ref: str, config: dict[str, Any]) -> tuple[str, str]:
 
         planned = {m.model_id: m for m in planned_derivations(config)}
         if ref not in planned:
-            raise PlanError(f"{ref} is not among the derived models that the config plans (derived section)")
+            raise PlanError(
+                f"{ref} is not among the derived models that the config plans (derived section)"
+            )
         return planned[ref].dataset, planned[ref].arch
     match = _ZOO_ID.match(ref)
     if not match:
@@ -137,7 +148,9 @@ def default_train_task(ref: str, config: dict[str, Any]) -> str:
     return profile(ref, config)[0]
 
 
-def _layer_pairs(spec: Any, ref1: str, ref2: str, config: dict[str, Any], flatten: bool) -> list[tuple[str, str]]:
+def _layer_pairs(
+    spec: Any, ref1: str, ref2: str, config: dict[str, Any], flatten: bool
+) -> list[tuple[str, str]]:
     if spec == "all":
         from ..models import build_model
         from .model import common_stitch_points
@@ -145,7 +158,9 @@ def _layer_pairs(spec: Any, ref1: str, ref2: str, config: dict[str, Any], flatte
         (d1, a1), (d2, a2) = profile(ref1, config), profile(ref2, config)
         pairs = common_stitch_points(build_model(a1, d1), build_model(a2, d2), flatten=flatten)
         if not pairs:
-            raise PlanError(f"{ref1} and {ref2} have no common cut point with stitchable shapes; list layer pairs")
+            raise PlanError(
+                f"{ref1} and {ref2} have no common cut point with stitchable shapes; list layer pairs"
+            )
         return pairs
     out = []
     for entry in spec:
@@ -166,7 +181,11 @@ def experiment_options(config: dict[str, Any], experiment: dict[str, Any]) -> di
     defaults.pop("preset", None)
     if preset is not None and preset not in PRESETS:
         raise PlanError(f"unknown stitching preset {preset!r}; presets: {', '.join(PRESETS)}")
-    merged = {**defaults, **(PRESETS[preset] if preset else {}), **(experiment.get("options") or {})}
+    merged = {
+        **defaults,
+        **(PRESETS[preset] if preset else {}),
+        **(experiment.get("options") or {}),
+    }
     options = StitchOptions.from_dict(merged)
     options.preset = preset
     return options.to_dict()
@@ -183,10 +202,17 @@ def planned_runs(config: dict[str, Any]) -> list[PlannedRun]:
             parse_task(task, named_tasks(config))  # fail early on a typo
         for pair in experiment["pairs"]:
             if len(pair) != 2:
-                raise PlanError(f"stitching.experiments.{name}.pairs: each entry is [model1, model2], not {pair!r}")
+                raise PlanError(
+                    f"stitching.experiments.{name}.pairs: each entry is [model1, model2], not {pair!r}"
+                )
             ref1, ref2 = pair
-            profile(ref1, config), profile(ref2, config)  # unknown references fail here, before any job runs
-            for layer1, layer2 in _layer_pairs(experiment.get("layers", "all"), ref1, ref2, config, options["flatten"]):
+            (
+                profile(ref1, config),
+                profile(ref2, config),
+            )  # unknown references fail here, before any job runs
+            for layer1, layer2 in _layer_pairs(
+                experiment.get("layers", "all"), ref1, ref2, config, options["flatten"]
+            ):
                 run = PlannedRun(
                     name,
                     f"{slug(ref1)}~{slug(ref2)}",
@@ -220,7 +246,11 @@ def run_job(run: PlannedRun, config: dict[str, Any]) -> dict[str, Any]:
         "eval_tasks": list(run.eval_tasks),
         "tasks": named_tasks(config),
         "device": config.get("device", "auto"),
-        "provenance": {"experiment": run.experiment, "pair": run.pair, "models": [run.model1, run.model2]},
+        "provenance": {
+            "experiment": run.experiment,
+            "pair": run.pair,
+            "models": [run.model1, run.model2],
+        },
     }
 
 

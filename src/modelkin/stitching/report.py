@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..io import atomic_path
 from ..plotting import pyplot, save_figure
@@ -54,7 +55,9 @@ def summary_rows(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "arch2": p["model2"]["arch"],
                 "algorithm1": p["model1"]["algorithm"],
                 "algorithm2": p["model2"]["algorithm"],
-                "robust_donor": bool(p["model1"].get("adversarial") or p["model2"].get("adversarial")),
+                "robust_donor": bool(
+                    p["model1"].get("adversarial") or p["model2"].get("adversarial")
+                ),
                 "layer1": p["model1"]["layer"],
                 "layer2": p["model2"]["layer"],
                 "layer_index": p["model2"]["layer_index"],
@@ -104,7 +107,9 @@ def summary_table(results: Sequence[str | Path], output: str | Path):
     if len(table):
         ordered = [c for c in ID_COLUMNS if c in table.columns]
         table = table[ordered + [c for c in table.columns if c not in ordered]]
-        table = table.sort_values(["experiment", "pair", "eval_task", "layer_index", "layer1"], kind="stable")
+        table = table.sort_values(
+            ["experiment", "pair", "eval_task", "layer_index", "layer1"], kind="stable"
+        )
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return table
@@ -126,7 +131,10 @@ def _layer_axis(group):
         group[["layer_index", "layer1", "layer2"]]
         .drop_duplicates()
         .sort_values(["layer_index", "layer1"])
-        .apply(lambda r: r["layer1"] if r["layer1"] == r["layer2"] else f"{r['layer1']}>{r['layer2']}", axis=1)
+        .apply(
+            lambda r: r["layer1"] if r["layer1"] == r["layer2"] else f"{r['layer1']}>{r['layer2']}",
+            axis=1,
+        )
         .tolist()
     )
     return labels
@@ -138,9 +146,13 @@ def _groups(table):
     if not len(table):
         return []
     out = []
-    for (experiment, task, alg1, alg2), group in table.groupby(["experiment", "eval_task", "algorithm1", "algorithm2"], sort=True):
+    for (experiment, task, alg1, alg2), group in table.groupby(
+        ["experiment", "eval_task", "algorithm1", "algorithm2"], sort=True
+    ):
         direction = "" if alg1 == alg2 else f", {alg1} -> {alg2}"
-        out.append((f"{experiment} (on {task}{direction}, {group['pair'].nunique()} pair(s))", group))
+        out.append(
+            (f"{experiment} (on {task}{direction}, {group['pair'].nunique()} pair(s))", group)
+        )
     return out
 
 
@@ -176,12 +188,19 @@ def plot_relative_accuracy(table, output: str | Path) -> Path:
         # Same-task runs: stitched / model 2. Cross-task: relative to the donor trained on the evaluation task.
         columns = {f"{v}_relative_to_task_model": v for v in VARIANTS}
         reference = group["task_model"].dropna().unique()
-        _plot_lines(ax, group, columns, f"stitched / {reference[0] if len(reference) == 1 else 'task model'} accuracy")
+        _plot_lines(
+            ax,
+            group,
+            columns,
+            f"stitched / {reference[0] if len(reference) == 1 else 'task model'} accuracy",
+        )
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhline(0.9, color="grey", lw=0.8, ls=":")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle("Relative accuracy of the stitched network per layer: T at init, trained, least squares")
+    fig.suptitle(
+        "Relative accuracy of the stitched network per layer: T at init, trained, least squares"
+    )
     fig.tight_layout()
     return save_figure(fig, output)
 
@@ -194,10 +213,20 @@ def plot_cka_vs_accuracy(table, output: str | Path, measure: str = "cka") -> Pat
         ax.text(0.5, 0.5, f"no runs with the {measure} measure", ha="center", va="center")
     else:
         for i, (experiment, group) in enumerate(rows.groupby("experiment")):
-            ax.scatter(group[column], group["after_relative_to_task_model"], color=f"C{i}", label=f"{experiment}: trained T")
+            ax.scatter(
+                group[column],
+                group["after_relative_to_task_model"],
+                color=f"C{i}",
+                label=f"{experiment}: trained T",
+            )
             if "ps_inv_relative_to_task_model" in group.columns:
-                ax.scatter(group[column], group["ps_inv_relative_to_task_model"], facecolors="none", edgecolors=f"C{i}",
-                           label=f"{experiment}: least squares")
+                ax.scatter(
+                    group[column],
+                    group["ps_inv_relative_to_task_model"],
+                    facecolors="none",
+                    edgecolors=f"C{i}",
+                    label=f"{experiment}: least squares",
+                )
         ax.set_xlabel(f"{measure} between model 1 at L1 and model 2 at L2 (test images)")
         ax.set_ylabel("stitched / task model accuracy (model 2 unless cross-task)")
         ax.grid(alpha=0.3)
@@ -213,7 +242,13 @@ def plot_robust_accuracy(table, output: str | Path) -> Path:
     groups = _groups(rows)
     fig, axes = _panels(max(len(groups), 1))
     if not groups:
-        axes[0].text(0.5, 0.5, "no run with robust evaluation\n(no robust donor, robust_eval false)", ha="center", va="center")
+        axes[0].text(
+            0.5,
+            0.5,
+            "no run with robust evaluation\n(no robust donor, robust_eval false)",
+            ha="center",
+            va="center",
+        )
         axes[0].set_axis_off()
     for ax, (title, group) in zip(axes, groups):
         columns = {f"{v}_robust_accuracy": f"stitched ({v})" for v in VARIANTS}
@@ -231,11 +266,17 @@ def plot_robust_accuracy(table, output: str | Path) -> Path:
     return save_figure(fig, output)
 
 
-def plot_summary(summary_csv: str | Path, relative: str | Path, cka: str | Path, robust: str | Path) -> list[Path]:
+def plot_summary(
+    summary_csv: str | Path, relative: str | Path, cka: str | Path, robust: str | Path
+) -> list[Path]:
     import pandas as pd
 
     try:
         table = pd.read_csv(summary_csv)
     except pd.errors.EmptyDataError:
         table = pd.DataFrame()
-    return [plot_relative_accuracy(table, relative), plot_cka_vs_accuracy(table, cka), plot_robust_accuracy(table, robust)]
+    return [
+        plot_relative_accuracy(table, relative),
+        plot_cka_vs_accuracy(table, cka),
+        plot_robust_accuracy(table, robust),
+    ]

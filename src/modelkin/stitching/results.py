@@ -40,12 +40,16 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-def save_result(path: str | Path, payload: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
+def save_result(
+    path: str | Path, payload: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix != ".json":
-        raise ValueError(f"a stitching result is a .json file (its tensors go beside it), not {path}")
+        raise ValueError(
+            f"a stitching result is a .json file (its tensors go beside it), not {path}"
+        )
     tensor_file = tensors_path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(tensor_file) as tmp:
@@ -54,13 +58,19 @@ def save_result(path: str | Path, payload: dict[str, Any], tensors: dict[str, to
         **payload,
         "kind": RESULT_KIND,
         "format_version": FORMAT_VERSION,
-        "tensors": {"file": tensor_file.name, "sha256": file_sha256(tensor_file), "names": sorted(state)},
+        "tensors": {
+            "file": tensor_file.name,
+            "sha256": file_sha256(tensor_file),
+            "names": sorted(state),
+        },
     }
     write_json(path, clean_json(payload))
     return path
 
 
-def load_result(path: str | Path, *, with_tensors: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def load_result(
+    path: str | Path, *, with_tensors: bool = True
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(payload, tensors) of a result written by :func:`save_result`; accepts the .json or .safetensors path."""
     from safetensors.torch import load_file
 
@@ -79,7 +89,9 @@ def load_result(path: str | Path, *, with_tensors: bool = True) -> tuple[dict[st
         return payload, {}
     tensor_file = path.with_name(payload["tensors"]["file"])
     if not tensor_file.exists():
-        raise FileNotFoundError(f"{path} refers to {tensor_file}, which is missing; re-run the stitching")
+        raise FileNotFoundError(
+            f"{path} refers to {tensor_file}, which is missing; re-run the stitching"
+        )
     return payload, load_file(str(tensor_file))
 
 
@@ -88,7 +100,9 @@ def stitch_state(tensors: dict[str, torch.Tensor], variant: str) -> dict[str, to
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not state:
         variants = sorted({k.split(".")[1] for k in tensors if k.startswith("t.")})
-        raise ValueError(f"this result has no {variant!r} stitching layer; it has: {', '.join(variants)}")
+        raise ValueError(
+            f"this result has no {variant!r} stitching layer; it has: {', '.join(variants)}"
+        )
     return state
 
 
@@ -124,7 +138,12 @@ def load_stitched(
     model1, model2 = donors
     options = payload["options"]
     g = payload["geometry"]
-    geometry = stitch_geometry(g["in_shape"], g["out_shape"], flatten=g["kind"] == "flatten", resize=g["resize"] or "bilinear")
+    geometry = stitch_geometry(
+        g["in_shape"],
+        g["out_shape"],
+        flatten=g["kind"] == "flatten",
+        resize=g["resize"] or "bilinear",
+    )
     stitch = StitchingLayer(geometry, low_rank=options.get("low_rank"))
     stitch.load_state_dict(stitch_state(tensors, variant))
     if variant == "after" and payload["donors"]["mode"] == "train":
@@ -150,7 +169,11 @@ def t_tensors(variant: str, stitch) -> dict[str, torch.Tensor]:
 
 
 def donor_buffers(prefix: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {f"{prefix}{k}": v.detach().clone() for k, v in model.named_buffers() if k in model.state_dict()}
+    return {
+        f"{prefix}{k}": v.detach().clone()
+        for k, v in model.named_buffers()
+        if k in model.state_dict()
+    }
 
 
 def snapshot(model: torch.nn.Module) -> torch.nn.Module:
@@ -169,4 +192,3 @@ def read_results(paths) -> list[dict[str, Any]]:
         payload["_path"] = str(p)
         out.append(payload)
     return out
-

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -15,7 +16,13 @@ from ..checkpoint import load_checkpoint
 from ..data import iterate_batches
 from ..device import resolve_device
 from ..models.layers import is_cut_point, layer_names
-from .evaluate import check_measures, classification_metrics, measure_info, robust_metrics, similarity
+from .evaluate import (
+    check_measures,
+    classification_metrics,
+    measure_info,
+    robust_metrics,
+    similarity,
+)
 from .init import accumulate_moments, initialise, make_mask, solve_affine
 from .model import StitchedModel, StitchingLayer, build_stitched, layer_activation
 from .results import donor_buffers, save_result, snapshot, t_tensors
@@ -25,7 +32,9 @@ from .train import StitchOptions, train_stitcher
 log = logging.getLogger(__name__)
 
 
-def _prepared_lookup(data: dict[str, str | Path] | Sequence[str | Path] | str | Path | None) -> dict[str, Path]:
+def _prepared_lookup(
+    data: dict[str, str | Path] | Sequence[str | Path] | str | Path | None,
+) -> dict[str, Path]:
     """Prepared data set files by data set name (a mapping, a list of results/data/NAME.safetensors, or a folder)."""
     if data is None:
         return {}
@@ -102,8 +111,12 @@ def stitch_models(
     check_measures(opts.measures)
     lookup = _prepared_lookup(data)
     ck1, ck2 = load_checkpoint(checkpoint1, device), load_checkpoint(checkpoint2, device)
-    train_task = parse_task(train_task, tasks) if train_task is not None else task_of_checkpoint(ck1.meta)
-    all_tasks = [train_task] + [t for t in (parse_task(s, tasks) for s in eval_tasks) if t.name != train_task.name]
+    train_task = (
+        parse_task(train_task, tasks) if train_task is not None else task_of_checkpoint(ck1.meta)
+    )
+    all_tasks = [train_task] + [
+        t for t in (parse_task(s, tasks) for s in eval_tasks) if t.name != train_task.name
+    ]
     for task in all_tasks:
         if task.num_classes != ck2.meta["num_classes"]:
             raise ValueError(
@@ -111,7 +124,9 @@ def stitch_models(
                 f"{ck2.meta['num_classes']}: the stitched network predicts with model 2's head, so the tasks of a "
                 "stitching run need model 2's number of classes"
             )
-    train = load_task_split(_prepared_for(lookup, train_task), train_task, "train", limit=opts.train_limit)
+    train = load_task_split(
+        _prepared_for(lookup, train_task), train_task, "train", limit=opts.train_limit
+    )
 
     model1, model2 = ck1.model, ck2.model
     # Donors that train their batch norm change during training: targets, reference accuracies and the
@@ -138,7 +153,9 @@ def stitch_models(
     if need_moments:
         start = time.perf_counter()
         moments = accumulate_moments(
-            _moment_batches(stitched, teacher2, train, device), stitch, with_yy=opts.mask in ("semi-match", "abs-semi-match")
+            _moment_batches(stitched, teacher2, train, device),
+            stitch,
+            with_yy=opts.mask in ("semi-match", "abs-semi-match"),
         )
         ps_info["moments_seconds"] = time.perf_counter() - start
     mask = make_mask(opts.mask, stitch, moments=moments, generator=generator).to(stitch.mask)
@@ -146,18 +163,28 @@ def stitch_models(
     if need_solution:
         start = time.perf_counter()
         solution = solve_affine(
-            moments, ridge=opts.ps_inv_ridge, mask=None if opts.mask == "identity" else mask, low_rank=opts.low_rank
+            moments,
+            ridge=opts.ps_inv_ridge,
+            mask=None if opts.mask == "identity" else mask,
+            low_rank=opts.low_rank,
         )
         ps_info.update(
-            {"solve_seconds": time.perf_counter() - start, "samples": solution.samples, "ridge": opts.ps_inv_ridge,
-             "low_rank": opts.low_rank, "fitted_on": f"{train_task.name} train split ({len(train)} images)"}
+            {
+                "solve_seconds": time.perf_counter() - start,
+                "samples": solution.samples,
+                "ridge": opts.ps_inv_ridge,
+                "low_rank": opts.low_rank,
+                "fitted_on": f"{train_task.name} train split ({len(train)} images)",
+            }
         )
     initialise(stitch, opts.init, generator=generator, solution=solution)
 
     tensors = t_tensors("before", stitch)
     before = StitchingLayer(geometry, low_rank=opts.low_rank).to(stitch.bias.device)
     before.load_state_dict(stitch.state_dict())
-    variants: dict[str, StitchedModel] = {"before": StitchedModel(teacher1, layer1, teacher2, layer2, before)}
+    variants: dict[str, StitchedModel] = {
+        "before": StitchedModel(teacher1, layer1, teacher2, layer2, before)
+    }
     if solution is not None:
         ps_layer = StitchingLayer(geometry, low_rank=opts.low_rank).to(stitch.bias.device)
         ps_layer.set_mask(mask)
@@ -166,7 +193,9 @@ def stitch_models(
         variants["ps_inv"] = StitchedModel(teacher1, layer1, teacher2, layer2, ps_layer)
 
     name = f"{ck1.name}:{layer1} -> {ck2.name}:{layer2}"
-    training = train_stitcher(stitched, train, opts, device=device, teachers=(teacher1, teacher2), desc=name)
+    training = train_stitcher(
+        stitched, train, opts, device=device, teachers=(teacher1, teacher2), desc=name
+    )
     tensors.update(t_tensors("after", stitch))
     tensors["loss.step"] = torch.tensor(training.step_loss, dtype=torch.float32)
     if opts.train_bn:
@@ -179,9 +208,23 @@ def stitch_models(
     if robust == "auto":
         robust = _is_adversarial(ck1.meta) or _is_adversarial(ck2.meta) or opts.adversary != "none"
     start = time.perf_counter()
-    own_tasks = {"model2": task_of_checkpoint(ck2.meta).name, "model1": task_of_checkpoint(ck1.meta).name}
+    own_tasks = {
+        "model2": task_of_checkpoint(ck2.meta).name,
+        "model1": task_of_checkpoint(ck1.meta).name,
+    }
     evaluations = {
-        task.name: _evaluate_task(task, lookup, variants, teacher1, teacher2, stitched, opts, bool(robust), device, own_tasks)
+        task.name: _evaluate_task(
+            task,
+            lookup,
+            variants,
+            teacher1,
+            teacher2,
+            stitched,
+            opts,
+            bool(robust),
+            device,
+            own_tasks,
+        )
         for task in all_tasks
     }
     eval_seconds = time.perf_counter() - start
@@ -225,14 +268,21 @@ def stitch_models(
         "robust_eval": bool(robust),
         "measures": measure_info(opts.measures),
         "evaluations": evaluations,
-        "relative_accuracy": {v: evaluations[train_task.name][v]["relative_accuracy"] for v in variants},
+        "relative_accuracy": {
+            v: evaluations[train_task.name][v]["relative_accuracy"] for v in variants
+        },
         "eval_seconds": eval_seconds,
     }
     payload["seconds"] = time.perf_counter() - wall
     save_result(output, payload, tensors)
     accuracy = {v: evaluations[train_task.name][v]["accuracy"] for v in variants}
-    log.info("%s on %s: stitched accuracy %s (%.1f s)", name, train_task.name,
-             ", ".join(f"{v} {a:.3f}" for v, a in accuracy.items()), payload["seconds"])
+    log.info(
+        "%s on %s: stitched accuracy %s (%.1f s)",
+        name,
+        train_task.name,
+        ", ".join(f"{v} {a:.3f}" for v, a in accuracy.items()),
+        payload["seconds"],
+    )
     return payload
 
 
@@ -240,7 +290,18 @@ def _ratio(a: float, b: float | None) -> float | None:
     return a / b if b else None
 
 
-def _evaluate_task(task, lookup, variants, teacher1, teacher2, stitched, opts: StitchOptions, robust, device, own_tasks):
+def _evaluate_task(
+    task,
+    lookup,
+    variants,
+    teacher1,
+    teacher2,
+    stitched,
+    opts: StitchOptions,
+    robust,
+    device,
+    own_tasks,
+):
     test = load_task_split(_prepared_for(lookup, task), task, "test")
     out: dict[str, Any] = {"task": task.to_dict(), "test_images": len(test)}
     out["model1"] = classification_metrics(teacher1, test, reference=teacher2, device=device)
@@ -258,8 +319,14 @@ def _evaluate_task(task, lookup, variants, teacher1, teacher2, stitched, opts: S
         out[variant] = metrics
     if robust:
         epsilon = test.info.default_epsilon if opts.eval_epsilon is None else opts.eval_epsilon
-        kwargs = dict(epsilon=epsilon, step_size=opts.eval_step_size, steps=opts.eval_steps, max_images=opts.max_robust_images,
-                      device=device, seed=opts.seed)
+        kwargs = dict(
+            epsilon=epsilon,
+            step_size=opts.eval_step_size,
+            steps=opts.eval_steps,
+            max_images=opts.max_robust_images,
+            device=device,
+            seed=opts.seed,
+        )
         for key, model in [("model1", teacher1), ("model2", teacher2), *variants.items()]:
             out[key].update(robust_metrics(model, test, **kwargs))
     # Similarity to model 2's genuine activation at L2, on the first measure_images test images.

@@ -42,18 +42,27 @@ class Task:
         get_dataset_info(self.dataset)
         unknown = [t for t in self.transforms if t not in TRANSFORMS]
         if unknown:
-            raise ValueError(f"task {self.name!r}: unknown transform(s) {unknown}; valid: {', '.join(TRANSFORMS)}")
+            raise ValueError(
+                f"task {self.name!r}: unknown transform(s) {unknown}; valid: {', '.join(TRANSFORMS)}"
+            )
         if "transpose" in self.transforms:
             _, h, w = get_dataset_info(self.dataset).shape
             if h != w:
-                raise ValueError(f"task {self.name!r}: transpose needs square images, {self.dataset} has {h}x{w}")
+                raise ValueError(
+                    f"task {self.name!r}: transpose needs square images, {self.dataset} has {h}x{w}"
+                )
 
     @property
     def num_classes(self) -> int:
         return get_dataset_info(self.dataset).num_classes
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset, "transforms": list(self.transforms), "seed": self.seed}
+        return {
+            "name": self.name,
+            "dataset": self.dataset,
+            "transforms": list(self.transforms),
+            "seed": self.seed,
+        }
 
     def label_permutation(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed)
@@ -78,27 +87,45 @@ def parse_task(spec: str | dict[str, Any] | Task, named: dict[str, Any] | None =
         return spec
     named = named or {}
     if isinstance(spec, dict):
-        return Task(spec.get("name", spec["dataset"]), spec["dataset"], tuple(spec.get("transforms", ())), int(spec.get("seed", 0)))
+        return Task(
+            spec.get("name", spec["dataset"]),
+            spec["dataset"],
+            tuple(spec.get("transforms", ())),
+            int(spec.get("seed", 0)),
+        )
     if spec in named:
         entry = named[spec]
-        return Task(spec, entry["dataset"], tuple(entry.get("transforms", ())), int(entry.get("seed", 0)))
+        return Task(
+            spec, entry["dataset"], tuple(entry.get("transforms", ())), int(entry.get("seed", 0))
+        )
     dataset, _, transforms = spec.partition(":")
     if dataset not in DATASETS:
         valid = ", ".join(list(DATASETS) + list(named))
-        raise ValueError(f"unknown task {spec!r}: not a data set or configured task ({valid}), nor DATASET:TRANSFORM")
+        raise ValueError(
+            f"unknown task {spec!r}: not a data set or configured task ({valid}), nor DATASET:TRANSFORM"
+        )
     return Task(spec, dataset, tuple(t for t in transforms.split(",") if t), 0)
 
 
-def load_task_split(prepared: str | Path, task: Task, split: str, limit: int | None = None) -> Split:
+def load_task_split(
+    prepared: str | Path, task: Task, split: str, limit: int | None = None
+) -> Split:
     """``split`` of the prepared file of ``task.dataset``, transformed for the task."""
     data = load_split(prepared, split, limit=limit)
     if data.info.name != task.dataset:
-        raise ValueError(f"{prepared} holds {data.info.name}, but task {task.name!r} is on {task.dataset}")
+        raise ValueError(
+            f"{prepared} holds {data.info.name}, but task {task.name!r} is on {task.dataset}"
+        )
     return task.apply(data)
 
 
 def train_task_donor(
-    output: str | Path, *, prepared: str | Path, task: Task | dict[str, Any], recipe: dict[str, Any], **settings: Any
+    output: str | Path,
+    *,
+    prepared: str | Path,
+    task: Task | dict[str, Any],
+    recipe: dict[str, Any],
+    **settings: Any,
 ) -> Path:
     """Train a zoo architecture on a transformed task, exactly as the zoo trains on a data set.
 
@@ -110,10 +137,14 @@ def train_task_donor(
 
     task = parse_task(task)
     recipe = TrainRecipe.from_dict(recipe)
-    train = with_planted_patch(load_task_split(prepared, task, "train", limit=recipe.train_limit), recipe)
+    train = with_planted_patch(
+        load_task_split(prepared, task, "train", limit=recipe.train_limit), recipe
+    )
     test = load_task_split(prepared, task, "test")
     extra_meta = {"task": task.to_dict()}
-    return train_on_splits(output, train, test, recipe=recipe, task_name=task.name, extra_meta=extra_meta, **settings)
+    return train_on_splits(
+        output, train, test, recipe=recipe, task_name=task.name, extra_meta=extra_meta, **settings
+    )
 
 
 def task_of_checkpoint(meta: dict[str, Any]) -> Task:

@@ -46,7 +46,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cli-default": {"init": "random", "target_type": "hard"},
 }
 
-CACHE_BUDGET_BYTES = 2 << 30  # cached front activations beyond this are recomputed every step instead
+CACHE_BUDGET_BYTES = (
+    2 << 30
+)  # cached front activations beyond this are recomputed every step instead
 
 
 @dataclass
@@ -112,32 +114,46 @@ class StitchOptions:
         }
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
-                raise ValueError(f"stitching option {key} must be one of {', '.join(valid)}, not {getattr(self, key)!r}")
+                raise ValueError(
+                    f"stitching option {key} must be one of {', '.join(valid)}, not {getattr(self, key)!r}"
+                )
         if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown stitching preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+            raise ValueError(
+                f"unknown stitching preset {self.preset!r}; presets: {', '.join(PRESETS)}"
+            )
         if self.cache_front not in (True, False, "auto"):
             raise ValueError(f"cache_front must be true, false or 'auto', not {self.cache_front!r}")
         if self.robust_eval not in (True, False, "auto"):
             raise ValueError(f"robust_eval must be true, false or 'auto', not {self.robust_eval!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
-            raise ValueError("stitching needs epochs >= 1, batch_size >= 1, lr > 0 and temperature > 0")
+            raise ValueError(
+                "stitching needs epochs >= 1, batch_size >= 1, lr > 0 and temperature > 0"
+            )
         if not 0.0 <= self.attack_ratio <= 1.0:
             raise ValueError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
         if self.low_rank is not None and self.low_rank < 1:
-            raise ValueError(f"low_rank must be a positive rank or null (full rank), not {self.low_rank}")
+            raise ValueError(
+                f"low_rank must be a positive rank or null (full rank), not {self.low_rank}"
+            )
         if self.low_rank is not None and self.mask != "identity":
-            raise ValueError("low_rank and a mask other than identity cannot be combined; choose one restriction of T")
+            raise ValueError(
+                "low_rank and a mask other than identity cannot be combined; choose one restriction of T"
+            )
         self.measures = list(self.measures)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None = None, *, preset: str | None = None) -> "StitchOptions":
+    def from_dict(
+        cls, values: dict[str, Any] | None = None, *, preset: str | None = None
+    ) -> StitchOptions:
         """``values`` over the preset over the defaults. A ``preset`` key in ``values`` counts too."""
         values = dict(values or {})
         preset = values.pop("preset", None) or preset
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown stitching option(s) {unknown}; valid options: {sorted(known - {'preset'})}")
+            raise ValueError(
+                f"unknown stitching option(s) {unknown}; valid options: {sorted(known - {'preset'})}"
+            )
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"unknown stitching preset {preset!r}; presets: {', '.join(PRESETS)}")
         merged = {**(PRESETS[preset] if preset else {}), **values}
@@ -154,7 +170,11 @@ class StitchOptions:
     def needs_targets(self) -> tuple[bool, bool]:
         """(model 1's logits, model 2's logits) are needed as soft targets."""
         t = self.target_type
-        return t in ("soft_1", "soft_12", "soft_1_plus_2"), t in ("soft_2", "soft_12", "soft_1_plus_2")
+        return t in ("soft_1", "soft_12", "soft_1_plus_2"), t in (
+            "soft_2",
+            "soft_12",
+            "soft_1_plus_2",
+        )
 
     @property
     def front_is_fixed(self) -> bool:
@@ -166,7 +186,9 @@ class StitchOptions:
 # Losses
 
 
-def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_cross_entropy(
+    logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """sum_c softmax(t/T)_c * -log_softmax(s/T)_c, averaged over the batch (no T^2 factor, as the references)."""
     target = F.softmax(target_logits / temperature, dim=1)
     return -(target * F.log_softmax(logits / temperature, dim=1)).sum(1).mean()
@@ -195,7 +217,10 @@ def target_loss(
     if target_type == "soft_2":
         return soft_cross_entropy(logits, logits2, temperature)
     if target_type == "soft_12":
-        return 0.5 * (soft_cross_entropy(logits, logits1, temperature) + soft_cross_entropy(logits, logits2, temperature))
+        return 0.5 * (
+            soft_cross_entropy(logits, logits1, temperature)
+            + soft_cross_entropy(logits, logits2, temperature)
+        )
     if target_type == "soft_1_plus_2":
         return soft_cross_entropy(logits, 0.5 * (logits1 + logits2), temperature)
     raise ValueError(f"target_type must be one of {', '.join(TARGET_TYPES)}, not {target_type!r}")
@@ -245,7 +270,9 @@ class TrainingLog:
     steps: int = 0
 
 
-def _teacher_outputs(teacher1: nn.Module, teacher2: nn.Module, x: torch.Tensor, options: StitchOptions):
+def _teacher_outputs(
+    teacher1: nn.Module, teacher2: nn.Module, x: torch.Tensor, options: StitchOptions
+):
     """Soft targets: the donors' logits on the clean images, without gradient (None when not needed)."""
     need1, need2 = options.needs_targets
     with torch.no_grad():
@@ -270,7 +297,9 @@ def cache_size_bytes(stitched: StitchedModel, n: int, options: StitchOptions) ->
     return 4 * n * per_image
 
 
-def should_cache(stitched: StitchedModel, n: int, options: StitchOptions, device: torch.device) -> bool:
+def should_cache(
+    stitched: StitchedModel, n: int, options: StitchOptions, device: torch.device
+) -> bool:
     if options.cache_front is False or not options.front_is_fixed:
         if options.cache_front is True and not options.front_is_fixed:
             raise ValueError(
@@ -298,7 +327,12 @@ def precompute_fixed_inputs(
     """Model 1's L1 activations (and soft targets, model 2's genuine activations) of every training image."""
     was_training = stitched.training
     stitched.eval()
-    parts: dict[str, list[torch.Tensor]] = {"front": [], "logits1": [], "logits2": [], "genuine": []}
+    parts: dict[str, list[torch.Tensor]] = {
+        "front": [],
+        "logits1": [],
+        "logits2": [],
+        "genuine": [],
+    }
     try:
         with torch.no_grad():
             for x, _ in iterate_batches(train, batch_size, device=device):
@@ -332,7 +366,14 @@ def stitch_step_loss(
         front = stitched.front(x)
     t = stitched.stitch(front)
     logits = stitched.end(t, x)
-    task = target_loss(logits, y, options.target_type, logits1=logits1, logits2=logits2, temperature=options.temperature)
+    task = target_loss(
+        logits,
+        y,
+        options.target_type,
+        logits1=logits1,
+        logits2=logits2,
+        temperature=options.temperature,
+    )
     loss = task
     parts = {"task_loss": task.item()}
     if options.l1 > 0:
@@ -373,7 +414,11 @@ def train_stitcher(
     use_cache = should_cache(stitched, n, options, device) if cache is None else cache
     record = TrainingLog(cached_front=use_cache)
     start = time.perf_counter()
-    fixed = precompute_fixed_inputs(stitched, teacher1, teacher2, train, options, device) if use_cache else None
+    fixed = (
+        precompute_fixed_inputs(stitched, teacher1, teacher2, train, options, device)
+        if use_cache
+        else None
+    )
     labels = train.y.to(device)
     epsilon, step_size = options.attack_budget(train.info.default_epsilon)
     bar = progress(range(options.epochs), desc=desc, total=options.epochs, unit="epoch")
@@ -420,18 +465,30 @@ def train_stitcher(
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
             record.steps += 1
-        summary = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}, "train_accuracy": correct / seen}
+        summary = {
+            "epoch": epoch + 1,
+            **{k: v / seen for k, v in sums.items()},
+            "train_accuracy": correct / seen,
+        }
         summary["lr"] = optimizer.param_groups[0]["lr"]
         record.epochs.append(summary)
         record.epoch_seconds.append(time.perf_counter() - epoch_start)
         bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['train_accuracy']:.3f}")
     stitched.eval()
     record.seconds = time.perf_counter() - start
-    log.info("%s: %d steps in %.1f s (front %s)", desc, record.steps, record.seconds, "cached" if use_cache else "recomputed")
+    log.info(
+        "%s: %d steps in %.1f s (front %s)",
+        desc,
+        record.steps,
+        record.seconds,
+        "cached" if use_cache else "recomputed",
+    )
     return record
 
 
-def _uncached_loss(stitched, teacher1, teacher2, x, y, options: StitchOptions, epsilon, step_size, generator):
+def _uncached_loss(
+    stitched, teacher1, teacher2, x, y, options: StitchOptions, epsilon, step_size, generator
+):
     logits1, logits2 = _teacher_outputs(teacher1, teacher2, x, options)
     n_adv = int(len(x) * options.attack_ratio) if options.adversary != "none" else 0
     if n_adv == 0 or options.adversary == "trades":
@@ -456,8 +513,17 @@ def _uncached_loss(stitched, teacher1, teacher2, x, y, options: StitchOptions, e
     if n_adv and options.adversary == "trades":
         # TRADES: beta * KL(f(x) || f(x_adv)) summed over the attacked examples, divided by the batch size.
         chosen = torch.randperm(len(x), generator=generator)[:n_adv].to(x.device)
-        x_adv = trades_attack(stitched, x[chosen], epsilon=epsilon, step_size=step_size, steps=options.attack_steps, generator=generator)
-        kl = F.kl_div(F.log_softmax(stitched(x_adv), dim=1), F.softmax(logits[chosen], dim=1), reduction="sum")
+        x_adv = trades_attack(
+            stitched,
+            x[chosen],
+            epsilon=epsilon,
+            step_size=step_size,
+            steps=options.attack_steps,
+            generator=generator,
+        )
+        kl = F.kl_div(
+            F.log_softmax(stitched(x_adv), dim=1), F.softmax(logits[chosen], dim=1), reduction="sum"
+        )
         trades = options.trades_beta * kl / len(x)
         loss = loss + trades
         parts["trades_kl"] = trades.item()
