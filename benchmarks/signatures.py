@@ -38,11 +38,12 @@ import time
 import numpy as np
 import torch
 
-from modelkin.data import get_dataset_info, load_split, prepare_dataset
+from modelkin.data import load_split, prepare_dataset
+from modelkin.datasets import get_dataset_info
 from modelkin.device import resolve_device
 from modelkin.models import seeded_model
-from modelkin.signatures.gradfield import GradientField, gauss_legendre
-from modelkin.signatures.zest import (
+from modelkin.signatures.gradfield.extract import GradientField, gauss_legendre
+from modelkin.signatures.zest.extract import (
     AUTO_CHUNK_SIZE,
     ZestExtractor,
     ZestProbe,

@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from modelkin.data import Split, get_dataset_info
+from modelkin.data import Split
+from modelkin.datasets import get_dataset_info
 from modelkin.device import resolve_device
 from modelkin.models import seeded_model
 from modelkin.stitching import Moments, StitchOptions, build_stitched, solve_affine, train_stitcher

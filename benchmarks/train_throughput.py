@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from modelkin.data import get_dataset_info
+from modelkin.datasets import get_dataset_info
 from modelkin.device import resolve_device
 from modelkin.models import ARCHITECTURES, seeded_model
 from modelkin.train import TrainRecipe, make_optimizer, training_loss

@@ -12,7 +12,7 @@ from modelkin.io import write_json
 from modelkin.signatures import read_probe, read_signature
 from modelkin.train import train_checkpoint
 
-ZEST_SMALL = ["--n-images", "4", "--n-samples", "40"]
+ZEST_SMALL = ["--set", "n_images=4", "--set", "n_samples=40"]
 RECIPE = {"optimizer": "adam", "lr": 0.003, "epochs": 1, "batch_size": 32, "train_limit": 200}
 SETTING = "digits:mlp/standard~mlp/standard"
 
@@ -31,7 +31,6 @@ def models(digits_file, tmp_path_factory):
             recipe=RECIPE,
             init_seed=seed,
             data_seed=seed,
-            evaluation={"steps": 0},
         )
         paths.append(path)
     return paths
@@ -140,10 +139,10 @@ def test_distance_refuses_signatures_from_different_probes(
             str(digits_file),
             "-o",
             str(other_probe),
-            "--n-images",
-            "3",
-            "--n-samples",
-            "40",
+            "--set",
+            "n_images=3",
+            "--set",
+            "n_samples=40",
         ]
     )
     other = tmp_path / "other_sig.h5"
@@ -182,8 +181,8 @@ def test_gradfield_signature_with_an_automatic_probe(models, digits_file, tmp_pa
                     str(digits_file),
                     "-o",
                     str(path),
-                    "--n-steps",
-                    "6",
+                    "--set",
+                    "n_steps=6",
                     "--device",
                     "cpu",
                 ]

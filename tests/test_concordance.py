@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY_CONFIG
+from helpers import REPO, TINY_CONFIG
 from modelkin.checkpoint import save_checkpoint
 from modelkin.concordance import (
     ConcordanceError,

@@ -3,14 +3,13 @@ import pytest
 import torch
 
 from modelkin.data import (
-    DATASETS,
     PlantedPatch,
     augment_batch,
-    get_dataset_info,
     iterate_batches,
     load_split,
     prepare_dataset,
 )
+from modelkin.datasets import DATASETS, get_dataset_info
 
 
 def test_registry_lists_every_dataset_with_its_geometry():

@@ -10,20 +10,30 @@ import numpy as np
 import pytest
 
 from modelkin.distances import (
-    REGISTRY,
     InsufficientReference,
     InsufficientReferenceWarning,
     Setting,
-    align_classes,
-    distances_for,
-    get_distance,
-    greedy_assignment,
     normalise,
     reference_distance,
-    zest_distance,
 )
-from modelkin.distances.gradfield import all_field_distances, per_step_statistics
-from modelkin.distances.pairwise import gradfield_pairwise, pairwise_distances
+from modelkin.signatures import METHODS, get_distance, get_method
+from modelkin.signatures.gradfield.distance import (
+    all_field_distances,
+    gradfield_pairwise,
+    per_step_statistics,
+)
+from modelkin.signatures.zest.distance import align_classes, greedy_assignment, zest_distance
+
+REGISTRY = {d.name: d for m in METHODS.values() for d in m.distances}
+
+
+def distances_for(method):
+    return get_method(method).distances
+
+
+def pairwise_distances(method, signatures):
+    return get_method(method).pairwise(signatures)
+
 
 ZEST_METRICS = ("cos", "l1", "l2", "linf")
 
@@ -198,17 +208,6 @@ def test_gradfield_max_over_steps_then_mean():
     assert values["cos_max_step"] == pytest.approx(2.0 / 2)
 
 
-def test_gradfield_cos_agrees_with_the_signature_module():
-    from modelkin.signatures.gradfield import field_cosine_distance
-
-    rng = np.random.default_rng(7)
-    a = rng.normal(size=(5, 7, 30)).astype(np.float32)
-    b = (a + rng.normal(scale=0.8, size=a.shape)).astype(np.float32)
-    assert get_distance("gradfield", "cos")(a, b) == pytest.approx(
-        field_cosine_distance(a, b), rel=1e-9
-    )
-
-
 def test_zscore_equals_sqrt_two_one_minus_pearson():
     rng = np.random.default_rng(8)
     a = rng.normal(size=(3, 2, 50))
@@ -255,7 +254,7 @@ def test_gradfield_pairwise_rejects_mixed_shapes():
 def test_registry_metadata():
     assert {d.method for d in REGISTRY.values()} == {"zest", "gradfield"}
     for info in REGISTRY.values():
-        assert info.higher_is_similar is False and info.larger_means_less_similar
+        assert info.higher_is_similar is False
         assert info.symmetric
         assert info.range[0] == 0.0 and info.range[1] > 0
     assert [d.metric for d in distances_for("zest")][0] == "cos"
@@ -273,8 +272,8 @@ def test_registry_metadata():
     )
     with pytest.raises(ValueError, match="valid: cos, l1, l2, linf"):
         get_distance("zest", "euclidean")
-    with pytest.raises(ValueError, match="no distances for signature method"):
-        distances_for("cka")
+    with pytest.raises(ValueError, match="unknown signature method 'cka'"):
+        get_method("cka")
 
 
 def test_values_stay_in_the_declared_range():
@@ -371,9 +370,9 @@ def _model(tmp_path, name, **meta):
 def _collection(tmp_path, n_zoo=4, probe_seed=0):
     """n_zoo independent zoo models with random signatures; a fine-tuned copy of zoo 0 (parent + small
     noise), a pruned copy of that (grandchild) and a second derivation of zoo 0 (sibling)."""
-    from modelkin.derive import read_lineage_meta
+    from modelkin.checkpoint import load_checkpoint
     from modelkin.distances.tables import Member
-    from modelkin.signatures import write_probe, write_signature
+    from modelkin.signatures import Computed, read_probe, write_probe, write_signature
 
     rng = np.random.default_rng(probe_seed)
     probe = write_probe(
@@ -420,22 +419,21 @@ def _collection(tmp_path, n_zoo=4, probe_seed=0):
     for name, ckpt in members:
         sig = write_signature(
             tmp_path / "sigs" / f"{name.replace('/', '_')}_{probe_seed}.h5",
-            data[name].astype(np.float32),
-            method="zest",
-            params={"outputs": "logits"},
-            axes=("superpixel", "class"),
-            checkpoint=ckpt,
-            probe=probe,
+            Computed(data[name].astype(np.float32), {"outputs": "logits"}),
+            method=get_method("zest"),
+            checkpoint=load_checkpoint(ckpt),
+            probe=read_probe(probe),
+            name=name,
         )
-        meta = read_lineage_meta(ckpt)
-        out.append(Member(name, meta, sig))
+        out.append(Member.from_signature(name, sig))
     return out
 
 
 def test_distance_table_relations_references_and_verdicts(tmp_path):
     import pandas as pd
 
-    from modelkin.distances.tables import distance_table, relatedness_table, write_distance_table
+    from modelkin.distances.relatedness import relatedness_table
+    from modelkin.distances.tables import distance_table, write_distance_table
 
     members = _collection(tmp_path)
     table = distance_table("zest", members, min_reference_pairs=5)
@@ -507,7 +505,7 @@ def test_distance_table_relations_references_and_verdicts(tmp_path):
 def test_relatedness_auc_follows_the_distance_direction(tmp_path):
     import pandas as pd
 
-    from modelkin.distances.tables import relatedness_table
+    from modelkin.distances.relatedness import relatedness_table
 
     rows = []
     for i, (relation, value) in enumerate(
@@ -564,9 +562,9 @@ def test_signatures_from_different_probes_are_not_compared(tmp_path):
     first = _collection(tmp_path, n_zoo=2, probe_seed=0)
     second = _collection(tmp_path, n_zoo=2, probe_seed=1)
     with pytest.raises(SignatureMismatch, match="different probes"):
-        signature_distances(first[0].signature, second[1].signature)
-    values = signature_distances(first[0].signature, first[1].signature)
+        signature_distances(first[0].read(), second[1].read())
+    values = signature_distances(first[0].read(), first[1].read())
     assert list(values) == ["cos", "l1", "l2", "linf"]
-    assert signature_distances(first[0].signature, first[1].signature, ["l2"]) == {
+    assert signature_distances(first[0].read(), first[1].read(), ["l2"]) == {
         "l2": pytest.approx(values["l2"])
     }

@@ -8,23 +8,29 @@ import pytest
 import torch
 from torch import nn
 
-from modelkin.checkpoint import save_checkpoint
+from modelkin.checkpoint import load_checkpoint, save_checkpoint
 from modelkin.data import load_split
 from modelkin.io import file_sha256
 from modelkin.models import seeded_model
-from modelkin.signatures import SignatureError, read_signature, write_signature
-from modelkin.signatures.gradfield import (
-    AXES,
-    GradientField,
-    field_cosine_distance,
-    gauss_legendre,
+from modelkin.signatures import (
+    Computed,
+    SignatureError,
+    get_method,
+    read_probe,
+    read_signature,
+    write_signature,
+)
+from modelkin.signatures.compute import signature_file
+from modelkin.signatures.gradfield.distance import field_cos, per_point_field_distance
+from modelkin.signatures.gradfield.extract import GradientField, gauss_legendre
+from modelkin.signatures.gradfield.probe import (
     gradfield_candidates_file,
-    gradfield_signature_file,
     load_gradfield_probe,
     make_gradfield_probe,
-    per_point_field_distance,
-    select_reference_points,
 )
+from modelkin.signatures.gradfield.select import select_reference_points
+
+AXES = get_method("gradfield").axes
 
 DIGITS_MEAN = 0.3053
 
@@ -146,14 +152,14 @@ def test_chunk_size_and_baseline_forms_do_not_change_the_field(digits, lenet):
 def test_field_cosine_distance_known_values():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((4, 3, 10)).astype(np.float32)
-    assert field_cosine_distance(a, a) == pytest.approx(0, abs=1e-7)
-    assert field_cosine_distance(a, 3 * a) == pytest.approx(0, abs=1e-7)
-    assert field_cosine_distance(a, -a) == pytest.approx(2, abs=1e-7)
+    assert field_cos(a, a) == pytest.approx(0, abs=1e-7)
+    assert field_cos(a, 3 * a) == pytest.approx(0, abs=1e-7)
+    assert field_cos(a, -a) == pytest.approx(2, abs=1e-7)
     first_half, second_half = a.copy(), a.copy()
     first_half[..., 5:] = 0
     second_half[..., :5] = 0
-    assert field_cosine_distance(first_half, second_half) == pytest.approx(1, abs=1e-7)
-    assert field_cosine_distance(np.zeros_like(a), a) == pytest.approx(1)
+    assert field_cos(first_half, second_half) == pytest.approx(1, abs=1e-7)
+    assert field_cos(np.zeros_like(a), a) == pytest.approx(1)
 
     b = rng.standard_normal((4, 3, 10)).astype(np.float32)
     independent = 1 - torch.nn.functional.cosine_similarity(
@@ -162,9 +168,9 @@ def test_field_cosine_distance_known_values():
     np.testing.assert_allclose(
         per_point_field_distance(a, b, chunk_points=3), independent.mean(1).numpy(), atol=1e-6
     )
-    assert field_cosine_distance(a, b) == pytest.approx(independent.mean().item(), abs=1e-6)
+    assert field_cos(a, b) == pytest.approx(independent.mean().item(), abs=1e-6)
     with pytest.raises(ValueError, match="same shape"):
-        field_cosine_distance(a, b[:3])
+        field_cos(a, b[:3])
 
 
 def test_probe_first_points_optionally_of_some_classes(digits, tmp_path):
@@ -192,7 +198,8 @@ def test_signature_file_with_either_target(tmp_path, digits_file, lenet):
         ("argmax", lenet(torch.from_numpy(probe.points)).argmax(1)),
         ("label", probe.labels),
     ]:
-        out = gradfield_signature_file(
+        out = signature_file(
+            "gradfield",
             checkpoint,
             probe_path,
             tmp_path / f"{target}.h5",
@@ -211,7 +218,7 @@ def test_signature_file_with_either_target(tmp_path, digits_file, lenet):
         np.testing.assert_allclose(sig.data, direct, atol=1e-6)
         assert sig.extras["logit_gap"].shape == (6,)
     with pytest.raises(ValueError, match="target must be one of argmax, label"):
-        gradfield_signature_file(checkpoint, probe_path, tmp_path / "x.h5", target="loss")
+        signature_file("gradfield", checkpoint, probe_path, tmp_path / "x.h5", target="loss")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,12 +263,10 @@ def selection_case(tmp_path_factory, digits_file):
         paths.append(
             write_signature(
                 root / f"{name}.h5",
-                field.astype(np.float32),
-                method="gradfield",
-                params={"n_steps": 4},
-                axes=AXES,
-                checkpoint=checkpoint,
-                probe=candidates,
+                Computed(field.astype(np.float32), {"n_steps": 4}),
+                method=get_method("gradfield"),
+                checkpoint=load_checkpoint(checkpoint),
+                probe=read_probe(candidates),
             )
         )
     return root, candidates, paths

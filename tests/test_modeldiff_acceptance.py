@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,6 @@ def stage(tmp_path_factory, digits_file) -> dict:
                 recipe=recipe,
                 init_seed=init_seed,
                 data_seed=data_seed,
-                evaluation={"steps": 0},
                 device="cpu",
             )
             feature_file = root / "trak" / algorithm / f"i{init_seed}-d{data_seed}.h5"

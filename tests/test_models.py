@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from modelkin.data import get_dataset_info
+from modelkin.datasets import get_dataset_info
 from modelkin.models import ARCHITECTURES, build_model, seeded_model
 from modelkin.models.layers import (
     LayerError,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_snakemake
+from helpers import REPO, run_snakemake
 from report_browser import check_report, chromium
 
 pytestmark = [pytest.mark.workflow, pytest.mark.browser]

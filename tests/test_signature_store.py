@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import calendar
 import json
-import time
 
 import h5py
 import numpy as np
 import pytest
 
 from modelkin import __version__
-from modelkin.checkpoint import save_checkpoint
+from modelkin.checkpoint import load_checkpoint, save_checkpoint
+from modelkin.inspect import describe
 from modelkin.io import file_sha256
+from modelkin.lineage import Lineage
 from modelkin.models import seeded_model
 from modelkin.signatures import (
+    Computed,
     SignatureError,
     SignatureMismatch,
     check_comparable,
+    get_method,
     read_probe,
     read_signature,
     write_probe,
     write_signature,
 )
-from modelkin.signatures.store import describe
 
 MODEL_META = {
     "name": "digits/mlp/standard/i3-d4",
@@ -60,21 +61,17 @@ def make_signature(
     tmp_path, checkpoint, probe, name="sig.h5", shape=(7, 10), params=None, method="zest", seed=0
 ):
     data = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    computed = Computed(data, params or {"outputs": "logits"}, {"num_segments": np.array([3, 4])})
     return write_signature(
         tmp_path / name,
-        data,
-        method=method,
-        params=params or {"outputs": "logits"},
-        axes=("superpixel", "class"),
-        checkpoint=checkpoint,
-        probe=probe,
-        extra_attrs={"note": "test"},
-        extra_datasets={"num_segments": np.array([3, 4])},
+        computed,
+        method=get_method(method),
+        checkpoint=load_checkpoint(checkpoint),
+        probe=read_probe(probe),
     )
 
 
 def test_every_attribute_reads_back_with_plain_h5py(tmp_path, checkpoint, probe):
-    before = time.time()
     path = make_signature(tmp_path, checkpoint, probe)
     with h5py.File(path, "r") as handle:
         assert set(handle) == {"signature", "num_segments"}
@@ -88,17 +85,20 @@ def test_every_attribute_reads_back_with_plain_h5py(tmp_path, checkpoint, probe)
     assert attrs["checkpoint"] == str(checkpoint)
     assert attrs["checkpoint_sha256"] == file_sha256(checkpoint)
     model = json.loads(attrs["model"])
-    assert model == {k: v for k, v in MODEL_META.items() if k != "history"}
+    lineage = {k: v for k, v in MODEL_META.items() if k != "history"}
+    assert model == {**Lineage(**lineage).to_dict(), "sha256": file_sha256(checkpoint)}
     assert attrs["probe"] == str(probe)
     assert attrs["probe_sha256"] == file_sha256(probe)
     assert attrs["probe_kind"] == "zest"
     assert json.loads(attrs["probe_params"]) == {"dataset": "digits", "n_images": 3, "seed": 0}
     assert attrs["modelkin_version"] == __version__
-    assert attrs["note"] == "test"
-    created = calendar.timegm(
-        time.strptime(attrs["created"], "%Y-%m-%dT%H:%M:%SZ")
-    )  # UTC, ISO 8601
-    assert before - 1 <= created <= time.time() + 1
+    assert "created" not in attrs  # no timestamp: identical inputs give identical bytes
+
+
+def test_signature_files_are_byte_reproducible(tmp_path, checkpoint, probe):
+    first = make_signature(tmp_path, checkpoint, probe, "first.h5")
+    second = make_signature(tmp_path, checkpoint, probe, "second.h5")
+    assert file_sha256(first) == file_sha256(second)
 
 
 def test_read_signature_round_trip(tmp_path, checkpoint, probe):
@@ -112,9 +112,10 @@ def test_read_signature_round_trip(tmp_path, checkpoint, probe):
         and sig.axes == ("superpixel", "class")
     )
     assert sig.probe_sha256 == file_sha256(probe)
-    assert sig.model["init_seed"] == 3 and sig.name == MODEL_META["name"]
+    assert sig.lineage.init_seed == 3 and sig.lineage.parent == MODEL_META["parent"]
+    assert sig.lineage.sha256 == file_sha256(checkpoint) and sig.name == MODEL_META["name"]
     np.testing.assert_array_equal(sig.extras["num_segments"], [3, 4])
-    assert "/signature  (7, 10) float32" in describe(path)
+    assert any("signature  dataset (7, 10) float32" in line for line in describe(path))
 
 
 def test_missing_corrupt_and_foreign_files_name_the_file_and_the_fix(tmp_path, checkpoint, probe):
@@ -142,29 +143,19 @@ def test_missing_corrupt_and_foreign_files_name_the_file_and_the_fix(tmp_path, c
         read_probe(foreign)
 
 
-def test_write_refuses_bad_input(tmp_path, checkpoint, probe):
-    with pytest.raises(ValueError, match="axis names"):
-        write_signature(
-            tmp_path / "a.h5",
-            np.zeros((2, 3)),
-            method="zest",
-            params={},
-            axes=("x",),
-            checkpoint=checkpoint,
-            probe=probe,
-        )
-    with pytest.raises(ValueError, match="non-finite"):
-        write_signature(
-            tmp_path / "b.h5",
-            np.array([[np.nan, 1.0]]),
-            method="zest",
-            params={},
-            axes=("x", "class"),
-            checkpoint=checkpoint,
-            probe=probe,
-        )
-    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+def test_write_refuses_an_array_that_does_not_fit_the_methods_axes(tmp_path, checkpoint, probe):
+    with pytest.raises(SignatureError, match=r"axes \('superpixel', 'class'\)"):
+        make_signature(tmp_path, checkpoint, probe, "a.h5", shape=(2, 3, 4))
+    assert not (tmp_path / "a.h5").exists()
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_reading_refuses_non_finite_values(tmp_path, checkpoint, probe):
+    path = make_signature(tmp_path, checkpoint, probe)
+    with h5py.File(path, "r+") as handle:
+        handle["signature"][0, 0] = np.nan
+    with pytest.raises(SignatureError, match="non-finite"):
+        read_signature(path)
 
 
 def test_check_comparable(tmp_path, checkpoint, probe):
@@ -185,11 +176,10 @@ def test_check_comparable(tmp_path, checkpoint, probe):
             tmp_path, checkpoint, probe, "params.h5", params={"outputs": "probabilities"}
         )
         check_comparable(base, read_signature(other))
+    other_method = read_signature(make_signature(tmp_path, checkpoint, probe, "m.h5"))
+    other_method.method = "gradfield"
     with pytest.raises(SignatureMismatch, match="different methods"):
-        check_comparable(
-            base,
-            read_signature(make_signature(tmp_path, checkpoint, probe, "m.h5", method="gradfield")),
-        )
+        check_comparable(base, other_method)
     with pytest.raises(SignatureMismatch, match="incompatible shapes"):
         check_comparable(
             base, read_signature(make_signature(tmp_path, checkpoint, probe, "s.h5", shape=(8, 10)))

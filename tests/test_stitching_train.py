@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from modelkin.data import Split, get_dataset_info, load_split
+from modelkin.data import Split, load_split
+from modelkin.datasets import get_dataset_info
 from modelkin.measures import linear_cka
 from modelkin.models import seeded_model
 from modelkin.stitching import (

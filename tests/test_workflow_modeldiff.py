@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from conftest import REPO, TINY_CONFIG, run_snakemake
+from helpers import REPO, TINY_CONFIG, run_snakemake
 
 COMPARISON = "results/modeldiff/digits/lenet/md_clean-vs-md_patch"
 

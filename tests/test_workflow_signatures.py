@@ -13,25 +13,18 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_CONFIG, run_snakemake
+from helpers import TINY_CONFIG, run_snakemake
 from modelkin.checkpoint import load_checkpoint
 from modelkin.config import validate_config, zoo_seeds
-from modelkin.derive import planned_derivations
+from modelkin.derive.plan import planned_derivations
 from modelkin.io import file_sha256
 from modelkin.signatures import check_comparable, read_signature
-from modelkin.signatures.gradfield import load_gradfield_probe
-from modelkin.signatures.zest import ZestExtractor, load_zest_probe
+from modelkin.signatures.gradfield.probe import load_gradfield_probe
+from modelkin.signatures.zest.extract import ZestExtractor, load_zest_probe
 
 pytestmark = pytest.mark.workflow
 
-SIGNATURE_RULES = {
-    "zest_probe",
-    "zest_signature",
-    "gradfield_candidates",
-    "gradfield_candidate_signature",
-    "gradfield_probe",
-    "gradfield_signature",
-}
+SIGNATURE_RULES = {"probe", "candidate_probe", "candidate_signature", "selected_probe", "signature"}
 
 
 def tiny_config() -> dict:
@@ -80,9 +73,8 @@ def test_zest_probe_and_signatures(tiny_workflow):
         assert sig.data.shape == (probe.total_segments, 10)
         assert sig.probe_sha256 == file_sha256(probe_path)
         assert sig.name == model
-        assert (results / "logs" / "zest_signature" / f"{model}.log").read_text().count(
-            "Zest signature of"
-        ) == 1
+        log = (results / "logs" / "signature" / "zest" / f"{model}.log").read_text()
+        assert log.count(f"zest signature of {model}") == 1
     for a, b in itertools.combinations(signatures, 2):
         check_comparable(a, b)
         assert not np.allclose(a.data, b.data)  # different models, different signatures
@@ -101,8 +93,8 @@ def test_gradfield_probe_selection_and_signatures(tiny_workflow):
     config = tiny_config()
     settings = config["gradfield"]
     results = tiny_workflow / "results"
-    candidates_path = results / "probes" / "gradfield" / "digits" / "candidates.h5"
-    selected_path = results / "probes" / "gradfield" / "digits" / "selected.h5"
+    candidates_path = results / "probes" / "gradfield" / "digits.candidates.h5"
+    selected_path = results / "probes" / "gradfield" / "digits.h5"
     candidates = load_gradfield_probe(candidates_path)
     selected = load_gradfield_probe(selected_path)
     k = settings["reference_points"]
@@ -115,7 +107,7 @@ def test_gradfield_probe_selection_and_signatures(tiny_workflow):
     assert info["candidate_probe_sha256"] == file_sha256(candidates_path) and info["k"] == k
     assert info["models"] == zoo_ids(config, [settings["selection_algorithm"]])
     # Candidate signatures are temporary: only the selection needs them.
-    assert not list((results / "probes" / "gradfield").glob("candidate_signatures/**/*.h5"))
+    assert not list((results / "probes" / "gradfield").glob("candidates/**/*.h5"))
 
     signatures = []
     for model in zoo_ids(config):
@@ -140,7 +132,7 @@ def test_changing_zest_samples_reruns_only_zest(tiny_workflow, tmp_path):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     # every signed model: the zoo's and the derived models (whose distances need them)
     models = len(zoo_ids(tiny_config())) + len(planned_derivations(tiny_config()))
-    assert signature_jobs(workdir) == {"zest_probe": 1, "zest_signature": models}
+    assert signature_jobs(workdir) == {"probe": 1, "signature": models}
 
     config["zest"]["n_samples"] -= 1
     config["zest"]["chunk_size"] -= 1
@@ -149,7 +141,7 @@ def test_changing_zest_samples_reruns_only_zest(tiny_workflow, tmp_path):
     # The deleted (temporary) candidate signatures come back only because the selection must rerun.
     selection_models = len(zoo_ids(tiny_config(), ["standard"]))
     assert signature_jobs(workdir) == {
-        "gradfield_candidate_signature": selection_models,
-        "gradfield_probe": 1,
-        "gradfield_signature": models,
+        "candidate_signature": selection_models,
+        "selected_probe": 1,
+        "signature": models,
     }

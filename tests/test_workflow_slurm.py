@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, make_workdir, run_snakemake
+from helpers import REPO, make_workdir, run_snakemake
 from slurm_cluster import ensure_cluster, stop_cluster
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]

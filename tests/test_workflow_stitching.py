@@ -65,9 +65,10 @@ def test_task_donor_is_trained_on_the_transformed_task(tiny_workflow):
         "transforms": ["invert"],
         "seed": 0,
     }
-    assert meta["dataset"] == "digits" and meta["epochs"] == 2 and meta["accuracy"] > 0.3
+    assert meta["dataset"] == "digits" and meta["epochs"] == 2
     result = read_json(stitching(tiny_workflow) / "runs" / f"{CROSS}.json")
     assert result["eval_tasks"] == ["digits", "digits_inverted"]
+    assert result["evaluations"]["digits_inverted"]["model2"]["accuracy"] > 0.3  # the donor
     assert result["evaluations"]["digits_inverted"]["task_model"] == "model2"
     assert result["evaluations"]["digits"]["task_model"] == "model1"
 

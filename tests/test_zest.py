@@ -14,7 +14,8 @@ from modelkin.checkpoint import save_checkpoint
 from modelkin.data import load_split
 from modelkin.models import build_model, seeded_model
 from modelkin.signatures import read_signature
-from modelkin.signatures.zest import (
+from modelkin.signatures.compute import signature_file
+from modelkin.signatures.zest.extract import (
     ZestExtractor,
     ZestProbe,
     draw_masks,
@@ -23,7 +24,6 @@ from modelkin.signatures.zest import (
     save_zest_probe,
     segment_image,
     zest_probe_file,
-    zest_signature_file,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,8 +221,8 @@ def test_signature_file_end_to_end(tmp_path, digits_file):
         "num_classes": 10,
     }
     checkpoint = save_checkpoint(tmp_path / "m.safetensors", model, meta)
-    output = zest_signature_file(
-        checkpoint, probe_path, tmp_path / "sig.h5", device="cpu", chunk_size=50
+    output = signature_file(
+        "zest", checkpoint, probe_path, tmp_path / "sig.h5", device="cpu", chunk_size=50
     )
     sig = read_signature(output)
     probe = load_zest_probe(probe_path)
@@ -240,7 +240,7 @@ def test_signature_file_end_to_end(tmp_path, digits_file):
     with pytest.raises(
         ValueError, match=r"inputs of shape \(1, 28, 28\).*\(1, 32, 32\).*model's own data set"
     ):
-        zest_signature_file(wrong_space, probe_path, tmp_path / "bad.h5", device="cpu")
+        signature_file("zest", wrong_space, probe_path, tmp_path / "bad.h5", device="cpu")
     assert not (tmp_path / "bad.h5").exists()
 
 

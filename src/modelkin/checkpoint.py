@@ -8,21 +8,25 @@ loader checks that the weights match it. Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .errors import InputError, MissingFileError
 from .io import atomic_path, file_sha256
+from .lineage import Lineage
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 METADATA_KEY = "modelkin"
 REQUIRED_KEYS = ("arch", "dataset", "num_classes")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be read or does not match its metadata."""
 
 
@@ -56,26 +60,47 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     return Path(path)
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    from safetensors import safe_open
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor names, shapes, ``__metadata__``), without torch.
 
+    The format is an 8-byte little-endian header length followed by the header's JSON.
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
+    size = path.stat().st_size
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-    except Exception as err:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 2 <= length <= min(size - 8, 100 << 20):
+                raise ValueError(f"header length {length} does not fit a {size}-byte file")
+            header = json.loads(handle.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (struct.error, ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(
-            f"{path} is not a readable safetensors checkpoint ({err}). A plain PyTorch state dict can be "
-            "imported with `modelkin import-checkpoint FILE --arch ARCH --dataset DATASET -o OUT.safetensors`."
+            f"{path} is not a readable safetensors checkpoint ({err}). A plain PyTorch state dict can "
+            "be imported with `modelkin import-checkpoint FILE --arch ARCH --dataset DATASET -o "
+            "OUT.safetensors`."
         ) from err
-    if METADATA_KEY not in header:
+    return header
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's modelkin metadata (read from the file's header alone; torch is not imported)."""
+    header = read_header(path)
+    stored = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if stored is None:
         raise CheckpointError(
             f"{path} has no modelkin metadata; import it with "
             "`modelkin import-checkpoint FILE --arch ARCH --dataset DATASET -o OUT.safetensors`"
         )
-    return json.loads(header[METADATA_KEY])
+    return json.loads(stored)
+
+
+def read_lineage(path: str | Path, name: str | None = None) -> Lineage:
+    """The lineage record of a checkpoint (its metadata's lineage keys and the file's sha256)."""
+    return Lineage.from_metadata(read_metadata(path), name=name, sha256=file_sha256(path))
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
@@ -129,12 +154,14 @@ def import_state_dict(
     meta: dict[str, Any] | None = None,
 ) -> Checkpoint:
     """Load a user's torchvision-style state dict (``.pt``/``.pth`` read with weights_only=True, or safetensors)."""
-    from .data import get_dataset_info
+    import torch
+
+    from .datasets import get_dataset_info
     from .models import build_model
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingFileError(f"{path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

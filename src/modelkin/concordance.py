@@ -44,10 +44,10 @@ import numpy as np
 from .io import atomic_path, read_json, write_json
 from .plotting import pyplot, save_figure
 from .progress import progress
+from .signatures import METHODS, get_distance
 
 log = logging.getLogger(__name__)
 
-DISTANCE_METHODS = ("zest", "gradfield")
 STITCHING_VARIANTS = {"stitching": "after", "stitching_ps_inv": "ps_inv"}
 STITCHING_DIRECTIONS = ("a_to_b", "b_to_a")
 GROUPS = ("derived", "siblings", "independent", "shared-seed", "same-model")
@@ -100,7 +100,7 @@ def orient(values, *, higher_is_similar: bool, normalised: bool) -> np.ndarray:
 def known_methods() -> list[str]:
     from .measures import REGISTRY
 
-    return [*DISTANCE_METHODS, *STITCHING_VARIANTS, *REGISTRY]
+    return [*METHODS, *STITCHING_VARIANTS, *REGISTRY]
 
 
 def method_info(name: str, *, distance_metric: str = "cos") -> MethodInfo:
@@ -108,9 +108,7 @@ def method_info(name: str, *, distance_metric: str = "cos") -> MethodInfo:
     or a measure of ``modelkin.measures`` (``cka``, ``cca``, ``procrustes``, ...)."""
     from .measures import REGISTRY, get_measure
 
-    if name in DISTANCE_METHODS:
-        from .distances import get_distance
-
+    if name in METHODS:
         entry = get_distance(
             name, distance_metric
         )  # unknown metric: ValueError with the valid ones
@@ -150,14 +148,14 @@ def method_info(name: str, *, distance_metric: str = "cos") -> MethodInfo:
 def resolve_methods(methods: Sequence[str] | None, distance_methods: Sequence[str]) -> list[str]:
     """The configured methods (``None``: the distance stage's methods, ``cka``, both stitching variants)."""
     if methods is None:
-        methods = [m for m in DISTANCE_METHODS if m in distance_methods] + [
+        methods = [m for m in METHODS if m in distance_methods] + [
             "cka",
             *STITCHING_VARIANTS,
         ]
     methods = list(dict.fromkeys(methods))
     for name in methods:
         method_info(name)
-    missing = [m for m in methods if m in DISTANCE_METHODS and m not in distance_methods]
+    missing = [m for m in methods if m in METHODS and m not in distance_methods]
     if missing:
         raise ConcordanceError(
             f"concordance.methods lists {', '.join(missing)}, whose distance table the workflow does not build; "
@@ -202,17 +200,14 @@ class ConcordancePlan:
 
 
 def _zoo_profile(model_id: str) -> tuple[str, str, str] | None:
-    from .derive import zoo_id_parts
+    from .ids import ZooId, parse_model_id
 
-    try:
-        parts = zoo_id_parts(model_id)
-    except ValueError:
-        return None
-    return parts["dataset"], parts["arch"], parts["algorithm"]
+    model = parse_model_id(model_id)
+    return model.profile if isinstance(model, ZooId) else None
 
 
 def _default_parent(config: Mapping[str, Any]) -> str | None:
-    from .derive import resolve_parents
+    from .derive.plan import resolve_parents
 
     section = config.get("concordance") or {}
     if section.get("parent"):
@@ -230,7 +225,7 @@ def plan_concordance(config: Mapping[str, Any], compared: Sequence[str]) -> Conc
     another data set), and the zoo models of its setting among ``compared``. ``models: all``: every model
     of ``compared`` on the parent's data set that keeps the full task. A list: those model ids.
     """
-    from .derive import planned_derivations
+    from .derive.plan import planned_derivations
 
     section = dict(config.get("concordance") or {})
     enabled = section.get("enabled", "auto")
@@ -298,9 +293,7 @@ def plan_concordance(config: Mapping[str, Any], compared: Sequence[str]) -> Conc
             )
     else:
         models = list(dict.fromkeys(selection))
-        uses_tables = any(
-            m in DISTANCE_METHODS for m in (section.get("methods") or distance_methods)
-        )
+        uses_tables = any(m in METHODS for m in (section.get("methods") or distance_methods))
         absent = [m for m in models if m not in compared]
         if uses_tables and absent:
             raise ConcordanceError(
@@ -420,13 +413,15 @@ def concordance_pair(
     trained A -> B and B -> A by :func:`modelkin.stitching.stitch_models` (results in ``stitch_dir``).
     The record also carries both models' lineage metadata, from which the pair's relation is derived.
     """
-    from .checkpoint import load_checkpoint
-    from .derive import read_lineage_meta
+    from .checkpoint import load_checkpoint, read_lineage
     from .similarity import compare_checkpoints_layers
     from .stitching import stitch_models
 
     start = time.perf_counter()
-    metas = {"a": read_lineage_meta(checkpoint_a), "b": read_lineage_meta(checkpoint_b)}
+    metas = {
+        "a": read_lineage(checkpoint_a, name=model_a).to_dict(),
+        "b": read_lineage(checkpoint_b, name=model_b).to_dict(),
+    }
     if _task_of(metas["a"]) != _task_of(metas["b"]):
         raise ConcordanceError(
             f"{model_a} and {model_b} work on different tasks (data set, classes: {_task_of(metas['a'])} vs "
@@ -592,12 +587,12 @@ def _unordered(a: str, b: str) -> tuple[str, str]:
 def pair_relations(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
     """Each record's relation from the lineage metadata of every model of the records
     (:func:`modelkin.distances.tables.relation`, the distance tables' definition)."""
-    from .distances.tables import Member, relation
+    from .lineage import Lineage, relation
 
-    members: dict[str, Member] = {}
+    members: dict[str, Lineage] = {}
     for r in records:
         for side, model in (("a", r["model_a"]), ("b", r["model_b"])):
-            members.setdefault(model, Member(model, dict(r["lineage"][side])))
+            members.setdefault(model, Lineage.from_metadata(r["lineage"][side], name=model))
     return {
         _unordered(r["model_a"], r["model_b"]): relation(members, r["model_a"], r["model_b"])
         for r in records

@@ -9,16 +9,47 @@ from typing import Any
 
 import yaml
 
+from .errors import InputError
+
 SCHEMA_RESOURCE = "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration that does not match the schema."""
 
 
+def registry_enums() -> dict[str, list[str]]:
+    """The lists the schema takes from modelkin's registries (its ``enum: "@name"`` entries)."""
+    from .concordance import known_methods
+    from .datasets import DATASETS
+    from .models.registry import ARCHITECTURES
+    from .signatures.registry import METHODS
+
+    return {
+        "datasets": list(DATASETS),
+        "architectures": list(ARCHITECTURES),
+        "signature_methods": list(METHODS),
+        "reserved_task_names": [*DATASETS, "derived", "external"],
+        "concordance_methods": known_methods(),
+    }
+
+
 def schema() -> dict[str, Any]:
+    """The configuration schema, with its registry lists filled in."""
     text = resources.files("modelkin.schemas").joinpath(SCHEMA_RESOURCE).read_text()
-    return yaml.safe_load(text)
+    enums = registry_enums()
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: enums[v[1:]] if k == "enum" and isinstance(v, str) else fill(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [fill(v) for v in node]
+        return node
+
+    return fill(yaml.safe_load(text))
 
 
 def _defaulting_validator():

@@ -9,110 +9,15 @@ data set's mean colour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .datasets import DIGITS_TRAIN_SIZE, DatasetInfo, get_dataset_info
+from .errors import InputError
 from .io import atomic_path
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    shape: tuple[int, int, int]  # (channels, height, width) of the prepared images
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    augmentation: str  # "none", "crop" or "crop_flip"
-    default_epsilon: float  # L-inf budget in [0, 1] pixel units used when a recipe says null
-    source: str  # "sklearn" (bundled, offline) or "torchvision" (downloaded by the user)
-    description: str = ""
-    class_names: tuple[str, ...] = field(default_factory=tuple)
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in [
-        DatasetInfo(
-            "digits",
-            (1, 32, 32),
-            10,
-            (0.3053,),
-            (0.3236,),
-            "none",
-            0.1,
-            "sklearn",
-            "scikit-learn's bundled 8x8 handwritten digits (1,797 images) upsampled bilinearly to 32x32; "
-            "fixed stratified split of 1,200 train / 597 test images (seed 0). Needs no network.",
-            tuple(str(i) for i in range(10)),
-        ),
-        DatasetInfo(
-            "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "none", 0.3, "torchvision", "MNIST"
-        ),
-        DatasetInfo(
-            "fashion",
-            (1, 28, 28),
-            10,
-            (0.2860,),
-            (0.3530,),
-            "none",
-            0.1,
-            "torchvision",
-            "Fashion-MNIST",
-        ),
-        DatasetInfo(
-            "cifar10",
-            (3, 32, 32),
-            10,
-            (0.4914, 0.4822, 0.4465),
-            (0.2470, 0.2435, 0.2616),
-            "crop_flip",
-            8 / 255,
-            "torchvision",
-            "CIFAR-10",
-        ),
-        DatasetInfo(
-            "cifar100",
-            (3, 32, 32),
-            100,
-            (0.5071, 0.4865, 0.4409),
-            (0.2673, 0.2564, 0.2762),
-            "crop_flip",
-            8 / 255,
-            "torchvision",
-            "CIFAR-100",
-        ),
-        DatasetInfo(
-            "svhn",
-            (3, 32, 32),
-            10,
-            (0.4377, 0.4438, 0.4728),
-            (0.1980, 0.2010, 0.1970),
-            "crop",
-            8 / 255,
-            "torchvision",
-            "SVHN (train and test splits; extra is not used)",
-        ),
-    ]
-}
-
-DIGITS_TRAIN_SIZE = 1200
-
-
-def get_dataset_info(name: str) -> DatasetInfo:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}"
-        ) from None
-
-
-def prepared_path(results_dir: str | Path, name: str) -> Path:
-    return Path(results_dir) / "data" / f"{name}.safetensors"
-
 
 # ---------------------------------------------------------------------------------------------
 # Preparation
@@ -251,6 +156,27 @@ def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return Split(x.float().div_(255.0), y.long(), info)
+
+
+def relabel_classes(split: Split, classes: list[int]) -> Split:
+    """The images of ``classes`` only, labelled by their position in ``classes`` (0..k-1)."""
+    classes = [int(c) for c in classes]
+    top = int(split.y.max()) + 1 if len(split) else 0
+    missing = [c for c in classes if not (split.y == c).any()]
+    if missing:
+        raise InputError(
+            f"class(es) {missing} have no images in this {split.info.name} split "
+            f"(classes 0..{top - 1})"
+        )
+    mapping = torch.full((max(top, max(classes) + 1),), -1, dtype=torch.long)
+    mapping[torch.as_tensor(classes)] = torch.arange(len(classes))
+    keep = torch.nonzero(mapping[split.y] >= 0).flatten()
+    return Split(split.x[keep], mapping[split.y[keep]], split.info)
+
+
+def without_class(split: Split, forget_class: int) -> Split:
+    """``split`` without the images of ``forget_class``."""
+    return split.subset(torch.nonzero(split.y != int(forget_class)).flatten())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,16 +1,35 @@
-"""Evaluation stage: clean and robust accuracy of a checkpoint, and the zoo table."""
+"""The evaluation stage: clean and PGD robust accuracy of a checkpoint, once per model.
+
+Training and deriving write checkpoints only; this stage measures them, so that changing the
+evaluation settings (``evaluation:`` in the config) re-runs evaluation alone.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .checkpoint import load_checkpoint, read_metadata
-from .derive import class_accuracies, evaluation_split
+import torch
+from torch import nn
+
+from .attacks import pgd_attack
+from .checkpoint import load_checkpoint
+from .data import Split, iterate_batches, load_split, relabel_classes
 from .device import resolve_device
-from .io import atomic_path, read_json, write_json
-from .plotting import pyplot, save_figure
-from .train import evaluate_model
+from .io import write_json
+
+# Checkpoint metadata an evaluation record repeats, so that the zoo table needs no checkpoint.
+RECORDED_META = (
+    "dataset",
+    "arch",
+    "algorithm",
+    "init_seed",
+    "data_seed",
+    "parent",
+    "derivation",
+    "epochs",
+    "num_parameters",
+)
 
 
 def evaluate_checkpoint(
@@ -23,14 +42,14 @@ def evaluate_checkpoint(
     step_size: float | None = None,
     steps: int = 20,
     max_robust_images: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Clean and robust test accuracy of a zoo or derived checkpoint, written as JSON to ``output``.
 
-    A derived model is judged on the task it was trained for (a transfer's
-    relabelled class subset), and an unlearned one also on forget/retain accuracy.
+    A derived model is judged on the task it was trained for (a transfer's relabelled class
+    subset), and an unlearned one also on forget/retain accuracy.
     """
-    device = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint, device)
+    torch_device = resolve_device(device)
+    ckpt = load_checkpoint(checkpoint, torch_device)
     test = evaluation_split(ckpt.meta, prepared)
     metrics = evaluate_model(
         ckpt.model,
@@ -39,92 +58,105 @@ def evaluate_checkpoint(
         step_size=step_size,
         steps=steps,
         max_robust_images=max_robust_images,
-        device=device,
+        device=torch_device,
     )
     if ckpt.meta.get("forget_class") is not None:
-        metrics.update(class_accuracies(ckpt.model, test, ckpt.meta["forget_class"], device))
-    lineage = {key: ckpt.meta[key] for key in ("parent", "derivation") if key in ckpt.meta}
+        metrics.update(class_accuracies(ckpt.model, test, ckpt.meta["forget_class"], torch_device))
+    recorded = {key: ckpt.meta.get(key) for key in RECORDED_META}
     identity = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "model": ckpt.name}
-    result = {**identity, **lineage, **metrics}
+    result = {**identity, **recorded, **metrics}
     write_json(output, result)
     return result
 
 
-ZOO_COLUMNS = (
-    "model",
-    "dataset",
-    "arch",
-    "algorithm",
-    "init_seed",
-    "data_seed",
-    "parent",
-    "epochs",
-    "num_parameters",
-    "accuracy",
-    "robust_accuracy",
-    "robust_epsilon",
-    "checkpoint",
-)
+def evaluate_model(
+    model: nn.Module,
+    split: Split,
+    *,
+    epsilon: float | None = None,
+    step_size: float | None = None,
+    steps: int = 20,
+    batch_size: int = 256,
+    max_robust_images: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "auto",
+) -> dict[str, float]:
+    """Clean accuracy on the whole split; PGD robust accuracy (random start) on its first images."""
+    device = resolve_device(device)
+    model.to(device).eval()
+    epsilon = split.info.default_epsilon if epsilon is None else epsilon
+    step_size = 2.5 * epsilon / max(steps, 1) if step_size is None else step_size
+    generator = torch.Generator().manual_seed(seed)
+    correct = robust = attacked = 0
+    robust_limit = len(split) if max_robust_images is None else min(max_robust_images, len(split))
+    for x, y in iterate_batches(split, batch_size, device=device):
+        with torch.no_grad():
+            correct += (model(x).argmax(1) == y).sum().item()
+        room = robust_limit - attacked
+        if room > 0 and steps > 0:
+            xa, ya = x[:room], y[:room]
+            x_adv = pgd_attack(
+                model,
+                xa,
+                ya,
+                epsilon=epsilon,
+                step_size=step_size,
+                steps=steps,
+                generator=generator,
+            )
+            with torch.no_grad():
+                robust += (model(x_adv).argmax(1) == ya).sum().item()
+            attacked += len(ya)
+    return {
+        "accuracy": correct / len(split),
+        "robust_accuracy": robust / attacked if attacked else float("nan"),
+        "robust_epsilon": epsilon,
+        "robust_step_size": step_size,
+        "robust_steps": steps,
+        "robust_images": attacked,
+        "test_images": len(split),
+    }
 
 
-def zoo_table(
-    checkpoints: Sequence[str | Path], evaluations: Sequence[str | Path], output: str | Path
-):
-    """One row per model: its metadata and its evaluation."""
-    import pandas as pd
-
-    rows = []
-    for ckpt_path, eval_path in zip(checkpoints, evaluations):
-        meta = read_metadata(ckpt_path)
-        metrics = read_json(eval_path)
-        rows.append(
-            {
-                "model": meta.get("name", Path(ckpt_path).stem),
-                "dataset": meta["dataset"],
-                "arch": meta["arch"],
-                "algorithm": meta.get("algorithm"),
-                "init_seed": meta.get("init_seed"),
-                "data_seed": meta.get("data_seed"),
-                "parent": meta.get("parent"),
-                "epochs": meta.get("epochs"),
-                "num_parameters": meta.get("num_parameters"),
-                "accuracy": metrics["accuracy"],
-                "robust_accuracy": metrics["robust_accuracy"],
-                "robust_epsilon": metrics["robust_epsilon"],
-                "checkpoint": str(ckpt_path),
-            }
-        )
-    table = pd.DataFrame(rows, columns=list(ZOO_COLUMNS))
-    with atomic_path(output) as tmp:
-        table.to_csv(tmp, index=False)
-    return table
+def evaluation_split(meta: dict[str, Any], prepared: str | Path) -> Split:
+    """The test split a model is evaluated on: a transfer's class subset relabelled as trained."""
+    test = load_split(prepared, "test")
+    if meta.get("classes"):
+        test = relabel_classes(test, meta["classes"])
+    return test
 
 
-def plot_zoo(zoo_csv: str | Path, output: str | Path) -> Path:
-    """Clean vs robust accuracy, one marker per model, coloured by algorithm, one panel per data set."""
-    plt = pyplot()
-    import pandas as pd
+def predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    device: torch.device | str,
+    probabilities: bool = False,
+    temperature: float = 1.0,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """The model's answers on ``x``: hard labels (N,) or softmax(logits / temperature) rows (N, C)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = model(x[start : start + batch_size].to(device)).float()
+            answer = (
+                torch.softmax(logits / temperature, dim=1) if probabilities else logits.argmax(1)
+            )
+            out.append(answer.cpu())
+    return torch.cat(out)
 
-    table = pd.read_csv(zoo_csv)
-    datasets = sorted(table["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.5), squeeze=False)
-    markers = dict(zip(sorted(table["arch"].unique()), "osD^vP*Xh<>"))
-    for ax, dataset in zip(axes[0], datasets):
-        rows = table[table["dataset"] == dataset]
-        for i, (algorithm, group) in enumerate(rows.groupby("algorithm")):
-            for arch, sub in group.groupby("arch"):
-                ax.scatter(
-                    sub["accuracy"],
-                    sub["robust_accuracy"],
-                    color=f"C{i}",
-                    marker=markers[arch],
-                    label=f"{algorithm} / {arch}",
-                    alpha=0.8,
-                )
-        ax.set_xlabel("clean test accuracy")
-        ax.set_ylabel(f"robust accuracy (PGD, eps={rows['robust_epsilon'].iloc[0]:.3g})")
-        ax.set_title(f"{dataset}: {len(rows)} models")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    return save_figure(fig, output, dpi=120)
+
+def class_accuracies(
+    model: nn.Module, split: Split, forget_class: int, device: torch.device | str
+) -> dict[str, float]:
+    """Accuracy on the forgotten class's images and on the rest, and how often it is predicted."""
+    predictions = predict(model, split.x, device=device)
+    forget = split.y == int(forget_class)
+    return {
+        "forget_class": int(forget_class),
+        "forget_accuracy": float((predictions[forget] == split.y[forget]).float().mean()),
+        "retain_accuracy": float((predictions[~forget] == split.y[~forget]).float().mean()),
+        "forget_class_predicted_fraction": float((predictions == int(forget_class)).float().mean()),
+    }

@@ -4,7 +4,7 @@
 augmentation and the attacks' random starts. Same seeds, same model (bit for
 bit on CPU); different seeds, different models. A run saves its state after
 every epoch next to its output and continues from there when restarted; the
-checkpoint itself appears only when training and evaluation have finished.
+checkpoint itself appears only when training has finished; the ``evaluate`` stage measures it.
 """
 
 from __future__ import annotations
@@ -292,55 +292,6 @@ def _load_resume(path) -> dict | None:
         return None
 
 
-def evaluate_model(
-    model: nn.Module,
-    split: Split,
-    *,
-    epsilon: float | None = None,
-    step_size: float | None = None,
-    steps: int = 20,
-    batch_size: int = 256,
-    max_robust_images: int | None = None,
-    seed: int = 0,
-    device: torch.device | str = "auto",
-) -> dict[str, float]:
-    """Clean accuracy on the whole split; PGD robust accuracy (random start) on its first images."""
-    device = resolve_device(device)
-    model.to(device).eval()
-    epsilon = split.info.default_epsilon if epsilon is None else epsilon
-    step_size = 2.5 * epsilon / max(steps, 1) if step_size is None else step_size
-    generator = torch.Generator().manual_seed(seed)
-    correct = robust = attacked = 0
-    robust_limit = len(split) if max_robust_images is None else min(max_robust_images, len(split))
-    for x, y in iterate_batches(split, batch_size, device=device):
-        with torch.no_grad():
-            correct += (model(x).argmax(1) == y).sum().item()
-        room = robust_limit - attacked
-        if room > 0 and steps > 0:
-            xa, ya = x[:room], y[:room]
-            x_adv = pgd_attack(
-                model,
-                xa,
-                ya,
-                epsilon=epsilon,
-                step_size=step_size,
-                steps=steps,
-                generator=generator,
-            )
-            with torch.no_grad():
-                robust += (model(x_adv).argmax(1) == ya).sum().item()
-            attacked += len(ya)
-    return {
-        "accuracy": correct / len(split),
-        "robust_accuracy": robust / attacked if attacked else float("nan"),
-        "robust_epsilon": epsilon,
-        "robust_step_size": step_size,
-        "robust_steps": steps,
-        "robust_images": attacked,
-        "test_images": len(split),
-    }
-
-
 def load_training_split(prepared: str | Path, recipe: TrainRecipe) -> Split:
     """The training split as the recipe sees it: optionally truncated, optionally with a planted patch."""
     return with_planted_patch(load_split(prepared, "train", limit=recipe.train_limit), recipe)
@@ -371,31 +322,28 @@ def train_checkpoint(
 ) -> Path:
     """Train one zoo model from scratch on a prepared data set and write its checkpoint.
 
-    ``settings``: arch, algorithm, init_seed, data_seed, and optionally evaluation, device,
-    extra_meta (see :func:`train_on_splits`).
+    ``settings``: arch, algorithm, init_seed, data_seed, and optionally device, extra_meta
+    (see :func:`train_on_splits`). The ``evaluate`` rule measures the model afterwards.
     """
     recipe = recipe if isinstance(recipe, TrainRecipe) else TrainRecipe.from_dict(recipe)
-    train, test = load_training_split(prepared, recipe), load_split(prepared, "test")
-    return train_on_splits(output, train, test, recipe=recipe, **settings)
+    return train_on_splits(output, load_training_split(prepared, recipe), recipe=recipe, **settings)
 
 
 def train_on_splits(
     output: str | Path,
     train: Split,
-    test: Split,
     *,
     arch: str,
     algorithm: str,
     recipe: TrainRecipe,
     init_seed: int,
     data_seed: int,
-    evaluation: dict[str, Any] | None = None,
     device: str = "auto",
     extra_meta: dict[str, Any] | None = None,
     task_name: str | None = None,
 ) -> Path:
-    """Train ``arch`` from its seeded initialisation on ``train``, evaluate it on ``test`` (clean and
-    robust accuracy), write the checkpoint. ``task_name`` (default: the data set) starts the model's name."""
+    """Train ``arch`` from its seeded initialisation on ``train`` and write the checkpoint.
+    ``task_name`` (default: the data set) starts the model's name."""
     name = f"{task_name or train.info.name}/{arch}/{algorithm}/i{init_seed}-d{data_seed}"
     output = Path(output)
     model = seeded_model(arch, train.info, init_seed)
@@ -408,13 +356,6 @@ def train_on_splits(
         resume_path=output.with_name(output.name + ".resume.pt"),
         desc=name,
     )
-    metrics = evaluate_model(model, test, device=device, **(evaluation or {}))
-    log.info(
-        "%s: test accuracy %.4f, robust accuracy %.4f",
-        name,
-        metrics["accuracy"],
-        metrics["robust_accuracy"],
-    )
     meta = {
         "name": name,
         "arch": arch,
@@ -426,7 +367,6 @@ def train_on_splits(
         "data_seed": data_seed,
         "epochs": recipe.epochs,
         "history": history.epochs,
-        **metrics,
         **(extra_meta or {}),
     }
     return save_checkpoint(output, model, meta)

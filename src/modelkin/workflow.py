@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 
 
 @contextlib.contextmanager
 def snakemake_job(snakemake):
-    """Send stdout, stderr, logging and progress bars of the job to ``snakemake.log[0]``."""
-    import torch
+    """Send stdout, stderr, logging and progress bars of the job to ``snakemake.log[0]``.
 
+    Torch is not imported here (table and plot jobs never need it); its thread pools read the
+    job's ``threads:`` from the environment when a job does import it.
+    """
     log_path = snakemake.log[0] if len(snakemake.log) else None
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
@@ -22,7 +25,11 @@ def snakemake_job(snakemake):
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    torch.set_num_threads(max(1, int(snakemake.threads)))
+    threads = str(max(1, int(snakemake.threads)))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = threads
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
     start = time.perf_counter()
     try:
         logging.getLogger("modelkin").info("rule %s, threads %s", snakemake.rule, snakemake.threads)

@@ -1,58 +1,46 @@
-# Shared settings and input functions; no rules here.
-import json
+# Shared settings and input functions; no rules here. Planning imports no torch.
+from snakemake.utils import min_version
 
-from snakemake.utils import min_version, validate
-
-from modelkin.config import recipe_for, zoo_seeds
-from modelkin.data import DATASETS
-from modelkin.models.architectures import ARCHITECTURES
+from modelkin.catalog import ModelCatalog
+from modelkin.config import recipe_for, validate_config
+from modelkin.datasets import DATASETS
+from modelkin.ids import ZooId
+from modelkin.signatures import METHODS
+from modelkin.signatures.plan import (
+    candidate_signature_path,
+    candidates_path,
+    probe_path,
+    probe_settings,
+    selection_models,
+    selection_settings,
+    signature_job,
+    signature_path,
+)
 
 min_version("8.0")
 
 
-validate(config, "../schemas/config.schema.yaml")
+validate_config(config)
 
 R = config["results"]
 ENV = "../../envs/modelkin.yaml"
 # 1 GPU per training-like job unless the config pins the CPU; `--resources gpu=1` then serialises them
 # locally, and the SLURM profile turns the resource into a GPU request.
 GPU = 0 if config["device"] == "cpu" else 1
+# Every model the config plans (zoo, ModelDiff's, derived), by id: modelkin.catalog.
+MODELS = ModelCatalog(config)
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    arch="|".join(ARCHITECTURES),
-    algorithm="|".join(config["training"]["algorithms"]),
+    arch="[^/]+",
+    algorithm="[^/]+",
     init_seed=r"\d+",
     data_seed=r"\d+",
 
 
-def zoo_models():
-    """Every (dataset, arch, algorithm, init_seed, data_seed) of the configured zoo."""
-    zoo = config["zoo"]
-    return [
-        (d, a, alg, i, s)
-        for d in zoo["datasets"]
-        for a in zoo["architectures"]
-        for alg in zoo["algorithms"]
-        for i, s in zoo_seeds(config)
-    ]
-
-
-def model_id(dataset, arch, algorithm, init_seed, data_seed):
-    return f"{dataset}/{arch}/{algorithm}/i{init_seed}-d{data_seed}"
-
-
-def checkpoint_path(model):
-    return f"{R}/models/{model}.safetensors"
-
-
-# Stages that add models to the zoo (derived copies) append their model ids here.
-EXTRA_MODELS = []
-
-
-def all_models():
-    return [model_id(*m) for m in zoo_models()] + EXTRA_MODELS
+def checkpoint_of(model):
+    return MODELS.checkpoint(model)
 
 
 # Stages append the files that `snakemake` with no target should build.
@@ -73,24 +61,57 @@ def canonical(value):
 
 
 def training_job(wildcards):
-    seeds = {
-        "init_seed": int(wildcards.init_seed),
-        "data_seed": int(wildcards.data_seed),
-    }
+    model = ZooId(
+        wildcards.dataset,
+        wildcards.arch,
+        wildcards.algorithm,
+        int(wildcards.init_seed),
+        int(wildcards.data_seed),
+    )
+    if not MODELS.is_trained(model):
+        MODELS.resolve(
+            model, "the train rule"
+        )  # raises, saying why the model is not planned
     recipe = recipe_for(
         config,
-        dataset=wildcards.dataset,
-        arch=wildcards.arch,
-        algorithm=wildcards.algorithm,
-        **seeds,
+        dataset=model.dataset,
+        arch=model.arch,
+        algorithm=model.algorithm,
+        init_seed=model.init_seed,
+        data_seed=model.data_seed,
     )
     return canonical(
         {
-            "arch": wildcards.arch,
-            "algorithm": wildcards.algorithm,
+            "arch": model.arch,
+            "algorithm": model.algorithm,
             "recipe": recipe,
-            "evaluation": config["evaluation"],
             "device": config["device"],
-            **seeds,
+            "init_seed": model.init_seed,
+            "data_seed": model.data_seed,
+        }
+    )
+
+
+def signature_file(method, model):
+    return signature_path(R, method, model)
+
+
+def signature_params(wildcards):
+    return canonical(signature_job(config, wildcards.method, wildcards.model))
+
+
+def derivation_job(wildcards):
+    model = MODELS.resolve(
+        f"derived/{wildcards.dataset}/{wildcards.derivation}/{wildcards.parent}/s{wildcards.seed}",
+        "the derive rule",
+    )
+    planned = MODELS.derived[model]
+    return canonical(
+        {
+            "model_id": model,
+            "parent_id": planned.parent,
+            "derivation": planned.derivation,
+            "settings": planned.settings,
+            "device": config["device"],
         }
     )

@@ -6,7 +6,7 @@
 
 from modelkin.concordance import chunk_job, plan_concordance
 
-CONCORDANCE = plan_concordance(config, distance_models())
+CONCORDANCE = plan_concordance(config, DISTANCE_MODELS)
 CC = config["concordance"]
 CC_DIR = f"{R}/concordance"
 CC_CHUNKS = range(len(CONCORDANCE.chunks)) if CONCORDANCE else []
@@ -17,7 +17,7 @@ CC_DISTANCES = [m for m in CC_METHODS if m in ("zest", "gradfield")]
 rule concordance_pairs:
     input:
         checkpoints=lambda wc: [
-            checkpoint_path(m) for m in CONCORDANCE.chunk_models(int(wc.chunk))
+            checkpoint_of(m) for m in CONCORDANCE.chunk_models(int(wc.chunk))
         ],
         data=lambda wc: f"{R}/data/{CONCORDANCE.dataset}.safetensors",
     output:

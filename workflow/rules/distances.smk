@@ -1,20 +1,23 @@
 # Distances between signatures (docs/model-distance.md): every pair of the compared models, with
 # its relation, raw and reference-normalised distances; heatmaps; ROC AUC and curves per derivation kind.
 
-# Input functions: derive_common.smk (included by derive.smk).
+# Which models: modelkin.distances.plan.
+
+from modelkin.distances.plan import distance_job, distance_models
+
+DISTANCE_MODELS = distance_models(config, MODELS)
 
 
 rule distance_table:
     input:
-        signatures=lambda wc: [signature_file(wc.method, m) for m in distance_models()],
-        checkpoints=lambda wc: [checkpoint_path(m) for m in distance_models()],
+        signatures=lambda wc: [signature_file(wc.method, m) for m in DISTANCE_MODELS],
     output:
         table=f"{R}/distances/{{method}}.csv",
         reference=f"{R}/distances/{{method}}_reference.json",
     log:
         f"{R}/logs/distance_table/{{method}}.log",
     wildcard_constraints:
-        method="zest|gradfield",
+        method="|".join(METHODS),
     conda:
         ENV
     threads: 2
@@ -22,7 +25,7 @@ rule distance_table:
         mem_mb=8000,
         runtime=30,
     params:
-        job=canonical(distance_job()),
+        job=canonical(distance_job(config, MODELS)),
     script:
         "../scripts/distance_table.py"
 
@@ -39,7 +42,7 @@ rule distance_heatmap:
     log:
         f"{R}/logs/distance_heatmap/{{method}}.log",
     wildcard_constraints:
-        method="zest|gradfield",
+        method="|".join(METHODS),
     localrule: True
     conda:
         ENV
@@ -63,7 +66,7 @@ rule relatedness:
     log:
         f"{R}/logs/relatedness/{{method}}.log",
     wildcard_constraints:
-        method="zest|gradfield",
+        method="|".join(METHODS),
     localrule: True
     conda:
         ENV
@@ -87,7 +90,7 @@ rule relatedness_roc:
     log:
         f"{R}/logs/relatedness_roc/{{method}}.log",
     wildcard_constraints:
-        method="zest|gradfield",
+        method="|".join(METHODS),
     localrule: True
     conda:
         ENV

@@ -52,7 +52,7 @@ MD_TARGET_PATCH = md_planted_patch() if MD["trak"]["plant_targets"] else None
 
 def md_checkpoints(algorithm):
     return [
-        checkpoint_path(model_id(MD["dataset"], MD["arch"], algorithm, i, d))
+        checkpoint_of(ZooId(MD["dataset"], MD["arch"], algorithm, i, d))
         for i, d in MD_SEEDS
     ]
 

@@ -1,18 +1,20 @@
-# Behavioural signatures (docs/signatures.md): Zest and ModelGiF.
-# Probes are made once per data set and shared by every model of it; each model gets one
-# signature file per method: {R}/signatures/{method}/{model}.h5 for any model id.
+# Behavioural signatures (docs/signatures.md): one set of rules for every method of the registry
+# (modelkin.signatures.METHODS). Probes are made once per data set and shared by every model of it;
+# each model gets one signature file per method. Paths: modelkin.signatures.plan.
+
+SELECTING = [m.name for m in METHODS.values() if m.selects_probe]
+DIRECT = [m.name for m in METHODS.values() if not m.selects_probe]
 
 
-include: "signatures_common.smk"
-
-
-rule zest_probe:
+rule probe:
     input:
         data=f"{R}/data/{{dataset}}.safetensors",
     output:
-        zest_probe_path("{dataset}"),
+        probe_path(R, "{method}", "{dataset}"),
     log:
-        f"{R}/logs/zest_probe/{{dataset}}.log",
+        f"{R}/logs/probe/{{method}}/{{dataset}}.log",
+    wildcard_constraints:
+        method="|".join(DIRECT) or "(?!)",
     conda:
         ENV
     threads: 1
@@ -20,40 +22,20 @@ rule zest_probe:
         mem_mb=2000,
         runtime=20,
     params:
-        probe=canonical({k: config["zest"][k] for k in ZEST_PROBE_KEYS}),
+        settings=lambda wc: canonical(probe_settings(config, wc.method)),
     script:
-        "../scripts/zest_probe.py"
+        "../scripts/probe.py"
 
 
-rule zest_signature:
-    input:
-        checkpoint=lambda wc: checkpoint_path(wc.model),
-        probe=lambda wc: zest_probe_path(model_dataset(wc.model)),
-    output:
-        signature_file("zest", "{model}"),
-    log:
-        f"{R}/logs/zest_signature/{{model}}.log",
-    conda:
-        ENV
-    threads: 2
-    resources:
-        gpu=GPU,
-        mem_mb=4000,
-        runtime=30,
-    params:
-        chunk_size=config["zest"]["chunk_size"],
-        device=config["device"],
-    script:
-        "../scripts/zest_signature.py"
-
-
-rule gradfield_candidates:
+rule candidate_probe:
     input:
         data=f"{R}/data/{{dataset}}.safetensors",
     output:
-        gradfield_candidates_path("{dataset}"),
+        candidates_path(R, "{method}", "{dataset}"),
     log:
-        f"{R}/logs/gradfield_candidates/{{dataset}}.log",
+        f"{R}/logs/candidate_probe/{{method}}/{{dataset}}.log",
+    wildcard_constraints:
+        method="|".join(SELECTING) or "(?!)",
     conda:
         ENV
     threads: 1
@@ -61,19 +43,21 @@ rule gradfield_candidates:
         mem_mb=2000,
         runtime=10,
     params:
-        candidates=canonical(config["gradfield"]["candidates"]),
+        settings=lambda wc: canonical(probe_settings(config, wc.method)),
     script:
-        "../scripts/gradfield_candidates.py"
+        "../scripts/probe.py"
 
 
-rule gradfield_candidate_signature:
+rule candidate_signature:
     input:
-        checkpoint=lambda wc: checkpoint_path(wc.model),
-        probe=lambda wc: gradfield_candidates_path(model_dataset(wc.model)),
+        checkpoint=lambda wc: checkpoint_of(wc.model),
+        probe=lambda wc: candidates_path(R, wc.method, MODELS.dataset(wc.model)),
     output:
-        temp(f"{R}/probes/gradfield/candidate_signatures/{{model}}.h5"),
+        temp(candidate_signature_path(R, "{method}", "{model}")),
     log:
-        f"{R}/logs/gradfield_candidate_signature/{{model}}.log",
+        f"{R}/logs/candidate_signature/{{method}}/{{model}}.log",
+    wildcard_constraints:
+        method="|".join(SELECTING) or "(?!)",
     conda:
         ENV
     threads: 2
@@ -82,22 +66,24 @@ rule gradfield_candidate_signature:
         mem_mb=4000,
         runtime=30,
     params:
-        job=canonical(gradfield_job()),
+        job=signature_params,
     script:
-        "../scripts/gradfield_candidate_signature.py"
+        "../scripts/signature.py"
 
 
-rule gradfield_probe:
+rule selected_probe:
     input:
-        candidates=gradfield_candidates_path("{dataset}"),
+        candidates=candidates_path(R, "{method}", "{dataset}"),
         signatures=lambda wc: [
-            f"{R}/probes/gradfield/candidate_signatures/{m}.h5"
-            for m in gradfield_selection_models(wc.dataset)
+            candidate_signature_path(R, wc.method, m)
+            for m in selection_models(config, MODELS, wc.method, wc.dataset)
         ],
     output:
-        gradfield_probe_path("{dataset}"),
+        probe_path(R, "{method}", "{dataset}"),
     log:
-        f"{R}/logs/gradfield_probe/{{dataset}}.log",
+        f"{R}/logs/selected_probe/{{method}}/{{dataset}}.log",
+    wildcard_constraints:
+        method="|".join(SELECTING) or "(?!)",
     conda:
         ENV
     threads: 1
@@ -105,19 +91,21 @@ rule gradfield_probe:
         mem_mb=4000,
         runtime=20,
     params:
-        k=config["gradfield"]["reference_points"],
+        settings=lambda wc: canonical(selection_settings(config, wc.method)),
     script:
-        "../scripts/gradfield_probe.py"
+        "../scripts/selected_probe.py"
 
 
-rule gradfield_signature:
+rule signature:
     input:
-        checkpoint=lambda wc: checkpoint_path(wc.model),
-        probe=lambda wc: gradfield_probe_path(model_dataset(wc.model)),
+        checkpoint=lambda wc: checkpoint_of(wc.model),
+        probe=lambda wc: probe_path(R, wc.method, MODELS.dataset(wc.model)),
     output:
-        signature_file("gradfield", "{model}"),
+        signature_path(R, "{method}", "{model}"),
     log:
-        f"{R}/logs/gradfield_signature/{{model}}.log",
+        f"{R}/logs/signature/{{method}}/{{model}}.log",
+    wildcard_constraints:
+        method="|".join(METHODS),
     conda:
         ENV
     threads: 2
@@ -126,11 +114,11 @@ rule gradfield_signature:
         mem_mb=4000,
         runtime=30,
     params:
-        job=canonical(gradfield_job()),
+        job=signature_params,
     script:
-        "../scripts/gradfield_signature.py"
+        "../scripts/signature.py"
 
 
-for _method in ("zest", "gradfield"):
-    if config[_method]["build_for_zoo"]:
-        TARGETS.extend(signature_file(_method, model_id(*m)) for m in zoo_models())
+for _method in METHODS:
+    if config.get(_method, {}).get("build_for_zoo"):
+        TARGETS.extend(signature_file(_method, m) for m in MODELS.zoo_of())

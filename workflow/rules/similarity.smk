@@ -8,8 +8,8 @@ include: "similarity_common.smk"
 
 rule similarity:
     input:
-        checkpoint_a=lambda wc: checkpoint_path(similarity_pair(wc).model_a),
-        checkpoint_b=lambda wc: checkpoint_path(similarity_pair(wc).model_b),
+        checkpoint_a=lambda wc: checkpoint_of(similarity_pair(wc).model_a),
+        checkpoint_b=lambda wc: checkpoint_of(similarity_pair(wc).model_b),
         data=lambda wc: f"{R}/data/{similarity_pair(wc).dataset}.safetensors",
     output:
         table=report(

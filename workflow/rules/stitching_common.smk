@@ -62,7 +62,6 @@ def stitch_donor_job(wildcards):
             "arch": wildcards.arch,
             "algorithm": wildcards.algorithm,
             "recipe": recipe,
-            "evaluation": config["evaluation"],
             "device": config["device"],
             **seeds,
         }

@@ -1,3 +1,7 @@
+# The zoo: every model of the zoo section (and ModelDiff's algorithms) trained from scratch, then
+# evaluated once by the `evaluate` rule, which serves every model (zoo and derived) alike.
+
+
 rule train:
     input:
         data=f"{R}/data/{{dataset}}.safetensors",
@@ -20,8 +24,8 @@ rule train:
 
 rule evaluate:
     input:
-        checkpoint=f"{R}/models/{{model}}.safetensors",
-        data=lambda wc: f"{R}/data/{wc.model.split('/')[0]}.safetensors",
+        checkpoint=lambda wc: checkpoint_of(wc.model),
+        data=lambda wc: f"{R}/data/{MODELS.dataset(wc.model)}.safetensors",
     output:
         f"{R}/eval/{{model}}.json",
     log:
@@ -42,8 +46,7 @@ rule evaluate:
 
 rule zoo_table:
     input:
-        evaluations=lambda wc: [f"{R}/eval/{m}.json" for m in all_models()],
-        checkpoints=lambda wc: [checkpoint_path(m) for m in all_models()],
+        evaluations=lambda wc: [f"{R}/eval/{m}.json" for m in MODELS.all()],
     output:
         report(f"{R}/zoo.csv", caption="../report/zoo.rst", category="Zoo"),
     log:

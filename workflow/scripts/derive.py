@@ -1,4 +1,4 @@
-from modelkin.derive import derive_checkpoint
+from modelkin.derive.run import derive_checkpoint
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):

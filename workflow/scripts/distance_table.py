@@ -7,7 +7,6 @@ with snakemake_job(snakemake):
         snakemake.wildcards.method,
         job.pop("models"),
         snakemake.input.signatures,
-        snakemake.input.checkpoints,
         snakemake.output.table,
         snakemake.output.reference,
         **job,

@@ -1,4 +1,4 @@
-from modelkin.distances.tables import relatedness_table
+from modelkin.distances.relatedness import relatedness_table
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):

@@ -1,4 +1,4 @@
-from modelkin.distances.tables import plot_relatedness_roc
+from modelkin.distances.plots import plot_relatedness_roc
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):

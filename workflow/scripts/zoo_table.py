@@ -1,5 +1,5 @@
-from modelkin.evaluate import zoo_table
 from modelkin.workflow import snakemake_job
+from modelkin.zoo import zoo_table
 
 with snakemake_job(snakemake):
-    zoo_table(snakemake.input.checkpoints, snakemake.input.evaluations, snakemake.output[0])
+    zoo_table(snakemake.input.evaluations, snakemake.output[0])

@@ -1,17 +1,6 @@
 """Data attribution: TRAK scores of an ensemble of checkpoints, and the linear datamodeling score (LDS)."""
 
-from .trak import (
-    AttributionError,
-    CheckpointFeatures,
-    GradientProjector,
-    TrakSettings,
-    ensemble_scores,
-    featurize,
-    kernel_features,
-    margins,
-    mean_out_to_loss,
-    trak_scores,
-)
+from .._lazy import lazy_exports
 
 __all__ = [
     "AttributionError",
@@ -25,3 +14,18 @@ __all__ = [
     "mean_out_to_loss",
     "trak_scores",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AttributionError": ".trak",
+        "CheckpointFeatures": ".trak",
+        "GradientProjector": ".trak",
+        "TrakSettings": ".trak",
+        "ensemble_scores": ".trak",
+        "featurize": ".trak",
+        "kernel_features": ".trak",
+        "margins": ".trak",
+        "mean_out_to_loss": ".trak",
+        "trak_scores": ".trak",
+    },
+)

@@ -72,7 +72,8 @@ def register(subparsers) -> None:
 
 
 def _prepare_data(args: argparse.Namespace) -> int:
-    from ..data import prepare_dataset, prepared_path
+    from ..data import prepare_dataset
+    from ..datasets import prepared_path
 
     out = prepare_dataset(
         args.dataset,
@@ -125,8 +126,8 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
     from ..data import load_split
+    from ..evaluate import evaluate_model
     from ..io import write_json
-    from ..train import evaluate_model
 
     ckpt = load_checkpoint(args.checkpoint, "cpu")
     metrics = evaluate_model(

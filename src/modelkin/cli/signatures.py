@@ -5,36 +5,66 @@ from __future__ import annotations
 import argparse
 import json
 
-METHODS = ("zest", "gradfield")
+from ..signatures.plan import default_settings
+from ..signatures.registry import METHODS, get_method
+
+
+def _add_settings(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a {what} setting of the method (repeatable; VALUE in YAML), e.g. n_images=128; "
+        "the keys are those of the method's config section (docs/signatures.md)",
+    )
+
+
+def _parse_settings(items: list[str], method: str, part: str) -> dict:
+    """``KEY=VALUE`` items as settings of ``method``'s ``part`` (probe or signature)."""
+    import yaml
+
+    from ..errors import InputError
+
+    entry = get_method(method)
+    allowed = {"probe": entry.probe_keys, "signature": entry.signature_keys}[part]
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set {item!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    # A method whose probe settings are one nested section (ModelGiF's candidates) takes its keys.
+    nested = [k for k in allowed if k not in out and len(allowed) == 1]
+    if nested and out and not set(out) & set(allowed):
+        out = {nested[0]: out}
+    unknown = sorted(set(out) - set(allowed))
+    if unknown:
+        raise InputError(
+            f"{method} has no {part} setting(s) {', '.join(unknown)}; its {part} settings: "
+            f"{', '.join(allowed) or 'none'}"
+        )
+    return out
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "probe",
         help="make a probe file (the fixed inputs every compared model sees) from a prepared data set",
-        description="Zest: the first N images with superpixels and masks. gradfield: the first N images as reference "
-        "points (the workflow additionally selects them among candidates with independent models).",
+        description="Zest: the first N images with superpixels and masks. gradfield: the first N images as "
+        "candidate reference points (the workflow selects among them with independent models).",
     )
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, choices=list(METHODS))
     p.add_argument("--data", required=True, help="prepared data set file (modelkin prepare-data)")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--split", choices=("train", "test"), default="train")
-    p.add_argument("--n-images", type=int, help="zest: reference images (default 128)")
-    p.add_argument("--n-samples", type=int, help="zest: perturbations per image (default 1000)")
-    p.add_argument(
-        "--kernel-size",
-        type=float,
-        help="zest: quickshift kernel size (default 4; the workflow uses 3 on digits)",
-    )
-    p.add_argument("--seed", type=int, help="zest: mask seed (default 0)")
-    p.add_argument("--n-points", type=int, help="gradfield: reference points (default 128)")
+    _add_settings(p, "probe")
     p.set_defaults(handler=_probe)
 
     p = subparsers.add_parser(
         "signature", help="compute a model's Zest or gradient-field signature on a probe"
     )
     p.add_argument("checkpoint", metavar="MODEL", help="modelkin checkpoint (.safetensors)")
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, choices=list(METHODS))
     p.add_argument(
         "--probe",
         required=True,
@@ -42,12 +72,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--data", help="prepared data set (needed with --probe auto)")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument(
-        "--target",
-        choices=("argmax", "label"),
-        help="gradfield: logit of the model's prediction or the true label",
-    )
-    p.add_argument("--n-steps", type=int, help="gradfield: path steps (default 50)")
+    _add_settings(p, "signature")
     p.add_argument("--chunk-size", type=int, help="images per forward pass (memory only)")
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=_signature)
@@ -83,7 +108,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("checkpoint_a")
     p.add_argument("checkpoint_b")
-    p.add_argument("--method", default="zest", choices=METHODS)
+    p.add_argument("--method", default="zest", choices=list(METHODS))
     p.add_argument(
         "--data",
         help="prepared data set (default: results/data/DATASET.safetensors; digits is prepared on the fly)",
@@ -104,36 +129,21 @@ def register(subparsers) -> None:
         "--threshold", type=float, help="normalised distance below which a pair is 'related'"
     )
     p.add_argument("--metric", action="append", help="only this metric (repeatable)")
-    p.add_argument("--n-images", type=int, help="zest probe: reference images (default 128)")
-    p.add_argument(
-        "--n-samples", type=int, help="zest probe: perturbations per image (default 1000)"
-    )
-    p.add_argument("--n-points", type=int, help="gradfield probe: reference points (default 128)")
+    _add_settings(p, "probe")
     p.add_argument("--keep", metavar="DIR", help="keep the probe and signatures in DIR")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_compare)
 
 
-def _probe_options(args: argparse.Namespace) -> dict:
-    if args.method == "zest":
-        return {
-            "split": getattr(args, "split", None),
-            "n_images": args.n_images,
-            "n_samples": args.n_samples,
-            "kernel_size": getattr(args, "kernel_size", None),
-            "seed": getattr(args, "seed", None),
-        }
-    return {
-        "split": getattr(args, "split", None),
-        "n_points": args.n_points if args.n_points is not None else 128,
-    }
-
-
 def _probe(args: argparse.Namespace) -> int:
     from ..distances import make_probe
 
-    print(make_probe(args.method, args.data, args.output, **_probe_options(args)))
+    settings = {
+        **default_settings(args.method, "probe"),
+        **_parse_settings(args.set, args.method, "probe"),
+    }
+    print(make_probe(args.method, args.data, args.output, **settings))
     return 0
 
 
@@ -141,22 +151,22 @@ def _signature(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..distances import make_probe, make_signature
+    from ..errors import InputError
 
     probe = args.probe
     if probe == "auto":
         if not args.data:
-            raise ValueError(
+            raise InputError(
                 "--probe auto needs --data PREPARED (the prepared data set to draw the probe from)"
             )
         probe = Path(args.output).with_name(f"{Path(args.output).stem}.{args.method}_probe.h5")
-        options = {"n_points": 128} if args.method == "gradfield" else {}
-        make_probe(args.method, args.data, probe, **options)
+        make_probe(args.method, args.data, probe, **default_settings(args.method, "probe"))
         print(f"probe: {probe}")
-    options = {"chunk_size": args.chunk_size}
-    if args.method == "gradfield":
-        options.update(target=args.target, n_steps=args.n_steps)
-    elif args.target or args.n_steps:
-        raise ValueError("--target and --n-steps apply to --method gradfield only")
+    options = {
+        "chunk_size": args.chunk_size,
+        **default_settings(args.method, "signature"),
+        **_parse_settings(args.set, args.method, "signature"),
+    }
     print(
         make_signature(
             args.method, args.checkpoint, probe, args.output, device=args.device, **options
@@ -166,9 +176,10 @@ def _signature(args: argparse.Namespace) -> int:
 
 
 def _distance(args: argparse.Namespace) -> int:
-    from ..distances import get_distance, load_reference, signature_distances
+    from ..distances import load_reference, signature_distances
     from ..distances.compare import normalise_distances
     from ..distances.reference import Setting
+    from ..errors import InputError
     from ..signatures import read_signature
 
     a, b = read_signature(args.signature_a), read_signature(args.signature_b)
@@ -178,19 +189,13 @@ def _distance(args: argparse.Namespace) -> int:
     if args.reference:
         setting = args.setting
         if setting is None:
-            ma, mb = a.model, b.model
-            setting = Setting.of(
-                ma.get("dataset", "?"),
-                ma.get("arch", "?"),
-                ma.get("algorithm", "imported"),
-                mb.get("arch", "?"),
-                mb.get("algorithm", "imported"),
-            ).key
+            la, lb = a.lineage, b.lineage
+            setting = Setting.of(la.dataset, *la.profile, *lb.profile).key
         key, refs, document = load_reference(args.reference, a.method, setting)
         dataset = Setting.from_key(key).dataset
         expected = (document.get("probe_sha256") or {}).get(dataset)
         if expected and expected != a.probe_sha256:
-            raise ValueError(
+            raise InputError(
                 f"the reference in {args.reference} was computed on another probe (sha256 {expected[:12]}) than these "
                 f"signatures ({a.probe_sha256[:12]}); compute them on the workflow's probe"
             )
@@ -215,7 +220,7 @@ def _distance(args: argparse.Namespace) -> int:
         return 0
     print(f"{a.method} distances between {a.name} and {b.name}:")
     for metric, value in distances.items():
-        info = get_distance(a.method, metric)
+        info = get_method(a.method).distance(metric)
         print(
             f"  {metric:<13} {value:.6g}   (range {info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
         )
@@ -229,7 +234,10 @@ def _distance(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from ..distances import compare_checkpoints
 
-    probe_options = {k: v for k, v in _probe_options(args).items() if v is not None}
+    probe_options = {
+        **default_settings(args.method, "probe"),
+        **_parse_settings(args.set, args.method, "probe"),
+    }
     comparison = compare_checkpoints(
         args.checkpoint_a,
         args.checkpoint_b,

@@ -234,7 +234,8 @@ def _options(args: argparse.Namespace) -> dict:
 
 def _data_files(data_dir: str, datasets) -> dict[str, Path]:
     """Prepared files of ``datasets`` in ``data_dir``; offline data sets (digits) are prepared when missing."""
-    from ..data import get_dataset_info, prepare_dataset
+    from ..data import prepare_dataset
+    from ..datasets import get_dataset_info
 
     out = {}
     for name in dict.fromkeys(datasets):

@@ -14,42 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..signatures import check_comparable, get_distance, get_method, read_signature
 from .reference import Normalised, ReferenceDistance, Setting, normalise
-from .registry import distances_for, get_distance
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_METHODS = ("zest", "gradfield")
-
-
-def _check_method(method: str) -> None:
-    if method not in SIGNATURE_METHODS:
-        raise ValueError(
-            f"unknown signature method {method!r}; choose one of {', '.join(SIGNATURE_METHODS)}"
-        )
-
 
 # ---------------------------------------------------------------------------------------------
 # Probes and signatures
 
 
 def make_probe(method: str, prepared: str | Path, output: str | Path, **options: Any) -> Path:
-    """A probe file for ``method`` from a prepared data set.
+    """A probe file for ``method`` from a prepared data set (options: the method's probe settings).
 
-    zest: the first ``n_images`` training images with superpixels and masks (options: split, n_images,
-    n_samples, kernel_size, ratio, max_dist, seed). gradfield: the first ``n_points`` images of the
-    split as reference points, without ModelGiF's selection among candidates (which needs independent
-    models; the workflow does it) (options: split, n_points, classes).
+    For a method that selects its probe among candidates (ModelGiF), this is the candidate probe
+    without the selection (which needs independent models; the workflow does it).
     """
-    _check_method(method)
     options = {k: v for k, v in options.items() if v is not None}
-    if method == "zest":
-        from ..signatures.zest import zest_probe_file
-
-        return zest_probe_file(prepared, output, **options)
-    from ..signatures.gradfield import gradfield_candidates_file
-
-    return gradfield_candidates_file(prepared, output, **options)
+    return get_method(method).make_probe(prepared, output, **options)
 
 
 def make_signature(
@@ -61,16 +42,12 @@ def make_signature(
     device: str = "auto",
     **options: Any,
 ) -> Path:
-    """The ``method`` signature of ``checkpoint`` on ``probe`` (options: chunk_size; gradfield: target, n_steps)."""
-    _check_method(method)
+    """The ``method`` signature of ``checkpoint`` on ``probe`` (options: chunk_size and the
+    method's signature settings)."""
+    from ..signatures.compute import signature_file
+
     options = {k: v for k, v in options.items() if v is not None}
-    if method == "zest":
-        from ..signatures.zest import zest_signature_file
-
-        return zest_signature_file(checkpoint, probe, output, device=device, **options)
-    from ..signatures.gradfield import gradfield_signature_file
-
-    return gradfield_signature_file(checkpoint, probe, output, device=device, **options)
+    return signature_file(method, checkpoint, probe, output, device=device, **options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,18 +60,11 @@ def signature_distances(a: Any, b: Any, metrics: Sequence[str] | None = None) ->
     ``a`` and ``b``: :class:`~modelkin.signatures.Signature` objects or signature file paths.
     Signatures from different methods, parameters or probes raise ``SignatureMismatch``.
     """
-    from ..signatures import check_comparable, read_signature
-
     a = read_signature(a) if isinstance(a, (str, Path)) else a
     b = read_signature(b) if isinstance(b, (str, Path)) else b
     check_comparable(a, b)
-    entries = [get_distance(a.method, m) for m in metrics] if metrics else distances_for(a.method)
-    if a.method == "gradfield" and not metrics:
-        from .gradfield import all_field_distances
-
-        values = all_field_distances(a.data, b.data)
-        return {e.metric: values[e.metric] for e in entries}
-    return {e.metric: e(a.data, b.data) for e in entries}
+    matrices = get_method(a.method).pairwise([a.data, b.data], metrics)
+    return {metric: float(matrix[0, 1]) for metric, matrix in matrices.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +130,7 @@ def _reference_document_from_csv(path: Path, method: str) -> dict[str, Any]:
         raise ValueError(
             f"{path} is not a modelkin distance table (results/distances/<method>.csv); it lacks {sorted(needed - set(frame.columns))}"
         )
-    metrics = [d.metric for d in distances_for(method) if d.metric in frame.columns]
+    metrics = [d.metric for d in get_method(method).distances if d.metric in frame.columns]
     references: dict[str, dict[str, Any]] = {}
     for setting, rows in frame[frame["reference_pair"].astype(bool)].groupby("setting"):
         references[setting] = {}
@@ -203,7 +173,7 @@ class Comparison:
     @property
     def verdict(self) -> str | None:
         """The verdict of the method's headline distance (None without a reference)."""
-        headline = distances_for(self.method)[0].metric
+        headline = get_method(self.method).headline.metric
         return self.normalised[headline].verdict if headline in self.normalised else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,7 +199,7 @@ class Comparison:
         if self.normalised:
             lines.append(f"against the reference of setting {self.setting}:")
             lines.extend("  " + n.describe() for n in self.normalised.values())
-            lines.append(f"verdict ({distances_for(self.method)[0].metric}): {self.verdict}")
+            lines.append(f"verdict ({get_method(self.method).headline.metric}): {self.verdict}")
         return "\n".join(lines)
 
 
@@ -279,10 +249,10 @@ def compare_checkpoints(
     from ..checkpoint import read_metadata
     from ..io import file_sha256
 
-    _check_method(method)
+    get_method(method)
     meta_a, meta_b = read_metadata(checkpoint_a), read_metadata(checkpoint_b)
     if meta_a["dataset"] != meta_b["dataset"]:
-        from ..data import get_dataset_info
+        from ..datasets import get_dataset_info
 
         if get_dataset_info(meta_a["dataset"]).shape != get_dataset_info(meta_b["dataset"]).shape:
             raise ValueError(
@@ -346,7 +316,8 @@ def _algorithm(meta: dict[str, Any]) -> str:
 
 
 def _prepared_data(data: str | Path | None, dataset: str, work: Path) -> Path:
-    from ..data import get_dataset_info, prepare_dataset, prepared_path
+    from ..data import prepare_dataset
+    from ..datasets import get_dataset_info, prepared_path
 
     if data is not None:
         return Path(data)

@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 log = logging.getLogger(__name__)
 
-ON_INSUFFICIENT = ("error", "warn")
+ON_INSUFFICIENT = ("error", "warn", "quiet")  # quiet: mark it insufficient, say nothing
 VERDICTS = ("related", "unrelated", "unknown")
 
 
-class InsufficientReference(ValueError):
+class InsufficientReference(InputError):
     """Fewer independent pairs than a reference distance needs."""
 
 
@@ -129,8 +131,9 @@ def reference_distance(
         )
         if on_insufficient == "error":
             raise InsufficientReference(message)
-        warnings.warn(message, InsufficientReferenceWarning, stacklevel=2)
-        log.warning(message)
+        if on_insufficient == "warn":
+            warnings.warn(message, InsufficientReferenceWarning, stacklevel=2)
+            log.warning(message)
     mean = float(values.mean()) if n else float("nan")
     std = float(values.std(ddof=1)) if n > 1 else float("nan")
     return ReferenceDistance(

@@ -1,34 +1,23 @@
-"""Model zoo, named layers and checkpoints."""
+"""The model zoo (architectures by name), building models, and their named layers.
 
-from __future__ import annotations
+- :mod:`.registry`: every architecture by name (torch-free);
+- :mod:`.architectures`: the classes; models take images in [0, 1] and normalise inside;
+- :mod:`.build`: :func:`build_model`, :func:`seeded_model`;
+- :mod:`.layers`: named layers, capture, replacement, cut points and splitting.
+"""
 
-import torch
+from .._lazy import lazy_exports
+from .registry import ARCHITECTURES, Architecture, get_architecture
 
-from ..data import DatasetInfo, get_dataset_info
-from .architectures import ARCHITECTURES, Classifier
-
-
-def build_model(
-    arch: str, dataset: str | DatasetInfo, num_classes: int | None = None
-) -> Classifier:
-    """Instantiate architecture ``arch`` for data set ``dataset`` (weights from the current torch RNG)."""
-    info = dataset if isinstance(dataset, DatasetInfo) else get_dataset_info(dataset)
-    try:
-        factory = ARCHITECTURES[arch]
-    except KeyError:
-        raise ValueError(
-            f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}"
-        ) from None
-    return factory(info.shape, num_classes or info.num_classes, info.mean, info.std)
-
-
-def seeded_model(
-    arch: str, dataset: str | DatasetInfo, init_seed: int, num_classes: int | None = None
-) -> Classifier:
-    """Build ``arch`` with weights drawn from ``init_seed`` only (the global RNG state is restored)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        return build_model(arch, dataset, num_classes)
-
-
-__all__ = ["ARCHITECTURES", "Classifier", "build_model", "seeded_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "Classifier",
+    "build_model",
+    "get_architecture",
+    "seeded_model",
+]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {"Classifier": ".architectures", "build_model": ".build", "seeded_model": ".build"},
+)

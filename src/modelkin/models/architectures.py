@@ -10,7 +10,6 @@ the tensor the next layer really sees.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -238,6 +237,7 @@ class VGG(SequentialClassifier):
 
     def __init__(self, in_shape, num_classes, mean, std, config):
         super().__init__(in_shape, num_classes, mean, std)
+        config = VGG_CONFIGS[config] if isinstance(config, str) else config
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         prev, size, conv_i, pool_i = in_shape[0], min(in_shape[1:]), 0, 0
         for item in config:
@@ -256,25 +256,3 @@ class VGG(SequentialClassifier):
         layers["flatten"] = nn.Flatten()
         layers["fc"] = nn.Linear(prev, num_classes)
         self._set_chain(layers)
-
-
-def _resnet20(width: int) -> Callable:
-    def build(in_shape, num_classes, mean, std):
-        return CifarResNet(
-            in_shape, num_classes, mean, std, (3, 3, 3), (16 * width, 32 * width, 64 * width), "A"
-        )
-
-    return build
-
-
-ARCHITECTURES: dict[str, Callable[..., Classifier]] = {
-    "mlp": MLP,
-    "lenet": LeNet,
-    "tiny10": Tiny10,
-    "tiny10_nobn": lambda *a: Tiny10(*a, batch_norm=False),
-    **{f"resnet20_w{k}": _resnet20(k) for k in range(1, 6)},
-    "resnet18": lambda *a: CifarResNet(*a, (2, 2, 2, 2), (64, 128, 256, 512), "B"),
-    "resnet34": lambda *a: CifarResNet(*a, (3, 4, 6, 3), (64, 128, 256, 512), "B"),
-    "vgg11": lambda *a: VGG(*a, VGG_CONFIGS["vgg11"]),
-    "vgg16": lambda *a: VGG(*a, VGG_CONFIGS["vgg16"]),
-}

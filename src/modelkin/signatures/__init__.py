@@ -1,12 +1,16 @@
 """Behavioural signatures: what a model does on a fixed probe, stored with its provenance.
 
-- :mod:`.zest`: Zest's LIME surrogates (images, superpixels and masks as a shared probe).
-- :mod:`.gradfield`: ModelGiF's gradient fields on reference points, and their selection.
+- :mod:`.base`: the :class:`SignatureMethod` interface and :class:`Distance`;
+- :mod:`.registry`: every method by name (:data:`METHODS`, :func:`get_method`);
+- :mod:`.zest`, :mod:`.gradfield`: the methods;
+- :mod:`.compute`: computing a signature with the checks every method shares;
 - :mod:`.store`: the HDF5 signature and probe files, and the comparability check.
 
-Submodules import torch; this package itself stays light so the CLI starts quickly.
+This package and the method entries import without torch; computing a signature imports it.
 """
 
+from .base import Computed, Distance, SignatureMethod
+from .registry import METHODS, get_distance, get_method, method_names, register_method
 from .store import (
     Probe,
     Signature,
@@ -19,17 +23,22 @@ from .store import (
     write_signature,
 )
 
-METHODS = ("zest", "gradfield")
-
 __all__ = [
     "METHODS",
+    "Computed",
+    "Distance",
     "Probe",
     "Signature",
     "SignatureError",
+    "SignatureMethod",
     "SignatureMismatch",
     "check_comparable",
+    "get_distance",
+    "get_method",
+    "method_names",
     "read_probe",
     "read_signature",
+    "register_method",
     "write_probe",
     "write_signature",
 ]

@@ -11,39 +11,7 @@
 * ``plan_pairs(config)`` - the workflow's pairs (``similarity.pairs``, with shorthands).
 """
 
-from .compare import (
-    COLUMNS,
-    CONV_MODES,
-    DEFAULT_MEASURES,
-    DEGENERATE_POLICIES,
-    LAYER_SELECTORS,
-    Representation,
-    capture_activations,
-    compare_checkpoints_layers,
-    compare_layers,
-    resolve_layer_spec,
-    select_layers,
-    to_representation,
-)
-from .pairs import (
-    PairError,
-    PlannedPair,
-    pair_name,
-    plan_pairs,
-    run_similarity_pair,
-    similarity_job,
-)
-from .tables import (
-    SUMMARY_COLUMNS,
-    format_layer_tables,
-    layer_matrix,
-    matched_layers,
-    plot_layer_heatmaps,
-    read_table,
-    same_layer_summary,
-    summarise_similarity,
-    write_table,
-)
+from .._lazy import lazy_exports
 
 __all__ = [
     "COLUMNS",
@@ -74,3 +42,35 @@ __all__ = [
     "to_representation",
     "write_table",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "COLUMNS": ".compare",
+        "CONV_MODES": ".compare",
+        "DEFAULT_MEASURES": ".compare",
+        "DEGENERATE_POLICIES": ".compare",
+        "LAYER_SELECTORS": ".compare",
+        "Representation": ".compare",
+        "capture_activations": ".compare",
+        "compare_checkpoints_layers": ".compare",
+        "compare_layers": ".compare",
+        "resolve_layer_spec": ".compare",
+        "select_layers": ".compare",
+        "to_representation": ".compare",
+        "PairError": ".pairs",
+        "PlannedPair": ".pairs",
+        "pair_name": ".pairs",
+        "plan_pairs": ".pairs",
+        "run_similarity_pair": ".pairs",
+        "similarity_job": ".pairs",
+        "SUMMARY_COLUMNS": ".tables",
+        "format_layer_tables": ".tables",
+        "layer_matrix": ".tables",
+        "matched_layers": ".tables",
+        "plot_layer_heatmaps": ".tables",
+        "read_table": ".tables",
+        "same_layer_summary": ".tables",
+        "summarise_similarity": ".tables",
+        "write_table": ".tables",
+    },
+)

@@ -12,44 +12,21 @@ another task are the measures of functional similarity.
     model = load_stitched("run.json", "after")
 """
 
-from .init import INITS, MASKS, AffineSolution, Moments, initialise, make_mask, solve_affine
-from .model import (
-    StitchedModel,
-    StitchError,
-    StitchGeometry,
-    StitchingLayer,
-    build_stitched,
-    check_stitchable,
-    common_stitch_points,
-    layer_activation,
-    stitch_geometry,
-)
-from .results import load_result, load_stitched
-from .run import stitch_models
-from .tasks import TRANSFORMS, Task, parse_task, train_task_donor
-from .train import (
-    PRESETS,
-    TARGET_TYPES,
-    StitchOptions,
-    linear_cka_torch,
-    soft_cross_entropy,
-    target_loss,
-    train_stitcher,
-)
+from .._lazy import lazy_exports
 
 __all__ = [
+    "AffineSolution",
     "INITS",
     "MASKS",
-    "PRESETS",
-    "TARGET_TYPES",
-    "TRANSFORMS",
-    "AffineSolution",
     "Moments",
+    "PRESETS",
     "StitchError",
     "StitchGeometry",
     "StitchOptions",
     "StitchedModel",
     "StitchingLayer",
+    "TARGET_TYPES",
+    "TRANSFORMS",
     "Task",
     "build_stitched",
     "check_stitchable",
@@ -69,3 +46,38 @@ __all__ = [
     "train_stitcher",
     "train_task_donor",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "INITS": ".init",
+        "MASKS": ".init",
+        "AffineSolution": ".init",
+        "Moments": ".init",
+        "initialise": ".init",
+        "make_mask": ".init",
+        "solve_affine": ".init",
+        "StitchedModel": ".model",
+        "StitchError": ".model",
+        "StitchGeometry": ".model",
+        "StitchingLayer": ".model",
+        "build_stitched": ".model",
+        "check_stitchable": ".model",
+        "common_stitch_points": ".model",
+        "layer_activation": ".model",
+        "stitch_geometry": ".model",
+        "load_result": ".results",
+        "load_stitched": ".results",
+        "stitch_models": ".run",
+        "TRANSFORMS": ".tasks",
+        "Task": ".tasks",
+        "parse_task": ".tasks",
+        "train_task_donor": ".tasks",
+        "PRESETS": ".train",
+        "TARGET_TYPES": ".train",
+        "StitchOptions": ".train",
+        "linear_cka_torch": ".train",
+        "soft_cross_entropy": ".train",
+        "target_loss": ".train",
+        "train_stitcher": ".train",
+    },
+)

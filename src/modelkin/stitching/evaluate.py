@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Split, iterate_batches
-from ..train import evaluate_model
+from ..evaluate import evaluate_model
 
 
 @torch.no_grad()

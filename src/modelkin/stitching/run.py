@@ -74,7 +74,6 @@ def _donor_record(ckpt, path, layer: str, model) -> dict[str, Any]:
         "layer_index": layer_names(model).index(layer),
         "num_layers": len(layer_names(model)),
         "cut_point": is_cut_point(model, layer),
-        "test_accuracy": meta.get("accuracy"),
     }
 
 

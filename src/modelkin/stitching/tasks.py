@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from ..data import DATASETS, Split, get_dataset_info, load_split
+from ..data import Split, load_split
+from ..datasets import DATASETS, get_dataset_info
 
 TRANSFORMS = ("invert", "transpose", "permute_labels")
 
@@ -140,10 +141,9 @@ def train_task_donor(
     train = with_planted_patch(
         load_task_split(prepared, task, "train", limit=recipe.train_limit), recipe
     )
-    test = load_task_split(prepared, task, "test")
     extra_meta = {"task": task.to_dict()}
     return train_on_splits(
-        output, train, test, recipe=recipe, task_name=task.name, extra_meta=extra_meta, **settings
+        output, train, recipe=recipe, task_name=task.name, extra_meta=extra_meta, **settings
     )
 
 

@@ -1,10 +1,10 @@
-from modelkin.signatures.gradfield import select_reference_points
+from modelkin.signatures import get_method
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):
-    select_reference_points(
+    get_method(snakemake.wildcards.method).select_probe(
         snakemake.input.candidates,
         snakemake.input.signatures,
-        snakemake.params.k,
         snakemake.output[0],
+        **snakemake.params.settings,
     )

@@ -24,24 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Split, load_split
-from ..device import resolve_device
-from ..progress import progress
-from .store import read_probe, write_probe, write_signature
+from ...data import Split, load_split
+from ...device import resolve_device
+from ...progress import progress
+from ..store import Probe, SignatureError, read_probe, write_probe
 
 log = logging.getLogger(__name__)
 
-METHOD = "zest"
+PROBE_KIND = "zest"
 # Perturbed images per forward pass when chunk_size is None (measured: LeNet on 2 CPU cores runs
 # 30k images/s in batches of 256-512 but 13k/s in batches of 8192; GPUs want large batches).
 AUTO_CHUNK_SIZE = {"cuda": 8192, "cpu": 256}
-AXES = ("superpixel", "class")
-# What the signature is, independent of the probe (whose own parameters are recorded beside it).
-SIGNATURE_PARAMS = {
-    "outputs": "logits",
-    "surrogate": "ols_no_intercept_min_norm",
-    "hide": "probe_mean_colour",
-}
 
 
 @dataclass
@@ -77,6 +70,20 @@ class ZestProbe:
     @property
     def total_segments(self) -> int:
         return int(self.num_segments.sum())
+
+    @classmethod
+    def from_stored(cls, stored: Probe) -> ZestProbe:
+        """The Zest probe in a probe file read by :func:`~modelkin.signatures.store.read_probe`."""
+        a = stored.arrays
+        missing = [k for k in ("images", "segments", "num_segments", "masks") if k not in a]
+        if missing:
+            raise SignatureError(
+                f"Zest probe {stored.path} lacks {missing}; delete it and build it again"
+            )
+        probe = cls(
+            a["images"], a["segments"], a["num_segments"], a["masks"].astype(bool), stored.params
+        )
+        return probe.validate(str(stored.path))
 
     def validate(self, where: str = "probe") -> ZestProbe:
         n, c, h, w = self.images.shape
@@ -226,18 +233,11 @@ def save_zest_probe(probe: ZestProbe, path: str | Path) -> Path:
         "num_segments": probe.num_segments.astype(np.int32),
         "masks": probe.masks.astype(bool),
     }
-    return write_probe(path, arrays, kind=METHOD, params=probe.params)
+    return write_probe(path, arrays, kind=PROBE_KIND, params=probe.params)
 
 
 def load_zest_probe(path: str | Path) -> ZestProbe:
-    stored = read_probe(path, kind=METHOD)
-    missing = [k for k in ("images", "segments", "num_segments", "masks") if k not in stored.arrays]
-    if missing:
-        raise ValueError(f"Zest probe {path} lacks {missing}; delete it and build it again")
-    a = stored.arrays
-    return ZestProbe(
-        a["images"], a["segments"], a["num_segments"], a["masks"].astype(bool), stored.params
-    ).validate(str(path))
+    return ZestProbe.from_stored(read_probe(path, kind=PROBE_KIND))
 
 
 def zest_probe_file(
@@ -352,41 +352,3 @@ def solve_surrogates(masks: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     zt = z.transpose(1, 2)
     gram = zt @ z
     return torch.linalg.pinv(gram, hermitian=True) @ (zt @ y)
-
-
-def zest_signature_file(
-    checkpoint: str | Path,
-    probe_path: str | Path,
-    output: str | Path,
-    *,
-    device: str = "auto",
-    chunk_size: int | None = None,
-) -> Path:
-    """Compute the Zest signature of ``checkpoint`` on the probe at ``probe_path`` and write it to ``output``."""
-    from ..checkpoint import load_checkpoint
-
-    probe = load_zest_probe(probe_path)
-    torch_device = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint, torch_device)
-    check_input_shape(ckpt.model, probe.images.shape[1:], checkpoint, probe_path)
-    data = ZestExtractor(chunk_size, torch_device).signature(ckpt.model, probe)
-    log.info("Zest signature of %s: shape %s", ckpt.name, data.shape)
-    return write_signature(
-        output,
-        data,
-        method=METHOD,
-        params=SIGNATURE_PARAMS,
-        axes=AXES,
-        checkpoint=checkpoint,
-        probe=probe_path,
-        extra_datasets={"num_segments": probe.num_segments},
-    )
-
-
-def check_input_shape(model: torch.nn.Module, probe_shape, checkpoint, probe_path) -> None:
-    expected = getattr(model, "in_shape", None)
-    if expected is not None and tuple(expected) != tuple(probe_shape):
-        raise ValueError(
-            f"{checkpoint} takes inputs of shape {tuple(expected)} but the probe {probe_path} holds "
-            f"{tuple(probe_shape)} images; use the probe made from the model's own data set"
-        )

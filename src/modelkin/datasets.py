@@ -1,0 +1,108 @@
+"""The data set registry: each data set by name with its shape, classes, normalisation, augmentation,
+default attack budget and source. Torch-free, so that planning the workflow does not import torch.
+
+Preparing and loading data sets is :mod:`modelkin.data`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    shape: tuple[int, int, int]  # (channels, height, width) of the prepared images
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augmentation: str  # "none", "crop" or "crop_flip"
+    default_epsilon: float  # L-inf budget in [0, 1] pixel units used when a recipe says null
+    source: str  # "sklearn" (bundled, offline) or "torchvision" (downloaded by the user)
+    description: str = ""
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo(
+            "digits",
+            (1, 32, 32),
+            10,
+            (0.3053,),
+            (0.3236,),
+            "none",
+            0.1,
+            "sklearn",
+            "scikit-learn's bundled 8x8 handwritten digits (1,797 images) upsampled bilinearly to 32x32; "
+            "fixed stratified split of 1,200 train / 597 test images (seed 0). Needs no network.",
+            tuple(str(i) for i in range(10)),
+        ),
+        DatasetInfo(
+            "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "none", 0.3, "torchvision", "MNIST"
+        ),
+        DatasetInfo(
+            "fashion",
+            (1, 28, 28),
+            10,
+            (0.2860,),
+            (0.3530,),
+            "none",
+            0.1,
+            "torchvision",
+            "Fashion-MNIST",
+        ),
+        DatasetInfo(
+            "cifar10",
+            (3, 32, 32),
+            10,
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            "crop_flip",
+            8 / 255,
+            "torchvision",
+            "CIFAR-10",
+        ),
+        DatasetInfo(
+            "cifar100",
+            (3, 32, 32),
+            100,
+            (0.5071, 0.4865, 0.4409),
+            (0.2673, 0.2564, 0.2762),
+            "crop_flip",
+            8 / 255,
+            "torchvision",
+            "CIFAR-100",
+        ),
+        DatasetInfo(
+            "svhn",
+            (3, 32, 32),
+            10,
+            (0.4377, 0.4438, 0.4728),
+            (0.1980, 0.2010, 0.1970),
+            "crop",
+            8 / 255,
+            "torchvision",
+            "SVHN (train and test splits; extra is not used)",
+        ),
+    ]
+}
+
+DIGITS_TRAIN_SIZE = 1200
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}"
+        ) from None
+
+
+def prepared_path(results_dir: str | Path, name: str) -> Path:
+    return Path(results_dir) / "data" / f"{name}.safetensors"

@@ -1,0 +1,31 @@
+"""Building a zoo architecture for a data set, optionally from a seed."""
+
+from __future__ import annotations
+
+import torch
+
+from ..datasets import DatasetInfo, get_dataset_info
+from . import architectures
+from .architectures import Classifier
+from .registry import get_architecture
+
+
+def build_model(
+    arch: str, dataset: str | DatasetInfo, num_classes: int | None = None
+) -> Classifier:
+    """Instantiate ``arch`` for data set ``dataset`` (weights drawn from the current torch RNG)."""
+    info = dataset if isinstance(dataset, DatasetInfo) else get_dataset_info(dataset)
+    entry = get_architecture(arch)
+    factory = getattr(architectures, entry.builder)
+    return factory(
+        info.shape, num_classes or info.num_classes, info.mean, info.std, **entry.options
+    )
+
+
+def seeded_model(
+    arch: str, dataset: str | DatasetInfo, init_seed: int, num_classes: int | None = None
+) -> Classifier:
+    """Build ``arch`` with weights drawn from ``init_seed`` only (the global RNG is restored)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return build_model(arch, dataset, num_classes)

@@ -1,0 +1,168 @@
+"""What a signature method is: the interface every method implements, and its distances.
+
+A *signature* is what a model does on a fixed *probe* (Zest's perturbed images, ModelGiF's
+reference points, a weight vector), stored with its provenance; two models are compared by the
+distances of their signatures. A method is one subclass of :class:`SignatureMethod` and one
+entry in :mod:`modelkin.signatures.registry`; everything else (the workflow's rules, the
+distance tables, relatedness, concordance, the command line) iterates over the registry.
+
+In the notation of the papers: a probe P (inputs x_1..x_N), a model f, a signature S(f; P)
+(an array with named axes), and distances d(S_A, S_B) with a direction and a range.
+"""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .store import Probe
+
+# What a method may need from a model.
+NEEDS = ("logits", "gradients", "weights", "activations")
+
+
+@dataclass(frozen=True)
+class Distance:
+    """One distance between two signatures of a method, with what a caller needs to use it."""
+
+    method: str  # the signature method it applies to
+    metric: str  # its short name within the method ("cos", "l2", ...)
+    function: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_similar: bool
+    symmetric: bool
+    is_metric: bool  # satisfies the triangle inequality
+    range: tuple[float, float]
+    description: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}/{self.metric}"
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
+        return float(self.function(a, b))
+
+
+@dataclass
+class Computed:
+    """A method's result for one model: the signature array, what defines it, and extra arrays."""
+
+    data: np.ndarray
+    params: dict[str, Any]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class SignatureMethod(ABC):
+    """The interface of a signature method (cf. TRAK's ``AbstractModelOutput``).
+
+    A subclass sets the class attributes and implements :meth:`make_probe` and :meth:`compute`;
+    :meth:`pairwise` may be overridden for speed. Subclass modules must import without torch
+    (import it inside :meth:`compute`), so that tables and plans stay light.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    needs: ClassVar[frozenset[str]]  # from NEEDS
+    axes: ClassVar[tuple[str, ...]]  # names of the signature's axes
+    class_axis: ClassVar[str | None] = None  # the axis that may differ in length between models
+    probe_kind: ClassVar[str]  # the probe files it reads (methods may share one kind)
+    probe_keys: ClassVar[tuple[str, ...]] = ()  # keys of its config section that make the probe
+    signature_keys: ClassVar[tuple[str, ...]] = ()  # keys that define the signature
+    selection_keys: ClassVar[tuple[str, ...]] = ()  # keys of a probe selection (selects_probe)
+    distances: ClassVar[tuple[Distance, ...]]  # headline first
+    # Two-stage probes (ModelGiF): candidates, then a selection by independent models' signatures.
+    selects_probe: ClassVar[bool] = False
+    same_architecture_only: ClassVar[bool] = False  # weight-space methods
+
+    @abstractmethod
+    def make_probe(self, prepared: str | Path, output: str | Path, **settings: Any) -> Path:
+        """Write the probe of a prepared data set to ``output`` (settings: :attr:`probe_keys`)."""
+
+    @abstractmethod
+    def compute(
+        self,
+        model: torch.nn.Module,
+        probe: Probe,
+        *,
+        device: torch.device,
+        chunk_size: int | None = None,
+        **settings: Any,
+    ) -> Computed:
+        """The model's signature on the probe (settings: :attr:`signature_keys`)."""
+
+    def probe_inputs(self, probe: Probe) -> np.ndarray | None:
+        """The images the model sees on this probe (checked for finite outputs before computing);
+        None for methods that read no inputs."""
+        return probe.arrays.get("images")
+
+    def select_probe(
+        self,
+        candidates: str | Path,
+        signatures: Sequence[str | Path],
+        output: str | Path,
+        **settings,
+    ) -> Path:
+        """For :attr:`selects_probe` methods: keep the best candidates (settings: the selection's)."""
+        raise InputError(f"the {self.name} method does not select its probe from candidates")
+
+    # -- distances --------------------------------------------------------------------------------
+
+    @property
+    def headline(self) -> Distance:
+        return self.distances[0]
+
+    def distance(self, metric: str | None = None) -> Distance:
+        """The distance called ``metric`` (default: the headline)."""
+        if metric is None:
+            return self.headline
+        for entry in self.distances:
+            if entry.metric == metric:
+                return entry
+        valid = ", ".join(d.metric for d in self.distances)
+        raise InputError(f"unknown {self.name} distance {metric!r}; valid: {valid}")
+
+    def pairwise(
+        self, signatures: Sequence[np.ndarray], metrics: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """``{metric: (M, M) symmetric matrix}`` over ``signatures``; NaN where a pair is not
+        comparable (e.g. different architectures for a weight-space method)."""
+        from ..progress import progress
+
+        entries = [self.distance(m) for m in metrics] if metrics else list(self.distances)
+        m = len(signatures)
+        out = {d.metric: np.zeros((m, m)) for d in entries}
+        pairs = list(itertools.combinations(range(m), 2))
+        for i, j in progress(pairs, desc=f"{self.name} distances", unit="pair"):
+            for d in entries:
+                out[d.metric][i, j] = out[d.metric][j, i] = self.pair_distance(
+                    d, signatures[i], signatures[j]
+                )
+        return out
+
+    def pair_distance(self, distance: Distance, a: np.ndarray, b: np.ndarray) -> float:
+        if self.same_architecture_only and a.shape != b.shape:
+            return float("nan")
+        return distance(a, b)
+
+    def standalone_probe_settings(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        """The probe settings for use without the workflow (no selection among candidates)."""
+        return self.settings_from_config(section, "probe")
+
+    def settings_from_config(self, section: Mapping[str, Any], part: str) -> dict[str, Any]:
+        """The part (``probe``, ``signature`` or ``selection``) of the method's config section."""
+        keys = {
+            "probe": self.probe_keys,
+            "signature": self.signature_keys,
+            "selection": self.selection_keys,
+        }[part]
+        return {k: section[k] for k in keys if k in section}

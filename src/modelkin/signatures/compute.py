@@ -1,0 +1,132 @@
+"""Computing a signature, the same way for every method: the checks live here, not in the methods.
+
+:func:`compute_signature` takes a loaded model and probe; :func:`signature_file` is the file
+edge (what the ``signature`` rule and ``modelkin signature`` call): it loads and hashes the
+checkpoint and the probe once each, computes, and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .registry import get_method
+from .store import Probe, SignatureError, read_probe, write_signature
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..checkpoint import Checkpoint
+    from .base import Computed, SignatureMethod
+
+log = logging.getLogger(__name__)
+
+
+def check_model_fits_probe(model: torch.nn.Module, probe: Probe, what: str) -> None:
+    """The model takes inputs of the probe's shape (a clear error before any work otherwise)."""
+    expected = getattr(model, "in_shape", None)
+    if expected is not None and probe.input_shape and tuple(expected) != probe.input_shape:
+        raise SignatureError(
+            f"{what} takes inputs of shape {tuple(expected)} but the probe {probe.path} holds "
+            f"{probe.input_shape} images; use the probe made from the model's own data set"
+        )
+
+
+def check_finite_outputs(
+    model: torch.nn.Module, inputs: np.ndarray, device: torch.device, what: str
+) -> None:
+    """Every logit of the model on the probe's inputs is finite (a NaN or inf output, e.g. from a
+    broken bias, would make any signature meaningless)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(inputs), 512):
+                batch = torch.as_tensor(inputs[start : start + 512], device=device)
+                logits = model(batch)
+                bad = ~torch.isfinite(logits)
+                if bad.any():
+                    row, column = (int(i) for i in torch.nonzero(bad)[0])
+                    raise SignatureError(
+                        f"{what} gives non-finite outputs on the probe ({int(bad.sum())} values, "
+                        f"e.g. class {column} of input {start + row}); check the checkpoint's "
+                        "weights (a NaN or inf parameter)"
+                    )
+    finally:
+        model.train(was_training)
+
+
+def compute_signature(
+    method: str | SignatureMethod,
+    model: torch.nn.Module,
+    probe: Probe,
+    *,
+    device: str | torch.device = "auto",
+    chunk_size: int | None = None,
+    what: str = "the model",
+    **settings: Any,
+) -> Computed:
+    """``method``'s signature of ``model`` on ``probe``, after the checks every method shares."""
+    from ..device import resolve_device
+
+    method = get_method(method) if isinstance(method, str) else method
+    if probe.kind != method.probe_kind:
+        raise SignatureError(
+            f"{probe.path} is a {probe.kind} probe, but {method.name} needs a {method.probe_kind} "
+            "probe"
+        )
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    check_model_fits_probe(model, probe, what)
+    inputs = method.probe_inputs(probe)
+    if inputs is not None:
+        check_finite_outputs(model, inputs, torch_device, what)
+    computed = method.compute(model, probe, device=torch_device, chunk_size=chunk_size, **settings)
+    for name, array in {"signature": computed.data, **computed.extras}.items():
+        array = np.asarray(array)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise SignatureError(
+                f"the {method.name} {name} of {what} holds {int((~np.isfinite(array)).sum())} "
+                "non-finite values; check the checkpoint's weights"
+            )
+    return computed
+
+
+def signature_file(
+    method: str,
+    checkpoint: str | Path | Checkpoint,
+    probe: str | Path | Probe,
+    output: str | Path,
+    *,
+    device: str = "auto",
+    chunk_size: int | None = None,
+    name: str | None = None,
+    **settings: Any,
+) -> Path:
+    """Compute the ``method`` signature of a checkpoint on a probe file and write it to ``output``.
+
+    ``name`` is the model's id (recorded in the signature's lineage; default: the checkpoint's).
+    """
+    from ..checkpoint import Checkpoint, load_checkpoint
+    from ..device import resolve_device
+
+    entry = get_method(method)
+    torch_device = resolve_device(device)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    stored = probe if isinstance(probe, Probe) else read_probe(probe, kind=entry.probe_kind)
+    computed = compute_signature(
+        entry,
+        ckpt.model,
+        stored,
+        device=torch_device,
+        chunk_size=chunk_size,
+        what=str(ckpt.path or ckpt.name),
+        **settings,
+    )
+    log.info("%s signature of %s: shape %s", entry.name, name or ckpt.name, computed.data.shape)
+    return write_signature(output, computed, method=entry, checkpoint=ckpt, probe=stored, name=name)

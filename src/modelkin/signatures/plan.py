@@ -1,0 +1,91 @@
+"""Where the signature stage's files live, and what each of its jobs is given (torch-free).
+
+Paths, for method M, data set D and model id X:
+
+- ``probes/M/D.h5``: the probe every model of D is compared on;
+- ``probes/M/D.candidates.h5`` and ``probes/M/candidates/X.h5``: for a method that selects its
+  probe (ModelGiF), the candidates and the selecting models' signatures on them;
+- ``signatures/M/X.h5``: the signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..catalog import ModelCatalog
+from ..errors import InputError
+from .registry import get_method
+
+
+def probe_path(results: str, method: str, dataset: str) -> str:
+    return f"{results}/probes/{method}/{dataset}.h5"
+
+
+def candidates_path(results: str, method: str, dataset: str) -> str:
+    return f"{results}/probes/{method}/{dataset}.candidates.h5"
+
+
+def candidate_signature_path(results: str, method: str, model: str) -> str:
+    return f"{results}/probes/{method}/candidates/{model}.h5"
+
+
+def signature_path(results: str, method: str, model: str) -> str:
+    return f"{results}/signatures/{method}/{model}.h5"
+
+
+def method_section(config: dict[str, Any], method: str) -> dict[str, Any]:
+    return dict(config.get(method) or {})
+
+
+def probe_settings(config: dict[str, Any], method: str) -> dict[str, Any]:
+    return get_method(method).settings_from_config(method_section(config, method), "probe")
+
+
+def default_settings(method: str, part: str) -> dict[str, Any]:
+    """The configuration's defaults (the schema's) for one part of a method's settings: what a
+    probe or signature made outside the workflow uses unless told otherwise."""
+    from ..config import validate_config
+
+    section = validate_config({}).get(method) or {}
+    entry = get_method(method)
+    if part == "probe":
+        return entry.standalone_probe_settings(section)
+    return entry.settings_from_config(section, part)
+
+
+def selection_settings(config: dict[str, Any], method: str) -> dict[str, Any]:
+    return get_method(method).settings_from_config(method_section(config, method), "selection")
+
+
+def signature_job(config: dict[str, Any], method: str, model: str) -> dict[str, Any]:
+    """What the ``signature`` rule passes to :func:`modelkin.signatures.compute.signature_file`."""
+    section = method_section(config, method)
+    return {
+        "method": method,
+        "name": model,
+        "settings": get_method(method).settings_from_config(section, "signature"),
+        "chunk_size": section.get("chunk_size"),
+        "device": config.get("device", "auto"),
+    }
+
+
+def selection_models(config: dict[str, Any], catalog: ModelCatalog, method: str, dataset: str):
+    """The independent models whose signatures on the candidates select a method's probe (>= 2)."""
+    section = method_section(config, method)
+    if section.get("selection_models"):
+        models = [
+            m
+            for m in catalog.resolve_all(section["selection_models"], f"{method}.selection_models")
+            if catalog.dataset(m) == dataset
+        ]
+        origin = f"{method}.selection_models"
+    else:
+        algorithm = section.get("selection_algorithm", "standard")
+        models = catalog.zoo_of(dataset=dataset, algorithm=algorithm)
+        origin = f"the zoo's {algorithm!r} models"
+    if len(models) < 2:
+        raise InputError(
+            f"{method} probe selection for {dataset} needs at least two independent models; "
+            f"{origin}: {models}. List model ids under {method}.selection_models"
+        )
+    return models

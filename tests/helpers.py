@@ -1,0 +1,33 @@
+"""What several test modules share: the repository, the tiny config, running Snakemake on it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "config" / "tiny.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 1500
+) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile in ``workdir`` (whose config.yaml is the config)."""
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+def make_workdir(root: Path, config: Path = TINY_CONFIG) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(config, root / "config.yaml")
+    return root

@@ -1,0 +1,13 @@
+from modelkin.signatures.compute import signature_file
+from modelkin.workflow import snakemake_job
+
+with snakemake_job(snakemake):
+    job = dict(snakemake.params.job)
+    signature_file(
+        job.pop("method"),
+        snakemake.input.checkpoint,
+        snakemake.input.probe,
+        snakemake.output[0],
+        **job.pop("settings"),
+        **job,
+    )
