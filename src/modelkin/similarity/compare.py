@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,12 @@ import torch
 from torch import nn
 
 from ..measures import DegenerateCCAWarning, compute, get_measure
-from ..models.layers import LayerError, capture, check_layers, is_cut_point, layer_names
 from ..progress import progress
+from .representation import CONV_MODES, Representation, capture_activations, to_representation
+from .selection import resolve_layer_spec, select_layers
 
 log = logging.getLogger(__name__)
 
-LAYER_SELECTORS = {
-    "relu": "every ReLU output that is a cut point (plain chains: every ReLU; ResNets: the stem and each block output)",
-    "cut": "every cut point (a layer through which everything after it depends on the input)",
-    "all": "every named layer",
-}
-CONV_MODES = ("flatten", "spatial")
 DEGENERATE_POLICIES = ("nan", "flag")
 DEFAULT_MEASURES = ("cka", "rbf_cka", "cca", "svcca", "pwcca", "procrustes")
 COLUMNS = (
@@ -61,181 +55,6 @@ COLUMNS = (
 # already gigabytes, and spatial mode without subsampling easily asks for hundreds of thousands.
 MAX_KERNEL_ROWS = 20_000
 KERNEL_MEASURES = ("rbf_cka",)
-
-
-# ---------------------------------------------------------------------------------------------
-# Layers
-
-
-def select_layers(model: nn.Module, selection: str | Sequence[str] = "relu") -> list[str]:
-    """Layer names of ``model``: a selector (``relu``, ``cut``, ``all``) or an explicit list, in the given order.
-
-    A string is always a selector, a list always names layers (so ``["relu"]`` is the ResNet stem's
-    ReLU, ``"relu"`` every ReLU cut point). Unknown names raise ``LayerError`` listing the valid ones.
-    """
-    if isinstance(selection, str):
-        if selection not in LAYER_SELECTORS:
-            raise LayerError(
-                f"unknown layer selection {selection!r}; use one of {', '.join(LAYER_SELECTORS)} or a list of layer "
-                f"names of {type(model).__name__}: {', '.join(layer_names(model))}"
-            )
-        names = layer_names(model)
-        if selection == "all":
-            return names
-        if selection == "cut":
-            return [n for n in names if is_cut_point(model, n)]
-        modules = dict(model.named_modules())
-        chosen = [n for n in names if isinstance(modules[n], nn.ReLU) and is_cut_point(model, n)]
-        if not chosen:
-            raise LayerError(
-                f"{type(model).__name__} has no ReLU cut points; choose layers by name: {', '.join(names)}"
-            )
-        return chosen
-    names = list(selection)
-    if not names:
-        raise LayerError(
-            f"no layers chosen; valid layers of {type(model).__name__}: {', '.join(layer_names(model))}"
-        )
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise LayerError(f"layer(s) {', '.join(duplicates)} chosen more than once")
-    check_layers(model, names)
-    return names
-
-
-def resolve_layer_spec(spec: Any, arch: str | None) -> str | list[str]:
-    """A per-architecture mapping ``{arch: selection, "default": selection}`` -> this architecture's selection."""
-    if isinstance(spec, Mapping):
-        if arch in spec:
-            return spec[arch]
-        if "default" in spec:
-            return spec["default"]
-        raise LayerError(
-            f"the layer mapping has no entry for architecture {arch!r} and no 'default' entry "
-            f"(entries: {', '.join(map(str, spec))})"
-        )
-    return spec
-
-
-# ---------------------------------------------------------------------------------------------
-# Activations
-
-
-def capture_activations(
-    model: nn.Module,
-    x: torch.Tensor,
-    layers: Sequence[str],
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "auto",
-    desc: str = "activations",
-) -> dict[str, torch.Tensor]:
-    """Outputs of ``layers`` for every input of ``x``, in eval mode without gradients, gathered on the CPU.
-
-    The model runs on ``device`` and is put back on its own device and into its own train/eval mode after.
-    """
-    from ..device import resolve_device
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    check_layers(model, layers)
-    target = resolve_device(device)
-    home = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    gathered: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    model.to(target).eval()
-    try:
-        with torch.no_grad():
-            for start in progress(
-                range(0, len(x), batch_size), desc=desc, total=-(-len(x) // batch_size)
-            ):
-                acts = capture(model, x[start : start + batch_size].to(target), layers)
-                for name in layers:
-                    gathered[name].append(acts[name].cpu())
-    finally:
-        model.to(home).train(was_training)
-    return {name: torch.cat(chunks) for name, chunks in gathered.items()}
-
-
-@dataclass
-class Representation:
-    """One layer's activations as the (samples, features) float64 matrix the measures take."""
-
-    layer: str
-    shape: tuple[int, ...]  # one input's activation shape
-    matrix: np.ndarray
-    grid: (
-        tuple[int, ...] | None
-    )  # spatial mode: positions per input (() for a dense layer); None in flatten mode
-    sampling: str
-    _rotated: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def features(self) -> int:
-        return self.matrix.shape[1]
-
-    def rotated(self) -> np.ndarray:
-        """``X V = U S`` of the thin SVD ``X = U S V^T``, null directions dropped.
-
-        This is X expressed in its own principal axes: an orthogonal change of feature basis, so any
-        measure invariant to orthogonal maps gives the same value on it, and it is at most n columns
-        wide. It is computed from the *uncentred* matrix, so measures that centre and measures that
-        do not (reference_cca) both see exactly X rotated.
-        """
-        if self._rotated is None:
-            X = self.matrix
-            if X.shape[1] <= X.shape[0]:
-                self._rotated = X
-            else:
-                U, s, _ = np.linalg.svd(X, full_matrices=False)
-                # numpy's matrix_rank tolerance on the original shape: directions the measures would
-                # treat as null on X are not promoted to real ones on the narrower rotated matrix.
-                keep = s > (s[0] * max(X.shape) * np.finfo(np.float64).eps if s.size else 0.0)
-                keep[0] = (
-                    True  # an all-zero layer stays a (zero) matrix, for the measures to reject
-                )
-                self._rotated = U[:, keep] * s[keep]
-        return self._rotated
-
-
-def _spatial_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray | None:
-    """Sorted row indices to keep, the same for every layer with the same number of rows (None: all)."""
-    if max_rows is None or n_rows <= max_rows:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
-
-
-def to_representation(
-    layer: str,
-    acts: torch.Tensor,
-    conv_mode: str,
-    *,
-    max_spatial_samples: int | None = None,
-    seed: int = 0,
-) -> Representation:
-    """Flatten: one row per input, (n, c*h*w). Spatial: one row per (input, position), (n*h*w, c),
-    optionally a seeded subsample of ``max_spatial_samples`` rows (identical rows for every layer with the same
-    number of inputs and positions, so the two models' rows stay paired)."""
-    n, shape = acts.shape[0], tuple(acts.shape[1:])
-    if conv_mode == "flatten" or len(shape) < 2:
-        matrix = acts.reshape(n, -1).double().numpy()
-        grid = None if conv_mode == "flatten" else ()
-        return Representation(layer, shape, matrix, grid, f"{n} inputs")
-    channels, grid = shape[0], shape[1:]
-    positions = int(np.prod(grid))
-    # Row i*positions + p is input i at position p: the order of to_matrix(acts, "spatial").
-    rows = acts.reshape(n, channels, positions).transpose(1, 2).reshape(n * positions, channels)
-    keep = _spatial_rows(n * positions, max_spatial_samples, seed)
-    if keep is None:
-        sampling = f"{n} inputs x {positions} positions"
-    else:
-        rows = rows[torch.as_tensor(keep)]
-        sampling = f"{len(keep)} of {n * positions} (input, position) rows, seed {seed}"
-    return Representation(layer, shape, rows.double().numpy(), grid, sampling)
-
-
-# ---------------------------------------------------------------------------------------------
-# Comparison
 
 
 def _measure_settings(
