@@ -351,7 +351,7 @@ def chunk_job(config: Mapping[str, Any], plan: ConcordancePlan, chunk: int) -> d
 
 def stitch_options(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """``STITCH_DEFAULTS``, then the section's keys (``preset``, ``epochs``, ...), then its ``options``; validated."""
-    from .stitching.train import PRESETS, StitchOptions
+    from .stitching.options import PRESETS, StitchOptions
 
     settings = dict(settings or {})
     extra = dict(settings.pop("options", None) or {})

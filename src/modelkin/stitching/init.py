@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from .model import StitchError, StitchingLayer
+from .options import INITS, MASKS
 
-INITS = ("random", "perm", "eye", "ps_inv", "ones-zeros")
-MASKS = ("identity", "semi-match", "abs-semi-match", "random-permutation")
 MOMENTS_LIMIT_BYTES = 8 << 30
 
 

@@ -28,8 +28,8 @@ from ..models.layers import (
     replaced,
     split,
 )
+from .options import RESIZE_MODES
 
-RESIZE_MODES = ("bilinear", "nearest", "area")
 EXECUTIONS = ("auto", "hooks")
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .options import PRESETS, StitchOptions
 from .tasks import Task, parse_task
-from .train import PRESETS, StitchOptions
 
 _ZOO_ID = re.compile(
     r"^(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<algorithm>[^/]+)/i(?P<init>\d+)-d(?P<data>\d+)$"

@@ -8,8 +8,8 @@ from typing import Any
 
 from ..io import atomic_path
 from ..plotting import pyplot, save_figure
+from .options import VARIANTS
 from .results import read_results
-from .train import VARIANTS
 
 ID_COLUMNS = (
     "experiment",

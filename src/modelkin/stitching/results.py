@@ -15,11 +15,12 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..io import atomic_path, file_sha256, read_json, write_json
+
+if TYPE_CHECKING:  # reading results (the summary, the plots) needs no torch
+    import torch
 
 RESULT_KIND = "modelkin-stitching-result"
 FORMAT_VERSION = 1
@@ -160,6 +161,8 @@ def load_stitched(
 
 def t_tensors(variant: str, stitch) -> dict[str, torch.Tensor]:
     """T's state dict, effective weight and bias, and singular values under ``variant``'s names."""
+    import torch
+
     out = {f"t.{variant}.{k}": v.detach().cpu().clone() for k, v in stitch.state_dict().items()}
     weight = stitch.weight.detach().double().cpu()
     out[f"weight.{variant}"] = weight.float()

@@ -25,9 +25,10 @@ from .evaluate import (
 )
 from .init import accumulate_moments, initialise, make_mask, solve_affine
 from .model import StitchedModel, StitchingLayer, build_stitched, layer_activation
+from .options import StitchOptions
 from .results import donor_buffers, save_result, snapshot, t_tensors
 from .tasks import Task, load_task_split, parse_task, task_of_checkpoint
-from .train import StitchOptions, train_stitcher
+from .train import train_stitcher
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..data import Split, load_split
 from ..datasets import DATASETS, get_dataset_info
+
+if TYPE_CHECKING:  # tensors only in the methods that transform them: planning stays torch-free
+    import torch
+
+    from ..data import Split
 
 TRANSFORMS = ("invert", "transpose", "permute_labels")
 
@@ -66,11 +68,15 @@ class Task:
         }
 
     def label_permutation(self) -> torch.Tensor:
+        import torch
+
         g = torch.Generator().manual_seed(self.seed)
         return torch.randperm(self.num_classes, generator=g)
 
     def apply(self, split: Split) -> Split:
         """The split as this task sees it (a new Split; the input is not modified)."""
+        from ..data import Split
+
         x, y = split.x, split.y
         for transform in self.transforms:
             if transform == "invert":
@@ -112,6 +118,8 @@ def load_task_split(
     prepared: str | Path, task: Task, split: str, limit: int | None = None
 ) -> Split:
     """``split`` of the prepared file of ``task.dataset``, transformed for the task."""
+    from ..data import load_split
+
     data = load_split(prepared, split, limit=limit)
     if data.info.name != task.dataset:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Training the stitching layer: options and presets, target losses, regularisers, adversarial examples.
+"""Training the stitching layer: the loop, the cached front, regularisers, adversarial examples.
 
 Only T trains. The loss is a task loss at the stitched network's logits (hard
 labels or a donor's soft targets), plus ``l1 * mean|W|`` and
@@ -13,12 +13,10 @@ runs only T and model 2's end.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,226 +26,14 @@ from ..attacks import pgd_attack, trades_attack
 from ..data import Split, augment_batch, iterate_batches
 from ..progress import progress
 from ..train import make_optimizer, make_scheduler
-from .init import INITS, MASKS
-from .model import RESIZE_MODES, StitchedModel, layer_activation
+from .losses import linear_cka_torch, target_loss
+from .model import StitchedModel, layer_activation
+from .options import StitchOptions
 
 log = logging.getLogger(__name__)
 
-TARGET_TYPES = ("hard", "soft_1", "soft_2", "soft_12", "soft_1_plus_2")
-ADVERSARIES = ("none", "madry", "trades")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("thirds", "constant")
-VARIANTS = ("before", "after", "ps_inv")
-
-# Named option sets. `paper`: what the Dr. Frankenstein paper's figures used (its plot scripts
-# filter on soft_2 targets and ps_inv init); `cli-default`: the reference command line's defaults.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"init": "ps_inv", "target_type": "soft_2"},
-    "cli-default": {"init": "random", "target_type": "hard"},
-}
-
-CACHE_BUDGET_BYTES = (
-    2 << 30
-)  # cached front activations beyond this are recomputed every step instead
-
-
-@dataclass
-class StitchOptions:
-    """Every option of the reference tools, plus evaluation settings. Defaults: the reference CLI's."""
-
-    # stitching layer
-    init: str = "random"
-    mask: str = "identity"
-    low_rank: int | None = None
-    flatten: bool = False
-    resize: str = "bilinear"
-    # loss
-    target_type: str = "hard"
-    temperature: float = 1.0
-    l1: float = 0.0
-    cka_reg: float = 0.0
-    # optimisation
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    epochs: int = 30
-    batch_size: int = 128
-    schedule: str = "thirds"
-    seed: int = 0
-    augment: bool = False
-    train_limit: int | None = None
-    # donors
-    train_bn: bool = False
-    # robust stitching
-    adversary: str = "none"
-    epsilon: float | None = None
-    step_size: float | None = None
-    attack_steps: int = 10
-    random_start: bool = True
-    trades_beta: float = 10.0
-    attack_ratio: float = 1.0
-    # least squares
-    ps_inv: bool = True
-    ps_inv_ridge: float = 1e-10
-    # speed
-    cache_front: bool | str = "auto"
-    # evaluation
-    measures: list[str] = field(default_factory=lambda: ["cka", "mse"])
-    measure_images: int = 500
-    robust_eval: bool | str = "auto"
-    eval_epsilon: float | None = None
-    eval_step_size: float | None = None
-    eval_steps: int = 20
-    max_robust_images: int | None = None
-    preset: str | None = None
-
-    def __post_init__(self) -> None:
-        choices = {
-            "init": INITS,
-            "mask": MASKS,
-            "target_type": TARGET_TYPES,
-            "optimizer": OPTIMIZERS,
-            "schedule": SCHEDULES,
-            "adversary": ADVERSARIES,
-            "resize": RESIZE_MODES,
-        }
-        for key, valid in choices.items():
-            if getattr(self, key) not in valid:
-                raise ValueError(
-                    f"stitching option {key} must be one of {', '.join(valid)}, not {getattr(self, key)!r}"
-                )
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(
-                f"unknown stitching preset {self.preset!r}; presets: {', '.join(PRESETS)}"
-            )
-        if self.cache_front not in (True, False, "auto"):
-            raise ValueError(f"cache_front must be true, false or 'auto', not {self.cache_front!r}")
-        if self.robust_eval not in (True, False, "auto"):
-            raise ValueError(f"robust_eval must be true, false or 'auto', not {self.robust_eval!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
-            raise ValueError(
-                "stitching needs epochs >= 1, batch_size >= 1, lr > 0 and temperature > 0"
-            )
-        if not 0.0 <= self.attack_ratio <= 1.0:
-            raise ValueError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
-        if self.low_rank is not None and self.low_rank < 1:
-            raise ValueError(
-                f"low_rank must be a positive rank or null (full rank), not {self.low_rank}"
-            )
-        if self.low_rank is not None and self.mask != "identity":
-            raise ValueError(
-                "low_rank and a mask other than identity cannot be combined; choose one restriction of T"
-            )
-        self.measures = list(self.measures)
-
-    @classmethod
-    def from_dict(
-        cls, values: dict[str, Any] | None = None, *, preset: str | None = None
-    ) -> StitchOptions:
-        """``values`` over the preset over the defaults. A ``preset`` key in ``values`` counts too."""
-        values = dict(values or {})
-        preset = values.pop("preset", None) or preset
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown stitching option(s) {unknown}; valid options: {sorted(known - {'preset'})}"
-            )
-        if preset is not None and preset not in PRESETS:
-            raise ValueError(f"unknown stitching preset {preset!r}; presets: {', '.join(PRESETS)}")
-        merged = {**(PRESETS[preset] if preset else {}), **values}
-        return cls(**merged, preset=preset)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def attack_budget(self, default_epsilon: float) -> tuple[float, float]:
-        eps = default_epsilon if self.epsilon is None else self.epsilon
-        return eps, eps / 4 if self.step_size is None else self.step_size
-
-    @property
-    def needs_targets(self) -> tuple[bool, bool]:
-        """(model 1's logits, model 2's logits) are needed as soft targets."""
-        t = self.target_type
-        return t in ("soft_1", "soft_12", "soft_1_plus_2"), t in (
-            "soft_2",
-            "soft_12",
-            "soft_1_plus_2",
-        )
-
-    @property
-    def front_is_fixed(self) -> bool:
-        """The front activation of an image is the same at every step (so it can be cached)."""
-        return not self.train_bn and not self.augment and self.adversary == "none"
-
-
-# ---------------------------------------------------------------------------------------------
-# Losses
-
-
-def soft_cross_entropy(
-    logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
-    """sum_c softmax(t/T)_c * -log_softmax(s/T)_c, averaged over the batch (no T^2 factor, as the references)."""
-    target = F.softmax(target_logits / temperature, dim=1)
-    return -(target * F.log_softmax(logits / temperature, dim=1)).sum(1).mean()
-
-
-def target_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    target_type: str,
-    *,
-    logits1: torch.Tensor | None = None,
-    logits2: torch.Tensor | None = None,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """The task loss at the stitched network's logits.
-
-    hard: cross-entropy with the labels; soft_1 / soft_2: soft cross-entropy to
-    model 1's / model 2's logits; soft_12: the mean of those two losses;
-    soft_1_plus_2: soft cross-entropy to the mean of the two logits (the
-    reference's name notwithstanding).
-    """
-    if target_type == "hard":
-        return F.cross_entropy(logits, labels)
-    if target_type == "soft_1":
-        return soft_cross_entropy(logits, logits1, temperature)
-    if target_type == "soft_2":
-        return soft_cross_entropy(logits, logits2, temperature)
-    if target_type == "soft_12":
-        return 0.5 * (
-            soft_cross_entropy(logits, logits1, temperature)
-            + soft_cross_entropy(logits, logits2, temperature)
-        )
-    if target_type == "soft_1_plus_2":
-        return soft_cross_entropy(logits, 0.5 * (logits1 + logits2), temperature)
-    raise ValueError(f"target_type must be one of {', '.join(TARGET_TYPES)}, not {target_type!r}")
-
-
-def linear_cka_torch(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Differentiable linear CKA (biased HSIC) of per-sample flattened features, in [0, 1].
-
-    ``||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` with column-centred X, Y,
-    computed through n x n Gram matrices when features outnumber samples.
-    """
-    x = x.reshape(x.shape[0], -1)
-    y = y.reshape(y.shape[0], -1)
-    x = x - x.mean(0, keepdim=True)
-    y = y - y.mean(0, keepdim=True)
-    if x.shape[1] + y.shape[1] < x.shape[0]:
-        hsic = (x.T @ y).square().sum()
-        norm_x, norm_y = torch.linalg.matrix_norm(x.T @ x), torch.linalg.matrix_norm(y.T @ y)
-    else:
-        k, l = x @ x.T, y @ y.T
-        hsic = (k * l).sum()
-        norm_x, norm_y = torch.linalg.matrix_norm(k), torch.linalg.matrix_norm(l)
-    return hsic / (norm_x * norm_y).clamp_min(eps)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training
+# cached front activations beyond this are recomputed every step instead
+CACHE_BUDGET_BYTES = 2 << 30
 
 
 @dataclass
