@@ -17,14 +17,14 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "AttributionError": ".trak",
+        "AttributionError": ".settings",
+        "TrakSettings": ".settings",
+        "GradientProjector": ".projection",
+        "margins": ".gradients",
         "CheckpointFeatures": ".trak",
-        "GradientProjector": ".trak",
-        "TrakSettings": ".trak",
         "ensemble_scores": ".trak",
         "featurize": ".trak",
         "kernel_features": ".trak",
-        "margins": ".trak",
         "mean_out_to_loss": ".trak",
         "trak_scores": ".trak",
     },

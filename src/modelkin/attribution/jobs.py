@@ -14,15 +14,9 @@ from ..checkpoint import load_checkpoint
 from ..data import PlantedPatch, Split, load_split
 from ..io import file_sha256
 from ..train import TrainRecipe, _patch_args, load_training_split
+from .settings import AttributionError, TrakSettings
 from .store import FEATURES_KIND, SCORES_KIND, StoredArrays, read_arrays, write_arrays
-from .trak import (
-    AttributionError,
-    CheckpointFeatures,
-    TrakSettings,
-    ensemble_scores,
-    featurize,
-    mean_out_to_loss,
-)
+from .trak import CheckpointFeatures, ensemble_scores, featurize, mean_out_to_loss
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from ..device import resolve_device
 from ..io import atomic_path, file_sha256, write_json
 from ..models import seeded_model
 from ..train import TrainRecipe, fit
+from .gradients import margins
 from .jobs import attribution_training_split, read_scores, target_split
+from .settings import AttributionError
 from .store import read_arrays, write_arrays
-from .trak import AttributionError, margins
 
 log = logging.getLogger(__name__)
 

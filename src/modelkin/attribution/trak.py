@@ -42,84 +42,20 @@ Choices, and how they relate to ``traker`` 0.3.2 (docs/modeldiff.md has the full
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..device import resolve_device
-from ..progress import progress
+from .batches import batch_source, count_examples
+from .gradients import project_gradients
+from .projection import GradientProjector
+from .settings import AttributionError, TrakSettings
 
-log = logging.getLogger(__name__)
-
-PROJECTION_TYPES = ("rademacher", "gaussian")
-BLOCK_ROWS = 1 << 16  # rows of the projection matrix drawn from one seed
-IDENTITY_MAX_PARAMS = 20_000  # without projection the kernel is P x P
 DEFAULT_BATCH = {"cpu": 64, "cuda": 512}
-
-
-class AttributionError(ValueError):
-    """Inputs TRAK cannot work with (inconsistent shapes, singular kernel, unusable data loader)."""
-
-
-@dataclass(frozen=True)
-class TrakSettings:
-    """Everything that defines TRAK scores (``batch_size`` and the memory budget change speed only)."""
-
-    proj_dim: int | None = 2048  # None: no projection (identity; tiny models and tests only)
-    proj_type: str = "rademacher"
-    seed: int = 0
-    ridge: float = 0.0  # λ = ridge × mean eigenvalue of ΦᵀΦ
-    rescale_inverse: bool = True  # traker's division of (ΦᵀΦ + λI)⁻¹ by its mean absolute entry
-    out_to_loss: bool = (
-        True  # multiply by the mean over checkpoints of 1 − p_y per training example (traker)
-    )
-    batch_size: int | None = None  # None: 64 on CPU, 512 on CUDA
-    max_projection_mib: float = 1024.0  # projection matrix block kept in memory at once
-
-    def __post_init__(self) -> None:
-        if self.proj_dim is not None and self.proj_dim < 1:
-            raise ValueError(
-                f"proj_dim must be a positive integer or None (no projection), not {self.proj_dim}"
-            )
-        if self.proj_type not in PROJECTION_TYPES:
-            raise ValueError(f"proj_type must be one of {PROJECTION_TYPES}, not {self.proj_type!r}")
-        if self.ridge < 0:
-            raise ValueError(f"ridge must be >= 0, not {self.ridge}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, not {self.batch_size}")
-        if self.max_projection_mib <= 0:
-            raise ValueError(f"max_projection_mib must be > 0, not {self.max_projection_mib}")
-        if not isinstance(self.out_to_loss, bool):
-            raise ValueError(f"out_to_loss must be true or false, not {self.out_to_loss!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> TrakSettings:
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TRAK setting(s) {unknown}; valid settings: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def result_params(self) -> dict[str, Any]:
-        """The settings the scores depend on (not batch size or memory budget)."""
-        return {
-            k: v for k, v in self.to_dict().items() if k not in ("batch_size", "max_projection_mib")
-        }
-
-    def feature_params(self) -> dict[str, Any]:
-        """The settings one checkpoint's features depend on (the out-to-loss weighting is applied when scoring)."""
-        return {k: v for k, v in self.result_params().items() if k != "out_to_loss"}
 
 
 @dataclass
@@ -138,249 +74,6 @@ class CheckpointFeatures:
     @property
     def num_targets(self) -> int:
         return self.target_grads.shape[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: a Split, an (x, y) pair of tensors, or a re-iterable of (x, y) batches (a DataLoader)
-
-
-def batch_source(
-    data, batch_size: int
-) -> tuple[Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]], int | None]:
-    """A function returning a fresh iterator of (x, y) batches, and the number of examples if known."""
-    from ..data import Split
-
-    if isinstance(data, Split):
-        x, y = data.x, data.y
-    elif (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        x, y = data
-    else:
-        _check_loader(data)
-        size = None
-        dataset = getattr(data, "dataset", None)
-        if dataset is not None and hasattr(dataset, "__len__"):
-            size = len(dataset)
-
-        def loader_batches():
-            for batch in data:
-                if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                    raise AttributionError(
-                        f"each batch must be (images, labels), got {type(batch).__name__}; wrap the data set so "
-                        "that it yields (x, y) pairs"
-                    )
-                yield batch[0], batch[1]
-
-        return loader_batches, size
-    if len(x) != len(y):
-        raise AttributionError(f"{len(x)} images but {len(y)} labels")
-
-    def tensor_batches():
-        for start in range(0, len(y), batch_size):
-            yield x[start : start + batch_size], y[start : start + batch_size]
-
-    return tensor_batches, len(y)
-
-
-def _check_loader(loader) -> None:
-    if iter(loader) is loader:
-        raise AttributionError(
-            "TRAK reads the data more than once, but got a one-shot iterator; pass a DataLoader, a list of "
-            "(x, y) batches, a modelkin Split or an (x, y) pair of tensors"
-        )
-    sampler = getattr(loader, "sampler", None)
-    if sampler is not None and isinstance(sampler, torch.utils.data.RandomSampler):
-        raise AttributionError(
-            "the data loader shuffles (RandomSampler): scores would be attributed to the wrong examples; "
-            "build it with shuffle=False and without augmentation"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Projection
-
-
-def _rademacher(
-    rows: int, cols: int, generator: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    """±1 entries from the bits of uniform random bytes: 8 signs per draw (3x faster than bernoulli_ on CPU)."""
-    nbytes = (cols + 7) // 8
-    packed = torch.randint(
-        0, 256, (rows, nbytes), dtype=torch.uint8, generator=generator, device=device
-    )
-    shifts = torch.arange(8, dtype=torch.uint8, device=device)
-    bits = (packed.unsqueeze(-1) >> shifts) & 1
-    return bits.reshape(rows, nbytes * 8)[:, :cols].to(torch.float32).mul_(2).sub_(1)
-
-
-def _block_seed(seed: int, index: int, tensor: int, block: int) -> int:
-    return int(
-        np.random.SeedSequence([seed, index, tensor, block]).generate_state(1, dtype=np.uint64)[0]
-        >> 1
-    )
-
-
-class GradientProjector:
-    """A P × k random matrix, generated once per checkpoint, block by block from fixed seeds.
-
-    ``groups`` partitions the parameter tensors so that each group's rows of M fit in
-    ``max_mib``; the featuriser computes gradients for one group at a time.
-    """
-
-    def __init__(
-        self,
-        param_sizes: Sequence[tuple[str, int]],
-        proj_dim: int | None,
-        proj_type: str,
-        seed: int,
-        index: int,
-        device: torch.device,
-        max_mib: float = 1024.0,
-    ) -> None:
-        self.param_sizes = list(param_sizes)
-        self.proj_dim = proj_dim
-        self.proj_type = proj_type
-        self.seed = seed
-        self.index = index
-        self.device = device
-        self.num_params = sum(n for _, n in self.param_sizes)
-        self.tensor_index = {name: i for i, (name, _) in enumerate(self.param_sizes)}
-        if proj_dim is None:
-            if self.num_params > IDENTITY_MAX_PARAMS:
-                raise AttributionError(
-                    f"without a projection the TRAK kernel is P x P with P = {self.num_params:,} parameters "
-                    f"(at most {IDENTITY_MAX_PARAMS:,} allowed); set proj_dim (e.g. 2048)"
-                )
-            self.groups = [[name for name, _ in self.param_sizes]]
-            return
-        budget = max_mib * 2**20 / (4 * proj_dim)  # rows of M per group
-        groups: list[list[str]] = [[]]
-        rows = 0
-        for name, n in self.param_sizes:
-            if groups[-1] and rows + n > budget:
-                groups.append([])
-                rows = 0
-            groups[-1].append(name)
-            rows += n
-        self.groups = groups
-        if len(groups) > 1:
-            log.info(
-                "projection matrix (%s x %d, %.0f MiB) exceeds max_projection_mib=%s: %d parameter groups, "
-                "one pass over the data each",
-                f"{self.num_params:,}",
-                proj_dim,
-                self.num_params * proj_dim * 4 / 2**20,
-                max_mib,
-                len(groups),
-            )
-
-    @property
-    def output_dim(self) -> int:
-        return self.num_params if self.proj_dim is None else self.proj_dim
-
-    def matrix(self, names: Sequence[str]) -> torch.Tensor | None:
-        """Rows of M for the tensors ``names`` (in that order); None for the identity."""
-        if self.proj_dim is None:
-            return None
-        sizes = dict(self.param_sizes)
-        parts = []
-        for name in names:
-            t = self.tensor_index[name]
-            rows = sizes[name]
-            for block, start in enumerate(range(0, rows, BLOCK_ROWS)):
-                n = min(BLOCK_ROWS, rows - start)
-                generator = torch.Generator(device=self.device).manual_seed(
-                    _block_seed(self.seed, self.index, t, block)
-                )
-                if self.proj_type == "gaussian":
-                    part = torch.empty(n, self.proj_dim, device=self.device).normal_(
-                        generator=generator
-                    )
-                else:
-                    part = _rademacher(n, self.proj_dim, generator, self.device)
-                parts.append(part)
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-sample gradients of the margin
-
-
-def _margin_function(model: nn.Module) -> Callable:
-    def margin(free, fixed, buffers, x, y):
-        logits = torch.func.functional_call(
-            model, (free, fixed, buffers), (x.unsqueeze(0),)
-        ).squeeze(0)
-        is_label = torch.arange(logits.shape[0], device=logits.device) == y
-        correct = torch.where(is_label, logits, torch.zeros_like(logits)).sum()
-        others = torch.where(is_label, torch.full_like(logits, -math.inf), logits)
-        return correct - torch.logsumexp(others, dim=0)
-
-    return margin
-
-
-def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """f(z) = logit_y − logsumexp_{j≠y} logit_j for a batch (the quantity TRAK attributes and LDS measures)."""
-    logits = model(x)
-    is_label = torch.nn.functional.one_hot(y, logits.shape[1]).bool()
-    correct = logits[is_label]
-    return correct - torch.logsumexp(logits.masked_fill(is_label, -math.inf), dim=1)
-
-
-def _project_all(
-    model: nn.Module,
-    sources: Sequence[tuple[str, Callable[[], Iterator], int]],
-    projector: GradientProjector,
-    device: torch.device,
-    desc: str,
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Projected gradients (on the CPU) and 1 − p_y of every example of every source."""
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    buffers = {name: b.detach() for name, b in model.named_buffers()}
-    grad_fn = torch.func.vmap(
-        torch.func.grad(_margin_function(model)), in_dims=(None, None, None, 0, 0)
-    )
-    norm = math.sqrt(projector.num_params)
-    out = {name: torch.zeros(n, projector.output_dim) for name, _, n in sources}
-    out_to_loss = {name: torch.empty(n) for name, _, n in sources}
-    total = sum(n for _, _, n in sources) * len(projector.groups)
-    bar = progress(desc=desc, total=total, unit="ex")
-    for group_number, names in enumerate(projector.groups):
-        matrix = projector.matrix(names)
-        free = {name: params[name] for name in names}
-        fixed = {name: p for name, p in params.items() if name not in free}
-        for source, batches, n in sources:
-            start = 0
-            for x, y in batches():
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True).long()
-                grads = grad_fn(free, fixed, buffers, x, y)
-                flat = torch.cat([grads[name].reshape(len(y), -1) for name in names], dim=1)
-                projected = flat if matrix is None else flat @ matrix
-                stop = start + len(y)
-                if stop > n:
-                    raise AttributionError(
-                        f"the {source} data yielded more than the {n} examples it declared"
-                    )
-                out[source][start:stop] += (projected / norm).cpu()
-                if group_number == 0:
-                    with torch.no_grad():
-                        p = torch.softmax(model(x), dim=1).gather(1, y[:, None]).squeeze(1)
-                    out_to_loss[source][start:stop] = (1 - p).cpu()
-                start = stop
-                bar.update(len(y))
-            if start != n:
-                raise AttributionError(f"the {source} data yielded {start} examples, expected {n}")
-        del matrix
-    bar.close()
-    return {name: (out[name], out_to_loss[name]) for name in out}
-
-
-def _count(batches: Callable[[], Iterator]) -> int:
-    return sum(len(y) for _, y in batches())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +146,7 @@ def featurize(
         sources = []
         for name, data in (("train", train), ("targets", targets)):
             batches, n = batch_source(data, batch_size)
-            sources.append((name, batches, n if n is not None else _count(batches)))
+            sources.append((name, batches, n if n is not None else count_examples(batches)))
         param_sizes = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
         if len(param_sizes) != len(list(model.parameters())):
             raise AttributionError(
@@ -468,7 +161,7 @@ def featurize(
             device,
             settings.max_projection_mib,
         )
-        projected = _project_all(model, sources, projector, device, desc)
+        projected = project_gradients(model, sources, projector, device, desc)
     finally:
         model.train(was_training)
     train_grads, out_to_loss = projected["train"]
