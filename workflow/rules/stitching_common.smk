@@ -39,7 +39,15 @@ def stitch_job(wildcards):
 
 
 def stitch_donor_job(wildcards):
-    model = f"{wildcards.task}/{wildcards.arch}/{wildcards.algorithm}/i{wildcards.init_seed}-d{wildcards.data_seed}"
+    model = str(
+        ZooId(
+            wildcards.task,
+            wildcards.arch,
+            wildcards.algorithm,
+            int(wildcards.init_seed),
+            int(wildcards.data_seed),
+        )
+    )
     if model not in STITCH_DONORS:
         raise ValueError(
             f"task donor {model} is not used by any stitching experiment in config.yaml"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..ids import ModelIdError, id_dataset, pair_slug
+
 SHORTHANDS = {
     "independent": "every pair of zoo models that differ only in their seeds (same data set, architecture, algorithm)",
     "zoo": "every pair of zoo models of the same data set",
@@ -32,31 +34,31 @@ class PlannedPair:
 
 def model_dataset(model_id: str) -> str:
     """The data set of a zoo id (``dataset/arch/algorithm/iI-dD``) or derived id (``derived/dataset/...``)."""
-    parts = model_id.split("/")
-    if parts[0] == "derived" and len(parts) > 2:
-        return parts[1]
-    if len(parts) < 2:
+    try:
+        dataset = id_dataset(model_id)
+    except ModelIdError as err:
+        raise PairError(str(err)) from None
+    if dataset is None:
         raise PairError(
-            f"{model_id!r} is not a model id (DATASET/ARCH/ALGORITHM/iINIT-dDATA or derived/DATASET/...)"
+            f"{model_id} has no data set of its own; set `dataset:` on the similarity pair"
         )
-    return parts[0]
+    return dataset
 
 
 def pair_name(model_a: str, model_b: str) -> str:
     """``digits/lenet/standard/i0-d0`` and ``.../i1-d1`` -> ``digits.lenet.standard.i0-d0__digits.lenet.standard.i1-d1``."""
-    return f"{model_a.replace('/', '.')}__{model_b.replace('/', '.')}"
+    try:
+        return pair_slug(model_a, model_b, separator="__")
+    except ModelIdError as err:
+        raise PairError(str(err)) from None
 
 
 def zoo_model_ids(config: dict[str, Any]) -> list[dict[str, Any]]:
-    from ..config import zoo_seeds
+    """The zoo's models (``modelkin.catalog.ModelCatalog``): id, data set and (data set, arch, algorithm)."""
+    from ..catalog import ModelCatalog
 
-    zoo = config["zoo"]
     return [
-        {"id": f"{d}/{a}/{alg}/i{i}-d{s}", "dataset": d, "setting": (d, a, alg)}
-        for d in zoo["datasets"]
-        for a in zoo["architectures"]
-        for alg in zoo["algorithms"]
-        for i, s in zoo_seeds(config)
+        {"id": str(m), "dataset": m.dataset, "setting": m.profile} for m in ModelCatalog(config).zoo
     ]
 
 

@@ -8,17 +8,14 @@ by the stitching stage itself), or checkpoint paths (``*.safetensors``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import ids
+from ..ids import DerivedId, ModelIdError, ZooId, parse_model_id
 from .options import PRESETS, StitchOptions
 from .tasks import Task, parse_task
-
-_ZOO_ID = re.compile(
-    r"^(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<algorithm>[^/]+)/i(?P<init>\d+)-d(?P<data>\d+)$"
-)
 
 
 class PlanError(ValueError):
@@ -61,38 +58,66 @@ def named_tasks(config: dict[str, Any]) -> dict[str, Any]:
     return dict(_section(config).get("tasks") or {})
 
 
+def _is_path(ref: str) -> bool:
+    return ref.endswith(".safetensors")
+
+
+def _model_id(ref: str) -> ids.ModelId:
+    """The id a (non-path) model reference names; PlanError naming the accepted forms if none."""
+    try:
+        return parse_model_id(ref)
+    except ModelIdError as err:
+        raise PlanError(
+            f"model {ref!r} is neither a zoo id (DATASET/ARCH/ALGORITHM/iINIT-dDATA), a derived id, "
+            "a task donor (TASK/ARCH/ALGORITHM/iINIT-dDATA with TASK in stitching.tasks) nor a "
+            f".safetensors path ({err})"
+        ) from None
+
+
+def _donor_id(ref: str, config: dict[str, Any]) -> ZooId | None:
+    """The id of a task donor (a zoo-style id whose data set is a configured task), else None."""
+    if _is_path(ref):
+        return None
+    try:
+        model = parse_model_id(ref)
+    except ModelIdError:
+        return None
+    if isinstance(model, ZooId) and model.dataset in named_tasks(config):
+        return model
+    return None
+
+
 def slug(ref: str) -> str:
     """A model reference as one file-name component."""
-    if ref.endswith(".safetensors"):
+    if _is_path(ref):
         return Path(ref).stem
-    return ref.replace("/", ".")
+    return ids.slug(_model_id(ref))
+
+
+def pair_slug(ref1: str, ref2: str) -> str:
+    """The file-name component of a model pair: ``SLUG1~SLUG2``."""
+    if _is_path(ref1) or _is_path(ref2):
+        return f"{slug(ref1)}~{slug(ref2)}"
+    return ids.pair_slug(_model_id(ref1), _model_id(ref2))
 
 
 def checkpoint_for(ref: str, config: dict[str, Any]) -> str:
     """Where the checkpoint of a model reference lives (or will be written by the workflow)."""
     results = config["results"]
-    if ref.endswith(".safetensors"):
+    if _is_path(ref):
         return ref
-    if ref.split("/")[0] in named_tasks(config):
-        return f"{results}/stitching/donors/{ref}.safetensors"
-    return f"{results}/models/{ref}.safetensors"
+    if _donor_id(ref, config) is not None:
+        return ids.model_path(ref, results, "stitching/donors", ".safetensors")
+    return ids.checkpoint_path(ref, results)
 
 
 def task_donor(ref: str, config: dict[str, Any]) -> TaskDonor | None:
     """The donor the stitching stage trains itself for ``ref``, or None for zoo, derived and path models."""
-    if ref.endswith(".safetensors") or ref.split("/")[0] not in named_tasks(config):
+    model = _donor_id(ref, config)
+    if model is None:
         return None
-    match = _ZOO_ID.match(ref)
-    if not match:
-        raise PlanError(f"task donor {ref!r} must be written TASK/ARCH/ALGORITHM/iINIT-dDATA")
-    parts = match.groupdict()
     return TaskDonor(
-        ref,
-        parts["dataset"],
-        parts["arch"],
-        parts["algorithm"],
-        int(parts["init"]),
-        int(parts["data"]),
+        ref, model.dataset, model.arch, model.algorithm, model.init_seed, model.data_seed
     )
 
 
@@ -108,32 +133,31 @@ def task_donors(config: dict[str, Any]) -> list[TaskDonor]:
 
 def profile(ref: str, config: dict[str, Any]) -> tuple[str, str]:
     """(data set, architecture) of a model reference, without loading weights."""
-    from ..checkpoint import read_metadata
+    if _is_path(ref):
+        from ..checkpoint import read_metadata
 
-    if ref.endswith(".safetensors"):
         if not Path(ref).exists():
             raise PlanError(f"checkpoint {ref} (in stitching.experiments) does not exist")
         meta = read_metadata(ref)
         return meta["dataset"], meta["arch"]
-    if ref.startswith("derived/"):
-        from ..derive import planned_derivations
+    model = _model_id(ref)
+    if isinstance(model, DerivedId):
+        from ..catalog import ModelCatalog
 
-        planned = {m.model_id: m for m in planned_derivations(config)}
+        planned = ModelCatalog(config).derived
         if ref not in planned:
             raise PlanError(
                 f"{ref} is not among the derived models that the config plans (derived section)"
             )
         return planned[ref].dataset, planned[ref].arch
-    match = _ZOO_ID.match(ref)
-    if not match:
+    if not isinstance(model, ZooId):
         raise PlanError(
-            f"model {ref!r} is neither a zoo id (DATASET/ARCH/ALGORITHM/iINIT-dDATA), a derived id, a task donor "
-            "(TASK/ARCH/ALGORITHM/iINIT-dDATA with TASK in stitching.tasks) nor a .safetensors path"
+            f"model {ref!r} is an external model; stitching takes zoo ids, derived ids, task donors "
+            "or .safetensors paths"
         )
-    first = match["dataset"]
     tasks = named_tasks(config)
-    dataset = tasks[first]["dataset"] if first in tasks else first
-    return dataset, match["arch"]
+    dataset = tasks[model.dataset]["dataset"] if model.dataset in tasks else model.dataset
+    return dataset, model.arch
 
 
 def dataset_of_task(name: str, config: dict[str, Any]) -> str:
@@ -142,9 +166,9 @@ def dataset_of_task(name: str, config: dict[str, Any]) -> str:
 
 def default_train_task(ref: str, config: dict[str, Any]) -> str:
     """Model 1's own task: a configured task for task donors, else the data set."""
-    first = ref.split("/")[0]
-    if not ref.endswith(".safetensors") and first in named_tasks(config):
-        return first
+    donor = _donor_id(ref, config)
+    if donor is not None:
+        return donor.dataset
     return profile(ref, config)[0]
 
 
@@ -215,7 +239,7 @@ def planned_runs(config: dict[str, Any]) -> list[PlannedRun]:
             ):
                 run = PlannedRun(
                     name,
-                    f"{slug(ref1)}~{slug(ref2)}",
+                    pair_slug(ref1, ref2),
                     layer1 if layer1 == layer2 else f"{layer1}~{layer2}",
                     ref1,
                     ref2,
