@@ -12,6 +12,7 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..data import PlantedPatch, Split, load_split
+from ..errors import InputError
 from ..io import file_sha256
 from ..train import TrainRecipe, _patch_args, load_training_split
 from .settings import AttributionError, TrakSettings
@@ -32,7 +33,7 @@ def attribution_training_split(
     the chosen images); ``clean``: the same images without the planted patch.
     """
     if train_data not in TRAIN_DATA_CHOICES:
-        raise ValueError(f"train_data must be one of {TRAIN_DATA_CHOICES}, not {train_data!r}")
+        raise InputError(f"train_data must be one of {TRAIN_DATA_CHOICES}, not {train_data!r}")
     recipe = TrainRecipe.from_dict(recipe)
     if train_data == "clean":
         recipe = TrainRecipe.from_dict({**recipe.to_dict(), "planted_patch": None})

@@ -21,6 +21,7 @@ import torch
 
 from ..checkpoint import read_metadata
 from ..device import resolve_device
+from ..errors import InputError
 from ..io import atomic_path, file_sha256, write_json
 from ..models import seeded_model
 from ..train import TrainRecipe, fit
@@ -37,10 +38,10 @@ SUBSET_KIND = "modelkin-lds-subset"
 def subset_mask(n_train: int, alpha: float, seed: int, subset_index: int) -> np.ndarray:
     """The training examples of subset ``subset_index``: exactly round(alpha · n_train) of them, seeded."""
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), not {alpha}")
+        raise InputError(f"alpha must be in (0, 1), not {alpha}")
     size = int(round(alpha * n_train))
     if size < 1 or size >= n_train:
-        raise ValueError(
+        raise InputError(
             f"alpha={alpha} of {n_train} training examples leaves no room for a random subset"
         )
     rng = np.random.default_rng([seed, subset_index])
@@ -193,16 +194,16 @@ def linear_datamodeling_score(
         np.asarray(actual, np.float64),
     )
     if masks.ndim != 2 or actual.ndim != 2 or scores.ndim != 2:
-        raise ValueError(
+        raise InputError(
             "scores, masks and margins must be 2-D: [n_train x n_targets], [S x n_train], [S x n_targets]"
         )
     if masks.shape[1] != scores.shape[0] or actual.shape != (masks.shape[0], scores.shape[1]):
-        raise ValueError(
+        raise InputError(
             f"shapes do not fit: scores {scores.shape} (train x target), masks {masks.shape} (subset x train), "
             f"margins {actual.shape} (subset x target)"
         )
     if masks.shape[0] < 3:
-        raise ValueError(f"a rank correlation needs at least 3 subsets, got {masks.shape[0]}")
+        raise InputError(f"a rank correlation needs at least 3 subsets, got {masks.shape[0]}")
     predicted = masks.astype(np.float64) @ scores
     rank_p = rankdata(predicted, axis=0)
     rank_a = rankdata(actual, axis=0)
@@ -213,7 +214,7 @@ def linear_datamodeling_score(
         per_target = np.where(denom > 0, (rank_p * rank_a).sum(axis=0) / denom, np.nan)
     used = int(np.isfinite(per_target).sum())
     if used == 0:
-        raise ValueError("no target has varying predicted and actual margins; the LDS is undefined")
+        raise InputError("no target has varying predicted and actual margins; the LDS is undefined")
     return LdsResult(float(np.nanmean(per_target)), per_target, masks.shape[0], used)
 
 
@@ -232,12 +233,12 @@ def lds_from_files(
         read_arrays(p, SUBSET_KIND, f"make it with `snakemake --cores 2 {p}`") for p in subset_files
     ]
     if not subsets:
-        raise ValueError("no LDS subsets given; configure modeldiff.lds.n_subsets >= 3")
+        raise InputError("no LDS subsets given; configure modeldiff.lds.n_subsets >= 3")
     targets = {k: scores.attrs["data"].get(k) for k in ("targets", "target_patch")}
     for subset in subsets:
         made = {k: subset.params.get(k) for k in targets}
         if made != targets or len(subset["margins"]) != scores["scores"].shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"{subset.path} holds margins on other targets ({made}, {len(subset['margins'])} examples) than "
                 f"{scores_file} attributes ({targets}, {scores['scores'].shape[1]}); rebuild the subsets"
             )

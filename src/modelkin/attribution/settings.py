@@ -6,10 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError
+
 PROJECTION_TYPES = ("rademacher", "gaussian")
 
 
-class AttributionError(ValueError):
+class AttributionError(InputError):
     """Inputs TRAK cannot work with (inconsistent shapes, singular kernel, unusable data loader)."""
 
 
@@ -30,19 +32,19 @@ class TrakSettings:
 
     def __post_init__(self) -> None:
         if self.proj_dim is not None and self.proj_dim < 1:
-            raise ValueError(
+            raise InputError(
                 f"proj_dim must be a positive integer or None (no projection), not {self.proj_dim}"
             )
         if self.proj_type not in PROJECTION_TYPES:
-            raise ValueError(f"proj_type must be one of {PROJECTION_TYPES}, not {self.proj_type!r}")
+            raise InputError(f"proj_type must be one of {PROJECTION_TYPES}, not {self.proj_type!r}")
         if self.ridge < 0:
-            raise ValueError(f"ridge must be >= 0, not {self.ridge}")
+            raise InputError(f"ridge must be >= 0, not {self.ridge}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, not {self.batch_size}")
+            raise InputError(f"batch_size must be >= 1 or None, not {self.batch_size}")
         if self.max_projection_mib <= 0:
-            raise ValueError(f"max_projection_mib must be > 0, not {self.max_projection_mib}")
+            raise InputError(f"max_projection_mib must be > 0, not {self.max_projection_mib}")
         if not isinstance(self.out_to_loss, bool):
-            raise ValueError(f"out_to_loss must be true or false, not {self.out_to_loss!r}")
+            raise InputError(f"out_to_loss must be true or false, not {self.out_to_loss!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrakSettings:
@@ -50,7 +52,7 @@ class TrakSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown TRAK setting(s) {unknown}; valid settings: {sorted(known)}")
+            raise InputError(f"unknown TRAK setting(s) {unknown}; valid settings: {sorted(known)}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..errors import InputError, MissingFileError
 from ..io import atomic_path
 
 FEATURES_KIND = "modelkin-trak-features"
 SCORES_KIND = "modelkin-trak-scores"
 
 
-class AttributionFileError(ValueError):
+class AttributionFileError(InputError):
     """A file that is missing, damaged or not the kind of attribution file expected."""
 
 
@@ -94,16 +95,16 @@ def write_arrays(
     names = set(arrays) | {f"{g}/{n}" for g, members in (groups or {}).items() for n in members}
     missing_axes = sorted(n for n in names if n not in axes)
     if missing_axes:
-        raise ValueError(f"no axis names given for {missing_axes}")
+        raise InputError(f"no axis names given for {missing_axes}")
     for name in names:
         group, _, leaf = name.rpartition("/")
         array = np.asarray((groups or {})[group][leaf] if group else arrays[name])
         if array.ndim != len(axes[name]):
-            raise ValueError(
+            raise InputError(
                 f"{name} has {array.ndim} dimensions {array.shape} but axes {tuple(axes[name])}"
             )
         if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise ValueError(
+            raise InputError(
                 f"{name} holds {int((~np.isfinite(array)).sum())} non-finite values; not writing {path}"
             )
     header = {
@@ -116,7 +117,7 @@ def write_arrays(
     }
     clash = set(header) & set(attrs or {})
     if clash:
-        raise ValueError(f"attrs may not override {sorted(clash)}")
+        raise InputError(f"attrs may not override {sorted(clash)}")
     header.update(attrs or {})
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
@@ -146,7 +147,7 @@ def read_arrays(path: str | Path, kind: str, how_to_make: str) -> StoredArrays:
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; {how_to_make}")
+        raise MissingFileError(f"{path} does not exist; {how_to_make}")
     try:
         with h5py.File(path, "r") as handle:
             attrs = {key: _decode(value) for key, value in handle.attrs.items()}

@@ -28,8 +28,8 @@ Registry names (``compute(name, X, Y, **params)``; metadata in ``REGISTRY``):
 
 Similarities (``higher_is_similar``) and distances are mixed in the registry;
 read ``MeasureInfo.higher_is_similar`` before ranking. Degenerate inputs either
-give a finite value (rank deficiency only removes directions) or raise a
-ValueError saying why; CCA-family measures additionally emit a
+give a finite value (rank deficiency only removes directions) or raise an
+InputError (a ValueError) saying why; CCA-family measures additionally emit a
 ``DegenerateCCAWarning`` when there are too few samples for their ranks.
 """
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 
 class DegenerateCCAWarning(UserWarning):
     """CCA was asked for more canonical directions than the samples can support.
@@ -28,20 +30,20 @@ def as_array(a: Any, name: str) -> np.ndarray:
         a = a.detach().cpu().double().numpy()
     arr = np.asarray(a, dtype=np.float64)
     if arr.size and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values (shape {arr.shape})")
+        raise InputError(f"{name} contains NaN or infinite values (shape {arr.shape})")
     return arr
 
 
 def as_matrix(a: Any, name: str) -> np.ndarray:
-    """A 2-D (n_samples, n_features) float64 matrix, or a ValueError saying how to get one."""
+    """A 2-D (n_samples, n_features) float64 matrix, or an InputError saying how to get one."""
     arr = as_array(a, name)
     if arr.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"{name} must be a 2-D (n_samples, n_features) matrix, got shape {arr.shape}; "
             "convert convolutional activations with to_matrix(acts, mode='flatten' or 'spatial')"
         )
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} has no features (shape {arr.shape})")
+        raise InputError(f"{name} has no features (shape {arr.shape})")
     return arr
 
 
@@ -49,7 +51,7 @@ def flatten_samples(a: Any, name: str) -> np.ndarray:
     """(n, ...) -> (n, prod(...)), the references' per-sample flattening."""
     arr = as_array(a, name)
     if arr.ndim < 2:
-        raise ValueError(
+        raise InputError(
             f"{name} must have a sample axis and at least one feature axis, got shape {arr.shape}"
         )
     return arr.reshape(arr.shape[0], -1)
@@ -57,12 +59,12 @@ def flatten_samples(a: Any, name: str) -> np.ndarray:
 
 def check_pair(X: np.ndarray, Y: np.ndarray, min_samples: int = 2) -> None:
     if X.shape[0] != Y.shape[0]:
-        raise ValueError(
+        raise InputError(
             "X and Y must have the same number of samples (rows): "
             f"X has shape {X.shape}, Y has shape {Y.shape}"
         )
     if X.shape[0] < min_samples:
-        raise ValueError(
+        raise InputError(
             f"need at least {min_samples} samples, got X shape {X.shape}, Y shape {Y.shape}"
         )
 
@@ -113,19 +115,19 @@ def check_positive_float(value: Any, name: str) -> float:
         or not np.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
 def check_fraction(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value <= 1):
-        raise ValueError(f"{name} must satisfy 0 < {name} <= 1, got {value!r}")
+        raise InputError(f"{name} must satisfy 0 < {name} <= 1, got {value!r}")
     return float(value)
 
 
 def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
@@ -133,7 +135,7 @@ def finite(value: float, measure: str) -> float:
     """Last line of defence: a measure never hands back NaN or inf silently."""
     value = float(value)
     if not np.isfinite(value):
-        raise ValueError(
+        raise InputError(
             f"{measure} produced a non-finite value ({value}); the inputs are degenerate"
         )
     return value

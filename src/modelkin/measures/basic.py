@@ -11,16 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ._validation import as_array, as_matrix, finite
 
 
 def _same_shape(X: np.ndarray, Y: np.ndarray, measure: str) -> None:
     if X.shape != Y.shape:
-        raise ValueError(
+        raise InputError(
             f"{measure} needs X and Y of the same shape: X has shape {X.shape}, Y has shape {Y.shape}"
         )
     if X.size == 0:
-        raise ValueError(f"{measure}: X and Y are empty (shape {X.shape})")
+        raise InputError(f"{measure}: X and Y are empty (shape {X.shape})")
 
 
 def mean_squared_error(X: Any, Y: Any) -> float:

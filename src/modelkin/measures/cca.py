@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ._validation import (
     DegenerateCCAWarning,
     as_matrix,
@@ -36,11 +37,11 @@ from ._validation import (
 
 
 def _basis(Z: np.ndarray, centred: bool, name: str, measure: str) -> tuple[np.ndarray, np.ndarray]:
-    """Orthonormal basis of Z (already centred if ``centred``), or a ValueError if Z is null."""
+    """Orthonormal basis of Z (already centred if ``centred``), or an InputError if Z is null."""
     Q, s = orthonormal_basis(Z)
     if Q.shape[1] == 0:
         what = "constant across samples" if centred else "all zero"
-        raise ValueError(
+        raise InputError(
             f"{measure}: {name} is {what} (shape {Z.shape}); it has no canonical directions"
         )
     return Q, s
@@ -164,7 +165,7 @@ def pwcca(X: Any, Y: Any) -> float:
     weights = np.abs(variates.T @ acts).sum(axis=1)
     total = weights.sum()
     if total <= 0.0:
-        raise ValueError("pwcca: projection weights are all zero; the input is degenerate")
+        raise InputError("pwcca: projection weights are all zero; the input is degenerate")
     return finite(np.clip(np.dot(weights / total, rho), 0.0, 1.0), "pwcca")
 
 

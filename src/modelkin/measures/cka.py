@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
+from ..errors import InputError
 from ._validation import (
     as_matrix,
     center,
@@ -34,7 +35,7 @@ def _centred_unit(X: np.ndarray, name: str, measure: str) -> np.ndarray:
     Xc = unit_max(center(X))
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
-        raise ValueError(
+        raise InputError(
             f"{measure}: {name} is constant across samples (zero variance after centring); CKA is undefined"
         )
     return Xc / norm
@@ -80,7 +81,7 @@ def _rbf_gram(X: np.ndarray, threshold: float, name: str) -> np.ndarray:
     # this is what makes the golden value (0.65483) come out.
     median = np.median(sq)
     if median == 0.0:
-        raise ValueError(
+        raise InputError(
             f"rbf_cka: the median squared distance between samples of {name} is 0 "
             "(at least half of the pairs are identical); the RBF bandwidth is undefined"
         )
@@ -102,7 +103,7 @@ def rbf_cka(X: Any, Y: Any, threshold: float = 0.5) -> float:
     L = _double_centre(_rbf_gram(Y, threshold, "Y"))
     denom = np.linalg.norm(K) * np.linalg.norm(L)
     if denom == 0.0:
-        raise ValueError("rbf_cka: a centred kernel matrix is zero; CKA is undefined")
+        raise InputError("rbf_cka: a centred kernel matrix is zero; CKA is undefined")
     return finite(np.clip(np.vdot(K, L) / denom, 0.0, 1.0), "rbf_cka")
 
 
@@ -153,7 +154,7 @@ def debiased_linear_cka(X: Any, Y: Any) -> float:
     # The unbiased self-HSIC is a squared norm in exact arithmetic but can
     # round to <= 0 when a representation is (nearly) degenerate.
     if var_x <= 0.0 or var_y <= 0.0:
-        raise ValueError(
+        raise InputError(
             "debiased_linear_cka: the unbiased HSIC of "
             f"{'X' if var_x <= 0.0 else 'Y'} with itself is not positive; the input is too degenerate "
             f"(X shape {X.shape}, Y shape {Y.shape})"

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ._validation import as_array
 
 MODES = ("flatten", "spatial")
@@ -29,13 +30,13 @@ def to_matrix(acts: Any, mode: str | None = None) -> np.ndarray:
     """
     arr = as_array(acts, "acts")
     if mode is not None and mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if arr.ndim == 2:
         return arr
     if arr.ndim < 2:
-        raise ValueError(f"acts must be (n, d) or (n, c, *spatial), got shape {arr.shape}")
+        raise InputError(f"acts must be (n, d) or (n, c, *spatial), got shape {arr.shape}")
     if mode is None:
-        raise ValueError(
+        raise InputError(
             f"acts has shape {arr.shape} (n, c, *spatial); pass mode='flatten' for (n, c*h*w) "
             "or mode='spatial' for (n*h*w, c) explicitly"
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ._validation import as_matrix, center, check_pair, finite, unit_max
 
 
@@ -22,7 +23,7 @@ def _normalised(X: np.ndarray, name: str) -> np.ndarray:
     Xc = unit_max(center(X))
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
-        raise ValueError(
+        raise InputError(
             f"procrustes_distance: {name} is constant across samples; its shape cannot be normalised"
         )
     Xc /= norm

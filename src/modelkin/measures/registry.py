@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from .basic import mean_squared_error, reference_l2
 from .cca import mean_squared_cca, pwcca, reference_cca, svcca
 from .cka import debiased_linear_cka, linear_cka, rbf_cka, reference_cka
@@ -185,7 +186,7 @@ def get_measure(name: str) -> MeasureInfo:
     try:
         return REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"unknown similarity measure {name!r}; valid names: {', '.join(sorted(REGISTRY))}"
         ) from None
 
@@ -196,7 +197,7 @@ def compute(name: str, X: Any, Y: Any, **params: Any) -> float:
     accepted = info.params
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"measure {name!r} does not take parameter(s) {unknown}; "
             f"it accepts {sorted(accepted) if accepted else 'none'}"
         )

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from ..errors import InputError
 
-class LayerError(ValueError):
+
+class LayerError(InputError):
     """A layer name that does not exist or cannot be used the way it was asked for."""
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..measures import DegenerateCCAWarning, compute, get_measure
 from ..progress import progress
 from .representation import CONV_MODES, Representation, capture_activations, to_representation
@@ -65,16 +66,16 @@ def _measure_settings(
         measures = [m.strip() for m in measures.split(",") if m.strip()]
     chosen = dict(measures) if isinstance(measures, Mapping) else {m: None for m in measures}
     if not chosen:
-        raise ValueError("no measures chosen; pick some of: " + ", ".join(sorted(_all_measures())))
+        raise InputError("no measures chosen; pick some of: " + ", ".join(sorted(_all_measures())))
     params = {name: dict(given or {}) for name, given in chosen.items()}
     for name, extra in (measure_params or {}).items():
         if name in params:
             params[name].update(extra or {})
     for name, given in params.items():
-        accepted = get_measure(name).params  # unknown measure: ValueError with the valid names
+        accepted = get_measure(name).params  # unknown measure: InputError with the valid names
         unknown = sorted(set(given) - set(accepted))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"measure {name!r} does not take {unknown}; it accepts {sorted(accepted) or 'no parameters'}"
             )
         _check_values(name, given)
@@ -92,7 +93,7 @@ def _check_values(measure: str, params: dict[str, Any]) -> None:
         try:
             compute(measure, X, Y, **params)
         except ValueError as err:
-            raise ValueError(
+            raise InputError(
                 f"invalid parameters {params} for measure {measure!r}: {err}"
             ) from None
 
@@ -179,29 +180,29 @@ def compare_layers(
     import pandas as pd
 
     if conv_mode not in CONV_MODES:
-        raise ValueError(f"conv_mode must be one of {', '.join(CONV_MODES)}, got {conv_mode!r}")
+        raise InputError(f"conv_mode must be one of {', '.join(CONV_MODES)}, got {conv_mode!r}")
     if degenerate not in DEGENERATE_POLICIES:
-        raise ValueError(
+        raise InputError(
             f"degenerate must be one of {', '.join(DEGENERATE_POLICIES)}, got {degenerate!r}"
         )
     if max_spatial_samples is not None and (
         isinstance(max_spatial_samples, bool) or max_spatial_samples < 4
     ):
-        raise ValueError(
+        raise InputError(
             f"max_spatial_samples must be an integer >= 4 or None, got {max_spatial_samples!r}"
         )
     params = _measure_settings(measures, measure_params)
     names_a, names_b = select_layers(model_a, layers_a), select_layers(model_b, layers_b)
     probe_x = torch.as_tensor(probe_x)
     if probe_x.ndim < 2 or len(probe_x) < 4:
-        raise ValueError(
+        raise InputError(
             f"probe_x must hold at least 4 inputs along its first axis (got shape {tuple(probe_x.shape)}); "
             "the measures need several samples and debiased CKA needs 4"
         )
     for label, model in (("A", model_a), ("B", model_b)):
         expected = getattr(model, "in_shape", None)
         if expected is not None and tuple(probe_x.shape[1:]) != tuple(expected):
-            raise ValueError(
+            raise InputError(
                 f"model {label} ({type(model).__name__}) takes inputs of shape {tuple(expected)}, the probe has "
                 f"{tuple(probe_x.shape[1:])}; use a probe set of the model's data set"
             )
@@ -218,7 +219,7 @@ def compare_layers(
     rows_used = max(r.matrix.shape[0] for r in reps_a + reps_b)
     kernel = [m for m in params if m in KERNEL_MEASURES]
     if kernel and rows_used > MAX_KERNEL_ROWS:
-        raise ValueError(
+        raise InputError(
             f"{', '.join(kernel)} needs n x n kernel matrices and the layers have up to {rows_used} rows "
             f"(conv_mode={conv_mode!r}); set max_spatial_samples (e.g. 5000) or use fewer images "
             f"(limit: {MAX_KERNEL_ROWS} rows)"
@@ -292,13 +293,13 @@ def compare_checkpoints_layers(
     from ..data import load_split
 
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 4:
-        raise ValueError(f"n_images must be an integer >= 4, got {n_images!r}")
+        raise InputError(f"n_images must be an integer >= 4, got {n_images!r}")
     loaded = [
         c if isinstance(c, Checkpoint) else load_checkpoint(c, "cpu") for c in (ckpt_a, ckpt_b)
     ]
     probe = load_split(prepared_data, split, limit=n_images)
     if len(probe) < n_images:
-        raise ValueError(
+        raise InputError(
             f"the {split} split of {prepared_data} has {len(probe)} images, fewer than n_images={n_images}; "
             f"ask for at most {len(probe)} images (or use the other split)"
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..ids import ModelIdError, id_dataset, pair_slug
 
 SHORTHANDS = {
@@ -18,7 +19,7 @@ PAIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 RESERVED_NAMES = ("summary",)
 
 
-class PairError(ValueError):
+class PairError(InputError):
     """A ``similarity.pairs`` entry that cannot be planned."""
 
 

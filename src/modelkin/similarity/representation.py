@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..models.layers import capture, check_layers
 from ..progress import progress
 
@@ -31,7 +32,7 @@ def capture_activations(
     from ..device import resolve_device
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     check_layers(model, layers)
     target = resolve_device(device)
     home = next((p.device for p in model.parameters()), torch.device("cpu"))

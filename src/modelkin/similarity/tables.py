@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, MissingFileError
 from ..io import atomic_path
 from ..measures import get_measure
 from ..plotting import pyplot, save_figure
@@ -43,7 +44,7 @@ def read_table(path: str | Path):
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path} does not exist; make it with `modelkin compare-layers A B --data D -o {path}` or the similarity rule"
         )
     # Only numeric columns may be empty-as-NaN; an empty reason stays "".
@@ -53,7 +54,7 @@ def read_table(path: str | Path):
         table.columns
     )
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a layer-similarity table (missing columns {sorted(missing)})"
         )
     if "reason" not in table:
@@ -69,7 +70,7 @@ def layer_matrix(table, measure: str):
     """The ``measure`` rows of a long table as a layer_a x layer_b DataFrame (NaN where not computed)."""
     rows = table[table["measure"] == measure]
     if rows.empty:
-        raise ValueError(
+        raise InputError(
             f"measure {measure!r} is not in the table; it has {', '.join(_order(table['measure']))}"
         )
     matrix = rows.pivot(index="layer_a", columns="layer_b", values="value")
@@ -160,7 +161,7 @@ def plot_layer_heatmaps(
 
     measures = _order(table["measure"])
     if not measures:
-        raise ValueError("the table has no rows to plot")
+        raise InputError("the table has no rows to plot")
     n_a, n_b = table["layer_a"].nunique(), table["layer_b"].nunique()
     if annotate is None:
         annotate = n_a * n_b <= 144
@@ -304,7 +305,7 @@ def summarise_similarity(csv_paths: Iterable[str | Path], output: str | Path | N
     paths = [Path(p) for p in csv_paths]
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
-        raise ValueError(f"pair tables must have distinct file names, got {stems}")
+        raise InputError(f"pair tables must have distinct file names, got {stems}")
     summary = same_layer_summary({p.stem: read_table(p) for p in paths})
     if output is not None:
         write_table(summary, output)

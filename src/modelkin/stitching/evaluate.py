@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Split, iterate_batches
+from ..errors import InputError
 from ..evaluate import evaluate_model
 
 
@@ -105,7 +106,7 @@ def check_measures(names: Sequence[str]) -> list[str]:
 
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown similarity measure(s) {unknown}; valid names: {', '.join(sorted(REGISTRY))}"
         )
     return list(names)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
 from .model import StitchError, StitchingLayer
 from .options import INITS, MASKS
 
@@ -50,7 +51,7 @@ class Moments:
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if x.shape[0] != y.shape[0] or x.shape[1] != self.p or y.shape[1] != self.q:
-            raise ValueError(
+            raise InputError(
                 f"rows of shape {tuple(x.shape)} / {tuple(y.shape)} do not fit moments of ({self.p}, {self.q})"
             )
         x, y = x.detach().double(), y.detach().double()
@@ -92,7 +93,7 @@ class Moments:
     def correlations(self) -> torch.Tensor:
         """Pearson correlation of every X feature with every Y feature, (p, q); 0 where one is constant."""
         if self.syy is None:
-            raise ValueError("these moments were accumulated without with_yy=True")
+            raise InputError("these moments were accumulated without with_yy=True")
         cxx, cxy = self.covariances()
         my = self.sy / self.n
         var_y = (self.syy / self.n - my * my).clamp_min(0)
@@ -207,14 +208,14 @@ def make_mask(
     kind: str, stitch: StitchingLayer, *, moments: Moments | None, generator: torch.Generator
 ) -> torch.Tensor:
     if kind not in MASKS:
-        raise ValueError(f"mask must be one of {', '.join(MASKS)}, not {kind!r}")
+        raise InputError(f"mask must be one of {', '.join(MASKS)}, not {kind!r}")
     q, p = stitch.out_features, stitch.in_features
     if kind == "identity":
         return torch.ones(q, p)
     if kind == "random-permutation":
         return random_permutation_mask(q, p, generator)
     if moments is None:
-        raise ValueError(
+        raise InputError(
             f"mask {kind!r} needs correlations on training data (moments with with_yy=True)"
         )
     return semi_match_mask(moments.correlations(), absolute=kind == "abs-semi-match")
@@ -242,7 +243,7 @@ def initialise(
 ) -> None:
     """Set T's parameters for ``init`` (random, perm, eye, ps_inv, ones-zeros); the mask stays as it is."""
     if init not in INITS:
-        raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
+        raise InputError(f"init must be one of {', '.join(INITS)}, not {init!r}")
     q, p = stitch.out_features, stitch.in_features
     if init == "random":
         stitch.reset_parameters(generator)
@@ -256,5 +257,5 @@ def initialise(
         stitch.set_affine(torch.ones(q, p), torch.zeros(q))
     else:
         if solution is None:
-            raise ValueError("init 'ps_inv' needs the least-squares solution (solve_affine)")
+            raise InputError("init 'ps_inv' needs the least-squares solution (solve_affine)")
         stitch.set_affine(solution.weight, solution.bias)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from .options import TARGET_TYPES
 
 
@@ -45,7 +46,7 @@ def target_loss(
         )
     if target_type == "soft_1_plus_2":
         return soft_cross_entropy(logits, 0.5 * (logits1 + logits2), temperature)
-    raise ValueError(f"target_type must be one of {', '.join(TARGET_TYPES)}, not {target_type!r}")
+    raise InputError(f"target_type must be one of {', '.join(TARGET_TYPES)}, not {target_type!r}")
 
 
 def linear_cka_torch(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..models.layers import (
     LayerError,
     capture,
@@ -33,7 +34,7 @@ from .options import RESIZE_MODES
 EXECUTIONS = ("auto", "hooks")
 
 
-class StitchError(ValueError):
+class StitchError(InputError):
     """Two layers that cannot be stitched the way it was asked for."""
 
 
@@ -294,7 +295,7 @@ class StitchedModel(nn.Module):
     ):
         super().__init__()
         if execution not in EXECUTIONS:
-            raise ValueError(f"execution must be one of {EXECUTIONS}, not {execution!r}")
+            raise InputError(f"execution must be one of {EXECUTIONS}, not {execution!r}")
         check_layers(model1, [layer1])
         check_layers(model2, [layer2])
         self.model1, self.model2, self.stitch = model1, model2, stitch

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InputError
+
 INITS = ("random", "perm", "eye", "ps_inv", "ones-zeros")
 MASKS = ("identity", "semi-match", "abs-semi-match", "random-permutation")
 RESIZE_MODES = ("bilinear", "nearest", "area")
@@ -90,29 +92,29 @@ class StitchOptions:
         }
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
-                raise ValueError(
+                raise InputError(
                     f"stitching option {key} must be one of {', '.join(valid)}, not {getattr(self, key)!r}"
                 )
         if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(
+            raise InputError(
                 f"unknown stitching preset {self.preset!r}; presets: {', '.join(PRESETS)}"
             )
         if self.cache_front not in (True, False, "auto"):
-            raise ValueError(f"cache_front must be true, false or 'auto', not {self.cache_front!r}")
+            raise InputError(f"cache_front must be true, false or 'auto', not {self.cache_front!r}")
         if self.robust_eval not in (True, False, "auto"):
-            raise ValueError(f"robust_eval must be true, false or 'auto', not {self.robust_eval!r}")
+            raise InputError(f"robust_eval must be true, false or 'auto', not {self.robust_eval!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
-            raise ValueError(
+            raise InputError(
                 "stitching needs epochs >= 1, batch_size >= 1, lr > 0 and temperature > 0"
             )
         if not 0.0 <= self.attack_ratio <= 1.0:
-            raise ValueError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
+            raise InputError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
         if self.low_rank is not None and self.low_rank < 1:
-            raise ValueError(
+            raise InputError(
                 f"low_rank must be a positive rank or null (full rank), not {self.low_rank}"
             )
         if self.low_rank is not None and self.mask != "identity":
-            raise ValueError(
+            raise InputError(
                 "low_rank and a mask other than identity cannot be combined; choose one restriction of T"
             )
         self.measures = list(self.measures)
@@ -127,11 +129,11 @@ class StitchOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"unknown stitching option(s) {unknown}; valid options: {sorted(known - {'preset'})}"
             )
         if preset is not None and preset not in PRESETS:
-            raise ValueError(f"unknown stitching preset {preset!r}; presets: {', '.join(PRESETS)}")
+            raise InputError(f"unknown stitching preset {preset!r}; presets: {', '.join(PRESETS)}")
         merged = {**(PRESETS[preset] if preset else {}), **values}
         return cls(**merged, preset=preset)
 

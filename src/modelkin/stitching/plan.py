@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import ids
+from ..errors import InputError
 from ..ids import DerivedId, ModelIdError, ZooId, parse_model_id
 from .options import PRESETS, StitchOptions
 from .tasks import Task, parse_task
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """A stitching experiment the configuration cannot describe."""
 
 

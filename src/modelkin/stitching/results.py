@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InputError, MissingFileError
 from ..io import atomic_path, file_sha256, read_json, write_json
 
 if TYPE_CHECKING:  # reading results (the summary, the plots) needs no torch
@@ -48,7 +49,7 @@ def save_result(
 
     path = Path(path)
     if path.suffix != ".json":
-        raise ValueError(
+        raise InputError(
             f"a stitching result is a .json file (its tensors go beside it), not {path}"
         )
     tensor_file = tensors_path(path)
@@ -79,18 +80,18 @@ def load_result(
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"stitching result {path} does not exist; make it with `modelkin stitch` or the workflow's "
             "`snakemake results/stitching/summary.csv`"
         )
     payload = read_json(path)
     if payload.get("kind") != RESULT_KIND:
-        raise ValueError(f"{path} is not a stitching result (kind {payload.get('kind')!r})")
+        raise InputError(f"{path} is not a stitching result (kind {payload.get('kind')!r})")
     if not with_tensors:
         return payload, {}
     tensor_file = path.with_name(payload["tensors"]["file"])
     if not tensor_file.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path} refers to {tensor_file}, which is missing; re-run the stitching"
         )
     return payload, load_file(str(tensor_file))
@@ -101,7 +102,7 @@ def stitch_state(tensors: dict[str, torch.Tensor], variant: str) -> dict[str, to
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not state:
         variants = sorted({k.split(".")[1] for k in tensors if k.startswith("t.")})
-        raise ValueError(
+        raise InputError(
             f"this result has no {variant!r} stitching layer; it has: {', '.join(variants)}"
         )
     return state
@@ -131,7 +132,7 @@ def load_stitched(
     for which, path in zip(("model1", "model2"), paths):
         ckpt = load_checkpoint(path, device)
         if verify and ckpt.sha256 != payload[which]["sha256"]:
-            raise ValueError(
+            raise InputError(
                 f"{path} (sha256 {ckpt.sha256[:12]}...) is not the {which} this result was trained with "
                 f"(sha256 {payload[which]['sha256'][:12]}...); pass the right checkpoint or verify=False"
             )

@@ -15,6 +15,7 @@ from .. import __version__
 from ..checkpoint import load_checkpoint
 from ..data import iterate_batches
 from ..device import resolve_device
+from ..errors import InputError, MissingFileError
 from ..models.layers import is_cut_point, layer_names
 from .evaluate import (
     check_measures,
@@ -49,7 +50,7 @@ def _prepared_lookup(
 
 def _prepared_for(lookup: dict[str, Path], task: Task) -> Path:
     if task.dataset not in lookup:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no prepared {task.dataset} data set among {sorted(lookup) or 'the given files'} (needed for task "
             f"{task.name!r}); run `modelkin prepare-data {task.dataset}` or `snakemake results/data/{task.dataset}.safetensors`"
         )
@@ -119,7 +120,7 @@ def stitch_models(
     ]
     for task in all_tasks:
         if task.num_classes != ck2.meta["num_classes"]:
-            raise ValueError(
+            raise InputError(
                 f"task {task.name!r} has {task.num_classes} classes but model 2 ({ck2.name}) has "
                 f"{ck2.meta['num_classes']}: the stitched network predicts with model 2's head, so the tasks of a "
                 "stitching run need model 2's number of classes"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..datasets import DATASETS, get_dataset_info
+from ..errors import InputError
 
 if TYPE_CHECKING:  # tensors only in the methods that transform them: planning stays torch-free
     import torch
@@ -45,13 +46,13 @@ class Task:
         get_dataset_info(self.dataset)
         unknown = [t for t in self.transforms if t not in TRANSFORMS]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"task {self.name!r}: unknown transform(s) {unknown}; valid: {', '.join(TRANSFORMS)}"
             )
         if "transpose" in self.transforms:
             _, h, w = get_dataset_info(self.dataset).shape
             if h != w:
-                raise ValueError(
+                raise InputError(
                     f"task {self.name!r}: transpose needs square images, {self.dataset} has {h}x{w}"
                 )
 
@@ -108,7 +109,7 @@ def parse_task(spec: str | dict[str, Any] | Task, named: dict[str, Any] | None =
     dataset, _, transforms = spec.partition(":")
     if dataset not in DATASETS:
         valid = ", ".join(list(DATASETS) + list(named))
-        raise ValueError(
+        raise InputError(
             f"unknown task {spec!r}: not a data set or configured task ({valid}), nor DATASET:TRANSFORM"
         )
     return Task(spec, dataset, tuple(t for t in transforms.split(",") if t), 0)
@@ -122,7 +123,7 @@ def load_task_split(
 
     data = load_split(prepared, split, limit=limit)
     if data.info.name != task.dataset:
-        raise ValueError(
+        raise InputError(
             f"{prepared} holds {data.info.name}, but task {task.name!r} is on {task.dataset}"
         )
     return task.apply(data)

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..attacks import pgd_attack, trades_attack
 from ..data import Split, augment_batch, iterate_batches
+from ..errors import InputError
 from ..progress import progress
 from ..train import make_optimizer, make_scheduler
 from .losses import linear_cka_torch, target_loss
@@ -88,7 +89,7 @@ def should_cache(
 ) -> bool:
     if options.cache_front is False or not options.front_is_fixed:
         if options.cache_front is True and not options.front_is_fixed:
-            raise ValueError(
+            raise InputError(
                 "cache_front=true needs a fixed front: eval-mode donors (train_bn false), no augmentation and no adversary"
             )
         return False
@@ -190,7 +191,7 @@ def train_stitcher(
     teacher2.eval()
     n = len(train)
     if n == 0:
-        raise ValueError("the training split is empty")
+        raise InputError("the training split is empty")
     bs = options.batch_size
     drop_last = n >= bs
     steps_per_epoch = n // bs if drop_last else 1
