@@ -1,4 +1,5 @@
-"""Data attribution: TRAK scores of an ensemble of checkpoints, and the linear datamodeling score (LDS)."""
+"""Data attribution: TRAK scores of an ensemble of checkpoints, and the linear datamodeling score
+(LDS)."""
 
 from .._lazy import lazy_exports
 

@@ -1,4 +1,5 @@
-"""TRAK's data: a Split, an (x, y) pair of tensors, or a re-iterable of (x, y) batches (a DataLoader)."""
+"""TRAK's data: a Split, an (x, y) pair of tensors, or a re-iterable of (x, y) batches (a
+DataLoader)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from .settings import AttributionError
 def batch_source(
     data, batch_size: int
 ) -> tuple[Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]], int | None]:
-    """A function returning a fresh iterator of (x, y) batches, and the number of examples if known."""
+    """A function returning a fresh iterator of (x, y) batches, and the number of examples if
+    known."""
     from ..data import Split
 
     if isinstance(data, Split):
@@ -34,8 +36,8 @@ def batch_source(
             for batch in data:
                 if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                     raise AttributionError(
-                        f"each batch must be (images, labels), got {type(batch).__name__}; wrap the data set so "
-                        "that it yields (x, y) pairs"
+                        f"each batch must be (images, labels), got {type(batch).__name__}; wrap "
+                        "the data set so that it yields (x, y) pairs"
                     )
                 yield batch[0], batch[1]
 
@@ -53,14 +55,14 @@ def batch_source(
 def _check_loader(loader) -> None:
     if iter(loader) is loader:
         raise AttributionError(
-            "TRAK reads the data more than once, but got a one-shot iterator; pass a DataLoader, a list of "
-            "(x, y) batches, a modelkin Split or an (x, y) pair of tensors"
+            "TRAK reads the data more than once, but got a one-shot iterator; pass a DataLoader, a "
+            "list of (x, y) batches, a modelkin Split or an (x, y) pair of tensors"
         )
     sampler = getattr(loader, "sampler", None)
     if sampler is not None and isinstance(sampler, torch.utils.data.RandomSampler):
         raise AttributionError(
-            "the data loader shuffles (RandomSampler): scores would be attributed to the wrong examples; "
-            "build it with shuffle=False and without augmentation"
+            "the data loader shuffles (RandomSampler): scores would be attributed to the wrong "
+            "examples; build it with shuffle=False and without augmentation"
         )
 
 

@@ -27,7 +27,8 @@ def _margin_function(model: nn.Module) -> Callable:
 
 
 def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """f(z) = logit_y − logsumexp_{j≠y} logit_j for a batch (the quantity TRAK attributes and LDS measures)."""
+    """f(z) = logit_y − logsumexp_{j≠y} logit_j for a batch (the quantity TRAK attributes and LDS
+    measures)."""
     logits = model(x)
     is_label = torch.nn.functional.one_hot(y, logits.shape[1]).bool()
     correct = logits[is_label]

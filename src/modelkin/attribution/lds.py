@@ -1,4 +1,5 @@
-"""Linear datamodeling score (LDS; Park et al. 2023, Definition 2.3): do attribution scores predict retraining?
+"""Linear datamodeling score (LDS; Park et al. 2023, Definition 2.3): do attribution scores predict
+retraining?
 
 Draw S random subsets of the training set, each holding a fraction ``alpha`` of it (exactly
 round(alpha · n) examples). Train a model on each subset (the same recipe as the attributed models,
@@ -36,7 +37,8 @@ SUBSET_KIND = "modelkin-lds-subset"
 
 
 def subset_mask(n_train: int, alpha: float, seed: int, subset_index: int) -> np.ndarray:
-    """The training examples of subset ``subset_index``: exactly round(alpha · n_train) of them, seeded."""
+    """The training examples of subset ``subset_index``: exactly round(alpha · n_train) of them,
+    seeded."""
     if not 0.0 < alpha < 1.0:
         raise InputError(f"alpha must be in (0, 1), not {alpha}")
     size = int(round(alpha * n_train))
@@ -62,7 +64,8 @@ def subset_margins(
     target_patch: dict[str, Any] | None = None,
     device: str = "auto",
 ) -> np.ndarray:
-    """Train ``arch`` on the masked training examples (as the recipe sees them); its margins on the targets."""
+    """Train ``arch`` on the masked training examples (as the recipe sees them); its margins on the
+    targets."""
     train = attribution_training_split(prepared, recipe, "as_trained")
     if len(mask) != len(train):
         raise AttributionError(
@@ -105,9 +108,11 @@ def train_subset_file(
     target_patch: dict[str, Any] | None = None,
     device: str = "auto",
 ) -> Path:
-    """One LDS subset: its mask and the margins of models trained on it with ``reference_checkpoint``'s recipe.
+    """One LDS subset: its mask and the margins of models trained on it with
+    ``reference_checkpoint``'s recipe.
 
-    Model seeds are ``seed_offset + subset_index * models_per_subset + r``, far from the ensemble's seeds.
+    Model seeds are ``seed_offset + subset_index * models_per_subset + r``, far from the ensemble's
+    seeds.
     Several models per subset average out training noise in the margins.
     """
     meta = read_metadata(reference_checkpoint)
@@ -185,7 +190,8 @@ class LdsResult:
 def linear_datamodeling_score(
     scores: np.ndarray, masks: np.ndarray, actual: np.ndarray
 ) -> LdsResult:
-    """LDS of ``scores`` [n_train × n_targets] given subset ``masks`` [S × n_train] and margins [S × n_targets]."""
+    """LDS of ``scores`` [n_train × n_targets] given subset ``masks`` [S × n_train] and margins [S ×
+    n_targets]."""
     from scipy.stats import rankdata
 
     scores, masks, actual = (
@@ -195,12 +201,13 @@ def linear_datamodeling_score(
     )
     if masks.ndim != 2 or actual.ndim != 2 or scores.ndim != 2:
         raise InputError(
-            "scores, masks and margins must be 2-D: [n_train x n_targets], [S x n_train], [S x n_targets]"
+            "scores, masks and margins must be 2-D: [n_train x n_targets], [S x n_train], [S x "
+            "n_targets]"
         )
     if masks.shape[1] != scores.shape[0] or actual.shape != (masks.shape[0], scores.shape[1]):
         raise InputError(
-            f"shapes do not fit: scores {scores.shape} (train x target), masks {masks.shape} (subset x train), "
-            f"margins {actual.shape} (subset x target)"
+            f"shapes do not fit: scores {scores.shape} (train x target), masks {masks.shape} "
+            f"(subset x train), margins {actual.shape} (subset x target)"
         )
     if masks.shape[0] < 3:
         raise InputError(f"a rank correlation needs at least 3 subsets, got {masks.shape[0]}")
@@ -239,13 +246,15 @@ def lds_from_files(
         made = {k: subset.params.get(k) for k in targets}
         if made != targets or len(subset["margins"]) != scores["scores"].shape[1]:
             raise InputError(
-                f"{subset.path} holds margins on other targets ({made}, {len(subset['margins'])} examples) than "
-                f"{scores_file} attributes ({targets}, {scores['scores'].shape[1]}); rebuild the subsets"
+                f"{subset.path} holds margins on other targets ({made}, {len(subset['margins'])} "
+                f"examples) than {scores_file} attributes ({targets}, "
+                f"{scores['scores'].shape[1]}); rebuild the subsets"
             )
     masks = np.stack([s["mask"] for s in subsets])
     actual = np.stack([s["margins"] for s in subsets])
     result = linear_datamodeling_score(scores["scores"], masks, actual)
-    # Unweighted scores times the stored mean out-to-loss are traker's weighted scores: report their LDS too.
+    # Unweighted scores times the stored mean out-to-loss are traker's weighted scores: report their
+    # LDS too.
     weighted = None
     if scores.params.get("out_to_loss") is False and "out_to_loss" in scores.arrays:
         weighted = linear_datamodeling_score(

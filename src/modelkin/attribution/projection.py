@@ -1,4 +1,5 @@
-"""TRAK's random projection of per-sample gradients: a P x k matrix generated block by block from fixed seeds."""
+"""TRAK's random projection of per-sample gradients: a P x k matrix generated block by block from
+fixed seeds."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ IDENTITY_MAX_PARAMS = 20_000  # without projection the kernel is P x P
 def _rademacher(
     rows: int, cols: int, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
-    """±1 entries from the bits of uniform random bytes: 8 signs per draw (3x faster than bernoulli_ on CPU)."""
+    """±1 entries from the bits of uniform random bytes: 8 signs per draw (3x faster than bernoulli_
+    on CPU)."""
     nbytes = (cols + 7) // 8
     packed = torch.randint(
         0, 256, (rows, nbytes), dtype=torch.uint8, generator=generator, device=device
@@ -64,8 +66,9 @@ class GradientProjector:
         if proj_dim is None:
             if self.num_params > IDENTITY_MAX_PARAMS:
                 raise AttributionError(
-                    f"without a projection the TRAK kernel is P x P with P = {self.num_params:,} parameters "
-                    f"(at most {IDENTITY_MAX_PARAMS:,} allowed); set proj_dim (e.g. 2048)"
+                    f"without a projection the TRAK kernel is P x P with P = {self.num_params:,} "
+                    f"parameters (at most {IDENTITY_MAX_PARAMS:,} allowed); set proj_dim (e.g. "
+                    "2048)"
                 )
             self.groups = [[name for name, _ in self.param_sizes]]
             return
@@ -81,8 +84,8 @@ class GradientProjector:
         self.groups = groups
         if len(groups) > 1:
             log.info(
-                "projection matrix (%s x %d, %.0f MiB) exceeds max_projection_mib=%s: %d parameter groups, "
-                "one pass over the data each",
+                "projection matrix (%s x %d, %.0f MiB) exceeds max_projection_mib=%s: %d parameter "
+                "groups, one pass over the data each",
                 f"{self.num_params:,}",
                 proj_dim,
                 self.num_params * proj_dim * 4 / 2**20,

@@ -17,7 +17,8 @@ class AttributionError(InputError):
 
 @dataclass(frozen=True)
 class TrakSettings:
-    """Everything that defines TRAK scores (``batch_size`` and the memory budget change speed only)."""
+    """Everything that defines TRAK scores (``batch_size`` and the memory budget change speed
+    only)."""
 
     proj_dim: int | None = 2048  # None: no projection (identity; tiny models and tests only)
     proj_type: str = "rademacher"
@@ -65,5 +66,6 @@ class TrakSettings:
         }
 
     def feature_params(self) -> dict[str, Any]:
-        """The settings one checkpoint's features depend on (the out-to-loss weighting is applied when scoring)."""
+        """The settings one checkpoint's features depend on (the out-to-loss weighting is applied
+        when scoring)."""
         return {k: v for k, v in self.result_params().items() if k != "out_to_loss"}

@@ -1,4 +1,5 @@
-"""HDF5 files of the attribution stage: per-checkpoint TRAK features, ensemble scores, ModelDiff results.
+"""HDF5 files of the attribution stage: per-checkpoint TRAK features, ensemble scores, ModelDiff
+results.
 
 Every file carries ``modelkin_kind``, ``method``, ``params`` (JSON), ``axes`` (JSON: dataset name ->
 axis names), ``modelkin_version`` and its inputs' provenance (checkpoint paths and sha256s).
@@ -105,7 +106,8 @@ def write_arrays(
             )
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise InputError(
-                f"{name} holds {int((~np.isfinite(array)).sum())} non-finite values; not writing {path}"
+                f"{name} holds {int((~np.isfinite(array)).sum())} non-finite values; not writing "
+                f"{path}"
             )
     header = {
         "modelkin_kind": kind,
@@ -153,7 +155,8 @@ def read_arrays(path: str | Path, kind: str, how_to_make: str) -> StoredArrays:
             attrs = {key: _decode(value) for key, value in handle.attrs.items()}
             if attrs.get("modelkin_kind") != kind:
                 raise AttributionFileError(
-                    f"{path} is not a {kind} file (it says {attrs.get('modelkin_kind')!r}); {how_to_make}"
+                    f"{path} is not a {kind} file (it says {attrs.get('modelkin_kind')!r}); "
+                    f"{how_to_make}"
                 )
             arrays: dict[str, np.ndarray] = {}
 
@@ -164,6 +167,7 @@ def read_arrays(path: str | Path, kind: str, how_to_make: str) -> StoredArrays:
             handle.visititems(collect)
     except OSError as err:
         raise AttributionFileError(
-            f"{path} is not a readable HDF5 file ({err}); it is probably truncated: delete it and {how_to_make}"
+            f"{path} is not a readable HDF5 file ({err}); it is probably truncated: delete it and "
+            f"{how_to_make}"
         ) from err
     return StoredArrays(arrays, attrs, path)

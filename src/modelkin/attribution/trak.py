@@ -1,4 +1,5 @@
-"""TRAK data attribution (Park et al., ICML 2023), computed as the ``traker`` package computes it, faster.
+"""TRAK data attribution (Park et al., ICML 2023), computed as the ``traker`` package computes it,
+faster.
 
 For a classifier with parameters θ (eval mode) and an example z = (x, y):
 
@@ -17,27 +18,34 @@ Choices, and how they relate to ``traker`` 0.3.2 (docs/modeldiff.md has the full
 * **Inverse rescaling — followed by default** (``rescale_inverse=True``): traker divides K_m by the
   mean of its absolute entries before forming F_m. The paper has no such step; it multiplies each
   checkpoint's scores by a checkpoint-dependent constant and so sets the relative weight of the
-  checkpoints in the ensemble. We keep it so that modelkin's scores are traker's scores (agreement is
-  tested) and expose the switch.
-* **λ — relative, default 0** (traker's default): λ = ``ridge`` × mean eigenvalue of Φ_mᵀ Φ_m, so the
+  checkpoints in the ensemble. We keep it so that modelkin's scores are traker's scores (agreement
+  is tested) and expose the switch.
+* **λ — relative, default 0** (traker's default): λ = ``ridge`` × mean eigenvalue of Φ_mᵀ Φ_m, so
+the
   setting means the same for any gradient scale. With ``proj_dim`` ≥ n_train, Φ_mᵀ Φ_m is singular;
-  traker then silently inverts a singular fp32 matrix, modelkin refuses and names the fix (``ridge``).
-* **Precision**: gradients, projections and scores in float32 (traker: float16 by default on GPU); the
+  traker then silently inverts a singular fp32 matrix, modelkin refuses and names the fix
+  (``ridge``).
+* **Precision**: gradients, projections and scores in float32 (traker: float16 by default on GPU);
+the
   kernel is formed and inverted in float64 through an eigendecomposition.
 * **Projection matrix**: generated once per checkpoint, on the compute device, and reused for every
   batch of training and target examples (traker's CPU projector regenerates it block by block for
-  every batch, which dominates its running time). Each parameter tensor's rows are drawn in blocks of
-  2¹⁶ rows from their own seed (``numpy.random.SeedSequence([seed, checkpoint index, tensor, block])``),
-  so the matrix does not depend on batch size or on how the parameters are grouped when the matrix
-  does not fit the memory budget (then parameter groups are processed one after the other, each
-  group's block generated once). CPU and CUDA generators give different — equally valid — matrices.
+  every batch, which dominates its running time). Each parameter tensor's rows are drawn in blocks
+  of
+  2¹⁶ rows from their own seed (``numpy.random.SeedSequence([seed, checkpoint index, tensor,
+  block])``), so the matrix does not depend on batch size or on how the parameters are grouped when
+  the matrix does not fit the memory budget (then parameter groups are processed one after the
+  other, each group's block generated once). CPU and CUDA generators give different — equally valid
+  — matrices.
 * **Soft-thresholding** of the paper (Section 3.4) is not applied, as in the library.
 * **Out-to-loss weighting — switchable** (``out_to_loss``, default True as in traker): the factor
   (1/M Σ_m Q_m) scales each training example's row. On well-fit models it spans several orders of
-  magnitude (1 − p_y ≈ 1e-5..1e-4 for confidently fitted examples, ≈ 0.5 for the few hard ones), so the
-  rows of easy examples — e.g. images carrying a shortcut feature — all but vanish. ``out_to_loss=False``
-  gives the unweighted τ = 1/M Σ_m F_m G_mᵀ; the ModelDiff stage uses it (docs/modeldiff.md: on digits it
-  raises the LDS from 0.07 to 0.13 and is what lets ModelDiff find a planted patch).
+  magnitude (1 − p_y ≈ 1e-5..1e-4 for confidently fitted examples, ≈ 0.5 for the few hard ones), so
+  the
+  rows of easy examples — e.g. images carrying a shortcut feature — all but vanish.
+  ``out_to_loss=False``
+  gives the unweighted τ = 1/M Σ_m F_m G_mᵀ; the ModelDiff stage uses it (docs/modeldiff.md: on
+  digits it raises the LDS from 0.07 to 0.13 and is what lets ModelDiff find a planted patch).
 """
 
 from __future__ import annotations
@@ -96,7 +104,8 @@ def kernel_features(
     top = float(eigenvalues[-1].clamp_min(0))
     if top == 0.0:
         raise AttributionError(
-            "all training gradients are zero; the checkpoint's outputs do not depend on its parameters"
+            "all training gradients are zero; the checkpoint's outputs do not depend on its "
+            "parameters"
         )
     lam = ridge * float(eigenvalues.clamp_min(0).mean())
     shifted = eigenvalues.clamp_min(0) + lam
@@ -106,7 +115,10 @@ def kernel_features(
         raise AttributionError(
             f"ΦᵀΦ is singular (rank {int((eigenvalues > top * 1e-12).sum())} of {k}"
             + (f"; proj_dim {k} exceeds the {n} training examples" if k > n else "")
-            + "): set a ridge > 0 (e.g. ridge: 0.001) or a proj_dim below the number of training examples"
+            + (
+                "): set a ridge > 0 (e.g. ridge: 0.001) or a proj_dim below the number of training "
+                "examples"
+            )
         )
     inverse = (eigenvectors / shifted) @ eigenvectors.T
     scale = float(inverse.abs().mean()) if rescale_inverse else 1.0
@@ -131,8 +143,8 @@ def featurize(
 ) -> CheckpointFeatures:
     """TRAK features of one checkpoint: F_m and Q_m on ``train``, G_m on ``targets``.
 
-    ``train`` and ``targets``: a modelkin Split, an (x, y) pair of tensors, or a re-iterable of (x, y)
-    batches in a fixed order, unaugmented (a DataLoader with shuffle=False). ``checkpoint_index``
+    ``train`` and ``targets``: a modelkin Split, an (x, y) pair of tensors, or a re-iterable of (x,
+    y) batches in a fixed order, unaugmented (a DataLoader with shuffle=False). ``checkpoint_index``
     selects this checkpoint's projection matrix (a different one per checkpoint of an ensemble).
     """
     settings = settings or TrakSettings()
@@ -150,7 +162,8 @@ def featurize(
         param_sizes = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
         if len(param_sizes) != len(list(model.parameters())):
             raise AttributionError(
-                "TRAK takes gradients with respect to every parameter; unfreeze the model's parameters"
+                "TRAK takes gradients with respect to every parameter; unfreeze the model's "
+                "parameters"
             )
         projector = GradientProjector(
             param_sizes,
@@ -202,7 +215,8 @@ def ensemble_scores(
     if len(shapes) != 1:
         raise AttributionError(
             f"checkpoints were featurised on different data or projection sizes {sorted(shapes)} "
-            "(n_train, n_targets, k, k); featurise every checkpoint on the same training and target examples"
+            "(n_train, n_targets, k, k); featurise every checkpoint on the same training and "
+            "target examples"
         )
     total = None
     q_sum = None
@@ -237,7 +251,8 @@ def trak_scores(
     device: torch.device | str = "auto",
     desc: str = "TRAK",
 ) -> torch.Tensor:
-    """Scores [n_train × n_targets] of an ensemble of models (checkpoint m uses projection matrix m)."""
+    """Scores [n_train × n_targets] of an ensemble of models (checkpoint m uses projection matrix
+    m)."""
     features = [
         featurize(
             model,

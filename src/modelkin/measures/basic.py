@@ -18,7 +18,8 @@ from ._validation import as_array, as_matrix, finite
 def _same_shape(X: np.ndarray, Y: np.ndarray, measure: str) -> None:
     if X.shape != Y.shape:
         raise InputError(
-            f"{measure} needs X and Y of the same shape: X has shape {X.shape}, Y has shape {Y.shape}"
+            f"{measure} needs X and Y of the same shape: X has shape {X.shape}, Y has shape "
+            f"{Y.shape}"
         )
     if X.size == 0:
         raise InputError(f"{measure}: X and Y are empty (shape {X.shape})")

@@ -54,9 +54,9 @@ def _maybe_centre(X: np.ndarray, centred: bool) -> np.ndarray:
 def _warn_if_overfit(rx: int, ry: int, n_eff: int, measure: str) -> None:
     if rx + ry > n_eff:
         warnings.warn(
-            f"{measure}: rank(X) + rank(Y) = {rx} + {ry} exceeds the {n_eff} degrees of freedom of the "
-            f"samples, so at least {rx + ry - n_eff} canonical correlation(s) are 1 by construction; "
-            "use more samples than features, or svcca with fewer dimensions",
+            f"{measure}: rank(X) + rank(Y) = {rx} + {ry} exceeds the {n_eff} degrees of freedom of "
+            f"the samples, so at least {rx + ry - n_eff} canonical correlation(s) are 1 by "
+            "construction; use more samples than features, or svcca with fewer dimensions",
             DegenerateCCAWarning,
             stacklevel=3,
         )
@@ -170,7 +170,8 @@ def pwcca(X: Any, Y: Any) -> float:
 
 
 def reference_cca(X: Any, Y: Any) -> float:
-    """The reference codebases' CCA: mean squared CCA without centring, on per-sample flattened features.
+    """The reference codebases' CCA: mean squared CCA without centring, on per-sample flattened
+    features.
 
     Accepts (n, ...) arrays; equals ``mean_squared_cca(X, Y, center=False)``
     on 2-D input. Not translation invariant.

@@ -36,7 +36,8 @@ def _centred_unit(X: np.ndarray, name: str, measure: str) -> np.ndarray:
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
         raise InputError(
-            f"{measure}: {name} is constant across samples (zero variance after centring); CKA is undefined"
+            f"{measure}: {name} is constant across samples (zero variance after centring); CKA is "
+            "undefined"
         )
     return Xc / norm
 
@@ -155,9 +156,8 @@ def debiased_linear_cka(X: Any, Y: Any) -> float:
     # round to <= 0 when a representation is (nearly) degenerate.
     if var_x <= 0.0 or var_y <= 0.0:
         raise InputError(
-            "debiased_linear_cka: the unbiased HSIC of "
-            f"{'X' if var_x <= 0.0 else 'Y'} with itself is not positive; the input is too degenerate "
-            f"(X shape {X.shape}, Y shape {Y.shape})"
+            f"debiased_linear_cka: the unbiased HSIC of {'X' if var_x <= 0.0 else 'Y'} with itself "
+            f"is not positive; the input is too degenerate (X shape {X.shape}, Y shape {Y.shape})"
         )
     return finite(np.clip(hsic / np.sqrt(var_x * var_y), -1.0, 1.0), "debiased_linear_cka")
 

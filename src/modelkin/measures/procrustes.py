@@ -24,7 +24,8 @@ def _normalised(X: np.ndarray, name: str) -> np.ndarray:
     norm = np.linalg.norm(Xc)
     if norm == 0.0:
         raise InputError(
-            f"procrustes_distance: {name} is constant across samples; its shape cannot be normalised"
+            f"procrustes_distance: {name} is constant across samples; its shape cannot be "
+            "normalised"
         )
     Xc /= norm
     n, p = Xc.shape

@@ -93,7 +93,8 @@ _ENTRIES = [
         _ROTATION,
         False,
         (-1.0, 1.0),
-        "Linear CKA with the unbiased HSIC estimator; can be slightly negative for unrelated inputs.",
+        "Linear CKA with the unbiased HSIC estimator; can be slightly negative for unrelated "
+        "inputs.",
     ),
     MeasureInfo(
         "cca",
@@ -103,7 +104,8 @@ _ENTRIES = [
         _LINEAR,
         False,
         (0.0, 1.0),
-        "Mean squared canonical correlation (R^2_CCA), centred by default (center=False: notebook variant).",
+        "Mean squared canonical correlation (R^2_CCA), centred by default (center=False: notebook "
+        "variant).",
     ),
     MeasureInfo(
         "svcca",
@@ -113,7 +115,8 @@ _ENTRIES = [
         _ROTATION,
         False,
         (0.0, 1.0),
-        "SVCCA (Raghu et al. 2017): SVD to keep_variance (0.99) or keep_dims, then mean CCA correlation.",
+        "SVCCA (Raghu et al. 2017): SVD to keep_variance (0.99) or keep_dims, then mean CCA "
+        "correlation.",
     ),
     MeasureInfo(
         "pwcca",
@@ -123,7 +126,10 @@ _ENTRIES = [
         ("permutation", "isotropic_scaling", "translation"),
         False,
         (0.0, 1.0),
-        "Projection-weighted CCA (Morcos et al. 2018); weights from the side with fewer directions.",
+        (
+            "Projection-weighted CCA (Morcos et al. 2018); weights from the side with fewer "
+            "directions."
+        ),
     ),
     MeasureInfo(
         "procrustes",
@@ -133,7 +139,8 @@ _ENTRIES = [
         _ROTATION,
         True,
         (0.0, float(np.sqrt(2.0))),
-        "Orthogonal Procrustes distance sqrt(2 - 2||X~^T Y~||_*) of centred unit-norm inputs (not squared).",
+        "Orthogonal Procrustes distance sqrt(2 - 2||X~^T Y~||_*) of centred unit-norm inputs (not "
+        "squared).",
     ),
     MeasureInfo(
         "mse",
@@ -174,7 +181,8 @@ _ENTRIES = [
         (),
         False,
         (0.0, float("inf")),
-        "The references' 'l2': mean squared error over arrays of any equal shape (not a Euclidean norm).",
+        "The references' 'l2': mean squared error over arrays of any equal shape (not a Euclidean "
+        "norm).",
         requires_same_shape=True,
     ),
 ]

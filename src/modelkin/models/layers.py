@@ -40,7 +40,8 @@ def _trace(model: nn.Module) -> fx.GraphModule:
         traced = fx.symbolic_trace(model)
     except Exception as err:
         raise LayerError(
-            f"cannot trace {type(model).__name__} with torch.fx ({err}); named layers need an fx-traceable model"
+            f"cannot trace {type(model).__name__} with torch.fx ({err}); named layers need an "
+            "fx-traceable model"
         ) from err
     object.__setattr__(
         model, "_modelkin_trace", traced
@@ -65,12 +66,14 @@ def check_layers(model: nn.Module, names: Sequence[str]) -> None:
     missing = [n for n in names if n not in valid]
     if missing:
         raise LayerError(
-            f"unknown layer(s) {', '.join(map(repr, missing))} for {type(model).__name__}; valid layers: {', '.join(valid)}"
+            f"unknown layer(s) {', '.join(map(repr, missing))} for {type(model).__name__}; valid "
+            f"layers: {', '.join(valid)}"
         )
 
 
 def layer_table(model: nn.Module, in_shape: Sequence[int] | None = None) -> list[LayerInfo]:
-    """Every layer with its module type, activation shape (for one input of ``in_shape``) and cut-point flag."""
+    """Every layer with its module type, activation shape (for one input of ``in_shape``) and
+    cut-point flag."""
     in_shape = tuple(in_shape or model.in_shape)
     names = layer_names(model)
     device = next(model.parameters()).device
@@ -136,7 +139,8 @@ def _layer_node(graph: fx.Graph, layer: str) -> fx.Node:
 
 
 def _needed_for_output(graph: fx.Graph, stop: fx.Node) -> set[fx.Node] | None:
-    """Nodes needed for the output when ``stop``'s value is given; None if the input is still needed."""
+    """Nodes needed for the output when ``stop``'s value is given; None if the input is still
+    needed."""
     output = next(n for n in graph.nodes if n.op == "output")
     needed: set[fx.Node] = set()
     stack = [output]
@@ -168,8 +172,8 @@ def split(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]
     if needed is None:
         cut = [n for n in layer_names(model) if is_cut_point(model, n)]
         raise LayerError(
-            f"layer {layer!r} is not a cut point of {type(model).__name__} (a skip connection bypasses it); "
-            f"cut points: {', '.join(cut)}"
+            f"layer {layer!r} is not a cut point of {type(model).__name__} (a skip connection "
+            f"bypasses it); cut points: {', '.join(cut)}"
         )
 
     front_graph = fx.Graph()

@@ -1,13 +1,16 @@
 """Layer-by-layer representational similarity of two models on a probe set (docs/similarity.md).
 
-* ``compare_layers(model_a, model_b, probe_x, layers_a, layers_b, measures, *, conv_mode, ...)`` - every
+* ``compare_layers(model_a, model_b, probe_x, layers_a, layers_b, measures, *, conv_mode, ...)`` -
+every
   layer of A against every layer of B by every measure of ``modelkin.measures``; a long DataFrame.
-* ``compare_checkpoints_layers(ckpt_a, ckpt_b, prepared_data, ..., n_images, split)`` - the same for two
+* ``compare_checkpoints_layers(ckpt_a, ckpt_b, prepared_data, ..., n_images, split)`` - the same for
+two
   checkpoints on the first images of a prepared split.
 * ``select_layers(model, "relu" | "cut" | "all" | [names])`` - which layers are compared.
-* ``layer_matrix``, ``format_layer_tables``, ``plot_layer_heatmaps`` - one measure as a layer x layer
-  matrix, as text, as heatmaps; ``same_layer_summary``/``summarise_similarity`` - matched-layer values
-  per pair for cross-method tables.
+* ``layer_matrix``, ``format_layer_tables``, ``plot_layer_heatmaps`` - one measure as a layer x
+layer
+  matrix, as text, as heatmaps; ``same_layer_summary``/``summarise_similarity`` - matched-layer
+  values per pair for cross-method tables.
 * ``plan_pairs(config)`` - the workflow's pairs (``similarity.pairs``, with shorthands).
 """
 

@@ -52,7 +52,8 @@ COLUMNS = (
     "features_a",
     "features_b",
 )
-# rbf_cka builds n x n kernel matrices (several copies of n^2 float64 per side): at 20,000 rows that is
+# rbf_cka builds n x n kernel matrices (several copies of n^2 float64 per side): at 20,000 rows that
+# is
 # already gigabytes, and spatial mode without subsampling easily asks for hundreds of thousands.
 MAX_KERNEL_ROWS = 20_000
 KERNEL_MEASURES = ("rbf_cka",)
@@ -76,7 +77,8 @@ def _measure_settings(
         unknown = sorted(set(given) - set(accepted))
         if unknown:
             raise InputError(
-                f"measure {name!r} does not take {unknown}; it accepts {sorted(accepted) or 'no parameters'}"
+                f"measure {name!r} does not take {unknown}; it accepts "
+                f"{sorted(accepted) or 'no parameters'}"
             )
         _check_values(name, given)
     return params
@@ -117,8 +119,8 @@ def _cannot_compare(measure: str, a: Representation, b: Representation) -> str |
             return "x".join(map(str, r.grid)) + " positions" if r.grid else "no positions (dense)"
 
         return (
-            f"conv_mode='spatial' pairs positions, which needs equal spatial sizes: {a.layer} has {grid(a)}, "
-            f"{b.layer} has {grid(b)}; use conv_mode='flatten' to compare them"
+            f"conv_mode='spatial' pairs positions, which needs equal spatial sizes: {a.layer} has "
+            f"{grid(a)}, {b.layer} has {grid(b)}; use conv_mode='flatten' to compare them"
         )
     if a.matrix.shape[0] != b.matrix.shape[0]:  # pragma: no cover - guarded by the grid check
         return f"different sample counts ({a.matrix.shape[0]} vs {b.matrix.shape[0]})"
@@ -164,17 +166,20 @@ def compare_layers(
     degenerate: str = "nan",
     measure_params: Mapping[str, Mapping[str, Any]] | None = None,
 ):
-    """Compare every layer of ``layers_a`` (model A) with every layer of ``layers_b`` (model B) on ``probe_x``.
+    """Compare every layer of ``layers_a`` (model A) with every layer of ``layers_b`` (model B) on
+    ``probe_x``.
 
     Returns a pandas DataFrame in long format with the columns of ``COLUMNS``: one row per
     (layer_a, layer_b, measure) in the order given, ``value`` in float64, the measure's direction
     (``higher_is_similar``), ``status``/``reason`` (see the module docstring), ``samples`` (rows the
     value was computed on) and ``sampling`` (how they were chosen).
 
-    ``measures`` are registry names (``modelkin.measures.REGISTRY``), or a mapping name -> parameters;
-    ``measure_params`` adds parameters by name. ``conv_mode`` turns conv activations into matrices
-    (``modelkin.measures.to_matrix``): ``flatten`` (one row per input; every layer pair comparable) or
-    ``spatial`` (one row per input and position; only layers with the same spatial grid are comparable).
+    ``measures`` are registry names (``modelkin.measures.REGISTRY``), or a mapping name ->
+    parameters; ``measure_params`` adds parameters by name. ``conv_mode`` turns conv activations
+    into matrices (``modelkin.measures.to_matrix``): ``flatten`` (one row per input; every layer
+    pair comparable) or
+    ``spatial`` (one row per input and position; only layers with the same spatial grid are
+    comparable).
     ``max_spatial_samples`` keeps that many (input, position) rows, chosen with ``seed``.
     """
     import pandas as pd
@@ -196,15 +201,15 @@ def compare_layers(
     probe_x = torch.as_tensor(probe_x)
     if probe_x.ndim < 2 or len(probe_x) < 4:
         raise InputError(
-            f"probe_x must hold at least 4 inputs along its first axis (got shape {tuple(probe_x.shape)}); "
-            "the measures need several samples and debiased CKA needs 4"
+            "probe_x must hold at least 4 inputs along its first axis (got shape "
+            f"{tuple(probe_x.shape)}); the measures need several samples and debiased CKA needs 4"
         )
     for label, model in (("A", model_a), ("B", model_b)):
         expected = getattr(model, "in_shape", None)
         if expected is not None and tuple(probe_x.shape[1:]) != tuple(expected):
             raise InputError(
-                f"model {label} ({type(model).__name__}) takes inputs of shape {tuple(expected)}, the probe has "
-                f"{tuple(probe_x.shape[1:])}; use a probe set of the model's data set"
+                f"model {label} ({type(model).__name__}) takes inputs of shape {tuple(expected)}, "
+                f"the probe has {tuple(probe_x.shape[1:])}; use a probe set of the model's data set"
             )
 
     acts_a = capture_activations(
@@ -220,9 +225,9 @@ def compare_layers(
     kernel = [m for m in params if m in KERNEL_MEASURES]
     if kernel and rows_used > MAX_KERNEL_ROWS:
         raise InputError(
-            f"{', '.join(kernel)} needs n x n kernel matrices and the layers have up to {rows_used} rows "
-            f"(conv_mode={conv_mode!r}); set max_spatial_samples (e.g. 5000) or use fewer images "
-            f"(limit: {MAX_KERNEL_ROWS} rows)"
+            f"{', '.join(kernel)} needs n x n kernel matrices and the layers have up to "
+            f"{rows_used} rows (conv_mode={conv_mode!r}); set max_spatial_samples (e.g. 5000) or "
+            f"use fewer images (limit: {MAX_KERNEL_ROWS} rows)"
         )
 
     records = []
@@ -281,11 +286,15 @@ def compare_checkpoints_layers(
     name_b: str | None = None,
     **options: Any,
 ):
-    """``compare_layers`` for two checkpoints on the first ``n_images`` of a prepared split (no augmentation).
+    """``compare_layers`` for two checkpoints on the first ``n_images`` of a prepared split (no
+    augmentation).
 
-    ``ckpt_a``/``ckpt_b`` are checkpoint paths or loaded ``Checkpoint`` objects; ``layers_*`` may also be
-    a mapping architecture -> selection (see ``resolve_layer_spec``). The table gains ``model_a`` and
-    ``model_b`` columns (``name_a``/``name_b``, else the checkpoints' names) and the probe's ``split``.
+    ``ckpt_a``/``ckpt_b`` are checkpoint paths or loaded ``Checkpoint`` objects; ``layers_*`` may
+    also be
+    a mapping architecture -> selection (see ``resolve_layer_spec``). The table gains ``model_a``
+    and
+    ``model_b`` columns (``name_a``/``name_b``, else the checkpoints' names) and the probe's
+    ``split``.
     ``options`` go to ``compare_layers`` (conv_mode, batch_size, device, max_spatial_samples, seed,
     degenerate, measure_params).
     """
@@ -300,10 +309,10 @@ def compare_checkpoints_layers(
     probe = load_split(prepared_data, split, limit=n_images)
     if len(probe) < n_images:
         raise InputError(
-            f"the {split} split of {prepared_data} has {len(probe)} images, fewer than n_images={n_images}; "
-            f"ask for at most {len(probe)} images (or use the other split)"
+            f"the {split} split of {prepared_data} has {len(probe)} images, fewer than "
+            f"n_images={n_images}; ask for at most {len(probe)} images (or use the other split)"
         )
-    for label, ckpt in zip("AB", loaded):
+    for label, ckpt in zip("AB", loaded, strict=True):
         if ckpt.meta.get("dataset") != probe.info.name:
             log.warning(
                 "model %s was trained on %s, the probe is %s",
@@ -316,7 +325,7 @@ def compare_checkpoints_layers(
     table = compare_layers(
         loaded[0].model, loaded[1].model, probe.x, spec_a, spec_b, measures, **options
     )
-    names = [name or _checkpoint_label(c) for name, c in zip((name_a, name_b), loaded)]
+    names = [name or _checkpoint_label(c) for name, c in zip((name_a, name_b), loaded, strict=True)]
     table.insert(0, "model_b", names[1])
     table.insert(0, "model_a", names[0])
     table["split"] = split

@@ -1,4 +1,5 @@
-"""The model pairs the workflow compares (config section ``similarity``) and the job each pair runs."""
+"""The model pairs the workflow compares (config section ``similarity``) and the job each pair
+runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from ..errors import InputError
 from ..ids import ModelIdError, id_dataset, pair_slug
 
 SHORTHANDS = {
-    "independent": "every pair of zoo models that differ only in their seeds (same data set, architecture, algorithm)",
+    "independent": (
+        "every pair of zoo models that differ only in their seeds (same data set, architecture, "
+        "algorithm)"
+    ),
     "zoo": "every pair of zoo models of the same data set",
 }
 PAIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -34,7 +38,8 @@ class PlannedPair:
 
 
 def model_dataset(model_id: str) -> str:
-    """The data set of a zoo id (``dataset/arch/algorithm/iI-dD``) or derived id (``derived/dataset/...``)."""
+    """The data set of a zoo id (``dataset/arch/algorithm/iI-dD``) or derived id
+    (``derived/dataset/...``)."""
     try:
         dataset = id_dataset(model_id)
     except ModelIdError as err:
@@ -47,7 +52,8 @@ def model_dataset(model_id: str) -> str:
 
 
 def pair_name(model_a: str, model_b: str) -> str:
-    """``digits/lenet/standard/i0-d0`` and ``.../i1-d1`` -> ``digits.lenet.standard.i0-d0__digits.lenet.standard.i1-d1``."""
+    """``digits/lenet/standard/i0-d0`` and ``.../i1-d1`` ->
+    ``digits.lenet.standard.i0-d0__digits.lenet.standard.i1-d1``."""
     try:
         return pair_slug(model_a, model_b, separator="__")
     except ModelIdError as err:
@@ -55,7 +61,8 @@ def pair_name(model_a: str, model_b: str) -> str:
 
 
 def zoo_model_ids(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The zoo's models (``modelkin.catalog.ModelCatalog``): id, data set and (data set, arch, algorithm)."""
+    """The zoo's models (``modelkin.catalog.ModelCatalog``): id, data set and (data set, arch,
+    algorithm)."""
     from ..catalog import ModelCatalog
 
     return [
@@ -89,7 +96,8 @@ def _expand(entry: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def plan_pairs(config: dict[str, Any]) -> list[PlannedPair]:
-    """The configured pairs, shorthands expanded, in order; a pair listed twice (either way round) once."""
+    """The configured pairs, shorthands expanded, in order; a pair listed twice (either way round)
+    once."""
     section = config.get("similarity") or {}
     planned: dict[str, PlannedPair] = {}
     seen: set[frozenset[str]] = set()
@@ -105,8 +113,9 @@ def plan_pairs(config: dict[str, Any]) -> list[PlannedPair]:
             name = pair.get("name") or pair_name(a, b)
             if not PAIR_NAME.match(name) or name in RESERVED_NAMES:
                 raise PairError(
-                    f"similarity pair name {name!r} must be letters, digits, '.', '_', '+' or '-' (not starting with "
-                    f"a symbol) and not {', '.join(RESERVED_NAMES)}; set `name:` on the pair"
+                    f"similarity pair name {name!r} must be letters, digits, '.', '_', '+' or '-' "
+                    f"(not starting with a symbol) and not {', '.join(RESERVED_NAMES)}; set "
+                    "`name:` on the pair"
                 )
             if name in planned:
                 raise PairError(
@@ -149,7 +158,8 @@ def similarity_job(config: dict[str, Any], pair: PlannedPair) -> dict[str, Any]:
 def run_similarity_pair(
     job: dict[str, Any], checkpoint_a, checkpoint_b, data, table_path, heatmap_path
 ):
-    """The ``similarity`` rule: compare the pair's checkpoints, write the long CSV and the heatmaps."""
+    """The ``similarity`` rule: compare the pair's checkpoints, write the long CSV and the
+    heatmaps."""
     from .compare import compare_checkpoints_layers
     from .tables import format_layer_tables, plot_layer_heatmaps, write_table
 

@@ -1,4 +1,5 @@
-"""Layer activations of a model on a probe, and their (samples, features) matrices for the measures."""
+"""Layer activations of a model on a probe, and their (samples, features) matrices for the
+measures."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ def capture_activations(
     device: str | torch.device = "auto",
     desc: str = "activations",
 ) -> dict[str, torch.Tensor]:
-    """Outputs of ``layers`` for every input of ``x``, in eval mode without gradients, gathered on the CPU.
+    """Outputs of ``layers`` for every input of ``x``, in eval mode without gradients, gathered on
+    the CPU.
 
-    The model runs on ``device`` and is put back on its own device and into its own train/eval mode after.
+    The model runs on ``device`` and is put back on its own device and into its own train/eval mode
+    after.
     """
     from ..device import resolve_device
 
@@ -94,7 +97,8 @@ class Representation:
 
 
 def _spatial_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray | None:
-    """Sorted row indices to keep, the same for every layer with the same number of rows (None: all)."""
+    """Sorted row indices to keep, the same for every layer with the same number of rows (None:
+    all)."""
     if max_rows is None or n_rows <= max_rows:
         return None
     return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
@@ -109,8 +113,8 @@ def to_representation(
     seed: int = 0,
 ) -> Representation:
     """Flatten: one row per input, (n, c*h*w). Spatial: one row per (input, position), (n*h*w, c),
-    optionally a seeded subsample of ``max_spatial_samples`` rows (identical rows for every layer with the same
-    number of inputs and positions, so the two models' rows stay paired)."""
+    optionally a seeded subsample of ``max_spatial_samples`` rows (identical rows for every layer
+    with the same number of inputs and positions, so the two models' rows stay paired)."""
     n, shape = acts.shape[0], tuple(acts.shape[1:])
     if conv_mode == "flatten" or len(shape) < 2:
         matrix = acts.reshape(n, -1).double().numpy()

@@ -45,7 +45,8 @@ def read_table(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise MissingFileError(
-            f"{path} does not exist; make it with `modelkin compare-layers A B --data D -o {path}` or the similarity rule"
+            f"{path} does not exist; make it with `modelkin compare-layers A B --data D -o {path}` "
+            "or the similarity rule"
         )
     # Only numeric columns may be empty-as-NaN; an empty reason stays "".
     missing_values = {column: ["", "nan", "NaN"] for column in ("value", "best_value", "samples")}
@@ -67,7 +68,8 @@ def _order(values: Iterable[str]) -> list[str]:
 
 
 def layer_matrix(table, measure: str):
-    """The ``measure`` rows of a long table as a layer_a x layer_b DataFrame (NaN where not computed)."""
+    """The ``measure`` rows of a long table as a layer_a x layer_b DataFrame (NaN where not
+    computed)."""
     rows = table[table["measure"] == measure]
     if rows.empty:
         raise InputError(
@@ -92,9 +94,9 @@ def _direction(measure: str, higher_is_similar: bool | None = None) -> str:
 
 
 def format_layer_tables(table, digits: int = 3) -> str:
-    """One text matrix per measure (rows: model A's layers, columns: model B's), with NaN cells marked by
-    why they are empty (``deg``: degenerate CCA, ``n/a``: not comparable, ``undef``: undefined) and
-    flagged degenerate values starred."""
+    """One text matrix per measure (rows: model A's layers, columns: model B's), with NaN cells
+    marked by why they are empty (``deg``: degenerate CCA, ``n/a``: not comparable, ``undef``:
+    undefined) and flagged degenerate values starred."""
     lines: list[str] = []
     if "model_a" in table:
         lines.append(f"A = {table['model_a'].iloc[0]}")
@@ -123,7 +125,7 @@ def format_layer_tables(table, digits: int = 3) -> str:
         lines.append(
             f"{corner:<{left}}  " + "  ".join(f"{str(c):>{width}}" for c in values.columns)
         )
-        for name, row in zip(values.index, cells):
+        for name, row in zip(values.index, cells, strict=True):
             lines.append(f"{str(name):<{left}}  " + "  ".join(f"{c:>{width}}" for c in row))
         for st in set(status.to_numpy().ravel()) - {"ok"}:
             footnotes[st] = _explain(st)
@@ -141,10 +143,17 @@ def _cell(value: float, status: str, digits: int) -> str:
 
 def _explain(status: str) -> str:
     return {
-        "degenerate": "deg / *: degenerate CCA (rank(X) + rank(Y) > samples: some correlations are 1 by construction); "
-        "use more images, conv_mode spatial or svcca",
-        "skipped": "n/a: the measure cannot compare these layers (see the reason column of the CSV)",
-        "undefined": "undef: the measure is undefined on this data, e.g. a layer constant on the probe (see reason)",
+        "degenerate": (
+            "deg / *: degenerate CCA (rank(X) + rank(Y) > samples: some correlations are 1 by "
+            "construction); use more images, conv_mode spatial or svcca"
+        ),
+        "skipped": (
+            "n/a: the measure cannot compare these layers (see the reason column of the CSV)"
+        ),
+        "undefined": (
+            "undef: the measure is undefined on this data, e.g. a layer constant on the probe (see "
+            "reason)"
+        ),
     }.get(status, f"{status}: see the reason column")
 
 
@@ -153,9 +162,9 @@ def plot_layer_heatmaps(
 ) -> Path:
     """Layer x layer heatmaps, one panel per measure.
 
-    The colour map is direction-aware: bright (yellow) always means *more alike*, so distances use the
-    reversed map; colour limits are the measure's range where it is finite. Empty cells are grey and
-    labelled with why (``deg``, ``n/a``, ``undef``); flagged degenerate values carry a star.
+    The colour map is direction-aware: bright (yellow) always means *more alike*, so distances use
+    the reversed map; colour limits are the measure's range where it is finite. Empty cells are grey
+    and labelled with why (``deg``, ``n/a``, ``undef``); flagged degenerate values carry a star.
     """
     plt = pyplot()
 
@@ -171,7 +180,7 @@ def plot_layer_heatmaps(
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows + 0.6), squeeze=False
     )
-    for ax, measure in zip(axes.ravel(), measures):
+    for ax, measure in zip(axes.ravel(), measures, strict=False):
         values, status = layer_matrix(table, measure), _status_matrix(table, measure)
         info = get_measure(measure)
         higher = bool(table.loc[table["measure"] == measure, "higher_is_similar"].iloc[0])
@@ -267,9 +276,10 @@ def same_layer_summary(tables: Mapping[str, object]):
         for measure in _order(table["measure"]):
             rows = table[table["measure"] == measure].set_index(["layer_a", "layer_b"])
             higher = bool(rows["higher_is_similar"].iloc[0])
-            for layer_a, layer_b, depth in zip(layers_a, partners, depths):
+            for layer_a, layer_b, depth in zip(layers_a, partners, depths, strict=False):
                 cell = rows.loc[(layer_a, layer_b)]
-                # Only trustworthy values compete: a flagged degenerate CCA of ~1 would always "win".
+                # Only trustworthy values compete: a flagged degenerate CCA of ~1 would always
+                # "win".
                 row_a = rows.loc[layer_a]
                 candidates = row_a.loc[row_a["status"] == "ok", "value"].dropna()
                 best = (
@@ -301,7 +311,8 @@ def same_layer_summary(tables: Mapping[str, object]):
 
 
 def summarise_similarity(csv_paths: Iterable[str | Path], output: str | Path | None = None):
-    """``same_layer_summary`` of pair tables named by their file stems; written as CSV if ``output``."""
+    """``same_layer_summary`` of pair tables named by their file stems; written as CSV if
+    ``output``."""
     paths = [Path(p) for p in csv_paths]
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):

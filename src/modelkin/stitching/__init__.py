@@ -1,4 +1,5 @@
-"""Model stitching (Dr. Frankenstein), robust stitching and cross-task stitching (docs/stitching.md).
+"""Model stitching (Dr. Frankenstein), robust stitching and cross-task stitching
+(docs/stitching.md).
 
 A stitched network runs model 1 up to layer L1, a trainable affine stitching
 layer T, and model 2 from L2 on; both donors are frozen. How well T can be

@@ -1,4 +1,5 @@
-"""Evaluating donors and stitched networks: accuracy, agreement with model 2, robust accuracy, similarity."""
+"""Evaluating donors and stitched networks: accuracy, agreement with model 2, robust accuracy,
+similarity."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def classification_metrics(
     device: torch.device,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy; with ``reference`` (model 2) also prediction agreement and the
-    cross-entropy to its softmax."""
+    """Accuracy and mean cross-entropy; with ``reference`` (model 2) also prediction agreement and
+    the cross-entropy to its softmax."""
     model.eval()
     correct = agree = 0
     loss = soft = 0.0
@@ -82,7 +83,8 @@ def robust_metrics(
 def similarity(
     x: torch.Tensor, y: torch.Tensor, measures: Sequence[str]
 ) -> dict[str, float | None]:
-    """Each measure between per-sample flattened representations (None where the measure cannot apply)."""
+    """Each measure between per-sample flattened representations (None where the measure cannot
+    apply)."""
     from ..measures import REGISTRY, compute
 
     out: dict[str, float | None] = {}

@@ -33,9 +33,10 @@ class Moments:
         needed = 8 * (p * p + p * q)
         if needed > MOMENTS_LIMIT_BYTES:
             raise StitchError(
-                f"least squares for a {p} -> {q} stitching layer needs {needed / 2**30:.1f} GiB of float64 moments "
-                f"(limit {MOMENTS_LIMIT_BYTES / 2**30:.0f} GiB); skip it (ps_inv: false / --no-pinv, an init other "
-                "than ps_inv, mask identity or random-permutation) or stitch without flatten"
+                f"least squares for a {p} -> {q} stitching layer needs {needed / 2**30:.1f} GiB of "
+                f"float64 moments (limit {MOMENTS_LIMIT_BYTES / 2**30:.0f} GiB); skip it (ps_inv: "
+                "false / --no-pinv, an init other than ps_inv, mask identity or "
+                "random-permutation) or stitch without flatten"
             )
         self.p, self.q = p, q
         self.n = 0
@@ -52,7 +53,8 @@ class Moments:
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if x.shape[0] != y.shape[0] or x.shape[1] != self.p or y.shape[1] != self.q:
             raise InputError(
-                f"rows of shape {tuple(x.shape)} / {tuple(y.shape)} do not fit moments of ({self.p}, {self.q})"
+                f"rows of shape {tuple(x.shape)} / {tuple(y.shape)} do not fit moments of "
+                f"({self.p}, {self.q})"
             )
         x, y = x.detach().double(), y.detach().double()
         if self.shift_x is None:
@@ -91,7 +93,8 @@ class Moments:
         return cxx, cxy
 
     def correlations(self) -> torch.Tensor:
-        """Pearson correlation of every X feature with every Y feature, (p, q); 0 where one is constant."""
+        """Pearson correlation of every X feature with every Y feature, (p, q); 0 where one is
+        constant."""
         if self.syy is None:
             raise InputError("these moments were accumulated without with_yy=True")
         cxx, cxy = self.covariances()
@@ -111,7 +114,8 @@ class AffineSolution:
 
 
 def _solve_psd(a: torch.Tensor, b: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Minimum-norm solution of a z = b for a symmetric PSD ``a``, with a ridge relative to its mean diagonal."""
+    """Minimum-norm solution of a z = b for a symmetric PSD ``a``, with a ridge relative to its mean
+    diagonal."""
     p = a.shape[0]
     scale = float(a.diagonal().mean()) if p else 0.0
     if ridge > 0 and scale > 0:
@@ -138,7 +142,8 @@ def solve_affine(
     p, q = cxx.shape[0], cxy.shape[1]
     if mask is not None and low_rank is not None and not bool((mask != 0).all()):
         raise StitchError(
-            "a low-rank least-squares solution with a sparse mask has no closed form; use one of the two"
+            "a low-rank least-squares solution with a sparse mask has no closed form; use one of "
+            "the two"
         )
     if mask is None or bool((mask != 0).all()):
         w = _solve_psd(cxx, cxy, ridge).T  # (q, p)
@@ -164,7 +169,8 @@ def solve_affine(
 
 
 def accumulate_moments(batches, stitch: StitchingLayer, *, with_yy: bool = False) -> Moments:
-    """Moments of (T's input rows, model 2's activation rows) over ``batches`` of (front act, end act)."""
+    """Moments of (T's input rows, model 2's activation rows) over ``batches`` of (front act, end
+    act)."""
     moments = Moments(stitch.in_features, stitch.out_features, with_yy=with_yy)
     for a1, a2 in batches:
         moments.update(stitch.samples(a1), stitch.target_samples(a2))
@@ -228,9 +234,9 @@ def make_mask(
 def _require_square(stitch: StitchingLayer, init: str) -> None:
     if stitch.in_features != stitch.out_features:
         raise StitchError(
-            f"init {init!r} needs as many input as output features, but T maps {stitch.in_features} -> "
-            f"{stitch.out_features} ({stitch.geometry.in_shape} -> {stitch.geometry.out_shape}); use random, "
-            "ones-zeros or ps_inv"
+            f"init {init!r} needs as many input as output features, but T maps "
+            f"{stitch.in_features} -> {stitch.out_features} ({stitch.geometry.in_shape} -> "
+            f"{stitch.geometry.out_shape}); use random, ones-zeros or ps_inv"
         )
 
 
@@ -241,7 +247,8 @@ def initialise(
     generator: torch.Generator,
     solution: AffineSolution | None = None,
 ) -> None:
-    """Set T's parameters for ``init`` (random, perm, eye, ps_inv, ones-zeros); the mask stays as it is."""
+    """Set T's parameters for ``init`` (random, perm, eye, ps_inv, ones-zeros); the mask stays as it
+    is."""
     if init not in INITS:
         raise InputError(f"init must be one of {', '.join(INITS)}, not {init!r}")
     q, p = stitch.out_features, stitch.in_features

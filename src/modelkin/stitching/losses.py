@@ -1,4 +1,5 @@
-"""The stitching layer's training losses: task losses at the logits and a differentiable linear CKA."""
+"""The stitching layer's training losses: task losses at the logits and a differentiable linear
+CKA."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from .options import TARGET_TYPES
 def soft_cross_entropy(
     logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
-    """sum_c softmax(t/T)_c * -log_softmax(s/T)_c, averaged over the batch (no T^2 factor, as the references)."""
+    """sum_c softmax(t/T)_c * -log_softmax(s/T)_c, averaged over the batch (no T^2 factor, as the
+    references)."""
     target = F.softmax(target_logits / temperature, dim=1)
     return -(target * F.log_softmax(logits / temperature, dim=1)).sum(1).mean()
 
@@ -63,7 +65,7 @@ def linear_cka_torch(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> to
         hsic = (x.T @ y).square().sum()
         norm_x, norm_y = torch.linalg.matrix_norm(x.T @ x), torch.linalg.matrix_norm(y.T @ y)
     else:
-        k, l = x @ x.T, y @ y.T
-        hsic = (k * l).sum()
-        norm_x, norm_y = torch.linalg.matrix_norm(k), torch.linalg.matrix_norm(l)
+        gram_x, gram_y = x @ x.T, y @ y.T
+        hsic = (gram_x * gram_y).sum()
+        norm_x, norm_y = torch.linalg.matrix_norm(gram_x), torch.linalg.matrix_norm(gram_y)
     return hsic / (norm_x * norm_y).clamp_min(eps)

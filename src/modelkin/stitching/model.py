@@ -1,4 +1,5 @@
-"""The stitched network: model 1 up to layer L1, a trainable affine stitching layer T, model 2 from L2 on.
+"""The stitched network: model 1 up to layer L1, a trainable affine stitching layer T, model 2 from
+L2 on.
 
 Both donors are frozen. The end of model 2 runs as a ``torch.fx`` GraphModule
 from :func:`modelkin.models.layers.split` when L2 is a cut point (the layers of
@@ -43,7 +44,8 @@ class StitchError(InputError):
 
 
 class _Stop(Exception):
-    """Raised by a forward hook once the wanted layer has run: the rest of the network is skipped."""
+    """Raised by a forward hook once the wanted layer has run: the rest of the network is
+    skipped."""
 
 
 def layer_activation(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +105,8 @@ def stitch_geometry(
     flatten: bool = False,
     resize: str = "bilinear",
 ) -> StitchGeometry:
-    """Check that ``in_shape`` can be mapped onto ``out_shape`` and say how; raises StitchError otherwise."""
+    """Check that ``in_shape`` can be mapped onto ``out_shape`` and say how; raises StitchError
+    otherwise."""
     in_shape, out_shape = tuple(int(s) for s in in_shape), tuple(int(s) for s in out_shape)
     if resize not in RESIZE_MODES:
         raise StitchError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
@@ -115,9 +118,9 @@ def stitch_geometry(
         same = in_shape[1:] == out_shape[1:]
         return StitchGeometry(in_shape, out_shape, "conv", None if same else resize)
     raise StitchError(
-        f"cannot stitch an activation of shape {in_shape} into one of shape {out_shape} with a 1x1 convolution "
-        "or a linear layer (one is a feature map, the other is not); use flatten=True (--flatten) for a linear "
-        "map on the flattened C*H*W features"
+        f"cannot stitch an activation of shape {in_shape} into one of shape {out_shape} with a 1x1 "
+        "convolution or a linear layer (one is a feature map, the other is not); use flatten=True "
+        "(--flatten) for a linear map on the flattened C*H*W features"
     )
 
 
@@ -142,8 +145,8 @@ class StitchingLayer(nn.Module):
         if low_rank is not None:
             if not 1 <= low_rank <= min(n_in, n_out):
                 raise StitchError(
-                    f"low_rank must be between 1 and min(in, out) = {min(n_in, n_out)} for a {n_in} -> {n_out} "
-                    f"stitching layer, not {low_rank}"
+                    f"low_rank must be between 1 and min(in, out) = {min(n_in, n_out)} for a "
+                    f"{n_in} -> {n_out} stitching layer, not {low_rank}"
                 )
             self.w1 = nn.Parameter(torch.empty(n_out, low_rank))
             self.w2 = nn.Parameter(torch.empty(low_rank, n_in))
@@ -157,14 +160,16 @@ class StitchingLayer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """PyTorch's default Linear/Conv2d initialisation; orthogonal factors and zero bias when low rank."""
+        """PyTorch's default Linear/Conv2d initialisation; orthogonal factors and zero bias when low
+        rank."""
         with torch.no_grad():
             if self.low_rank is not None:
                 self.w1.copy_(_orthogonal(self.w1.shape, generator))
                 self.w2.copy_(_orthogonal(self.w2.shape, generator))
                 self.bias.zero_()
             else:
-                # kaiming_uniform_(a=sqrt(5)) and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, as nn.Linear/nn.Conv2d.
+                # kaiming_uniform_(a=sqrt(5)) and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, as
+                # nn.Linear/nn.Conv2d.
                 bound = 1.0 / math.sqrt(self.geometry.in_features)
                 self.w.copy_(_uniform(self.w.shape, bound, generator))
                 self.bias.copy_(_uniform(self.bias.shape, bound, generator))
@@ -183,15 +188,16 @@ class StitchingLayer(nn.Module):
         return raw * self.mask
 
     def set_affine(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Set T to ``weight`` (out, in) and ``bias``; a low-rank T takes the best rank-r factorisation."""
+        """Set T to ``weight`` (out, in) and ``bias``; a low-rank T takes the best rank-r
+        factorisation."""
         weight = torch.as_tensor(weight).to(self.bias)
         bias = torch.as_tensor(bias).to(self.bias)
         if tuple(weight.shape) != (self.out_features, self.in_features) or tuple(bias.shape) != (
             self.out_features,
         ):
             raise StitchError(
-                f"weight {tuple(weight.shape)} / bias {tuple(bias.shape)} do not fit a {self.in_features} -> "
-                f"{self.out_features} stitching layer"
+                f"weight {tuple(weight.shape)} / bias {tuple(bias.shape)} do not fit a "
+                f"{self.in_features} -> {self.out_features} stitching layer"
             )
         with torch.no_grad():
             if self.low_rank is None:
@@ -207,7 +213,8 @@ class StitchingLayer(nn.Module):
         mask = torch.as_tensor(mask, dtype=self.mask.dtype, device=self.mask.device)
         if mask.shape != self.mask.shape:
             raise StitchError(
-                f"mask of shape {tuple(mask.shape)} does not fit the weight {tuple(self.mask.shape)}"
+                f"mask of shape {tuple(mask.shape)} does not fit the weight "
+                f"{tuple(self.mask.shape)}"
             )
         self.mask.copy_(mask)
 
@@ -224,14 +231,16 @@ class StitchingLayer(nn.Module):
         return a
 
     def samples(self, a: torch.Tensor) -> torch.Tensor:
-        """Rows the affine map acts on: every pixel of every image for ``conv`` (N*H*W, C), else (N, features)."""
+        """Rows the affine map acts on: every pixel of every image for ``conv`` (N*H*W, C), else (N,
+        features)."""
         a = self.prepare(a)
         if self.geometry.kind == "conv":
             return a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])
         return a.reshape(a.shape[0], -1)
 
     def target_samples(self, y: torch.Tensor) -> torch.Tensor:
-        """The end activation laid out like :meth:`samples`' rows (what T's output is compared with)."""
+        """The end activation laid out like :meth:`samples`' rows (what T's output is compared
+        with)."""
         if self.geometry.kind == "conv":
             return y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
         return y.reshape(y.shape[0], -1)
@@ -345,12 +354,14 @@ class StitchedModel(nn.Module):
         return layer_activation(self.model1, self.layer1, x)
 
     def end(self, t: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Model 2's logits with its L2 activation replaced by ``t`` (``x`` is needed unless L2 is a cut point)."""
+        """Model 2's logits with its L2 activation replaced by ``t`` (``x`` is needed unless L2 is a
+        cut point)."""
         if self._end is not None:
             return self._end(t)
         if x is None:
             raise StitchError(
-                f"layer {self.layer2!r} of model 2 is not a cut point: its end needs the input image too (x)"
+                f"layer {self.layer2!r} of model 2 is not a cut point: its end needs the input "
+                "image too (x)"
             )
         with replaced(self.model2, self.layer2, lambda _out: t):
             return self.model2(x)
@@ -393,26 +404,29 @@ def check_stitchable(
     flatten: bool = False,
     resize: str = "bilinear",
 ) -> StitchGeometry:
-    """The geometry of T for these two layers, or a StitchError naming valid layers and their shapes."""
+    """The geometry of T for these two layers, or a StitchError naming valid layers and their
+    shapes."""
     for which, model, layer in (("model 1", model1, layer1), ("model 2", model2, layer2)):
         if layer not in layer_names(model):
             raise StitchError(
-                f"{which} ({type(model).__name__}) has no layer {layer!r}; its layers and activation shapes: "
-                f"{_describe_layers(model)}"
+                f"{which} ({type(model).__name__}) has no layer {layer!r}; its layers and "
+                f"activation shapes: {_describe_layers(model)}"
             )
     if tuple(model1.in_shape) != tuple(model2.in_shape):
         raise StitchError(
-            f"model 1 takes inputs of shape {tuple(model1.in_shape)} and model 2 {tuple(model2.in_shape)}; "
-            "stitched models need the same input space (the end runs on the same images when L2 is not a cut point, "
-            "and both donors are evaluated on the same data)"
+            f"model 1 takes inputs of shape {tuple(model1.in_shape)} and model 2 "
+            f"{tuple(model2.in_shape)}; stitched models need the same input space (the end runs on "
+            "the same images when L2 is not a cut point, and both donors are evaluated on the same "
+            "data)"
         )
     in_shape, out_shape = _activation_shape(model1, layer1), _activation_shape(model2, layer2)
     try:
         return stitch_geometry(in_shape, out_shape, flatten=flatten, resize=resize)
     except StitchError as err:
         raise StitchError(
-            f"cannot stitch model 1's {layer1!r} {in_shape} into model 2's {layer2!r} {out_shape}: {err}. "
-            f"Model 1's layers: {_describe_layers(model1)}. Model 2's layers: {_describe_layers(model2)}"
+            f"cannot stitch model 1's {layer1!r} {in_shape} into model 2's {layer2!r} {out_shape}: "
+            f"{err}. Model 1's layers: {_describe_layers(model1)}. Model 2's layers: "
+            f"{_describe_layers(model2)}"
         ) from None
 
 
@@ -428,7 +442,8 @@ def build_stitched(
     donor_train_mode: bool = False,
     execution: str = "auto",
 ) -> StitchedModel:
-    """A stitched model with a freshly initialised T (PyTorch's default init) on model 2's device."""
+    """A stitched model with a freshly initialised T (PyTorch's default init) on model 2's
+    device."""
     geometry = check_stitchable(model1, layer1, model2, layer2, flatten=flatten, resize=resize)
     stitch = StitchingLayer(geometry, low_rank=low_rank).to(next(model2.parameters()).device)
     return StitchedModel(
@@ -445,7 +460,8 @@ def build_stitched(
 def common_stitch_points(
     model1: nn.Module, model2: nn.Module, *, flatten: bool = False
 ) -> list[tuple[str, str]]:
-    """Layers that are cut points of both models under the same name and whose shapes can be stitched."""
+    """Layers that are cut points of both models under the same name and whose shapes can be
+    stitched."""
     table1 = {r.name: r for r in layer_table(model1)}
     out = []
     for r2 in layer_table(model2):

@@ -31,7 +31,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class StitchOptions:
-    """Every option of the reference tools, plus evaluation settings. Defaults: the reference CLI's."""
+    """Every option of the reference tools, plus evaluation settings. Defaults: the reference
+    CLI's."""
 
     # stitching layer
     init: str = "random"
@@ -93,7 +94,8 @@ class StitchOptions:
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
                 raise InputError(
-                    f"stitching option {key} must be one of {', '.join(valid)}, not {getattr(self, key)!r}"
+                    f"stitching option {key} must be one of {', '.join(valid)}, not "
+                    f"{getattr(self, key)!r}"
                 )
         if self.preset is not None and self.preset not in PRESETS:
             raise InputError(
@@ -115,7 +117,8 @@ class StitchOptions:
             )
         if self.low_rank is not None and self.mask != "identity":
             raise InputError(
-                "low_rank and a mask other than identity cannot be combined; choose one restriction of T"
+                "low_rank and a mask other than identity cannot be combined; choose one "
+                "restriction of T"
             )
         self.measures = list(self.measures)
 
@@ -123,14 +126,16 @@ class StitchOptions:
     def from_dict(
         cls, values: dict[str, Any] | None = None, *, preset: str | None = None
     ) -> StitchOptions:
-        """``values`` over the preset over the defaults. A ``preset`` key in ``values`` counts too."""
+        """``values`` over the preset over the defaults. A ``preset`` key in ``values`` counts
+        too."""
         values = dict(values or {})
         preset = values.pop("preset", None) or preset
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise InputError(
-                f"unknown stitching option(s) {unknown}; valid options: {sorted(known - {'preset'})}"
+                f"unknown stitching option(s) {unknown}; valid options: "
+                f"{sorted(known - {'preset'})}"
             )
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown stitching preset {preset!r}; presets: {', '.join(PRESETS)}")

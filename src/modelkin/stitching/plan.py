@@ -69,8 +69,8 @@ def _model_id(ref: str) -> ids.ModelId:
         return parse_model_id(ref)
     except ModelIdError as err:
         raise PlanError(
-            f"model {ref!r} is neither a zoo id (DATASET/ARCH/ALGORITHM/iINIT-dDATA), a derived id, "
-            "a task donor (TASK/ARCH/ALGORITHM/iINIT-dDATA with TASK in stitching.tasks) nor a "
+            f"model {ref!r} is neither a zoo id (DATASET/ARCH/ALGORITHM/iINIT-dDATA), a derived "
+            "id, a task donor (TASK/ARCH/ALGORITHM/iINIT-dDATA with TASK in stitching.tasks) nor a "
             f".safetensors path ({err})"
         ) from None
 
@@ -113,7 +113,8 @@ def checkpoint_for(ref: str, config: dict[str, Any]) -> str:
 
 
 def task_donor(ref: str, config: dict[str, Any]) -> TaskDonor | None:
-    """The donor the stitching stage trains itself for ``ref``, or None for zoo, derived and path models."""
+    """The donor the stitching stage trains itself for ``ref``, or None for zoo, derived and path
+    models."""
     model = _donor_id(ref, config)
     if model is None:
         return None
@@ -153,8 +154,8 @@ def profile(ref: str, config: dict[str, Any]) -> tuple[str, str]:
         return planned[ref].dataset, planned[ref].arch
     if not isinstance(model, ZooId):
         raise PlanError(
-            f"model {ref!r} is an external model; stitching takes zoo ids, derived ids, task donors "
-            "or .safetensors paths"
+            f"model {ref!r} is an external model; stitching takes zoo ids, derived ids, task "
+            "donors or .safetensors paths"
         )
     tasks = named_tasks(config)
     dataset = tasks[model.dataset]["dataset"] if model.dataset in tasks else model.dataset
@@ -184,7 +185,8 @@ def _layer_pairs(
         pairs = common_stitch_points(build_model(a1, d1), build_model(a2, d2), flatten=flatten)
         if not pairs:
             raise PlanError(
-                f"{ref1} and {ref2} have no common cut point with stitchable shapes; list layer pairs"
+                f"{ref1} and {ref2} have no common cut point with stitchable shapes; list layer "
+                "pairs"
             )
         return pairs
     out = []
@@ -228,7 +230,8 @@ def planned_runs(config: dict[str, Any]) -> list[PlannedRun]:
         for pair in experiment["pairs"]:
             if len(pair) != 2:
                 raise PlanError(
-                    f"stitching.experiments.{name}.pairs: each entry is [model1, model2], not {pair!r}"
+                    f"stitching.experiments.{name}.pairs: each entry is [model1, model2], not "
+                    f"{pair!r}"
                 )
             ref1, ref2 = pair
             (

@@ -39,7 +39,8 @@ ID_COLUMNS = (
 
 
 def summary_rows(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run and evaluation task: accuracies, relative accuracies, robust accuracies, measures."""
+    """One row per run and evaluation task: accuracies, relative accuracies, robust accuracies,
+    measures."""
     rows = []
     for p in payloads:
         opts = p["options"]
@@ -184,8 +185,9 @@ def plot_relative_accuracy(table, output: str | Path) -> Path:
     fig, axes = _panels(max(len(groups), 1))
     if not groups:
         axes[0].text(0.5, 0.5, "no stitching runs", ha="center", va="center")
-    for ax, (title, group) in zip(axes, groups):
-        # Same-task runs: stitched / model 2. Cross-task: relative to the donor trained on the evaluation task.
+    for ax, (title, group) in zip(axes, groups, strict=False):
+        # Same-task runs: stitched / model 2. Cross-task: relative to the donor trained on the
+        # evaluation task.
         columns = {f"{v}_relative_to_task_model": v for v in VARIANTS}
         reference = group["task_model"].dropna().unique()
         _plot_lines(
@@ -250,7 +252,7 @@ def plot_robust_accuracy(table, output: str | Path) -> Path:
             va="center",
         )
         axes[0].set_axis_off()
-    for ax, (title, group) in zip(axes, groups):
+    for ax, (title, group) in zip(axes, groups, strict=False):
         columns = {f"{v}_robust_accuracy": f"stitched ({v})" for v in VARIANTS}
         _plot_lines(ax, group, columns, "robust accuracy (PGD)")
         for key, style in (("model1", "--"), ("model2", ":")):

@@ -1,4 +1,5 @@
-"""Stitching results on disk: a JSON file (everything readable) beside a safetensors file (the tensors).
+"""Stitching results on disk: a JSON file (everything readable) beside a safetensors file (the
+tensors).
 
 ``RUN.json`` holds the configuration (every option, the donors' checkpoint
 paths and sha256), the accuracies, similarity measures and loss curves;
@@ -73,7 +74,8 @@ def save_result(
 def load_result(
     path: str | Path, *, with_tensors: bool = True
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(payload, tensors) of a result written by :func:`save_result`; accepts the .json or .safetensors path."""
+    """(payload, tensors) of a result written by :func:`save_result`; accepts the .json or
+    .safetensors path."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -81,8 +83,8 @@ def load_result(
         path = path.with_suffix(".json")
     if not path.exists():
         raise MissingFileError(
-            f"stitching result {path} does not exist; make it with `modelkin stitch` or the workflow's "
-            "`snakemake results/stitching/summary.csv`"
+            f"stitching result {path} does not exist; make it with `modelkin stitch` or the "
+            "workflow's `snakemake results/stitching/summary.csv`"
         )
     payload = read_json(path)
     if payload.get("kind") != RESULT_KIND:
@@ -116,7 +118,8 @@ def load_stitched(
     checkpoints: tuple[str | Path, str | Path] | None = None,
     verify: bool = True,
 ):
-    """The stitched network of a result as an nn.Module (eval mode): donors from their checkpoints, T of ``variant``.
+    """The stitched network of a result as an nn.Module (eval mode): donors from their checkpoints,
+    T of ``variant``.
 
     ``checkpoints`` replaces the recorded donor paths (e.g. after moving files);
     with ``verify`` their sha256 must match the recorded ones.
@@ -129,12 +132,13 @@ def load_stitched(
     payload, tensors = load_result(result)
     paths = checkpoints or (payload["model1"]["checkpoint"], payload["model2"]["checkpoint"])
     donors = []
-    for which, path in zip(("model1", "model2"), paths):
+    for which, path in zip(("model1", "model2"), paths, strict=False):
         ckpt = load_checkpoint(path, device)
         if verify and ckpt.sha256 != payload[which]["sha256"]:
             raise InputError(
-                f"{path} (sha256 {ckpt.sha256[:12]}...) is not the {which} this result was trained with "
-                f"(sha256 {payload[which]['sha256'][:12]}...); pass the right checkpoint or verify=False"
+                f"{path} (sha256 {ckpt.sha256[:12]}...) is not the {which} this result was trained "
+                f"with (sha256 {payload[which]['sha256'][:12]}...); pass the right checkpoint or "
+                "verify=False"
             )
         donors.append(ckpt.model)
     model1, model2 = donors

@@ -1,4 +1,5 @@
-"""One stitching run from two checkpoints to a result file: what the CLI and the workflow rule call."""
+"""One stitching run from two checkpoints to a result file: what the CLI and the workflow rule
+call."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 def _prepared_lookup(
     data: dict[str, str | Path] | Sequence[str | Path] | str | Path | None,
 ) -> dict[str, Path]:
-    """Prepared data set files by data set name (a mapping, a list of results/data/NAME.safetensors, or a folder)."""
+    """Prepared data set files by data set name (a mapping, a list of results/data/NAME.safetensors,
+    or a folder)."""
     if data is None:
         return {}
     if isinstance(data, dict):
@@ -51,8 +53,9 @@ def _prepared_lookup(
 def _prepared_for(lookup: dict[str, Path], task: Task) -> Path:
     if task.dataset not in lookup:
         raise MissingFileError(
-            f"no prepared {task.dataset} data set among {sorted(lookup) or 'the given files'} (needed for task "
-            f"{task.name!r}); run `modelkin prepare-data {task.dataset}` or `snakemake results/data/{task.dataset}.safetensors`"
+            f"no prepared {task.dataset} data set among {sorted(lookup) or 'the given files'} "
+            f"(needed for task {task.name!r}); run `modelkin prepare-data {task.dataset}` or "
+            f"`snakemake results/data/{task.dataset}.safetensors`"
         )
     return lookup[task.dataset]
 
@@ -100,7 +103,8 @@ def stitch_models(
     device: str = "auto",
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Stitch model 1's ``layer1`` into model 2's ``layer2``, train T, evaluate, write ``output`` (.json).
+    """Stitch model 1's ``layer1`` into model 2's ``layer2``, train T, evaluate, write ``output``
+    (.json).
 
     ``data``: prepared data set files (by name, a list, or their folder).
     ``train_task``: the task T trains on (default: model 1's); ``eval_tasks``:
@@ -122,15 +126,16 @@ def stitch_models(
         if task.num_classes != ck2.meta["num_classes"]:
             raise InputError(
                 f"task {task.name!r} has {task.num_classes} classes but model 2 ({ck2.name}) has "
-                f"{ck2.meta['num_classes']}: the stitched network predicts with model 2's head, so the tasks of a "
-                "stitching run need model 2's number of classes"
+                f"{ck2.meta['num_classes']}: the stitched network predicts with model 2's head, so "
+                "the tasks of a stitching run need model 2's number of classes"
             )
     train = load_task_split(
         _prepared_for(lookup, train_task), train_task, "train", limit=opts.train_limit
     )
 
     model1, model2 = ck1.model, ck2.model
-    # Donors that train their batch norm change during training: targets, reference accuracies and the
+    # Donors that train their batch norm change during training: targets, reference accuracies and
+    # the
     # before / ps_inv networks use frozen copies of the donors as trained.
     teacher1, teacher2 = (snapshot(model1), snapshot(model2)) if opts.train_bn else (model1, model2)
     stitched = build_stitched(
@@ -247,8 +252,10 @@ def stitch_models(
         "options": opts.to_dict(),
         "donors": {
             "mode": "train" if opts.train_bn else "eval",
-            "note": "train: donor batch norm used batch statistics and updated its running statistics during "
-            "training (the references' submission code); eval: donors frozen as trained",
+            "note": (
+                "train: donor batch norm used batch statistics and updated its running statistics "
+                "during training (the references' submission code); eval: donors frozen as trained"
+            ),
         },
         "execution": {
             "end": "split" if stitched.end_is_split else "hooks",
@@ -307,7 +314,8 @@ def _evaluate_task(
     out: dict[str, Any] = {"task": task.to_dict(), "test_images": len(test)}
     out["model1"] = classification_metrics(teacher1, test, reference=teacher2, device=device)
     out["model2"] = classification_metrics(teacher2, test, device=device)
-    # The donor trained on this task normalises "relative to the task's model": model 2 whenever it was
+    # The donor trained on this task normalises "relative to the task's model": model 2 whenever it
+    # was
     # trained on the task (every same-task run), model 1 on its own task in cross-task runs.
     task_model = next((m for m in ("model2", "model1") if own_tasks[m] == task.name), None)
     out["task_model"] = task_model

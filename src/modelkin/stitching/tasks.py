@@ -47,7 +47,8 @@ class Task:
         unknown = [t for t in self.transforms if t not in TRANSFORMS]
         if unknown:
             raise InputError(
-                f"task {self.name!r}: unknown transform(s) {unknown}; valid: {', '.join(TRANSFORMS)}"
+                f"task {self.name!r}: unknown transform(s) {unknown}; valid: "
+                f"{', '.join(TRANSFORMS)}"
             )
         if "transpose" in self.transforms:
             _, h, w = get_dataset_info(self.dataset).shape
@@ -110,7 +111,8 @@ def parse_task(spec: str | dict[str, Any] | Task, named: dict[str, Any] | None =
     if dataset not in DATASETS:
         valid = ", ".join(list(DATASETS) + list(named))
         raise InputError(
-            f"unknown task {spec!r}: not a data set or configured task ({valid}), nor DATASET:TRANSFORM"
+            f"unknown task {spec!r}: not a data set or configured task ({valid}), nor "
+            "DATASET:TRANSFORM"
         )
     return Task(spec, dataset, tuple(t for t in transforms.split(",") if t), 0)
 

@@ -39,7 +39,8 @@ CACHE_BUDGET_BYTES = 2 << 30
 
 @dataclass
 class FixedInputs:
-    """Per-image tensors of the training split that do not change during training (on the device)."""
+    """Per-image tensors of the training split that do not change during training (on the
+    device)."""
 
     front: torch.Tensor
     logits1: torch.Tensor | None = None
@@ -60,7 +61,8 @@ class TrainingLog:
 def _teacher_outputs(
     teacher1: nn.Module, teacher2: nn.Module, x: torch.Tensor, options: StitchOptions
 ):
-    """Soft targets: the donors' logits on the clean images, without gradient (None when not needed)."""
+    """Soft targets: the donors' logits on the clean images, without gradient (None when not
+    needed)."""
     need1, need2 = options.needs_targets
     with torch.no_grad():
         logits1 = teacher1(x) if need1 else None
@@ -90,7 +92,8 @@ def should_cache(
     if options.cache_front is False or not options.front_is_fixed:
         if options.cache_front is True and not options.front_is_fixed:
             raise InputError(
-                "cache_front=true needs a fixed front: eval-mode donors (train_bn false), no augmentation and no adversary"
+                "cache_front=true needs a fixed front: eval-mode donors (train_bn false), no "
+                "augmentation and no adversary"
             )
         return False
     if options.cache_front is True:
@@ -111,7 +114,8 @@ def precompute_fixed_inputs(
     device: torch.device,
     batch_size: int = 256,
 ) -> FixedInputs:
-    """Model 1's L1 activations (and soft targets, model 2's genuine activations) of every training image."""
+    """Model 1's L1 activations (and soft targets, model 2's genuine activations) of every training
+    image."""
     was_training = stitched.training
     stitched.eval()
     parts: dict[str, list[torch.Tensor]] = {
@@ -148,7 +152,8 @@ def stitch_step_loss(
     logits2: torch.Tensor | None = None,
     genuine: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """Loss of one batch from the front activation (cached) or from the images; returns (loss, parts, logits)."""
+    """Loss of one batch from the front activation (cached) or from the images; returns (loss,
+    parts, logits)."""
     if front is None:
         front = stitched.front(x)
     t = stitched.stitch(front)
@@ -185,7 +190,8 @@ def train_stitcher(
     cache: bool | None = None,
 ) -> TrainingLog:
     """Train T in place. ``teachers``: pristine donors for soft targets and genuine activations
-    (default: the stitched model's own donors; pass copies when the donors train their batch norm)."""
+    (default: the stitched model's own donors; pass copies when the donors train their batch
+    norm)."""
     teacher1, teacher2 = teachers or (stitched.model1, stitched.model2)
     teacher1.eval()
     teacher2.eval()
@@ -298,7 +304,8 @@ def _uncached_loss(
         stitched, options, y=y, x=inputs, logits1=logits1, logits2=logits2, genuine=genuine
     )
     if n_adv and options.adversary == "trades":
-        # TRADES: beta * KL(f(x) || f(x_adv)) summed over the attacked examples, divided by the batch size.
+        # TRADES: beta * KL(f(x) || f(x_adv)) summed over the attacked examples, divided by the
+        # batch size.
         chosen = torch.randperm(len(x), generator=generator)[:n_adv].to(x.device)
         x_adv = trades_attack(
             stitched,
