@@ -75,9 +75,7 @@ def load_result(
     path: str | Path, *, with_tensors: bool = True
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(payload, tensors) of a result written by :func:`save_result`; accepts the .json or
-    .safetensors path."""
-    from safetensors.torch import load_file
-
+    .safetensors path. Without tensors (``with_tensors=False``: the summary, the plots) no torch."""
     path = Path(path)
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
@@ -96,6 +94,8 @@ def load_result(
         raise MissingFileError(
             f"{path} refers to {tensor_file}, which is missing; re-run the stitching"
         )
+    from safetensors.torch import load_file
+
     return payload, load_file(str(tensor_file))
 
 
