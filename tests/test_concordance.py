@@ -1,5 +1,6 @@
-"""Method concordance (modelkin.concordance): orientation, rank correlations with known answers, the join of
-verdicts, planning from the configuration, one pair end to end, and errors that name the fix."""
+"""Method concordance (modelkin.concordance): orientation, rank correlations with known answers,
+the join of verdicts, planning from the configuration and its schema defaults, one pair end to
+end, and errors that name the fix."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import yaml
 
 from helpers import REPO, TINY_CONFIG
+from modelkin.catalog import ModelCatalog
 from modelkin.checkpoint import save_checkpoint
 from modelkin.concordance import (
     ConcordanceError,
@@ -32,11 +34,13 @@ from modelkin.concordance import (
     stitch_options,
 )
 from modelkin.config import validate_config
+from modelkin.errors import InputError, MissingFileError
 
 PARENT = "digits/lenet/standard/i0-d0"
 OTHER = "digits/lenet/standard/i1-d1"
 FINETUNE = f"derived/digits/finetune/{PARENT}/s0"
 PRUNE = f"derived/digits/prune/{PARENT}/s0"
+COPY = "external/copy"
 TRANSFER = f"derived/digits/transfer/{PARENT}/s0"
 
 
@@ -377,7 +381,7 @@ def test_table_files_and_plot(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConcordanceError, match="do not match the planned pairs.*forcerun"):
         read_pair_records([folder], keys[:-1])
-    with pytest.raises(ConcordanceError, match="zest2.csv does not exist; build it"):
+    with pytest.raises(MissingFileError, match="zest2.csv does not exist; build it"):
         concordance_table(
             [folder],
             {"zest": tmp_path / "zest2.csv"},
@@ -399,12 +403,17 @@ def _tiny():
 COMPARED = [PARENT, OTHER, FINETUNE, PRUNE, TRANSFER]
 
 
+def _plan(config, compared):
+    return plan_concordance(config, ModelCatalog(config), compared)
+
+
 def test_family_plan_of_the_tiny_config_leaves_out_the_transfer():
-    plan = plan_concordance(_tiny(), COMPARED)
+    plan = _plan(_tiny(), COMPARED)
     assert plan.parent == PARENT and plan.dataset == "digits"
     assert set(plan.models) == {PARENT, OTHER, FINETUNE, PRUNE}
     assert len(plan.pairs) == 6 and pair_key(PARENT, OTHER) in plan.pairs
     assert plan.methods == ("zest", "gradfield", "cka", "stitching", "stitching_ps_inv")
+    assert plan.distance_methods == ["zest", "gradfield"]  # the tables the table rule reads
     chunks = plan.chunks
     assert len(chunks) == 2 and sorted(itertools.chain(*chunks)) == sorted(plan.pairs)
     for i, chunk in enumerate(chunks):
@@ -413,12 +422,11 @@ def test_family_plan_of_the_tiny_config_leaves_out_the_transfer():
 
 def test_default_config_plans_one_family_of_ten_models():
     from modelkin.config import load_config
-    from modelkin.derive import planned_derivations
 
     config = load_config(REPO / "config.yaml")
     zoo = [f"digits/lenet/standard/i{s}-d{s}" for s in range(4)]
-    compared = zoo + [m.model_id for m in planned_derivations(config)]
-    plan = plan_concordance(config, compared)
+    compared = zoo + list(ModelCatalog(config).derived)
+    plan = _plan(config, compared)
     derived = [m for m in plan.models if m.startswith("derived/")]
     assert len(plan.models) == 10 and len(plan.pairs) == 45 and set(zoo) <= set(plan.models)
     assert all(f"/{PARENT}/" in m for m in derived) and not any("/transfer/" in m for m in derived)
@@ -428,27 +436,27 @@ def test_plan_switches_and_errors():
     config = _tiny()
     off = copy.deepcopy(config)
     off["concordance"]["enabled"] = False
-    assert plan_concordance(off, COMPARED) is None
+    assert _plan(off, COMPARED) is None
     no_parent = copy.deepcopy(config)
     no_parent["derived"]["parents"] = []
-    assert plan_concordance(no_parent, [PARENT, OTHER]) is None  # auto: nothing to compare
+    assert _plan(no_parent, [PARENT, OTHER]) is None  # auto: nothing to compare
     no_parent["concordance"]["enabled"] = True
     with pytest.raises(ConcordanceError, match="set concordance.parent or derived.parents"):
-        plan_concordance(no_parent, [PARENT, OTHER])
+        _plan(no_parent, [PARENT, OTHER])
     listed = copy.deepcopy(config)
     listed["concordance"]["models"] = [PARENT, OTHER, TRANSFER]
     with pytest.raises(ConcordanceError, match="transfers to another task.*remove them"):
-        plan_concordance(listed, COMPARED)
+        _plan(listed, COMPARED)
     listed["concordance"]["models"] = [PARENT, OTHER, "digits/lenet/madry/i0-d0"]
     with pytest.raises(
         ConcordanceError, match="not in the distance tables; add them to distances.extra_models"
     ):
-        plan_concordance(listed, COMPARED)
+        _plan(listed, COMPARED)
     listed["concordance"]["models"] = [PARENT, OTHER, FINETUNE]
-    assert len(plan_concordance(listed, COMPARED).pairs) == 3
+    assert len(_plan(listed, COMPARED).pairs) == 3
     every = copy.deepcopy(config)
     every["concordance"]["models"] = "all"
-    assert set(plan_concordance(every, COMPARED + ["digits/lenet/madry/i0-d0"]).models) == {
+    assert set(_plan(every, COMPARED + ["digits/lenet/madry/i0-d0"]).models) == {
         PARENT,
         OTHER,
         FINETUNE,
@@ -458,7 +466,7 @@ def test_plan_switches_and_errors():
     stray = copy.deepcopy(config)
     stray["concordance"]["parent"] = "digits/lenet/madry/i1-d1"
     with pytest.raises(ConcordanceError, match="not among the models of the distance tables"):
-        plan_concordance(stray, COMPARED)
+        _plan(stray, COMPARED)
 
 
 def test_stitch_options_layer_preset_keys_and_options():
@@ -473,6 +481,42 @@ def test_stitch_options_layer_preset_keys_and_options():
     assert stitch_options({"preset": None})["init"] == "random"
     with pytest.raises(ValueError, match="unknown stitching option"):
         stitch_options({"options": {"epoch": 2}})
+
+
+def test_settings_of_an_empty_config_are_the_schema_defaults():
+    """One source per setting: what the plan gives the pair jobs of a config that sets nothing
+    but a parent is what the schema declares, and so are the library's defaults."""
+    from modelkin.concordance import chunk_job, schema_defaults
+    from modelkin.config import schema
+
+    section = schema()["properties"]["concordance"]["properties"]
+    declared = {k: v["default"] for k, v in section["stitch"]["properties"].items()}
+    empty = validate_config({})
+    assert _plan(empty, ModelCatalog(empty).zoo_of()) is None  # no parent: nothing to compare
+    config = validate_config({"concordance": {"parent": PARENT}})
+    catalog = ModelCatalog(config)
+    plan = plan_concordance(config, catalog, catalog.zoo_of())
+    job = chunk_job(config, plan, 0)
+    for key in ("layer", "images", "split"):
+        assert job[key] == section[key]["default"], key
+    assert plan.jobs == section["jobs"]["default"]
+    for key, value in declared.items():
+        if key != "options":  # merged into the options themselves
+            assert job["stitch"][key] == value, key
+    assert job["stitch"] == stitch_options() == stitch_options(declared)
+    assert schema_defaults()["stitch"] == declared
+
+
+def test_user_facing_errors_are_input_errors():
+    assert issubclass(ConcordanceError, InputError)
+    config = _tiny()
+    config["concordance"]["parent"] = "digits/lenet/standard/i9-d9"
+    with pytest.raises(InputError, match="concordance.parent: .* not a zoo model .*zoo.seeds"):
+        _plan(config, COMPARED)
+    with pytest.raises(ConcordanceError, match="concordance.stitch: unknown stitching option"):
+        stitch_options({"options": {"epoch": 2}})
+    with pytest.raises(ConcordanceError, match="unknown stitching preset 'papr'"):
+        stitch_options({"preset": "papr"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,10 +547,10 @@ def checkpoints(tmp_path_factory, digits_file):
         }
         paths[name] = save_checkpoint(root / f"m{seed}.safetensors", model, meta)
         if seed == 0:  # the same weights under another name (another file hash): a perfect copy
-            paths["copy"] = save_checkpoint(
+            paths[COPY] = save_checkpoint(
                 root / "copy.safetensors",
                 model,
-                {**meta, "name": "copy", "init_seed": 7, "data_seed": 7},
+                {**meta, "name": COPY, "init_seed": 7, "data_seed": 7},
             )
     five = seeded_model("lenet", "digits", 3, num_classes=5)
     paths["five"] = save_checkpoint(
@@ -523,7 +567,7 @@ def test_pairs_end_to_end_known_answers(tmp_path, checkpoints, digits_file):
     from modelkin.models.layers import capture
     from modelkin.stitching import load_result
 
-    pairs = [[pair_key(PARENT, "copy"), PARENT, "copy"], [pair_key(PARENT, OTHER), PARENT, OTHER]]
+    pairs = [[pair_key(PARENT, COPY), PARENT, COPY], [pair_key(PARENT, OTHER), PARENT, OTHER]]
     stitch = stitch_options({"epochs": 1, "train_limit": 128, "measure_images": 16})
     records = concordance_pairs(
         checkpoints,
@@ -537,10 +581,12 @@ def test_pairs_end_to_end_known_answers(tmp_path, checkpoints, digits_file):
         device="cpu",
     )
     same, other = records
-    # a model and its copy: CKA 1, least-squares stitching reproduces the model exactly (relative accuracy 1)
+    # a model and its copy: CKA 1, least-squares stitching reproduces the model exactly
+    # (relative accuracy 1)
     assert same["measures"]["cka"]["value"] == pytest.approx(1.0, abs=1e-9)
     assert same["stitching"]["stitching_ps_inv"] == pytest.approx(1.0, abs=1e-9)
-    # CKA as an independent numpy computation (Kornblith et al.: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F), centred)
+    # CKA as an independent numpy computation (Kornblith et al., centred):
+    # ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)
     probe = load_split(digits_file, "test", limit=64).x
     acts = []
     for name in (PARENT, OTHER):

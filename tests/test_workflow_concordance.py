@@ -1,6 +1,6 @@
 """The concordance stage through Snakemake, on the tiny workflow (tests/config/tiny.yaml: parent
-digits/lenet/standard/i0-d0 with finetune, prune and a 5-class transfer, seed i1-d1; concordance at relu4 on
-100 test images, as the similarity stage)."""
+digits/lenet/standard/i0-d0 with finetune, prune and a 5-class transfer, seed i1-d1; concordance
+at relu4 on 100 test images, as the similarity stage)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_layer_verdicts_agree_with_the_similarity_and_stitching_results(tiny_wor
     row = pairs[frozenset((PARENT, OTHER))]
     assert row.cka == pytest.approx(float(cell.value.iloc[0]), rel=1e-9)
     assert (row.layer_a, row.layer_b) == ("relu4", "relu4")
-    for key, row in pairs.items():
+    for row in pairs.values():
         folder = concordance(tiny_workflow) / "jobs"
         stitch_dir = next(folder.glob(f"*/stitching/{pair_key(row.model_a, row.model_b)}"))
         runs = {d: read_json(stitch_dir / f"{d}.json") for d in ("a_to_b", "b_to_a")}
@@ -105,7 +105,7 @@ def test_layer_verdicts_agree_with_the_similarity_and_stitching_results(tiny_wor
                 payload["relative_accuracy"]["ps_inv"]
             )
         assert row.stitching == pytest.approx((row.stitching_a_to_b + row.stitching_b_to_a) / 2)
-    # a derived copy is closer to its parent than the independent seed, by every signature and by CKA
+    # a derived copy is closer to its parent than the independent seed, by every signature and CKA
     finetune = pairs[frozenset((PARENT, MODELS[2]))]
     for method in ("zest", "gradfield", "cka"):
         assert getattr(finetune, method) > getattr(pairs[frozenset((PARENT, OTHER))], method), (

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .config import zoo_seeds
-from .derive.plan import PlannedModel, planned_derivations
+from .derive.plan import PlannedModel, planned_derivations, resolve_parents
 from .ids import DerivedId, ModelId, ModelIdError, ZooId, checkpoint_path, parse_model_id
 
 
@@ -32,6 +32,11 @@ class ModelCatalog:
             for i, s in zoo_seeds(config)
         ]
         self.derived: dict[str, PlannedModel] = {m.model_id: m for m in planned_derivations(config)}
+        # The derived section's default parents (derived.parents) as ids, in config order: where
+        # derivations start unless they name their own parents; the concordance's default parent.
+        self.derived_parents: list[str] = resolve_parents(
+            (config.get("derived") or {}).get("parents") or [], config
+        )
         self._zoo_ids = {str(m) for m in self.zoo}
         # Models trained like the zoo's for one stage only (ModelDiff's two algorithms).
         self.stage_trained: list[ZooId] = [
@@ -72,8 +77,8 @@ class ModelCatalog:
             )
         if isinstance(parsed, DerivedId):
             raise ModelIdError(
-                f"{where}: {text} is not a derived model this configuration plans (derived.parents, "
-                f"derived.derivations.{parsed.derivation}, derived.seeds)"
+                f"{where}: {text} is not a derived model this configuration plans "
+                f"(derived.parents, derived.derivations.{parsed.derivation}, derived.seeds)"
             )
         raise ModelIdError(f"{where}: {text} is not a model of this configuration")
 

@@ -6,12 +6,12 @@
 
 from modelkin.concordance import chunk_job, plan_concordance
 
-CONCORDANCE = plan_concordance(config, DISTANCE_MODELS)
+CONCORDANCE = plan_concordance(config, MODELS, DISTANCE_MODELS)
 CC = config["concordance"]
 CC_DIR = f"{R}/concordance"
 CC_CHUNKS = range(len(CONCORDANCE.chunks)) if CONCORDANCE else []
 CC_METHODS = list(CONCORDANCE.methods) if CONCORDANCE else []
-CC_DISTANCES = [m for m in CC_METHODS if m in ("zest", "gradfield")]
+CC_DISTANCES = CONCORDANCE.distance_methods if CONCORDANCE else []
 
 
 rule concordance_pairs:

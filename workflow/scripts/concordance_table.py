@@ -5,7 +5,7 @@ with snakemake_job(snakemake):
     p, out = snakemake.params, snakemake.output
     concordance_table(
         snakemake.input.pairs,
-        dict(zip(p.distance_methods, snakemake.input.distances)),
+        dict(zip(p.distance_methods, snakemake.input.distances, strict=True)),
         p.methods,
         pairs_csv=out.pairs,
         correlations_csv=out.correlations,
