@@ -10,6 +10,7 @@ from modelkin.data import (
     prepare_dataset,
 )
 from modelkin.datasets import DATASETS, get_dataset_info
+from modelkin.errors import MissingFileError
 
 
 def test_registry_lists_every_dataset_with_its_geometry():
@@ -58,7 +59,7 @@ def test_offline_torchvision_dataset_fails_with_one_clear_line(tmp_path, monkeyp
 
     monkeypatch.setattr(tvd, "CIFAR10", offline)
     with pytest.raises(
-        RuntimeError, match=r"download the torchvision 'cifar10' files .* put them under"
+        MissingFileError, match=r"download the torchvision 'cifar10' files .* put them under"
     ):
         prepare_dataset("cifar10", tmp_path / "c.safetensors", data_root=tmp_path / "root")
     assert not (tmp_path / "c.safetensors").exists()

@@ -185,7 +185,9 @@ def test_probe_first_points_optionally_of_some_classes(digits, tmp_path):
 
 
 def test_signature_file_with_either_target(tmp_path, digits_file, lenet):
-    probe_path = gradfield_candidates_file(digits_file, tmp_path / "cand.h5", n_points=6)
+    probe_path = gradfield_candidates_file(
+        digits_file, tmp_path / "cand.h5", split="train", n_points=6
+    )
     meta = {
         "name": "digits/lenet/standard/i0-d0",
         "arch": "lenet",
@@ -242,7 +244,9 @@ def selection_case(tmp_path_factory, digits_file):
     """Three models agree everywhere except that model B turns away from A (= C) on candidates 7, 2 and 5
     by 180, 90 and 60 degrees: their mean pairwise distances are 4/3, 2/3 and 1/3, all others 0."""
     root = tmp_path_factory.mktemp("selection")
-    candidates = gradfield_candidates_file(digits_file, root / "candidates.h5", n_points=10)
+    candidates = gradfield_candidates_file(
+        digits_file, root / "candidates.h5", split="train", n_points=10
+    )
     rng = np.random.default_rng(0)
     field_a = rng.standard_normal((10, 4, 6))
     field_b = field_a.copy()
@@ -303,7 +307,7 @@ def test_selection_refuses_bad_inputs(selection_case, digits_file):
         select_reference_points(candidates, paths, 11, root / "x.h5")
     with pytest.raises(ValueError, match="same checkpoint twice"):
         select_reference_points(candidates, [paths[0], paths[0]], 2, root / "x.h5")
-    other = gradfield_candidates_file(digits_file, root / "other.h5", n_points=11)
+    other = gradfield_candidates_file(digits_file, root / "other.h5", split="train", n_points=11)
     with pytest.raises(SignatureError, match="not on the candidate probe"):
         select_reference_points(other, paths, 2, root / "x.h5")
     assert not (root / "x.h5").exists()

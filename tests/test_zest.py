@@ -15,6 +15,7 @@ from modelkin.data import load_split
 from modelkin.models import build_model, seeded_model
 from modelkin.signatures import read_signature
 from modelkin.signatures.compute import signature_file
+from modelkin.signatures.plan import default_settings
 from modelkin.signatures.zest.extract import (
     ZestExtractor,
     ZestProbe,
@@ -210,9 +211,8 @@ def test_rank_deficient_masks_give_the_minimum_norm_solution():
 
 
 def test_signature_file_end_to_end(tmp_path, digits_file):
-    probe_path = zest_probe_file(
-        digits_file, tmp_path / "probe.h5", n_images=3, n_samples=64, **SEGMENTATION
-    )
+    settings = {**default_settings("zest", "probe"), "n_images": 3, "n_samples": 64}
+    probe_path = zest_probe_file(digits_file, tmp_path / "probe.h5", **settings)
     model = seeded_model("lenet", "digits", 2)
     meta = {
         "name": "digits/lenet/standard/i2-d2",

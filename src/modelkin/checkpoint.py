@@ -48,7 +48,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
-        raise ValueError(f"checkpoint metadata lacks {missing}")
+        raise InputError(f"checkpoint metadata lacks {missing}")
     meta = {
         **meta,
         "modelkin_version": __version__,

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InputError
+from .errors import InputError, MissingFileError
 
 SCHEMA_RESOURCE = "config.schema.yaml"
 
@@ -90,7 +90,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 def load_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise MissingFileError(f"config file {path} does not exist")
     config = yaml.safe_load(path.read_text()) or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path} must hold a mapping of settings, not {type(config).__name__}")

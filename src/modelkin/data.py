@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .datasets import DIGITS_TRAIN_SIZE, DatasetInfo, get_dataset_info
-from .errors import InputError
+from .errors import InputError, MissingFileError
 from .io import atomic_path
 
 # ---------------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def prepare_dataset(
     for split in ("train", "test"):
         x = arrays[f"{split}_x"]
         if tuple(x.shape[1:]) != info.shape:
-            raise RuntimeError(
+            raise InputError(
                 f"{name} {split} images have shape {tuple(x.shape[1:])}, registry says {info.shape}"
             )
     tensors = {k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}
@@ -91,7 +91,7 @@ def _torchvision_arrays(name: str, root: Path, download: bool) -> dict[str, np.n
         try:
             ds = constructors[name](train)
         except Exception as err:  # network errors surface as URLError, RuntimeError, OSError ...
-            raise RuntimeError(
+            raise MissingFileError(
                 f"cannot load {name} ({type(err).__name__}: {err}). Without network access, download the "
                 f"torchvision '{name}' files on a connected machine and put them under {root.resolve()} "
                 f"(the layout torchvision.datasets expects), then re-run."
@@ -138,9 +138,9 @@ def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
 
     path = Path(path)
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        raise InputError(f"split must be 'train' or 'test', not {split!r}")
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"prepared data set {path} does not exist; run `snakemake {path}` or `modelkin prepare-data NAME`"
         )
     try:
@@ -149,7 +149,7 @@ def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
             x = handle.get_tensor(f"{split}_x")
             y = handle.get_tensor(f"{split}_y")
     except Exception as err:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a readable prepared data set ({err}); delete it and prepare it again"
         ) from err
     info = get_dataset_info(meta.get("dataset", path.stem))
@@ -197,7 +197,7 @@ def iterate_batches(
     n = len(split)
     if shuffle:
         if generator is None:
-            raise ValueError(
+            raise InputError(
                 "shuffle=True needs a seeded generator so that the batch order is reproducible"
             )
         order = torch.randperm(n, generator=generator)

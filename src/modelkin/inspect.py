@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import InputError, MissingFileError
+
 PROVENANCE_KEYS = (
     "method",
     "modelkin_version",
@@ -36,11 +38,11 @@ def describe_hdf5(path: str | Path) -> Iterator[str]:
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingFileError(f"{path} does not exist")
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a readable HDF5 file ({err}); regenerate it with the stage that wrote it"
         ) from err
     with handle:

@@ -27,6 +27,7 @@ from .attacks import pgd_attack, trades_attack
 from .checkpoint import save_checkpoint
 from .data import PlantedPatch, Split, iterate_batches, load_split
 from .device import resolve_device
+from .errors import InputError
 from .io import atomic_path
 from .models import seeded_model
 from .progress import progress
@@ -64,15 +65,15 @@ class TrainRecipe:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+            raise InputError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.adversary not in ADVERSARIES:
-            raise ValueError(f"adversary must be one of {ADVERSARIES}, not {self.adversary!r}")
+            raise InputError(f"adversary must be one of {ADVERSARIES}, not {self.adversary!r}")
         if not 0.0 <= self.attack_ratio <= 1.0:
-            raise ValueError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
+            raise InputError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+            raise InputError("epochs and batch_size must be >= 1 and lr > 0")
         if isinstance(self.schedule, str) and self.schedule not in ("thirds", "constant"):
-            raise ValueError(
+            raise InputError(
                 f"schedule must be 'thirds', 'constant' or a list of epochs, not {self.schedule!r}"
             )
 
@@ -81,7 +82,7 @@ class TrainRecipe:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"unknown training setting(s) {unknown}; valid settings: {sorted(known)}"
             )
         return cls(**values)

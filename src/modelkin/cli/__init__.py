@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from ..errors import ModelkinError
+
 # One module per topic; each defines ``register(subparsers)``.
 COMMAND_MODULES = ("core", "signatures", "similarity", "stitching", "modeldiff")
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
+    except ModelkinError as err:
         if args.verbose:
             raise
         print(f"modelkin {args.command}: error: {err}", file=sys.stderr)

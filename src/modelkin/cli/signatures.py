@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import InputError
 from ..signatures.plan import default_settings
 from ..signatures.registry import METHODS, get_method
 
@@ -23,8 +24,6 @@ def _add_settings(parser: argparse.ArgumentParser, what: str) -> None:
 def _parse_settings(items: list[str], method: str, part: str) -> dict:
     """``KEY=VALUE`` items as settings of ``method``'s ``part`` (probe or signature)."""
     import yaml
-
-    from ..errors import InputError
 
     entry = get_method(method)
     allowed = {"probe": entry.probe_keys, "signature": entry.signature_keys}[part]
@@ -151,7 +150,6 @@ def _signature(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..distances import make_probe, make_signature
-    from ..errors import InputError
 
     probe = args.probe
     if probe == "auto":
@@ -179,7 +177,6 @@ def _distance(args: argparse.Namespace) -> int:
     from ..distances import load_reference, signature_distances
     from ..distances.compare import normalise_distances
     from ..distances.reference import Setting
-    from ..errors import InputError
     from ..signatures import read_signature
 
     a, b = read_signature(args.signature_a), read_signature(args.signature_b)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import MissingFileError
+
 VARIANT_CHOICES = ("before", "after", "ps_inv")
 
 
@@ -242,7 +244,7 @@ def _data_files(data_dir: str, datasets) -> dict[str, Path]:
         path = Path(data_dir) / f"{name}.safetensors"
         if not path.exists():
             if get_dataset_info(name).source != "sklearn":
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"prepared data set {path} does not exist; run `modelkin prepare-data {name} -o {path}` "
                     "(or pass --data-dir)"
                 )

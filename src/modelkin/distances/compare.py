@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, MissingFileError
 from ..signatures import check_comparable, get_distance, get_method, read_signature
 from .reference import Normalised, ReferenceDistance, Setting, normalise
 
@@ -83,7 +84,7 @@ def load_reference(
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"reference file {path} does not exist; the workflow writes results/distances/{method}_reference.json"
         )
     if path.suffix == ".csv":
@@ -92,28 +93,28 @@ def load_reference(
         try:
             document = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(
+            raise InputError(
                 f"{path} is neither a reference JSON nor a distance CSV ({err})"
             ) from err
         if document.get("kind") != "modelkin-reference-distances":
-            raise ValueError(
+            raise InputError(
                 f"{path} is not a modelkin reference file (results/distances/<method>_reference.json)"
             )
     if document["method"] != method:
-        raise ValueError(
+        raise InputError(
             f"{path} holds {document['method']} references, but the comparison uses {method}"
         )
     settings = document["references"]
     if setting is None:
         if len(settings) != 1:
-            raise ValueError(
+            raise InputError(
                 f"{path} holds references for {len(settings)} settings; choose one with --setting: {', '.join(sorted(settings))}"
             )
         key = next(iter(settings))
     else:
         key = setting.key if isinstance(setting, Setting) else Setting.from_key(str(setting)).key
         if key not in settings:
-            raise ValueError(
+            raise InputError(
                 f"{path} has no reference for setting {key}; it has: {', '.join(sorted(settings)) or 'none'}"
             )
     refs = {metric: ReferenceDistance.from_dict(values) for metric, values in settings[key].items()}
@@ -127,7 +128,7 @@ def _reference_document_from_csv(path: Path, method: str) -> dict[str, Any]:
     frame = pd.read_csv(path)
     needed = {"setting", "reference_pair", "model_a", "model_b"}
     if not needed <= set(frame.columns):
-        raise ValueError(
+        raise InputError(
             f"{path} is not a modelkin distance table (results/distances/<method>.csv); it lacks {sorted(needed - set(frame.columns))}"
         )
     metrics = [d.metric for d in get_method(method).distances if d.metric in frame.columns]
@@ -255,7 +256,7 @@ def compare_checkpoints(
         from ..datasets import get_dataset_info
 
         if get_dataset_info(meta_a["dataset"]).shape != get_dataset_info(meta_b["dataset"]).shape:
-            raise ValueError(
+            raise InputError(
                 f"{checkpoint_a} ({meta_a['dataset']}) and {checkpoint_b} ({meta_b['dataset']}) take inputs of "
                 "different shapes and cannot be probed with the same images"
             )
@@ -301,7 +302,7 @@ def compare_checkpoints(
         key, refs, document = load_reference(reference, method, setting)
         expected = (document.get("probe_sha256") or {}).get(Setting.from_key(key).dataset)
         if expected and expected != probe_sha:
-            raise ValueError(
+            raise InputError(
                 f"the reference in {reference} was computed on a different probe (sha256 {expected[:12]}) than this "
                 f"comparison's ({probe_sha[:12]}); pass the workflow's probe with --probe (results/probes/{method}/...)"
             )
@@ -326,6 +327,6 @@ def _prepared_data(data: str | Path | None, dataset: str, work: Path) -> Path:
         return default
     if get_dataset_info(dataset).source == "sklearn":
         return prepare_dataset(dataset, work / f"{dataset}.safetensors")
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no prepared {dataset} data at {default}; pass --data PREPARED (made by `modelkin prepare-data {dataset}`)"
     )

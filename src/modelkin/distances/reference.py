@@ -61,7 +61,7 @@ class Setting:
             a, b = rest.split("~", 1)
             return cls.of(dataset, *a.split("/", 1), *b.split("/", 1))
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"{key!r} is not a setting key (DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM)"
             ) from None
 
@@ -114,11 +114,11 @@ def reference_distance(
     pair at all the mean is NaN and every verdict against it ``unknown``.
     """
     if on_insufficient not in ON_INSUFFICIENT:
-        raise ValueError(
+        raise InputError(
             f"on_insufficient must be one of {ON_INSUFFICIENT}, got {on_insufficient!r}"
         )
     if min_pairs < 1:
-        raise ValueError(f"min_pairs must be at least 1, got {min_pairs}")
+        raise InputError(f"min_pairs must be at least 1, got {min_pairs}")
     values = np.asarray([d for d in distances if np.isfinite(d)], dtype=np.float64)
     n = int(values.size)
     sufficient = n >= min_pairs
@@ -188,11 +188,11 @@ def normalise(
     Only distances can be normalised this way (a similarity divided by its reference has no such reading).
     """
     if higher_is_similar:
-        raise ValueError(
+        raise InputError(
             f"{reference.metric} is a similarity (higher is similar); reference normalisation divides distances"
         )
     if threshold <= 0:
-        raise ValueError(f"the relatedness threshold must be positive, got {threshold}")
+        raise InputError(f"the relatedness threshold must be positive, got {threshold}")
     usable = (
         reference.n > 0
         and np.isfinite(reference.mean)

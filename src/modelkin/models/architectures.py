@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+
 
 class Classifier(nn.Module):
     """Base class: normalisation in front of ``features_and_head``."""
@@ -86,7 +88,7 @@ class LeNet(SequentialClassifier):
         super().__init__(in_shape, num_classes, mean, std)
         c, h, w = in_shape
         if min(h, w) < 16:
-            raise ValueError(
+            raise InputError(
                 f"lenet needs images of at least 16x16 pixels, got {h}x{w}; use mlp or upsample"
             )
         convs = OrderedDict(
@@ -119,7 +121,7 @@ class Tiny10(SequentialClassifier):
         super().__init__(in_shape, num_classes, mean, std)
         c, h, w = in_shape
         if min(h, w) < 27:
-            raise ValueError(
+            raise InputError(
                 f"tiny10 uses unpadded convolutions and needs at least 27x27 pixels, got {h}x{w}"
             )
         layers: OrderedDict[str, nn.Module] = OrderedDict()

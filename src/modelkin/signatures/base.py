@@ -154,6 +154,13 @@ class SignatureMethod(ABC):
             return float("nan")
         return distance(a, b)
 
+    def config_defaults(self) -> dict[str, Any]:
+        """The method's config section as the schema's defaults fill it (the one source of every
+        setting's default)."""
+        from ..config import validate_config
+
+        return dict(validate_config({}).get(self.name) or {})
+
     def standalone_probe_settings(self, section: Mapping[str, Any]) -> dict[str, Any]:
         """The probe settings for use without the workflow (no selection among candidates)."""
         return self.settings_from_config(section, "probe")

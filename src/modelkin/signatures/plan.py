@@ -44,10 +44,8 @@ def probe_settings(config: dict[str, Any], method: str) -> dict[str, Any]:
 def default_settings(method: str, part: str) -> dict[str, Any]:
     """The configuration's defaults (the schema's) for one part of a method's settings: what a
     probe or signature made outside the workflow uses unless told otherwise."""
-    from ..config import validate_config
-
-    section = validate_config({}).get(method) or {}
     entry = get_method(method)
+    section = entry.config_defaults()
     if part == "probe":
         return entry.standalone_probe_settings(section)
     return entry.settings_from_config(section, part)

@@ -62,10 +62,12 @@ class GradfieldMethod(SignatureMethod):
     )  # fmt: skip
 
     def make_probe(self, prepared: str | Path, output: str | Path, **settings: Any) -> Path:
-        """The candidate points (settings: ``split``, ``n_points``, ``classes``)."""
+        """The candidate points: ``candidates`` settings (``split``, ``n_points``, ``classes``, or
+        the same keys given directly); those left out take the config's defaults."""
         from .probe import gradfield_candidates_file
 
-        candidates = dict(settings.get("candidates") or settings)
+        given = dict(settings.get("candidates") or settings)
+        candidates = {**self.config_defaults()["candidates"], **given}
         return gradfield_candidates_file(prepared, output, **candidates)
 
     def standalone_probe_settings(self, section) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import InputError
 from ...progress import progress
 
 CHUNK_POINTS = 32
@@ -26,7 +27,7 @@ CHUNK_POINTS = 32
 def as_field(signature: Any) -> np.ndarray:
     data = np.asarray(getattr(signature, "data", signature))
     if data.ndim != 3:
-        raise ValueError(f"a gradient field has shape (points, steps, inputs); got {data.shape}")
+        raise InputError(f"a gradient field has shape (points, steps, inputs); got {data.shape}")
     return data
 
 
@@ -34,7 +35,7 @@ def per_step_statistics(a: Any, b: Any, chunk_points: int = CHUNK_POINTS) -> dic
     """(N, K) arrays: ``cos_distance``, ``euclidean`` and ``zscore_rms`` of every point and step."""
     a, b = as_field(a), as_field(b)
     if a.shape != b.shape:
-        raise ValueError(
+        raise InputError(
             f"gradient fields must have the same shape (points, steps, inputs); got {a.shape} and {b.shape}"
         )
     n, k, _ = a.shape
@@ -96,7 +97,7 @@ def per_point_field_distance(a, b, chunk_points: int = 64) -> np.ndarray:
     """
     a, b = as_field(a), as_field(b)
     if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"gradient fields must have the same shape (N, steps, D); got {a.shape} and {b.shape}"
         )
     out = np.empty(a.shape[0], dtype=np.float64)
@@ -127,7 +128,7 @@ def gradfield_pairwise(
     shape = fields[0].shape
     for f in fields:
         if f.shape != shape or f.ndim != 3:
-            raise ValueError(
+            raise InputError(
                 f"gradient fields must all have the same shape (points, steps, inputs); got {f.shape} and {shape}"
             )
     n, k, d = shape

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ...device import resolve_device
+from ...errors import InputError
 from ...progress import progress
 from ..base import Computed
 from .probe import GradfieldProbe
@@ -42,7 +43,7 @@ AUTO_CHUNK_SIZE = {"cuda": 4096, "cpu": 128}
 def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Path positions alpha_k in (0, 1), ascending, and weights w_k summing to 1 (float64)."""
     if n_steps < 1:
-        raise ValueError(f"n_steps must be positive, got {n_steps}")
+        raise InputError(f"n_steps must be positive, got {n_steps}")
     nodes, weights = np.polynomial.legendre.leggauss(n_steps)
     return (nodes + 1.0) / 2.0, weights / 2.0
 
@@ -67,12 +68,12 @@ class GradientField:
         self.alphas, self.weights = gauss_legendre(n_steps)
         self.n_steps = n_steps
         if isinstance(baseline, str) and baseline != "zero":
-            raise ValueError(
+            raise InputError(
                 f"baseline must be 'zero' or a tensor of pixel values, got {baseline!r}"
             )
         self.baseline = baseline
         if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+            raise InputError(f"chunk_size must be positive, got {chunk_size}")
         self.chunk_size = chunk_size
         self.device = device
 
@@ -81,7 +82,7 @@ class GradientField:
         if isinstance(self.baseline, str):
             mean = getattr(model, "input_mean", None)
             if mean is None:
-                raise ValueError(
+                raise InputError(
                     "baseline='zero' needs a modelkin model (it reads the model's input_mean); for another "
                     "model pass the baseline explicitly, e.g. GradientField(baseline=torch.tensor(mean_colour))"
                 )
@@ -96,7 +97,7 @@ class GradientField:
         try:
             return torch.broadcast_to(base, points.shape)
         except RuntimeError:
-            raise ValueError(
+            raise InputError(
                 f"baseline of shape {tuple(base.shape)} does not fit points of shape {tuple(points.shape)}"
             ) from None
 
@@ -112,7 +113,7 @@ class GradientField:
         points = torch.as_tensor(points, dtype=torch.float32)
         targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
         if points.ndim != 4 or targets.shape[0] != points.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"need points (N, C, H, W) and targets (N,), got {tuple(points.shape)} and {tuple(targets.shape)}"
             )
         model.to(device)
@@ -195,8 +196,6 @@ def gradient_field_signature(
     ``target``: ``argmax`` (the model's own prediction on each point; IP protection) or
     ``label`` (the true label; unlearning verification).
     """
-    from ...errors import InputError
-
     if target not in TARGETS:
         raise InputError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     device = resolve_device(device)

@@ -114,8 +114,8 @@ def gradfield_candidates_file(
     prepared: str | Path,
     output: str | Path,
     *,
-    split: str = "train",
-    n_points: int = 512,
+    split: str,
+    n_points: int,
     classes: Sequence[int] | None = None,
 ) -> Path:
     """Candidate reference points of a prepared data set (the first ``n_points``, optionally of ``classes``)."""

@@ -62,9 +62,11 @@ class ZestMethod(SignatureMethod):
     )  # fmt: skip
 
     def make_probe(self, prepared: str | Path, output: str | Path, **settings: Any) -> Path:
+        """The probe of a prepared data set; settings left out take the config's defaults."""
         from .extract import zest_probe_file
 
-        return zest_probe_file(prepared, output, **settings)
+        defaults = self.settings_from_config(self.config_defaults(), "probe")
+        return zest_probe_file(prepared, output, **{**defaults, **settings})
 
     def compute(self, model, probe, *, device, chunk_size=None, **settings: Any) -> Computed:
         from .extract import ZestExtractor, ZestProbe

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import InputError
+
 METRICS = ("cos", "l1", "l2", "linf")
 
 
@@ -29,7 +31,7 @@ def as_weights(signature: Any) -> np.ndarray:
     data = getattr(signature, "data", signature)
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"a Zest signature is a (superpixels, classes) matrix; got shape {data.shape}"
         )
     return data
@@ -39,7 +41,7 @@ def class_distance_matrix(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarr
     """(C_a, C_b): the metric between every class column of ``a`` and every class column of ``b``."""
     _check_metric(metric)
     if a.shape[0] != b.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"Zest signatures have {a.shape[0]} and {b.shape[0]} superpixel rows; they were not computed on the "
             "same probe"
         )
@@ -61,7 +63,7 @@ def greedy_assignment(cost: np.ndarray) -> np.ndarray:
     cost = np.asarray(cost, dtype=np.float64)
     m, n = cost.shape
     if m > n:
-        raise ValueError(f"greedy assignment needs no more rows than columns, got {cost.shape}")
+        raise InputError(f"greedy assignment needs no more rows than columns, got {cost.shape}")
     work = cost.copy()
     assigned = np.full(m, -1, dtype=np.int64)
     for _ in range(m):
@@ -91,7 +93,7 @@ def zest_distance(a: Any, b: Any, metric: str = "cos", *, align: bool = True) ->
     else:
         a, b = as_weights(a), as_weights(b)
         if a.shape != b.shape:
-            raise ValueError(
+            raise InputError(
                 f"without class alignment the signatures must have the same shape, got {a.shape} and {b.shape}"
             )
     x, y = a.reshape(-1), b.reshape(-1)
@@ -129,4 +131,4 @@ def _unit_columns(m: np.ndarray) -> np.ndarray:
 
 def _check_metric(metric: str) -> None:
     if metric not in METRICS:
-        raise ValueError(f"unknown Zest metric {metric!r}; choose one of {', '.join(METRICS)}")
+        raise InputError(f"unknown Zest metric {metric!r}; choose one of {', '.join(METRICS)}")

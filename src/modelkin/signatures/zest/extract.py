@@ -26,6 +26,7 @@ import torch
 
 from ...data import Split, load_split
 from ...device import resolve_device
+from ...errors import InputError
 from ...progress import progress
 from ..store import Probe, SignatureError, read_probe, write_probe
 
@@ -111,7 +112,7 @@ class ZestProbe:
             if (self.masks & padded).any():
                 problems.append("masks switch on padded (non-existent) superpixels")
         if problems:
-            raise ValueError(f"invalid Zest {where}: " + "; ".join(problems))
+            raise InputError(f"invalid Zest {where}: " + "; ".join(problems))
         return self
 
 
@@ -128,7 +129,7 @@ def segment_image(
 
     channels = image.shape[0]
     if channels not in (1, 3):
-        raise ValueError(f"quickshift needs grey or RGB images, got {channels} channels")
+        raise InputError(f"quickshift needs grey or RGB images, got {channels} channels")
     rgb = np.round(np.asarray(image, dtype=np.float64).transpose(1, 2, 0) * 255.0)
     if channels == 1:
         rgb = np.repeat(rgb, 3, axis=2)
@@ -172,11 +173,11 @@ def make_zest_probe(
     file and split name) is recorded in the parameters.
     """
     if not 1 <= n_images <= len(split):
-        raise ValueError(
+        raise InputError(
             f"n_images must be between 1 and the split's {len(split)} images, got {n_images}"
         )
     if n_samples < 2:
-        raise ValueError(
+        raise InputError(
             f"n_samples must be at least 2 (row 0 is the unperturbed image), got {n_samples}"
         )
     images = split.x[:n_images].numpy().astype(np.float32)
@@ -244,15 +245,16 @@ def zest_probe_file(
     prepared: str | Path,
     output: str | Path,
     *,
-    split: str = "train",
-    n_images: int = 128,
-    n_samples: int = 1000,
-    kernel_size: float = 4,
-    ratio: float = 0.2,
-    max_dist: float = 200,
-    seed: int = 0,
+    split: str,
+    n_images: int,
+    n_samples: int,
+    kernel_size: float,
+    ratio: float,
+    max_dist: float,
+    seed: int,
 ) -> Path:
-    """Make the Zest probe of a prepared data set and save it to ``output``."""
+    """Make the Zest probe of a prepared data set and save it to ``output`` (the settings of the
+    ``zest`` config section; their defaults live in the schema)."""
     data = load_split(prepared, split, limit=n_images)
     probe = make_zest_probe(
         data,
@@ -282,7 +284,7 @@ class ZestExtractor:
 
     def __init__(self, chunk_size: int | None = None, device: str | torch.device = "auto"):
         if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+            raise InputError(f"chunk_size must be positive, got {chunk_size}")
         self.chunk_size = chunk_size
         self.device = device
 
