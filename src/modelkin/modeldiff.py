@@ -617,13 +617,12 @@ def _training_split(data: Mapping[str, Any], with_patch: bool):
 def planted_indices(data: Mapping[str, Any]) -> np.ndarray | None:
     """Training indices that carry an algorithm's planted patch (None when it plants none)."""
     from .data import PlantedPatch
-    from .train import _patch_args
 
     patch = data.get("planted_patch")
     if not patch:
         return None
     train = _training_split(data, with_patch=False)
-    return PlantedPatch(**_patch_args(patch)).chosen_indices(train.y).numpy()
+    return PlantedPatch.from_config(patch).chosen_indices(train.y).numpy()
 
 
 def surface_directions(
@@ -743,7 +742,6 @@ def resolve_patch(
 ):
     """The counterfactual patch: the configured one, else algorithm B's planted patch, else A's."""
     from .data import PlantedPatch
-    from .train import _patch_args
 
     chosen = patch or data_b.get("planted_patch") or data_a.get("planted_patch")
     if not chosen:
@@ -751,7 +749,7 @@ def resolve_patch(
             "no counterfactual transformation: neither algorithm plants a patch; set modeldiff.counterfactual.patch "
             "to {target_class, size, color, position}"
         )
-    return PlantedPatch(**_patch_args(chosen))
+    return PlantedPatch.from_config(chosen)
 
 
 def counterfactual_files(
