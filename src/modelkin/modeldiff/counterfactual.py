@@ -37,7 +37,9 @@ def resolve_patch(
     return PlantedPatch.from_config(chosen)
 
 
-def _probabilities(model, images: torch.Tensor, device, batch_size: int) -> torch.Tensor:
+def _probabilities(
+    model, images: torch.Tensor, device: torch.device, batch_size: int
+) -> torch.Tensor:
     parts = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -60,7 +62,7 @@ def counterfactual_probabilities(
     ``models``: {algorithm label: [(checkpoint name, model), ...]}; ``images``: [N, C, H, W] in
     [0, 1].
     """
-    device = resolve_device(device)
+    target_device = resolve_device(device)
     transformed = transform(images)
     if transformed.shape != images.shape:
         raise ModelDiffError(
@@ -70,10 +72,10 @@ def counterfactual_probabilities(
     rows = []
     for algorithm, entries in models.items():
         for name, model in entries:
-            model.to(device).eval()
+            model.to(target_device).eval()
             probs = {
-                "before": _probabilities(model, images, device, batch_size),
-                "after": _probabilities(model, transformed, device, batch_size),
+                "before": _probabilities(model, images, target_device, batch_size),
+                "after": _probabilities(model, transformed, target_device, batch_size),
             }
             n_classes = probs["before"].shape[1]
             if not 0 <= target_class < n_classes:

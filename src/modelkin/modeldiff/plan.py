@@ -38,11 +38,11 @@ def seed_pairs(seeds: Iterable[Any]) -> list[tuple[int, int]]:
     return [(s, s) if isinstance(s, int) else (s["init"], s["data"]) for s in seeds]
 
 
-def _defined(config: Mapping[str, Any], algorithm: str) -> bool:
+def _defined(config: dict[str, Any], algorithm: str) -> bool:
     return algorithm in config["training"]["algorithms"]
 
 
-def _check(config: Mapping[str, Any], roles: Mapping[str, str]) -> None:
+def _check(config: dict[str, Any], roles: Mapping[str, str]) -> None:
     """The configuration errors that stop the workflow before any job."""
     section = config["modeldiff"]
     defined = config["training"]["algorithms"]
@@ -60,7 +60,7 @@ def _check(config: Mapping[str, Any], roles: Mapping[str, str]) -> None:
 
 
 def planted_patch(
-    config: Mapping[str, Any], roles: Mapping[str, str], seeds: Iterable[tuple[int, int]]
+    config: dict[str, Any], roles: Mapping[str, str], seeds: Iterable[tuple[int, int]]
 ) -> dict[str, Any] | None:
     """Algorithm B's planted patch, else A's (None if neither plants one, or if ModelDiff does not
     run by default and an algorithm is undefined), as their recipes for the first seeds give it."""
@@ -94,7 +94,7 @@ class ModelDiffPlan:
     device: str
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ModelDiffPlan:
+    def from_config(cls, config: dict[str, Any]) -> ModelDiffPlan:
         """The plan of a validated configuration; :class:`ConfigError` if it cannot run."""
         section = config["modeldiff"]
         roles = {role: section[f"algorithm_{role.lower()}"] for role in ROLES}

@@ -7,7 +7,7 @@ matplotlib.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def save_direction_grid(
     path: str | Path,
     result: DistinguishingDirections,
     component: int,
-    picks: Mapping[str, tuple[Sequence[int], np.ndarray]],
+    picks: Mapping[str, tuple[np.ndarray, np.ndarray]],
     train: Any,
     test: Any,
 ) -> None:
