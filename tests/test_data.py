@@ -10,7 +10,7 @@ from modelkin.data import (
     prepare_dataset,
 )
 from modelkin.datasets import DATASETS, get_dataset_info
-from modelkin.errors import MissingFileError
+from modelkin.errors import InputError, MissingFileError
 
 
 def test_registry_lists_every_dataset_with_its_geometry():
@@ -33,7 +33,8 @@ def test_digits_split_is_fixed_and_normalisation_matches(digits_file):
     info = get_dataset_info("digits")
     assert train.x.mean().item() == pytest.approx(info.mean[0], abs=1e-3)
     assert train.x.std().item() == pytest.approx(info.std[0], abs=1e-3)
-    # The same images as scikit-learn's, upsampled: each 4x4 block mean correlates with one original.
+    # The same images as scikit-learn's, upsampled: each 4x4 block mean correlates with one
+    # original.
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -88,6 +89,18 @@ def test_crop_flip_augmentation_is_seeded_and_shape_preserving():
     b = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     assert not torch.equal(a, x)
+
+
+def test_planted_patch_from_config_takes_yaml_lists_and_names_bad_settings():
+    settings = {"target_class": 3, "color": [1.0, 0.5, 0.0], "position": [2, 1], "size": 5}
+    patch = PlantedPatch.from_config(settings)
+    assert patch == PlantedPatch(target_class=3, color=(1.0, 0.5, 0.0), position=(2, 1), size=5)
+    assert hash(patch) == hash(PlantedPatch.from_config(patch.__dict__))
+    assert settings["color"] == [1.0, 0.5, 0.0]  # the config entry is left as it was
+    with pytest.raises(InputError, match="no setting 'colour'.*target_class"):
+        PlantedPatch.from_config({"target_class": 3, "colour": [1.0]})
+    with pytest.raises(InputError, match="needs its target_class"):
+        PlantedPatch.from_config({"size": 3})
 
 
 def test_planted_patch_marks_a_seeded_fraction_of_one_class(digits_file):

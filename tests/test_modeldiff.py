@@ -1,27 +1,36 @@
-"""ModelDiff (modelkin.modeldiff): residual algebra, PCA directions with correct labels, the published API,
-the counterfactual. The planted-patch acceptance case on digits: test_modeldiff_acceptance.py."""
+"""ModelDiff (modelkin.modeldiff): residual algebra, PCA directions with correct labels, the
+published API, the counterfactual. The planted-patch acceptance case on digits:
+test_modeldiff_acceptance.py; the workflow's plan: test_modeldiff_plan.py."""
 
 from __future__ import annotations
+
+import gc
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from modelkin.modeldiff import (
-    ModelDiff,
+from modelkin.attribution import TrakSettings
+from modelkin.errors import InputError
+from modelkin.modeldiff.api import ModelDiff
+from modelkin.modeldiff.counterfactual import (
     counterfactual_probabilities,
+    resolve_patch,
+    summarise_counterfactual,
+)
+from modelkin.modeldiff.directions import (
+    ModelDiffError,
     explained_variance,
     precision_at_k,
     residual_pca,
     residual_scores,
-    summarise_counterfactual,
 )
 
 
 def planted_scores(seed: int = 0, n_test: int = 80, n_train: int = 200):
-    """B: shared structure plus noise. A: the same, plus a block that training examples 0-14 contribute to
-    test examples 0-19 (something only A does)."""
+    """B: shared structure plus noise. A: the same, plus a block that training examples 0-14
+    contribute to test examples 0-19 (something only A does)."""
     rng = np.random.default_rng(seed)
     shared = rng.normal(size=(n_test, 5)) @ rng.normal(size=(5, n_train))
     b = shared + 0.3 * rng.normal(size=(n_test, n_train))
@@ -80,32 +89,46 @@ def test_agrees_with_the_modeldiff_package_formulas_up_to_sign():
         assert abs(abs(float(package.components_[c] @ ours.directions[c])) - 1) < 1e-8
 
 
-def test_published_api_on_cpu():
+def arch() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.Tanh(), nn.Linear(5, 3))
+
+
+def loader(x, y, batch_size: int = 8):
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def published():
+    """150 random 4x4 images (the first 30: test examples, the next 90: training examples, the
+    last 30: more test examples) and two random checkpoints per algorithm."""
     torch.manual_seed(0)
-    x = torch.randn(120, 1, 4, 4)
+    x = torch.randn(150, 1, 4, 4)
     y = (x[:, 0, 0, 0] > 0).long() + (x[:, 0, 3, 3] > 0).long()
-    val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:30], y[:30]), batch_size=8)
-    train = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x[30:], y[30:]), batch_size=16
-    )
-
-    def arch():
-        return nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.Tanh(), nn.Linear(5, 3))
-
     ckpts = {k: [] for k in "AB"}
     for k, seeds in (("A", (0, 1)), ("B", (2, 3))):
         for s in seeds:
             torch.manual_seed(s)
             ckpts[k].append(arch().state_dict())
-    md = ModelDiff(
+    return {"x": x, "y": y, "train": loader(x[30:120], y[30:120], 16), "ckpts": ckpts}
+
+
+def model_diff(published) -> ModelDiff:
+    ckpts = published["ckpts"]
+    return ModelDiff(
         arch(),
         arch(),
         ckpts["A"],
         ckpts["B"],
-        train,
+        published["train"],
         trak={"proj_dim": None, "ridge": 1e-3},
         device="cpu",
     )
+
+
+def test_published_api_on_cpu(published):
+    x, y, train, ckpts = published["x"], published["y"], published["train"], published["ckpts"]
+    val = loader(x[:30], y[:30])
+    md = model_diff(published)
     assert (
         md.trak.out_to_loss is False
     )  # ModelDiff's default: unweighted TRAK scores (docs/modeldiff.md)
@@ -117,8 +140,6 @@ def test_published_api_on_cpu():
     assert scores_a.shape == (30, 90)
     from_scores = ModelDiff().get_B_minus_A_from_scores(scores_a, scores_b, 2)
     np.testing.assert_allclose(from_scores.directions, ba.directions, atol=1e-10)
-    from modelkin.attribution import TrakSettings
-
     weighted = ModelDiff(
         arch(),
         arch(),
@@ -131,10 +152,40 @@ def test_published_api_on_cpu():
     assert (
         weighted.trak.out_to_loss is True
     )  # a TrakSettings is taken as given (traker's weighting by default)
-    with pytest.raises(ValueError, match="both modelA and modelB"):
+    with pytest.raises(InputError, match="both modelA and modelB"):
         ModelDiff(arch(), None, ckpts["A"], [], train)
-    with pytest.raises(ValueError, match="same test and training examples"):
+    with pytest.raises(InputError, match="same test and training examples"):
         residual_pca(scores_a, scores_b[:, :50], 2)
+    with pytest.raises(KeyError, match="keys: directions"):
+        ab["variance"]
+    with pytest.raises(InputError, match="keys: directions"):
+        ab["variance"]
+
+
+def test_two_loaders_never_get_each_others_scores(published):
+    """Scores belong to a loader's examples, not to the loader object: a loader made after another
+    was freed (CPython may give it the freed one's id()) still gets its own scores."""
+    x, y = published["x"], published["y"]
+    md = model_diff(published)
+    first, second = loader(x[:30], y[:30]), loader(x[120:], y[120:])
+    scores_first = md.attribute(first, "A")
+    scores_second = md.attribute(second, "A")
+    assert scores_first.shape == scores_second.shape == (30, 90)
+    assert not np.allclose(scores_first, scores_second)
+
+    freed = id(first)
+    del first
+    gc.collect()
+    # Look for a loader at the freed one's id(), which the old cache was keyed on; every
+    # candidate stays alive, so the last one is either at that id or at a new one.
+    candidates = [loader(x[120:], y[120:])]
+    while id(candidates[-1]) != freed and len(candidates) < 2000:
+        candidates.append(loader(x[120:], y[120:]))
+    later = candidates[-1]  # the same examples as `second`
+    np.testing.assert_allclose(md.attribute(later, "A"), scores_second, atol=1e-6)
+    # both directions of one comparison see the loader they are given
+    ab = md.get_A_minus_B(later, 2)
+    np.testing.assert_allclose(ab.scores["A"], scores_second, atol=1e-6)
 
 
 def test_counterfactual_rows_measure_the_change_in_target_probability():
@@ -179,3 +230,15 @@ def test_counterfactual_rows_measure_the_change_in_target_probability():
         summary["B"]["n_checkpoints"] == 2
         and summary["B"]["delta_p_target"] > 0.5 > summary["A"]["delta_p_target"]
     )
+
+
+def test_counterfactual_patch_comes_from_the_config_else_b_else_a():
+    a = {"planted_patch": {"target_class": 1, "size": 2, "color": [0.5], "position": [1, 1]}}
+    b = {"planted_patch": {"target_class": 3, "size": 4, "color": [1.0], "position": [0, 0]}}
+    assert resolve_patch(None, a, b).target_class == 3
+    assert resolve_patch(None, a, {}).position == (1, 1)  # lists from YAML become tuples
+    assert resolve_patch({"target_class": 7}, a, b).target_class == 7
+    with pytest.raises(ModelDiffError, match="modeldiff.counterfactual.patch"):
+        resolve_patch(None, {}, {})
+    with pytest.raises(InputError, match="no setting 'colour'"):
+        resolve_patch({"target_class": 1, "colour": [1.0]}, {}, {})

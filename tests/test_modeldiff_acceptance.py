@@ -7,13 +7,14 @@ images; algorithm A (``md_clean``) is the same recipe without it. Then:
   (precision@20 >= 0.8), and that direction explains more of B's scores than of A's;
 * the counterfactual (the patch drawn on the test images of the other classes) raises P(class 3)
   markedly more for B's models than for A's;
-* A-minus-B shows no such effect: its top direction's extreme training examples hold patched images no
-  more often than class 3 does (half of its images carry the patch).
+* A-minus-B shows no such effect: its top direction's extreme training examples hold patched
+  images no more often than class 3 does (half of its images carry the patch).
 
 The steps are the ModelDiff stage's library functions, run without Snakemake on config.yaml's
-``md_clean``/``md_patch`` recipes and ``modeldiff`` settings (6 checkpoints per algorithm, proj_dim 512):
-~25 s on 2 CPU cores. Thresholds have margin over what 8 library runs gave (docs/modeldiff.md):
-precision 0.95-1.0, counterfactual B +0.12..+0.16 vs A +0.004..+0.017, A-minus-B precision <= 0.4.
+``md_clean``/``md_patch`` recipes and ``modeldiff`` settings (6 checkpoints per algorithm,
+proj_dim 512): ~25 s on 2 CPU cores. Thresholds have margin over what 8 library runs gave
+(docs/modeldiff.md): precision 0.95-1.0, counterfactual B +0.12..+0.16 vs A +0.004..+0.017,
+A-minus-B precision <= 0.4.
 """
 
 from __future__ import annotations
@@ -25,32 +26,24 @@ from helpers import REPO
 
 pytestmark = pytest.mark.slow
 
-TRAK_KEYS = (
-    "proj_dim",
-    "proj_type",
-    "seed",
-    "ridge",
-    "rescale_inverse",
-    "batch_size",
-    "max_projection_mib",
-)
-
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory, digits_file) -> dict:
-    """Train both algorithms' checkpoints, featurise, score, compare, apply the counterfactual, summarise."""
+    """Train both algorithms' checkpoints, featurise, score, compare, apply the counterfactual,
+    summarise."""
     import torch
 
     from modelkin.attribution.jobs import featurize_checkpoint_file, score_feature_files
     from modelkin.config import load_config, recipe_for
-    from modelkin.modeldiff import compare_score_files, counterfactual_files, summarise_files
+    from modelkin.modeldiff.plan import ModelDiffPlan
+    from modelkin.modeldiff.stages import compare_score_files, counterfactual_files, summarise_files
     from modelkin.train import train_checkpoint
 
     torch.set_num_threads(2)
     config = load_config(REPO / "config.yaml")
     md = config["modeldiff"]
     assert md["dataset"] == "digits", "the acceptance case is defined on digits"
-    seeds = [(s, s) if isinstance(s, int) else (s["init"], s["data"]) for s in md["seeds"]]
+    plan = ModelDiffPlan.from_config(config)
     root = tmp_path_factory.mktemp("modeldiff-acceptance")
     recipes = {
         role: recipe_for(
@@ -71,7 +64,7 @@ def stage(tmp_path_factory, digits_file) -> dict:
     for role in "AB":
         algorithm = md[f"algorithm_{role.lower()}"]
         checkpoints[role], features = [], []
-        for index, (init_seed, data_seed) in enumerate(seeds):
+        for init_seed, data_seed in plan.seeds:
             recipe = recipe_for(
                 config,
                 dataset="digits",
@@ -96,13 +89,7 @@ def stage(tmp_path_factory, digits_file) -> dict:
                 feature_file,
                 checkpoint=checkpoint,
                 prepared=digits_file,
-                settings={k: md["trak"][k] for k in TRAK_KEYS},
-                checkpoint_index=index,
-                train_data=md["trak"]["train_data"],
-                targets=md["trak"]["targets"],
-                n_targets=md["trak"]["n_targets"],
-                target_patch=patch if md["trak"]["plant_targets"] else None,
-                device="cpu",
+                **{**plan.trak_features_job(init_seed, data_seed), "device": "cpu"},
             )
             checkpoints[role].append(checkpoint)
             features.append(feature_file)
@@ -185,11 +172,12 @@ def test_a_minus_b_shows_no_such_effect(stage):
 
 
 def test_traker_out_to_loss_weighting_hides_the_planted_images(stage):
-    """Why the stage scores unweighted (docs/modeldiff.md): with traker's Q = mean 1 - p_y per training row,
-    the confidently fitted patched images get a few per cent of a clean 3's weight (measured: 1/40) and vanish
-    from the direction."""
+    """Why the stage scores unweighted (docs/modeldiff.md): with traker's Q = mean 1 - p_y per
+    training row, the confidently fitted patched images get a few per cent of a clean 3's weight
+    (measured: 1/40) and vanish from the direction."""
     from modelkin.attribution.jobs import read_scores
-    from modelkin.modeldiff import planted_indices, precision_at_k, read_comparison, residual_pca
+    from modelkin.modeldiff.directions import precision_at_k, residual_pca
+    from modelkin.modeldiff.stages import planted_indices, read_comparison
 
     assert stage["md"]["trak"]["out_to_loss"] is False
     stored = {role: read_scores(path) for role, path in stage["scores"].items()}

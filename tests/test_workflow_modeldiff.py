@@ -1,4 +1,5 @@
-"""The ModelDiff stage of the tiny workflow: files, provenance, consistency between steps, reruns, CLI."""
+"""The ModelDiff stage of the tiny workflow: files, provenance, consistency between steps,
+reruns, CLI."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def test_features_and_scores_carry_provenance_and_agree(tiny_workflow):
 
 def test_directions_are_what_the_library_computes_from_the_scores(tiny_workflow):
     from modelkin.attribution.jobs import read_scores
-    from modelkin.modeldiff import read_comparison, residual_pca
+    from modelkin.modeldiff.directions import residual_pca
+    from modelkin.modeldiff.stages import read_comparison
 
     root = tiny_workflow / "results"
     stored = read_comparison(tiny_workflow / COMPARISON / "directions.h5")

@@ -15,6 +15,7 @@ from typing import Any
 from .config import zoo_seeds
 from .derive.plan import PlannedModel, planned_derivations, resolve_parents
 from .ids import DerivedId, ModelId, ModelIdError, ZooId, checkpoint_path, parse_model_id
+from .modeldiff.plan import seed_pairs
 
 
 class ModelCatalog:
@@ -140,9 +141,8 @@ def modeldiff_models(config: dict[str, Any]) -> list[ZooId]:
     roles = [section.get("algorithm_a"), section.get("algorithm_b")]
     if not section or not all(a in algorithms for a in roles):
         return []
-    seeds = [(s, s) if isinstance(s, int) else (s["init"], s["data"]) for s in section["seeds"]]
     return [
         ZooId(section["dataset"], section["arch"], algorithm, i, d)
         for algorithm in roles
-        for i, d in seeds
+        for i, d in seed_pairs(section["seeds"])
     ]

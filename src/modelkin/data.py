@@ -9,8 +9,10 @@ data set's mean colour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +28,8 @@ from .io import atomic_path
 def prepare_dataset(
     name: str, output: str | Path, data_root: str | Path = "data", download: bool = True
 ) -> Path:
-    """Write ``output`` (safetensors with train_x, train_y, test_x, test_y) for data set ``name``."""
+    """Write ``output`` (safetensors with train_x, train_y, test_x, test_y) for data set
+    ``name``."""
     from safetensors.torch import save_file
 
     info = get_dataset_info(name)
@@ -92,9 +95,9 @@ def _torchvision_arrays(name: str, root: Path, download: bool) -> dict[str, np.n
             ds = constructors[name](train)
         except Exception as err:  # network errors surface as URLError, RuntimeError, OSError ...
             raise MissingFileError(
-                f"cannot load {name} ({type(err).__name__}: {err}). Without network access, download the "
-                f"torchvision '{name}' files on a connected machine and put them under {root.resolve()} "
-                f"(the layout torchvision.datasets expects), then re-run."
+                f"cannot load {name} ({type(err).__name__}: {err}). Without network access, "
+                f"download the torchvision '{name}' files on a connected machine and put them "
+                f"under {root.resolve()} (the layout torchvision.datasets expects), then re-run."
             ) from None
         if name == "svhn":
             x, y = np.asarray(ds.data), np.asarray(ds.labels)
@@ -141,7 +144,8 @@ def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
         raise InputError(f"split must be 'train' or 'test', not {split!r}")
     if not path.exists():
         raise MissingFileError(
-            f"prepared data set {path} does not exist; run `snakemake {path}` or `modelkin prepare-data NAME`"
+            f"prepared data set {path} does not exist; run `snakemake {path}` or "
+            "`modelkin prepare-data NAME`"
         )
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -244,6 +248,29 @@ class PlantedPatch:
     position: tuple[int, int] = (0, 0)  # top-left corner (row, col)
     seed: int = 0
 
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any]) -> PlantedPatch:
+        """The patch a config entry describes (``planted_patch`` of a training algorithm,
+        ``modeldiff.counterfactual.patch``).
+
+        YAML and JSON give ``color`` and ``position`` as lists; the patch holds tuples, so that it
+        stays hashable and compares equal however it was written.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise InputError(
+                f"a planted patch has no setting {', '.join(map(repr, unknown))}; "
+                f"its settings are {', '.join(sorted(known))}"
+            )
+        if "target_class" not in settings:
+            raise InputError("a planted patch needs its target_class")
+        values = dict(settings)
+        for key in ("color", "position"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        return cls(**values)
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Return a copy of ``x`` (N, C, H, W) with the patch drawn on every image."""
         out = x.clone()
@@ -255,7 +282,8 @@ class PlantedPatch:
         return out
 
     def chosen_indices(self, y: torch.Tensor) -> torch.Tensor:
-        """Indices of the training images that get the patch (a seeded fraction of the target class)."""
+        """Indices of the training images that get the patch (a seeded fraction of the target
+        class)."""
         candidates = torch.nonzero(y == self.target_class).flatten()
         g = torch.Generator().manual_seed(self.seed)
         k = int(round(self.fraction * len(candidates)))

@@ -134,7 +134,8 @@ def make_scheduler(optimizer, schedule: str | Sequence[int], epochs: int, steps_
 def training_loss(
     model: nn.Module, x, y, recipe: TrainRecipe, epsilon: float, step_size: float, generator
 ):
-    """The loss of one batch under the recipe's adversary, with ``attack_ratio`` of the batch attacked."""
+    """The loss of one batch under the recipe's adversary, with ``attack_ratio`` of the batch
+    attacked."""
     n_adv = int(len(x) * recipe.attack_ratio) if recipe.adversary != "none" else 0
     if n_adv == 0:
         logits = model(x)
@@ -154,7 +155,8 @@ def training_loss(
         )
         logits = model(x)
         return F.cross_entropy(logits, y), logits
-    # TRADES: clean cross-entropy plus beta * KL between clean and adversarial predictions (summed, / batch).
+    # TRADES: clean cross-entropy plus beta * KL between clean and adversarial predictions
+    # (summed, / batch).
     x_adv = trades_attack(
         model,
         x[chosen],
@@ -294,7 +296,8 @@ def _load_resume(path) -> dict | None:
 
 
 def load_training_split(prepared: str | Path, recipe: TrainRecipe) -> Split:
-    """The training split as the recipe sees it: optionally truncated, optionally with a planted patch."""
+    """The training split as the recipe sees it: optionally truncated, optionally with a planted
+    patch."""
     return with_planted_patch(load_split(prepared, "train", limit=recipe.train_limit), recipe)
 
 
@@ -302,16 +305,8 @@ def with_planted_patch(train: Split, recipe: TrainRecipe) -> Split:
     """``train`` with the recipe's planted patch (if any) stamped on its chosen images."""
     if not recipe.planted_patch:
         return train
-    patched, _ = PlantedPatch(**_patch_args(recipe.planted_patch)).plant(train)
+    patched, _ = PlantedPatch.from_config(recipe.planted_patch).plant(train)
     return patched
-
-
-def _patch_args(values: dict[str, Any]) -> dict[str, Any]:
-    out = dict(values)
-    for key in ("color", "position"):
-        if key in out and isinstance(out[key], list):
-            out[key] = tuple(out[key])
-    return out
 
 
 def train_checkpoint(

@@ -30,7 +30,7 @@ rule trak_features:
 
 rule trak_scores:
     input:
-        lambda wc: md_features(wc.algorithm),
+        lambda wc: MD_PLAN.features(wc.algorithm),
     output:
         f"{R}/modeldiff/scores/{{dataset}}/{{arch}}/{{algorithm}}.h5",
     log:
@@ -49,8 +49,8 @@ rule trak_scores:
 
 rule modeldiff_directions:
     input:
-        scores_a=f"{R}/modeldiff/scores/{MD['dataset']}/{MD['arch']}/{MD_ROLES['A']}.h5",
-        scores_b=f"{R}/modeldiff/scores/{MD['dataset']}/{MD['arch']}/{MD_ROLES['B']}.h5",
+        scores_a=MD_PLAN.scores(MD_ROLES["A"]),
+        scores_b=MD_PLAN.scores(MD_ROLES["B"]),
     output:
         directions=f"{MD_DIR}/directions.h5",
         table=f"{MD_DIR}/directions.csv",
@@ -75,7 +75,7 @@ rule modeldiff_surface:
         data=f"{R}/data/{MD['dataset']}.safetensors",
     output:
         table=f"{MD_DIR}/surfaced.csv",
-        grids=md_grids(),
+        grids=MD_PLAN.grids,
     log:
         f"{R}/logs/modeldiff/{MD['dataset']}-{MD['arch']}-surface.log",
     conda:
@@ -96,8 +96,8 @@ rule modeldiff_counterfactual:
     input:
         directions=f"{MD_DIR}/directions.h5",
         data=f"{R}/data/{MD['dataset']}.safetensors",
-        checkpoints_a=md_checkpoints(MD_ROLES["A"]),
-        checkpoints_b=md_checkpoints(MD_ROLES["B"]),
+        checkpoints_a=MD_PLAN.checkpoints(MD_ROLES["A"]),
+        checkpoints_b=MD_PLAN.checkpoints(MD_ROLES["B"]),
     output:
         table=f"{MD_DIR}/counterfactual.csv",
         summary=f"{MD_DIR}/counterfactual_summary.csv",
@@ -120,7 +120,7 @@ rule modeldiff_counterfactual:
 
 rule lds_subset:
     input:
-        reference=lambda wc: md_checkpoints(wc.algorithm)[0],
+        reference=lambda wc: MD_PLAN.checkpoints(wc.algorithm)[0],
         data=f"{R}/data/{{dataset}}.safetensors",
     output:
         f"{R}/modeldiff/lds/{{dataset}}/{{arch}}/{{algorithm}}/subset{{subset}}.h5",
@@ -136,18 +136,7 @@ rule lds_subset:
         mem_mb=4000,
         runtime=60,
     params:
-        job=lambda wc: canonical(
-            {
-                "subset_index": int(wc.subset),
-                "alpha": MD["lds"]["alpha"],
-                "seed": MD["lds"]["seed"],
-                "models_per_subset": MD["lds"]["models_per_subset"],
-                "targets": MD["trak"]["targets"],
-                "n_targets": MD["trak"]["n_targets"],
-                "target_patch": MD_TARGET_PATCH,
-                "device": config["device"],
-            }
-        ),
+        job=lds_subset_job,
     script:
         "../scripts/lds_subset.py"
 
@@ -155,10 +144,7 @@ rule lds_subset:
 rule lds:
     input:
         scores=f"{R}/modeldiff/scores/{{dataset}}/{{arch}}/{{algorithm}}.h5",
-        subsets=lambda wc: [
-            f"{R}/modeldiff/lds/{wc.dataset}/{wc.arch}/{wc.algorithm}/subset{j}.h5"
-            for j in range(MD["lds"]["n_subsets"])
-        ],
+        subsets=lds_subset_files,
     output:
         summary=f"{R}/modeldiff/lds/{{dataset}}/{{arch}}/{{algorithm}}/lds.json",
         table=f"{R}/modeldiff/lds/{{dataset}}/{{arch}}/{{algorithm}}/lds.csv",

@@ -1,4 +1,4 @@
-from modelkin.modeldiff import counterfactual_files
+from modelkin.modeldiff.stages import counterfactual_files
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):

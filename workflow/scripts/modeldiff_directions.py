@@ -1,4 +1,4 @@
-from modelkin.modeldiff import compare_score_files
+from modelkin.modeldiff.stages import compare_score_files
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):

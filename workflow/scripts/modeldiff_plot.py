@@ -1,4 +1,4 @@
-from modelkin.modeldiff import plot_summary
+from modelkin.modeldiff.stages import plot_summary
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):

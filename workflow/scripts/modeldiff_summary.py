@@ -1,4 +1,4 @@
-from modelkin.modeldiff import format_summary, summarise_files
+from modelkin.modeldiff.stages import format_summary, summarise_files
 from modelkin.workflow import snakemake_job
 
 with snakemake_job(snakemake):

@@ -1,5 +1,5 @@
-"""TRAK on files: one features file per checkpoint (resumable, one Snakemake job each), one scores
-file per ensemble."""
+"""TRAK on files: one features file per checkpoint (resumable, one Snakemake job each), one
+scores file per ensemble."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..checkpoint import load_checkpoint
 from ..data import PlantedPatch, Split, load_split
 from ..errors import InputError
 from ..io import file_sha256
-from ..train import TrainRecipe, _patch_args, load_training_split
+from ..train import TrainRecipe, load_training_split
 from .settings import AttributionError, TrakSettings
 from .store import FEATURES_KIND, SCORES_KIND, StoredArrays, read_arrays, write_arrays
 from .trak import CheckpointFeatures, ensemble_scores, featurize, mean_out_to_loss
@@ -30,8 +30,8 @@ def attribution_training_split(
 ) -> Split:
     """The training examples scores are attributed to.
 
-    ``as_trained``: exactly what the recipe trained on (its ``train_limit``, and its planted patch
-    on the chosen images); ``clean``: the same images without the planted patch.
+    ``as_trained``: exactly what the recipe trained on (its ``train_limit``, and its planted
+    patch on the chosen images); ``clean``: the same images without the planted patch.
     """
     if train_data not in TRAIN_DATA_CHOICES:
         raise InputError(f"train_data must be one of {TRAIN_DATA_CHOICES}, not {train_data!r}")
@@ -47,13 +47,12 @@ def target_split(
     limit: int | None = None,
     patch: dict[str, Any] | None = None,
 ) -> Split:
-    """The examples whose predictions are attributed: the first ``limit`` of ``split``, optionally
-    with ``patch``
-    planted on its fraction of the patch's class (chosen as on the training split, by the patch's
-    seed)."""
+    """The examples whose predictions are attributed: the first ``limit`` of ``split``,
+    optionally with ``patch`` planted on its fraction of the patch's class (chosen as on the
+    training split, by the patch's seed)."""
     targets = load_split(prepared, split, limit=limit)
     if patch:
-        targets, _ = PlantedPatch(**_patch_args(patch)).plant(targets)
+        targets, _ = PlantedPatch.from_config(patch).plant(targets)
     return targets
 
 
@@ -76,8 +75,8 @@ def featurize_checkpoint_file(
     ckpt = load_checkpoint(checkpoint, device="cpu")
     if "recipe" not in ckpt.meta:
         raise AttributionError(
-            f"{checkpoint} records no training recipe, so its training data is unknown; TRAK needs "
-            "checkpoints trained by modelkin (the `train` rule)"
+            f"{checkpoint} records no training recipe, so its training data is unknown; TRAK "
+            "needs checkpoints trained by modelkin (the `train` rule)"
         )
     train = attribution_training_split(prepared, ckpt.meta["recipe"], train_data)
     test = target_split(prepared, targets, n_targets, target_patch)
@@ -158,10 +157,9 @@ def score_feature_files(
 ) -> Path:
     """Ensemble the checkpoints' features into TRAK scores [n_train × n_targets] (HDF5).
 
-    ``out_to_loss``: weight each training example's row by its mean 1 − p_y (traker's Q), or not.
-    The file
-    also holds that mean (``out_to_loss``, [n_train]) either way, so the other weighting can be
-    recovered.
+    ``out_to_loss``: weight each training example's row by its mean 1 − p_y (traker's Q), or
+    not. The file also holds that mean (``out_to_loss``, [n_train]) either way, so the other
+    weighting can be recovered.
     """
     if not feature_files:
         raise AttributionError(
@@ -174,8 +172,8 @@ def score_feature_files(
             if stored.attrs[key] != reference.attrs[key]:
                 raise AttributionError(
                     f"{stored.path} and {reference.path} differ in {key} ({stored.attrs[key]} vs "
-                    f"{reference.attrs[key]}); featurise every checkpoint of an ensemble with the "
-                    "same settings and data"
+                    f"{reference.attrs[key]}); featurise every checkpoint of an ensemble with "
+                    "the same settings and data"
                 )
         if not np.array_equal(stored["train_labels"], reference["train_labels"]):
             raise AttributionError(

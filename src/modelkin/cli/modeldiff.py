@@ -1,4 +1,5 @@
-"""ModelDiff command: ``modelkin modeldiff --config FILE`` runs the workflow's ``modeldiff`` target (docs/modeldiff.md)."""
+"""ModelDiff command: ``modelkin modeldiff --config FILE`` runs the workflow's ``modeldiff``
+target (docs/modeldiff.md)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..config import load_config
+from ..errors import MissingFileError
+from ..io import read_json
+from ..modeldiff.plan import ModelDiffPlan
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "modeldiff",
-        help="compare two training algorithms with ModelDiff and TRAK (runs the workflow's modeldiff target)",
-        description="Runs `snakemake modeldiff` with the given config in --directory: trains the checkpoints of "
-        "modeldiff.algorithm_a and algorithm_b that are missing, computes TRAK features and scores, the "
-        "distinguishing directions, the counterfactual and the LDS, and prints the summary. Everything already "
-        "built is reused; an interrupted run continues where it stopped.",
+        help="compare two training algorithms with ModelDiff and TRAK (runs the workflow's "
+        "modeldiff target)",
+        description="Runs `snakemake modeldiff` with the given config in --directory: trains the "
+        "checkpoints of modeldiff.algorithm_a and algorithm_b that are missing, computes TRAK "
+        "features and scores, the distinguishing directions, the counterfactual and the LDS, and "
+        "prints the summary. Everything already built is reused; an interrupted run continues "
+        "where it stopped.",
     )
     p.add_argument("--config", required=True, help="workflow configuration (e.g. config.yaml)")
     p.add_argument(
@@ -41,17 +49,17 @@ def snakefile() -> Path:
     """The checkout's Snakefile (the workflow ships with the repository, not the wheel)."""
     path = Path(__file__).resolve().parents[3] / "Snakefile"
     if not path.exists():
-        raise FileNotFoundError(
-            f"the workflow's Snakefile is not at {path}; `modelkin modeldiff` runs from a source checkout "
-            "(pip install -e .). Without one, use the Python API: modelkin.modeldiff.ModelDiff"
+        raise MissingFileError(
+            f"the workflow's Snakefile is not at {path}; `modelkin modeldiff` runs from a source "
+            "checkout (pip install -e .). Without one, use the Python API: "
+            "modelkin.modeldiff.ModelDiff"
         )
     return path
 
 
 def _modeldiff(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..io import read_json
-    from ..modeldiff import format_summary
+    # pandas and scikit-learn would add seconds to every `modelkin` command; load them here.
+    from ..modeldiff.stages import format_summary
 
     config_path = Path(args.config).resolve()
     config = load_config(config_path)
@@ -76,23 +84,15 @@ def _modeldiff(args: argparse.Namespace) -> int:
     status = subprocess.run(command).returncode
     if status != 0:
         print(
-            f"modelkin modeldiff: snakemake failed (exit {status}); the job logs are under {directory}/results/logs",
+            f"modelkin modeldiff: snakemake failed (exit {status}); the job logs are under "
+            f"{directory / config['results'] / 'logs'}",
             file=sys.stderr,
         )
         return status
     if args.dry_run:
         return 0
-    md = config["modeldiff"]
-    results = Path(config["results"])
-    results = results if results.is_absolute() else directory / results
-    summary = (
-        results
-        / "modeldiff"
-        / md["dataset"]
-        / md["arch"]
-        / f"{md['algorithm_a']}-vs-{md['algorithm_b']}"
-        / "summary.json"
-    )
+    # A relative results directory is relative to --directory (an absolute one stays as it is).
+    summary = directory / ModelDiffPlan.from_config(config).directory / "summary.json"
     print(format_summary(read_json(summary)))
     print(f"outputs: {summary.parent}")
     return 0
