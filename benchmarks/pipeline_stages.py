@@ -1,8 +1,10 @@
 """Wall time of the whole pipeline and of each stage.
 
-    python benchmarks/pipeline_stages.py                  # run config.yaml from scratch in a temp dir
+    # run config.yaml from scratch in a temp dir
+    python benchmarks/pipeline_stages.py
     python benchmarks/pipeline_stages.py --config tests/config/tiny.yaml --cores 2
-    python benchmarks/pipeline_stages.py --results results   # only summarise an existing run's logs
+    # only summarise an existing run's logs
+    python benchmarks/pipeline_stages.py --results results
 
 Every job logs "rule NAME" when it starts and "done in S s" when it ends
 (modelkin.workflow.snakemake_job); this script sums those per rule. The per-rule
@@ -41,7 +43,8 @@ def print_table(times: dict[str, list[float]], wall: float | None) -> None:
     print(f"{'rule':<28} {'jobs':>5} {'sum s':>9} {'mean s':>8} {'share':>7}")
     for rule, values in sorted(times.items(), key=lambda kv: -sum(kv[1])):
         print(
-            f"{rule:<28} {len(values):>5} {sum(values):>9.1f} {sum(values) / len(values):>8.2f} {sum(values) / total:>7.1%}"
+            f"{rule:<28} {len(values):>5} {sum(values):>9.1f} "
+            f"{sum(values) / len(values):>8.2f} {sum(values) / total:>7.1%}"
         )
     print(f"{'all jobs':<28} {sum(len(v) for v in times.values()):>5} {total:>9.1f}")
     if wall is not None:

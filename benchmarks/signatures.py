@@ -1,4 +1,5 @@
-"""Signature extraction cost on the current device: batched Zest and ModelGiF against reference-style code.
+"""Signature extraction cost on the current device:
+batched Zest and ModelGiF against reference-style code.
 
     python benchmarks/signatures.py [--device auto] [--arch resnet20_w1] [--dataset cifar10]
                                     [--images 8] [--samples 200] [--points 16] [--lime-images 1]
@@ -240,9 +241,10 @@ def main() -> None:
         probe = make_probe(images[: args.images], args.samples, segmentation, hide)
     queries = probe.n_images * probe.n_samples
     print(
-        f"Zest: {probe.n_images} images x {probe.n_samples} samples = {queries} queries; superpixels per image "
-        f"{probe.num_segments.min()}-{probe.num_segments.max()} (median {int(np.median(probe.num_segments))}); "
-        f"probe (quickshift + masks, shared by all models) {setup.seconds:.2f} s"
+        f"Zest: {probe.n_images} images x {probe.n_samples} samples = {queries} queries; "
+        f"superpixels per image {probe.num_segments.min()}-{probe.num_segments.max()} "
+        f"(median {int(np.median(probe.num_segments))}); probe (quickshift + masks, "
+        f"shared by all models) {setup.seconds:.2f} s"
     )
 
     extractor = ZestExtractor(args.chunk_size, device)
@@ -272,18 +274,22 @@ def main() -> None:
 
     print(f"  batched Zest           {batched.seconds:8.3f} s   peak {mib(batched)}")
     print(
-        f"  reference-style loop   {reference.seconds:8.3f} s   peak {mib(reference)}   (max |difference| {np.abs(ours - theirs).max():.1e})"
+        f"  reference-style loop   {reference.seconds:8.3f} s   peak "
+        f"{mib(reference)}   (max |difference| {np.abs(ours - theirs).max():.1e})"
     )
     print(
         f"  LimeImageExplainer     {lime_total:8.3f} s   peak {mib(lime)}   "
-        f"(measured on {lime_images} image(s), {lime.seconds:.3f} s, extrapolated x{probe.n_images / lime_images:g})"
+        f"(measured on {lime_images} image(s), {lime.seconds:.3f} s, "
+        f"extrapolated x{probe.n_images / lime_images:g})"
     )
     print(
-        f"  plain forward          {forward.seconds:8.3f} s   peak {mib(forward)}   ({queries} images, batch {len(x)})"
+        f"  plain forward          {forward.seconds:8.3f} s   peak "
+        f"{mib(forward)}   ({queries} images, batch {len(x)})"
     )
     print(
         f"  ratios: reference-style / batched {reference.seconds / batched.seconds:.1f}x; "
-        f"LIME / batched {lime_total / batched.seconds:.1f}x; batched / plain forward {batched.seconds / forward.seconds:.2f}x"
+        f"LIME / batched {lime_total / batched.seconds:.1f}x; batched / plain forward "
+        f"{batched.seconds / forward.seconds:.2f}x"
     )
 
     points = torch.from_numpy(images[: args.points])

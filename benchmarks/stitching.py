@@ -1,4 +1,5 @@
-"""Stitching speed: cached front vs both full networks per step, and the least-squares solve vs layer width.
+"""Stitching speed: cached front vs both full networks
+per step, and the least-squares solve vs layer width.
 
     python benchmarks/stitching.py [--device auto] [--images 1024] [--epochs 3] [--batch-size 128]
 
@@ -70,11 +71,12 @@ def benchmark_training(args, device) -> None:
         epochs=args.epochs, batch_size=args.batch_size, target_type=args.target_type, ps_inv=False
     )
     print(
-        f"\n1. T training epoch time, {args.images} images, batch {args.batch_size}, {args.epochs} epochs, "
-        f"{args.target_type} targets (median epoch)"
+        f"\n1. T training epoch time, {args.images} images, batch {args.batch_size}, "
+        f"{args.epochs} epochs, {args.target_type} targets (median epoch)"
     )
     print(
-        f"{'architecture':<13} {'layer':<16} {'reference s':>12} {'cached s':>10} {'cache once s':>13} {'speed-up':>9}"
+        f"{'architecture':<13} {'layer':<16} {'reference s':>12} "
+        f"{'cached s':>10} {'cache once s':>13} {'speed-up':>9}"
     )
     for arch in args.archs:
         for layer in CASES[arch]:
@@ -82,16 +84,19 @@ def benchmark_training(args, device) -> None:
             cached, setup = epoch_times(arch, layer, split, options, device, cached=True)
             ref, fast = statistics.median(reference), statistics.median(cached)
             print(
-                f"{arch:<13} {layer:<16} {ref:>12.3f} {fast:>10.3f} {setup:>13.3f} {ref / fast:>8.1f}x"
+                f"{arch:<13} {layer:<16} {ref:>12.3f} "
+                f"{fast:>10.3f} {setup:>13.3f} {ref / fast:>8.1f}x"
             )
 
 
 def benchmark_least_squares(args, device) -> None:
     print(
-        f"\n2. least squares (ps_inv): {args.rows} pixel rows in batches of {args.rows // 8}, square T of width p"
+        f"\n2. least squares (ps_inv): {args.rows} pixel rows "
+        f"in batches of {args.rows // 8}, square T of width p"
     )
     print(
-        f"{'p':>6} {'moments MiB':>12} {'accumulate s':>13} {'solve s':>9} {'pinv MiB':>9} {'pinv s':>8} {'max |diff|':>11}"
+        f"{'p':>6} {'moments MiB':>12} {'accumulate s':>13} "
+        f"{'solve s':>9} {'pinv MiB':>9} {'pinv s':>8} {'max |diff|':>11}"
     )
     g = torch.Generator().manual_seed(0)
     for p in args.widths:
@@ -138,7 +143,8 @@ def benchmark_least_squares(args, device) -> None:
         else:
             pinv, diff_text = f"{'-':>8}", f"{'-':>11}"
         print(
-            f"{p:>6} {memory:>12.1f} {accumulate:>13.3f} {solve:>9.3f} {stacked_mib:>9.0f} {pinv} {diff_text}"
+            f"{p:>6} {memory:>12.1f} {accumulate:>13.3f} "
+            f"{solve:>9.3f} {stacked_mib:>9.0f} {pinv} {diff_text}"
         )
 
 

@@ -1,6 +1,7 @@
 """Training throughput (images/s) of every architecture on the current device.
 
-    python benchmarks/train_throughput.py [--device auto] [--dataset digits] [--batch-size 128] [--steps 10]
+    python benchmarks/train_throughput.py [--device auto] [--dataset digits]
+        [--batch-size 128] [--steps 10]
 
 Prints, per architecture, standard training images/s, Madry PGD training images/s
 (--attack-steps PGD steps per batch) and their ratio, plus the ratio of training
@@ -55,10 +56,12 @@ def main() -> None:
         else f"CPU ({torch.get_num_threads()} threads)"
     )
     print(
-        f"device: {name}; data set {args.dataset} {info.shape}; batch {args.batch_size}; {args.steps} steps"
+        f"device: {name}; data set {args.dataset} {info.shape}; "
+        f"batch {args.batch_size}; {args.steps} steps"
     )
     print(
-        f"{'architecture':<14} {'params':>10} {'train img/s':>12} {'madry img/s':>12} {'madry/std':>10} {'train/infer':>12}"
+        f"{'architecture':<14} {'params':>10} {'train img/s':>12} "
+        f"{'madry img/s':>12} {'madry/std':>10} {'train/infer':>12}"
     )
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch_size, *info.shape, device=device)

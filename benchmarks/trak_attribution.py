@@ -1,13 +1,17 @@
-"""TRAK featurise + score time: modelkin.attribution vs the traker package, same device, data and proj_dim.
+"""TRAK featurise + score time: modelkin.attribution
+vs the traker package, same device, data and proj_dim.
 
-    .venv/bin/python benchmarks/trak_attribution.py                      # CPU, LeNet on digits, proj_dim 1024
-    .venv/bin/python benchmarks/trak_attribution.py --device cuda        # on a GPU (traker uses fast_jl when installed)
+    # CPU, LeNet on digits, proj_dim 1024
+    .venv/bin/python benchmarks/trak_attribution.py
+    # on a GPU (traker uses fast_jl when installed)
+    .venv/bin/python benchmarks/trak_attribution.py --device cuda
 
-Both run on the prepared digits set (1,200 training, 597 target images), the same checkpoints (seeded
-LeNets; timing does not depend on training), the same batch size and float32 (traker's fp16 is off: CPU
-matmuls in fp16 are not what anyone runs). On the CPU traker uses its BasicProjector with Gaussian entries
-(its CPU default), so modelkin uses proj_type=gaussian too. Both pay torch.func's one-time warm-up before
-the clock starts. The script prints each time and the ratio, measured in one run.
+Both run on the prepared digits set (1,200 training, 597 target images), the same checkpoints
+(seeded LeNets; timing does not depend on training), the same batch size and float32 (traker's fp16
+is off: CPU matmuls in fp16 are not what anyone runs). On the CPU traker uses its BasicProjector
+with Gaussian entries (its CPU default), so modelkin uses proj_type=gaussian too. Both pay
+torch.func's one-time warm-up before the clock starts. The script prints each time and the ratio,
+measured in one run.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ def parse_args() -> argparse.Namespace:
         "--proj-dim",
         type=int,
         default=1024,
-        help="projection dimension: above 100 (traker's CPU projector) and below the 1,200 training images "
-        "(otherwise the kernel is singular)",
+        help="projection dimension: above 100 (traker's CPU projector) and "
+        "below the 1,200 training images (otherwise the kernel is singular)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="examples per batch, both libraries")
     p.add_argument("--checkpoints", type=int, default=2)
@@ -110,7 +114,8 @@ def _sync(device: str) -> None:
 
 
 def _warm_up(model, data, device) -> None:
-    """torch.func imports a few hundred modules on its first call; neither library should pay that."""
+    """torch.func imports a few hundred modules on its
+    first call; neither library should pay that."""
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def f(p, x):
@@ -143,8 +148,9 @@ def main() -> None:
         else f"CPU, {torch.get_num_threads()} threads"
     )
     print(
-        f"TRAK on digits: {args.arch} ({num_params:,} parameters), {args.checkpoints} checkpoints, {len(train[1])} train x "
-        f"{len(targets[1])} targets, proj_dim {args.proj_dim}, batch {args.batch_size}, float32, {device_name}"
+        f"TRAK on digits: {args.arch} ({num_params:,} parameters), {args.checkpoints} "
+        f"checkpoints, {len(train[1])} train x {len(targets[1])} targets, proj_dim "
+        f"{args.proj_dim}, batch {args.batch_size}, float32, {device_name}"
     )
     ours, ours_scores = time_modelkin(models, train, targets, args)
     print(f"modelkin: {ours:8.2f} s")
@@ -153,16 +159,16 @@ def main() -> None:
     theirs, their_scores = time_traker(models, train, targets, args)
     print(f"traker:   {theirs:8.2f} s")
     print(f"speed-up: {theirs / ours:8.2f}x (traker time / modelkin time, same run)")
-    # The two libraries draw different projection matrices, and these LeNets are untrained, so their scores
-    # are not comparable entry by entry; that both compute the same scores from the same matrices is
-    # tests/test_trak.py::test_agrees_with_traker_given_the_same_projection_matrices.
+    # The two libraries draw different projection matrices, and these LeNets are untrained, so their
+    # scores are not comparable entry by entry; that both compute the same scores from the same
+    # matrices is tests/test_trak.py::test_agrees_with_traker_given_the_same_projection_matrices.
     if ours_scores.shape != their_scores.shape:
         raise SystemExit(
             f"score shapes differ: modelkin {ours_scores.shape}, traker {their_scores.shape}"
         )
     print(
-        f"scores: {ours_scores.shape[0]} x {ours_scores.shape[1]} from both; agreement is tested with shared "
-        "projection matrices (tests/test_trak.py), not measured here"
+        f"scores: {ours_scores.shape[0]} x {ours_scores.shape[1]} from both; agreement is "
+        "tested with shared projection matrices (tests/test_trak.py), not measured here"
     )
 
 

@@ -36,17 +36,23 @@ CHECKER = """<!doctype html><html><body>
 async function check() {
   const frame = document.getElementById("report");
   const win = frame.contentWindow;
-  for (let i = 0; i < 100 && !(win.results && win.document.body && win.document.body.innerText.length > 50); i++) {
+  const ready = () => win.results && win.document.body && win.document.body.innerText.length > 50;
+  for (let i = 0; i < 100 && !ready(); i++) {
     await new Promise(r => setTimeout(r, 100));
   }
-  const outcome = {rendered_text: win.document.body ? win.document.body.innerText.slice(0, 2000) : "", results: {}};
+  const outcome = {
+    rendered_text: win.document.body ? win.document.body.innerText.slice(0, 2000) : "",
+    results: {},
+  };
   const results = win.results || {};
   for (const [path, res] of Object.entries(results)) {
     const entry = {mime: res.mime_type, category: res.category || null, ok: false};
     try {
       if ((res.mime_type || "").startsWith("image/")) {
         const img = new Image();
-        await new Promise((resolve, reject) => { img.onload = resolve; img.onerror = reject; img.src = res.data_uri; });
+        await new Promise((resolve, reject) => {
+          img.onload = resolve; img.onerror = reject; img.src = res.data_uri;
+        });
         entry.ok = img.naturalWidth > 0 && img.naturalHeight > 0;
         entry.width = img.naturalWidth; entry.height = img.naturalHeight;
       } else {

@@ -192,7 +192,8 @@ def test_prune_has_exactly_the_configured_sparsity_with_the_mask_fixed(
     zeros = sum(int((w == 0).sum()) for w in weights)
     assert zeros == round(0.6 * total)  # still exact after the fine-tune: the mask stayed fixed
     assert child.meta["sparsity"] == pytest.approx(zeros / total)
-    # global magnitude: the zeros are where the parent's weights were smallest in |w|, over all layers
+    # global magnitude: the zeros are where the parent's
+    # weights were smallest in |w|, over all layers
     parent_weights = torch.cat(
         [getattr(m, n).detach().flatten().abs() for m, n in prunable_weights(parent_model)]
     )

@@ -1,4 +1,5 @@
-"""Signature distances: known answers, alignment, symmetry, triangle inequality, references, tables."""
+"""Signature distances: known answers, alignment,
+symmetry, triangle inequality, references, tables."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_greedy_assignment_takes_global_minima_in_order():
 
 
 def test_greedy_assignment_is_greedy_not_optimal():
-    # The optimal assignment (0->1, 1->0) costs 4; greedy takes the global minimum 1 first and pays 101.
+    # The optimal assignment (0->1, 1->0) costs 4; greedy
+    # takes the global minimum 1 first and pays 101.
     cost = np.array([[1.0, 2.0], [2.0, 100.0]])
     assert greedy_assignment(cost).tolist() == [0, 1]
 
@@ -350,7 +352,8 @@ def test_setting_is_unordered_and_round_trips():
 
 
 def _model(tmp_path, name, **meta):
-    """A tiny checkpoint whose metadata says what the table needs (its weights do not matter here)."""
+    """A tiny checkpoint whose metadata says what the
+    table needs (its weights do not matter here)."""
     import torch
 
     from modelkin.checkpoint import save_checkpoint
@@ -368,8 +371,8 @@ def _model(tmp_path, name, **meta):
 
 
 def _collection(tmp_path, n_zoo=4, probe_seed=0):
-    """n_zoo independent zoo models with random signatures; a fine-tuned copy of zoo 0 (parent + small
-    noise), a pruned copy of that (grandchild) and a second derivation of zoo 0 (sibling)."""
+    """n_zoo independent zoo models with random signatures; a fine-tuned copy of zoo 0 (parent +
+    small noise), a pruned copy of that (grandchild) and a second derivation of zoo 0 (sibling)."""
     from modelkin.checkpoint import load_checkpoint
     from modelkin.distances.tables import Member
     from modelkin.signatures import Computed, read_probe, write_probe, write_signature

@@ -77,7 +77,8 @@ def test_last_step_equals_captum_integrated_gradients(digits, lenet):
 
 
 def test_pixel_space_equals_normalised_space(digits, lenet):
-    """IG in [0, 1] pixels from the mean colour == IG of the normalised network from 0 (the reference's view)."""
+    """IG in [0, 1] pixels from the mean colour == IG of the
+    normalised network from 0 (the reference's view)."""
     from captum.attr import IntegratedGradients
 
     x = digits.x[6:10]
@@ -241,8 +242,9 @@ def rotated(a: np.ndarray, degrees: float, rng) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def selection_case(tmp_path_factory, digits_file):
-    """Three models agree everywhere except that model B turns away from A (= C) on candidates 7, 2 and 5
-    by 180, 90 and 60 degrees: their mean pairwise distances are 4/3, 2/3 and 1/3, all others 0."""
+    """Three models agree everywhere except that model B turns away from
+    A (= C) on candidates 7, 2 and 5 by 180, 90 and 60 degrees: their
+    mean pairwise distances are 4/3, 2/3 and 1/3, all others 0."""
     root = tmp_path_factory.mktemp("selection")
     candidates = gradfield_candidates_file(
         digits_file, root / "candidates.h5", split="train", n_points=10

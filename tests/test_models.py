@@ -41,7 +41,8 @@ def test_known_parameter_counts():
 
 def test_layer_names_are_stable_and_explicit():
     assert layer_names(build_model("lenet", "digits")) == [
-        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2", "relu4", "fc3",
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten",
+        "fc1", "relu3", "fc2", "relu4", "fc3",
     ]  # fmt: skip
     names = layer_names(build_model("resnet20_w1", "digits"))
     assert "layer1.0.add" in names and "layer1.0.relu2" in names and names[-1] == "fc"

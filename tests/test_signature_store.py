@@ -1,4 +1,5 @@
-"""The HDF5 signature and probe files: every attribute on disk, clear errors, the comparability check."""
+"""The HDF5 signature and probe files: every attribute
+on disk, clear errors, the comparability check."""
 
 from __future__ import annotations
 
@@ -163,7 +164,8 @@ def test_check_comparable(tmp_path, checkpoint, probe):
     check_comparable(
         base, read_signature(make_signature(tmp_path, checkpoint, probe, "same.h5", seed=1))
     )
-    # Zest signatures of models with different class counts are comparable (classes are aligned later).
+    # Zest signatures of models with different class
+    # counts are comparable (classes are aligned later).
     check_comparable(
         base, read_signature(make_signature(tmp_path, checkpoint, probe, "c100.h5", shape=(7, 100)))
     )

@@ -1,4 +1,5 @@
-"""Layer-by-layer similarity: known answers, invariances, agreement with the measures on raw matrices."""
+"""Layer-by-layer similarity: known answers, invariances,
+agreement with the measures on raw matrices."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def lenets():
 
 
 def _permuted_rescaled_copy(model):
-    """The same function with relu1's channels permuted and scaled by 3 (ReLU is positively homogeneous)."""
+    """The same function with relu1's channels permuted
+    and scaled by 3 (ReLU is positively homogeneous)."""
     twin = copy.deepcopy(model)
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
     with torch.no_grad():
@@ -127,7 +129,8 @@ def test_swapping_the_models_transposes_symmetric_measures(lenets, probe):
 
 
 def test_values_agree_with_the_measures_on_the_raw_matrices(lenets, probe):
-    """The rotated shortcut for orthogonally invariant measures changes nothing, even for p >> n (relu2: 1600)."""
+    """The rotated shortcut for orthogonally invariant measures
+    changes nothing, even for p >> n (relu2: 1600)."""
     measures = [m for m in REGISTRY if not REGISTRY[m].requires_same_shape]
     table = compare_layers(
         *lenets,

@@ -1,4 +1,5 @@
-"""The stitched network and its affine layer: known answers, shapes, errors (modelkin.stitching.model/init)."""
+"""The stitched network and its affine layer: known
+answers, shapes, errors (modelkin.stitching.model/init)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def test_eye_between_identical_donors_is_exactly_model2(arch, layer):
         expected = model2(x)
         got = stitched(x)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
-    # layer1.0.relu1 sits inside a residual block: model 2 runs in full with its activation replaced.
+    # layer1.0.relu1 sits inside a residual block:
+    # model 2 runs in full with its activation replaced.
     assert stitched.end_is_split == (arch != "resnet20_w1")
 
 
@@ -151,7 +153,8 @@ def test_square_inits_refuse_non_square_layers():
 def test_common_stitch_points_of_lenet_and_mlp():
     lenet, mlp = seeded_model("lenet", "digits", 0), seeded_model("mlp", "digits", 0)
     points = common_stitch_points(lenet, mlp)
-    # Same names, both cut points, both flat: flatten (400 vs 1024 features) and the linear/ReLU layers.
+    # Same names, both cut points, both flat: flatten
+    # (400 vs 1024 features) and the linear/ReLU layers.
     assert ("flatten", "flatten") in points and ("relu1", "relu1") not in points
     assert all(a == b for a, b in points)
 
@@ -242,7 +245,8 @@ def test_reduced_rank_solution_is_the_best_rank_r_fit():
         pred = x @ sol.weight.numpy().T + sol.bias.numpy()
         return ((pred - y) ** 2).sum()
 
-    # Closed form (numpy): project the least-squares fit onto the top-2 right singular vectors of its outputs.
+    # Closed form (numpy): project the least-squares fit
+    # onto the top-2 right singular vectors of its outputs.
     xc, yc = x - x.mean(0), y - y.mean(0)
     w_ls = np.linalg.lstsq(xc, yc, rcond=None)[0]
     _, _, vt = np.linalg.svd(xc @ w_ls, full_matrices=False)

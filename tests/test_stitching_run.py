@@ -1,4 +1,5 @@
-"""Stitching runs end to end: result files, the loadable stitched model, CLI, workflow planning, summary."""
+"""Stitching runs end to end: result files, the loadable
+stitched model, CLI, workflow planning, summary."""
 
 from __future__ import annotations
 
@@ -405,8 +406,8 @@ def test_plan_expands_pairs_layers_presets_and_task_donors():
     ) == (5, "ps_inv", "soft_2", 0.1)
     assert "seeds/digits.lenet.standard.i0-d0~digits.lenet.standard.i1-d1/pool1~relu1" in runs
     mixed = sorted(r.layers for r in runs.values() if r.experiment == "mixed")
-    # `all`: names both models share that are cut points with stitchable shapes (relu1/relu2 are feature
-    # maps in lenet but flat in mlp)
+    # `all`: names both models share that are cut points with stitchable shapes (relu1/relu2 are
+    # feature maps in lenet but flat in mlp)
     assert mixed == ["fc1", "fc2", "fc3", "flatten"]
     cross = next(r for r in runs.values() if r.experiment == "cross")
     assert (

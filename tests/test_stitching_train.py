@@ -1,4 +1,5 @@
-"""Training the stitching layer: losses, CKA regulariser, cached front, adversaries, options, tasks."""
+"""Training the stitching layer: losses, CKA regulariser,
+cached front, adversaries, options, tasks."""
 
 from __future__ import annotations
 

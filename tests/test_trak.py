@@ -1,5 +1,5 @@
-"""TRAK (modelkin.attribution): a dense reference without projection, agreement with the traker package,
-projection properties, LDS on a case with a known answer, files and error messages."""
+"""TRAK (modelkin.attribution): a dense reference without projection, agreement with the traker
+package, projection properties, LDS on a case with a known answer, files and error messages."""
 
 from __future__ import annotations
 
@@ -85,8 +85,8 @@ def dense_reference(
 
 @pytest.mark.parametrize("rescale", [True, False])
 def test_identity_projection_equals_dense_computation(rescale):
-    # Without projection ΦᵀΦ is singular for any softmax classifier (the margin ignores a common shift
-    # of all logits: 7 null directions here), so a ridge is needed.
+    # Without projection ΦᵀΦ is singular for any softmax classifier (the margin ignores a common
+    # shift of all logits: 7 null directions here), so a ridge is needed.
     train, targets = blobs(240, 0), blobs(30, 1)
     models = [tiny_mlp(s) for s in (0, 1)]
     expected = dense_reference(
@@ -99,7 +99,8 @@ def test_identity_projection_equals_dense_computation(rescale):
 
 
 def test_out_to_loss_weighting_scales_training_rows_and_can_be_switched_off():
-    """traker's τ is the unweighted ensemble times the mean Q per training row; out_to_loss=False drops Q."""
+    """traker's τ is the unweighted ensemble times the
+    mean Q per training row; out_to_loss=False drops Q."""
     train, targets = blobs(120, 10), blobs(15, 11)
     models = [tiny_mlp(s) for s in (0, 1, 2)]
     settings = TrakSettings(proj_dim=None, ridge=1e-3)
@@ -128,7 +129,8 @@ def test_out_to_loss_weighting_scales_training_rows_and_can_be_switched_off():
         device="cpu",
     )
     np.testing.assert_allclose(got.numpy(), expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
-    # the features do not depend on the weighting (it is applied when scoring): one features file serves both
+    # the features do not depend on the weighting (it is
+    # applied when scoring): one features file serves both
     assert (
         "out_to_loss" in settings.result_params() and "out_to_loss" not in settings.feature_params()
     )
@@ -189,7 +191,8 @@ def test_projection_preserves_inner_products():
 
 
 def test_agrees_with_traker_given_the_same_projection_matrices(tmp_path, monkeypatch):
-    """traker 0.3.2, BasicProjector on CPU, float32; modelkin fed traker's matrices gives traker's scores."""
+    """traker 0.3.2, BasicProjector on CPU, float32;
+    modelkin fed traker's matrices gives traker's scores."""
     trak = pytest.importorskip("trak")
     from trak.projectors import BasicProjector, ProjectionType
 

@@ -1,6 +1,6 @@
-"""Derived models and distance tables through Snakemake, on the tiny workflow (tests/config/tiny.yaml:
-finetune, prune and a class-subset transfer of digits/lenet/standard/i0-d0; two zoo seeds, so every
-reference rests on one pair and the config says warn)."""
+"""Derived models and distance tables through Snakemake, on the tiny workflow
+(tests/config/tiny.yaml: finetune, prune and a class-subset transfer of digits/lenet/standard/i0-d0;
+two zoo seeds, so every reference rests on one pair and the config says warn)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ def test_distance_table_covers_every_pair_with_relations(tiny_workflow, method):
     assert independent.relation == "independent" and independent.reference_pair
     assert pair(frame, DERIVED["finetune"], DERIVED["prune"]).relation == "common-ancestor"
     assert pair(frame, DERIVED["finetune"], OTHER).relation == "independent"
-    # one independent pair: it is its own reference (normalised exactly 1), with the shortfall warned about
+    # one independent pair: it is its own reference
+    # (normalised exactly 1), with the shortfall warned about
     assert independent[f"{metrics[0]}_reference_n"] == 1
     assert independent[f"{metrics[0]}_normalised"] == pytest.approx(1.0)
     log = (results(tiny_workflow) / "logs" / "distance_table" / f"{method}.log").read_text()

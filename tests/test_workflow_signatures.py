@@ -1,5 +1,5 @@
-"""The signature stage through Snakemake, on the tiny workflow (tests/config/tiny.yaml builds every zoo
-model's Zest and ModelGiF signatures)."""
+"""The signature stage through Snakemake, on the tiny workflow (tests/config/tiny.yaml builds every
+zoo model's Zest and ModelGiF signatures)."""
 
 from __future__ import annotations
 

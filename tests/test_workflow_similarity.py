@@ -1,5 +1,5 @@
-"""The similarity stage of the tiny workflow: per-pair tables and heatmaps, the summary, and agreement
-of the workflow's numbers with the library run on the workflow's own checkpoints."""
+"""The similarity stage of the tiny workflow: per-pair tables and heatmaps, the summary, and
+agreement of the workflow's numbers with the library run on the workflow's own checkpoints."""
 
 from __future__ import annotations
 

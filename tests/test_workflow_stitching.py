@@ -1,5 +1,6 @@
-"""The stitching stage through Snakemake on the tiny workflow (tests/config/tiny.yaml: a standard -> Madry
-run with the paper preset at relu3, and a cross-task run into a donor trained on inverted digits)."""
+"""The stitching stage through Snakemake on the tiny workflow
+(tests/config/tiny.yaml: a standard -> Madry run with the paper preset at
+relu3, and a cross-task run into a donor trained on inverted digits)."""
 
 from __future__ import annotations
 

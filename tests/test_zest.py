@@ -1,4 +1,5 @@
-"""Zest: batched extraction against a plain per-image implementation, LIME's segmentation, known answers."""
+"""Zest: batched extraction against a plain per-image
+implementation, LIME's segmentation, known answers."""
 
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ def as_rgb_255(image: np.ndarray) -> np.ndarray:
 
 
 def reference_zest(model, images, *, n_samples, seed, hide, kernel_size, ratio, max_dist, batch=50):
-    """Zest as the reference computes it: one image at a time, LIME's segmentation wrapper, the global
-    legacy RNG, perturbed images built pixel by pixel in numpy, logits in batches, pinv per image."""
+    """Zest as the reference computes it: one image at a time, LIME's
+    segmentation wrapper, the global legacy RNG, perturbed images built
+    pixel by pixel in numpy, logits in batches, pinv per image."""
     from lime.wrappers.scikit_image import SegmentationAlgorithm
 
     segmentation = SegmentationAlgorithm(
@@ -189,7 +191,8 @@ def test_linear_model_gives_its_exact_superpixel_contributions(small_probe):
 
 
 def test_rank_deficient_masks_give_the_minimum_norm_solution():
-    # Three vertical bands; bands 1 and 2 are always switched together, so only their sum is identified.
+    # Three vertical bands; bands 1 and 2 are always
+    # switched together, so only their sum is identified.
     segments = np.repeat(np.repeat(np.array([[0, 1, 2]]), 8, axis=0), [3, 3, 2], axis=1).astype(
         np.int32
     )[None]

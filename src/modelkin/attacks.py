@@ -26,7 +26,8 @@ def eval_mode(model: nn.Module):
 
 @contextlib.contextmanager
 def frozen_parameters(model: nn.Module):
-    """Attack gradients are taken w.r.t. the input only; skip parameter gradients (faster, no side effects)."""
+    """Attack gradients are taken w.r.t. the input only;
+    skip parameter gradients (faster, no side effects)."""
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -52,7 +53,8 @@ def pgd_attack(
     random_start: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Madry et al.'s PGD on the cross-entropy loss; returns x_adv with |x_adv - x|_inf <= epsilon."""
+    """Madry et al.'s PGD on the cross-entropy loss;
+    returns x_adv with |x_adv - x|_inf <= epsilon."""
     if epsilon <= 0 or steps <= 0:
         return x.detach().clone()
     x = x.detach()

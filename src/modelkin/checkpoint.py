@@ -61,7 +61,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file (tensor names, shapes, ``__metadata__``), without torch.
+    """The JSON header of a safetensors file (tensor
+    names, shapes, ``__metadata__``), without torch.
 
     The format is an 8-byte little-endian header length followed by the header's JSON.
     """
@@ -79,15 +80,16 @@ def read_header(path: str | Path) -> dict[str, Any]:
             raise ValueError("the header is not a JSON object")
     except (struct.error, ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(
-            f"{path} is not a readable safetensors checkpoint ({err}). A plain PyTorch state dict can "
-            "be imported with `modelkin import-checkpoint FILE --arch ARCH --dataset DATASET -o "
-            "OUT.safetensors`."
+            f"{path} is not a readable safetensors checkpoint ({err}). A plain "
+            "PyTorch state dict can be imported with `modelkin import-checkpoint "
+            "FILE --arch ARCH --dataset DATASET -o OUT.safetensors`."
         ) from err
     return header
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's modelkin metadata (read from the file's header alone; torch is not imported)."""
+    """A checkpoint's modelkin metadata (read from the
+    file's header alone; torch is not imported)."""
     header = read_header(path)
     stored = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if stored is None:
@@ -138,7 +140,8 @@ def _load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], what: s
         if wrong:
             k = wrong[0]
             details.append(
-                f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)})"
+                f"{len(wrong)} shape mismatches (e.g. {k}: file "
+                f"{tuple(state[k].shape)} vs model {tuple(expected[k].shape)})"
             )
         raise CheckpointError(
             f"weights in {what} do not match the architecture: {'; '.join(details)}"
@@ -153,7 +156,8 @@ def import_state_dict(
     num_classes: int | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Load a user's torchvision-style state dict (``.pt``/``.pth`` read with weights_only=True, or safetensors)."""
+    """Load a user's torchvision-style state dict (``.pt``/``.pth``
+    read with weights_only=True, or safetensors)."""
     import torch
 
     from .datasets import get_dataset_info
@@ -171,8 +175,9 @@ def import_state_dict(
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
             raise CheckpointError(
-                f"{path} cannot be read with torch.load(weights_only=True) ({err}); save a plain state dict "
-                "(torch.save(model.state_dict(), path)) — modelkin never unpickles arbitrary objects"
+                f"{path} cannot be read with torch.load(weights_only=True) "
+                f"({err}); save a plain state dict (torch.save(model.state_dict(), "
+                "path)) — modelkin never unpickles arbitrary objects"
             ) from err
     for key in ("state_dict", "model_state_dict", "model", "net"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -118,7 +118,8 @@ def recipe_for(
     training = config["training"]
     if algorithm not in training["algorithms"]:
         raise ConfigError(
-            f"training algorithm {algorithm!r} is not defined; defined: {', '.join(training['algorithms'])}"
+            f"training algorithm {algorithm!r} is not defined; "
+            f"defined: {', '.join(training['algorithms'])}"
         )
     recipe = {**training["base"], **training["algorithms"][algorithm]}
     model = {

@@ -1,5 +1,6 @@
-"""The data set registry: each data set by name with its shape, classes, normalisation, augmentation,
-default attack budget and source. Torch-free, so that planning the workflow does not import torch.
+"""The data set registry: each data set by name with its shape,
+classes, normalisation, augmentation, default attack budget and source.
+Torch-free, so that planning the workflow does not import torch.
 
 Preparing and loading data sets is :mod:`modelkin.data`.
 """
@@ -38,8 +39,9 @@ DATASETS: dict[str, DatasetInfo] = {
             "none",
             0.1,
             "sklearn",
-            "scikit-learn's bundled 8x8 handwritten digits (1,797 images) upsampled bilinearly to 32x32; "
-            "fixed stratified split of 1,200 train / 597 test images (seed 0). Needs no network.",
+            "scikit-learn's bundled 8x8 handwritten digits (1,797 images) "
+            "upsampled bilinearly to 32x32; fixed stratified split of "
+            "1,200 train / 597 test images (seed 0). Needs no network.",
             tuple(str(i) for i in range(10)),
         ),
         DatasetInfo(

@@ -135,7 +135,8 @@ def predict(
     temperature: float = 1.0,
     batch_size: int = 512,
 ) -> torch.Tensor:
-    """The model's answers on ``x``: hard labels (N,) or softmax(logits / temperature) rows (N, C)."""
+    """The model's answers on ``x``: hard labels (N,)
+    or softmax(logits / temperature) rows (N, C)."""
     model.eval()
     out = []
     with torch.no_grad():

@@ -54,7 +54,8 @@ def check_name(value: object, what: str = "name") -> str:
 
 @dataclass(frozen=True)
 class ZooId:
-    """A model the workflow trains from scratch: data set (or task), architecture, algorithm, seeds."""
+    """A model the workflow trains from scratch: data
+    set (or task), architecture, algorithm, seeds."""
 
     dataset: str
     arch: str
@@ -193,8 +194,8 @@ def _parse_derived(text: str, parts: list[str]) -> DerivedId:
 def _name(part: str, text: str) -> str:
     if not NAME.fullmatch(part) or part in (".", ".."):
         raise ModelIdError(
-            f"{text!r} is not a model id: its part {part!r} is not a name (letters, digits, '.', '_', "
-            "'+', '-', starting with a letter or digit)"
+            f"{text!r} is not a model id: its part {part!r} is not a name (letters, "
+            "digits, '.', '_', '+', '-', starting with a letter or digit)"
         )
     return part
 
@@ -237,13 +238,15 @@ def pair_slug(model_a: str | ModelId, model_b: str | ModelId, separator: str = "
 
 
 def id_dataset(model: str | ModelId) -> str | None:
-    """The data set (or task) an id names; None for an external model (its data set is configured)."""
+    """The data set (or task) an id names; None for an
+    external model (its data set is configured)."""
     model = parse_model_id(model)
     return None if isinstance(model, ExternalId) else model.dataset
 
 
 def display_order(model: str | ModelId) -> tuple:
-    """Sort key: zoo and external models first, then derived models grouped by parent and derivation."""
+    """Sort key: zoo and external models first, then
+    derived models grouped by parent and derivation."""
     model = parse_model_id(model)
     if isinstance(model, DerivedId):
         return (1, str(model.parent), model.derivation, model.seed)
@@ -251,7 +254,8 @@ def display_order(model: str | ModelId) -> tuple:
 
 
 def short_label(model: str | ModelId) -> str:
-    """A compact label for plots: ``lenet/standard/i0-d0`` or ``finetune s0 <- lenet/standard/i0-d0``."""
+    """A compact label for plots: ``lenet/standard/i0-d0``
+    or ``finetune s0 <- lenet/standard/i0-d0``."""
     model = parse_model_id(model)
     if isinstance(model, DerivedId):
         parent = str(model.parent).split("/", 1)[-1]

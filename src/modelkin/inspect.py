@@ -1,4 +1,5 @@
-"""Human-readable view of any modelkin artifact: HDF5 tree with attributes, or checkpoint metadata."""
+"""Human-readable view of any modelkin artifact: HDF5
+tree with attributes, or checkpoint metadata."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def describe_hdf5(path: str | Path) -> Iterator[str]:
         handle = h5py.File(path, "r")
     except OSError as err:
         raise InputError(
-            f"{path} is not a readable HDF5 file ({err}); regenerate it with the stage that wrote it"
+            f"{path} is not a readable HDF5 file ({err}); "
+            "regenerate it with the stage that wrote it"
         ) from err
     with handle:
         yield f"{path}"
@@ -81,6 +83,9 @@ def describe(path: str | Path) -> Iterator[str]:
         meta.pop("history", None)
         yield f"{path} (checkpoint)"
         for key in sorted(meta):
-            yield f"  {key}: {_format_attr(json.dumps(meta[key]) if isinstance(meta[key], (dict, list)) else meta[key])}"
+            value = meta[key]
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value)
+            yield f"  {key}: {_format_attr(value)}"
         return
     yield from describe_hdf5(path)

@@ -42,7 +42,8 @@ LINEAGE_KEYS = (
 
 @dataclass(frozen=True)
 class Lineage:
-    """One model's lineage record (see the module docstring); ``sha256`` is its checkpoint's hash."""
+    """One model's lineage record (see the module
+    docstring); ``sha256`` is its checkpoint's hash."""
 
     name: str
     arch: str
@@ -62,7 +63,8 @@ class Lineage:
     def from_metadata(
         cls, meta: Mapping[str, Any], *, name: str | None = None, sha256: str | None = None
     ) -> Lineage:
-        """The lineage part of checkpoint metadata; ``name`` (the model id) overrides the stored one."""
+        """The lineage part of checkpoint metadata; ``name``
+        (the model id) overrides the stored one."""
         known = {f.name for f in fields(cls)}
         values = {k: meta[k] for k in LINEAGE_KEYS if k in known and meta.get(k) is not None}
         values["name"] = name or values.get("name") or "model"
@@ -90,8 +92,8 @@ class Lineage:
 
     @property
     def profile(self) -> tuple[str, str]:
-        """(architecture, algorithm) that picks a reference setting: a derived model counts as its own
-        architecture trained with its root model's algorithm."""
+        """(architecture, algorithm) that picks a reference setting: a derived model counts as its
+        own architecture trained with its root model's algorithm."""
         algorithm = self.root_algorithm if self.derived else self.algorithm
         return str(self.arch), str(algorithm or self.algorithm or "imported")
 
@@ -142,7 +144,8 @@ def ancestor_of_pair(lineages: Mapping[str, Lineage], a: str, b: str) -> str:
 
 
 def group_of(relation_name: str) -> str:
-    """``derived`` (one descends from the other), ``siblings`` (a common ancestor), else the relation."""
+    """``derived`` (one descends from the other),
+    ``siblings`` (a common ancestor), else the relation."""
     if relation_name.startswith("derived-by-"):
         return "derived"
     if relation_name == "common-ancestor":

@@ -1,4 +1,5 @@
-"""Progress bars for long stages: on a terminal they redraw; in a Snakemake log they print sparse lines."""
+"""Progress bars for long stages: on a terminal they
+redraw; in a Snakemake log they print sparse lines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Glue for workflow/scripts: each Snakemake job logs to its ``log:`` file and uses its ``threads:``."""
+"""Glue for workflow/scripts: each Snakemake job logs
+to its ``log:`` file and uses its ``threads:``."""
 
 from __future__ import annotations
 

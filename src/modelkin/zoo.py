@@ -1,4 +1,5 @@
-"""The zoo table and plot: one row per model from its evaluation record (no torch, no checkpoints)."""
+"""The zoo table and plot: one row per model from
+its evaluation record (no torch, no checkpoints)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ ZOO_COLUMNS = (
 
 
 def zoo_table(evaluations: Sequence[str | Path], output: str | Path):
-    """One row per model from its evaluation record (:func:`modelkin.evaluate.evaluate_checkpoint`)."""
+    """One row per model from its evaluation record
+    (:func:`modelkin.evaluate.evaluate_checkpoint`)."""
     import pandas as pd
 
     rows = [read_json(path) for path in evaluations]
@@ -37,7 +39,8 @@ def zoo_table(evaluations: Sequence[str | Path], output: str | Path):
 
 
 def plot_zoo(zoo_csv: str | Path, output: str | Path) -> Path:
-    """Clean vs robust accuracy, one marker per model, coloured by algorithm, one panel per data set."""
+    """Clean vs robust accuracy, one marker per model,
+    coloured by algorithm, one panel per data set."""
     plt = pyplot()
     import pandas as pd
 

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="modelkin",
-        description="How functionally alike are these neural networks, and is one derived from another?",
+        description="How functionally alike are these neural "
+        "networks, and is one derived from another?",
     )
     parser.add_argument("--version", action="version", version=f"modelkin {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")

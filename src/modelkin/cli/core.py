@@ -65,7 +65,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "inspect",
-        help="print an HDF5 artifact's tree, attributes and provenance (or a checkpoint's metadata)",
+        help="print an HDF5 artifact's tree, attributes "
+        "and provenance (or a checkpoint's metadata)",
     )
     p.add_argument("file")
     p.set_defaults(handler=_inspect)
@@ -101,7 +102,8 @@ def _layers(args: argparse.Namespace) -> int:
     print(f"{'layer':<{width}}  {'type':<18} {'shape':<18} cut point")
     for r in rows:
         print(
-            f"{r.name:<{width}}  {r.kind:<18} {str(tuple(r.shape)):<18} {'yes' if r.cut_point else 'no'}"
+            f"{r.name:<{width}}  {r.kind:<18} {str(tuple(r.shape)):<18} "
+            f"{'yes' if r.cut_point else 'no'}"
         )
     return 0
 

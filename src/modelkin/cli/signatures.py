@@ -49,9 +49,11 @@ def _parse_settings(items: list[str], method: str, part: str) -> dict:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "probe",
-        help="make a probe file (the fixed inputs every compared model sees) from a prepared data set",
-        description="Zest: the first N images with superpixels and masks. gradfield: the first N images as "
-        "candidate reference points (the workflow selects among them with independent models).",
+        help="make a probe file (the fixed inputs every "
+        "compared model sees) from a prepared data set",
+        description="Zest: the first N images with superpixels and masks. "
+        "gradfield: the first N images as candidate reference points "
+        "(the workflow selects among them with independent models).",
     )
     p.add_argument("--method", required=True, choices=list(METHODS))
     p.add_argument("--data", required=True, help="prepared data set file (modelkin prepare-data)")
@@ -91,7 +93,8 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--setting",
-        help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM (default: from the signatures)",
+        help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM "
+        "(default: from the signatures)",
     )
     p.add_argument(
         "--threshold",
@@ -103,14 +106,16 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "compare",
-        help="compare two checkpoints: probe, both signatures and distances in one go (optionally with a verdict)",
+        help="compare two checkpoints: probe, both signatures "
+        "and distances in one go (optionally with a verdict)",
     )
     p.add_argument("checkpoint_a")
     p.add_argument("checkpoint_b")
     p.add_argument("--method", default="zest", choices=list(METHODS))
     p.add_argument(
         "--data",
-        help="prepared data set (default: results/data/DATASET.safetensors; digits is prepared on the fly)",
+        help="prepared data set (default: results/data/DATASET.safetensors; "
+        "digits is prepared on the fly)",
     )
     p.add_argument(
         "--probe",
@@ -122,7 +127,8 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--setting",
-        help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM (default: from the checkpoints)",
+        help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM "
+        "(default: from the checkpoints)",
     )
     p.add_argument(
         "--threshold", type=float, help="normalised distance below which a pair is 'related'"
@@ -193,8 +199,9 @@ def _distance(args: argparse.Namespace) -> int:
         expected = (document.get("probe_sha256") or {}).get(dataset)
         if expected and expected != a.probe_sha256:
             raise InputError(
-                f"the reference in {args.reference} was computed on another probe (sha256 {expected[:12]}) than these "
-                f"signatures ({a.probe_sha256[:12]}); compute them on the workflow's probe"
+                f"the reference in {args.reference} was computed on another "
+                f"probe (sha256 {expected[:12]}) than these signatures "
+                f"({a.probe_sha256[:12]}); compute them on the workflow's probe"
             )
         threshold = (
             args.threshold if args.threshold is not None else float(document.get("threshold", 1.0))
@@ -219,7 +226,8 @@ def _distance(args: argparse.Namespace) -> int:
     for metric, value in distances.items():
         info = get_method(a.method).distance(metric)
         print(
-            f"  {metric:<13} {value:.6g}   (range {info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
+            f"  {metric:<13} {value:.6g}   (range "
+            f"{info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
         )
     if normalised:
         print(f"against the reference of setting {key}:")

@@ -8,11 +8,12 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compare-layers",
-        help="layer-by-layer representational similarity (CKA, CCA, ...) of two checkpoints on a probe set",
-        description="Compares every chosen layer of model A with every chosen layer of model B on the first "
-        "--images images of a prepared split and prints one layer x layer table per measure. Layers: "
-        "'relu' (ReLU outputs that are cut points, the default), 'cut', 'all' or comma-separated names "
-        "(see `modelkin layers CHECKPOINT`).",
+        help="layer-by-layer representational similarity (CKA, "
+        "CCA, ...) of two checkpoints on a probe set",
+        description="Compares every chosen layer of model A with every chosen layer of model B "
+        "on the first --images images of a prepared split and prints one layer x layer "
+        "table per measure. Layers: 'relu' (ReLU outputs that are cut points, the default), "
+        "'cut', 'all' or comma-separated names (see `modelkin layers CHECKPOINT`).",
     )
     p.add_argument("checkpoint_a", metavar="CKPT_A")
     p.add_argument("checkpoint_b", metavar="CKPT_B")
@@ -53,7 +54,8 @@ def register(subparsers) -> None:
         "--degenerate",
         choices=("nan", "flag"),
         default="nan",
-        help="degenerate CCA values (more directions than samples): record NaN (default) or keep, flagged",
+        help="degenerate CCA values (more directions than "
+        "samples): record NaN (default) or keep, flagged",
     )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")

@@ -1,4 +1,5 @@
-"""Stitching commands: stitch, eval-stitch (docs/stitching.md). Option names mirror the reference tools."""
+"""Stitching commands: stitch, eval-stitch (docs/stitching.md).
+Option names mirror the reference tools."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ VARIANT_CHOICES = ("before", "after", "ps_inv")
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "stitch",
-        help="stitch model A's LAYER_A into model B's LAYER_B with a trainable affine layer, train it and evaluate",
-        description="Dr. Frankenstein model stitching (and robust / cross-task stitching). Options not given come from "
-        "--preset, then from the reference command line's defaults (init random, hard targets, Adam lr 1e-3, 30 epochs, "
-        "batch 128, weight decay 1e-4, lr /10 at 1/3 and 2/3). Layer names: `modelkin layers ARCH_OR_CHECKPOINT`.",
+        help="stitch model A's LAYER_A into model B's LAYER_B "
+        "with a trainable affine layer, train it and evaluate",
+        description="Dr. Frankenstein model stitching (and robust / cross-task "
+        "stitching). Options not given come from --preset, then from the "
+        "reference command line's defaults (init random, hard targets, "
+        "Adam lr 1e-3, 30 epochs, batch 128, weight decay 1e-4, lr /10 at "
+        "1/3 and 2/3). Layer names: `modelkin layers ARCH_OR_CHECKPOINT`.",
     )
     p.add_argument("checkpoint_a", metavar="CKPT_A", help="model 1 (the front)")
     p.add_argument(
@@ -88,8 +92,8 @@ def register(subparsers) -> None:
         "--train-bn",
         action="store_true",
         default=None,
-        help="donors in train mode while T trains (batch-norm statistics re-estimated, as the references' "
-        "submission code); default: donors frozen in eval mode",
+        help="donors in train mode while T trains (batch-norm statistics re-estimated, "
+        "as the references' submission code); default: donors frozen in eval mode",
     )
     g.add_argument(
         "--no-cache",
@@ -235,7 +239,8 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def _data_files(data_dir: str, datasets) -> dict[str, Path]:
-    """Prepared files of ``datasets`` in ``data_dir``; offline data sets (digits) are prepared when missing."""
+    """Prepared files of ``datasets`` in ``data_dir``;
+    offline data sets (digits) are prepared when missing."""
     from ..data import prepare_dataset
     from ..datasets import get_dataset_info
 
@@ -245,8 +250,8 @@ def _data_files(data_dir: str, datasets) -> dict[str, Path]:
         if not path.exists():
             if get_dataset_info(name).source != "sklearn":
                 raise MissingFileError(
-                    f"prepared data set {path} does not exist; run `modelkin prepare-data {name} -o {path}` "
-                    "(or pass --data-dir)"
+                    f"prepared data set {path} does not exist; run `modelkin "
+                    f"prepare-data {name} -o {path}` (or pass --data-dir)"
                 )
             prepare_dataset(name, path)
         out[name] = path
@@ -293,7 +298,8 @@ def _fmt(value) -> str:
 def _print_summary(payload: dict) -> None:
     m1, m2 = payload["model1"], payload["model2"]
     print(
-        f"{m1['name']}:{m1['layer']} -> T ({payload['geometry']['kind']}) -> {m2['name']}:{m2['layer']}"
+        f"{m1['name']}:{m1['layer']} -> T "
+        f"({payload['geometry']['kind']}) -> {m2['name']}:{m2['layer']}"
     )
     for task, ev in payload["evaluations"].items():
         print(f"  on {task} ({ev['test_images']} test images):")
@@ -362,8 +368,9 @@ def _eval_stitch(args: argparse.Namespace) -> int:
         return 0
     for task, m in out["tasks"].items():
         line = (
-            f"{args.variant} on {task}: accuracy {m['accuracy']:.4f} (model 2: {m['model2_accuracy']:.4f}, relative "
-            f"{_fmt(m['relative_accuracy'])}), agreement with model 2 {m['agreement_with_model2']:.4f}"
+            f"{args.variant} on {task}: accuracy {m['accuracy']:.4f} (model 2: "
+            f"{m['model2_accuracy']:.4f}, relative {_fmt(m['relative_accuracy'])}), "
+            f"agreement with model 2 {m['agreement_with_model2']:.4f}"
         )
         if args.robust:
             line += (

@@ -89,7 +89,8 @@ def retrain_without_class(job: Job) -> Student:
 
 
 def extract(job: Job) -> Student:
-    """Extraction (``extract_labels``, ``extract_probs``): a fresh student on the parent's answers."""
+    """Extraction (``extract_labels``, ``extract_probs``):
+    a fresh student on the parent's answers."""
     settings = job.settings
     queries = load_split(job.prepared, "test") if settings["queries"] == "test" else job.train
     probabilities = settings["kind"] == "extract_probs"

@@ -25,7 +25,8 @@ class PlannedModel:
 
     @property
     def profile(self) -> tuple[str, str, str]:
-        """(dataset, arch, algorithm) of the zoo models that serve as its independent counterparts."""
+        """(dataset, arch, algorithm) of the zoo models
+        that serve as its independent counterparts."""
         return self.dataset, self.arch, self.root_algorithm
 
     @property
@@ -36,7 +37,8 @@ class PlannedModel:
 
 
 def seed_pairs(seeds: Any, config: dict[str, Any]) -> list[tuple[int, int]]:
-    """(init, data) seed pairs from a seed list (ints or {init, data}); ``"all"``: the zoo's seeds."""
+    """(init, data) seed pairs from a seed list (ints
+    or {init, data}); ``"all"``: the zoo's seeds."""
     from ..config import zoo_seeds
 
     if seeds == "all":

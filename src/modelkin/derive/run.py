@@ -1,4 +1,5 @@
-"""Deriving a model: the kind's builder makes the student, then every kind trains and records alike."""
+"""Deriving a model: the kind's builder makes the
+student, then every kind trains and records alike."""
 
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ def derive_checkpoint(
     derivation: str | None = None,
     device: str = "auto",
 ) -> Path:
-    """Derive a model from the checkpoint ``parent`` and save it to ``output`` (resumable per epoch)."""
+    """Derive a model from the checkpoint ``parent``
+    and save it to ``output`` (resumable per epoch)."""
     output = Path(output)
     torch_device = resolve_device(device)
     model, meta = derive_model(

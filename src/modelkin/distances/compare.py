@@ -1,4 +1,5 @@
-"""Comparing two models end to end: probes, signatures, distances, and the verdict against a reference.
+"""Comparing two models end to end: probes, signatures,
+distances, and the verdict against a reference.
 
 These are the Python forms of ``modelkin probe``, ``modelkin signature``,
 ``modelkin distance`` and ``modelkin compare``.
@@ -56,7 +57,8 @@ def make_signature(
 
 
 def signature_distances(a: Any, b: Any, metrics: Sequence[str] | None = None) -> dict[str, float]:
-    """Every distance of the signatures' method (or only ``metrics``), after checking they are comparable.
+    """Every distance of the signatures' method (or only
+    ``metrics``), after checking they are comparable.
 
     ``a`` and ``b``: :class:`~modelkin.signatures.Signature` objects or signature file paths.
     Signatures from different methods, parameters or probes raise ``SignatureMismatch``.
@@ -85,7 +87,8 @@ def load_reference(
     path = Path(path)
     if not path.exists():
         raise MissingFileError(
-            f"reference file {path} does not exist; the workflow writes results/distances/{method}_reference.json"
+            f"reference file {path} does not exist; the workflow "
+            f"writes results/distances/{method}_reference.json"
         )
     if path.suffix == ".csv":
         document = _reference_document_from_csv(path, method)
@@ -98,7 +101,8 @@ def load_reference(
             ) from err
         if document.get("kind") != "modelkin-reference-distances":
             raise InputError(
-                f"{path} is not a modelkin reference file (results/distances/<method>_reference.json)"
+                f"{path} is not a modelkin reference file "
+                "(results/distances/<method>_reference.json)"
             )
     if document["method"] != method:
         raise InputError(
@@ -108,14 +112,16 @@ def load_reference(
     if setting is None:
         if len(settings) != 1:
             raise InputError(
-                f"{path} holds references for {len(settings)} settings; choose one with --setting: {', '.join(sorted(settings))}"
+                f"{path} holds references for {len(settings)} settings; "
+                f"choose one with --setting: {', '.join(sorted(settings))}"
             )
         key = next(iter(settings))
     else:
         key = setting.key if isinstance(setting, Setting) else Setting.from_key(str(setting)).key
         if key not in settings:
             raise InputError(
-                f"{path} has no reference for setting {key}; it has: {', '.join(sorted(settings)) or 'none'}"
+                f"{path} has no reference for setting {key}; it "
+                f"has: {', '.join(sorted(settings)) or 'none'}"
             )
     refs = {metric: ReferenceDistance.from_dict(values) for metric, values in settings[key].items()}
     return key, refs, document
@@ -129,7 +135,8 @@ def _reference_document_from_csv(path: Path, method: str) -> dict[str, Any]:
     needed = {"setting", "reference_pair", "model_a", "model_b"}
     if not needed <= set(frame.columns):
         raise InputError(
-            f"{path} is not a modelkin distance table (results/distances/<method>.csv); it lacks {sorted(needed - set(frame.columns))}"
+            f"{path} is not a modelkin distance table (results/distances/<method>.csv); "
+            f"it lacks {sorted(needed - set(frame.columns))}"
         )
     metrics = [d.metric for d in get_method(method).distances if d.metric in frame.columns]
     references: dict[str, dict[str, Any]] = {}
@@ -195,7 +202,8 @@ class Comparison:
         for metric, value in self.distances.items():
             info = get_distance(self.method, metric)
             lines.append(
-                f"  {metric:<13} {value:.6g}   (range {info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
+                f"  {metric:<13} {value:.6g}   (range "
+                f"{info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
             )
         if self.normalised:
             lines.append(f"against the reference of setting {self.setting}:")
@@ -238,14 +246,16 @@ def compare_checkpoints(
     probe_options: dict[str, Any] | None = None,
     signature_options: dict[str, Any] | None = None,
 ) -> Comparison:
-    """Signatures of two checkpoints on one probe, their distances, and the verdict against a reference.
+    """Signatures of two checkpoints on one probe, their
+    distances, and the verdict against a reference.
 
     ``probe``: an existing probe file (use the workflow's, ``results/probes/...``, when comparing
     against its references); without it one is made from ``data`` (a prepared data set; default
-    ``results/data/<dataset>.safetensors``, or prepared on the fly for the bundled digits) in a temporary
-    directory (``workdir`` to keep the files). ``reference``: a reference JSON or distance CSV of the
-    workflow; ``setting`` picks one of its settings (default: the checkpoints' dataset, arch and algorithm).
-    A reference computed on another probe is refused: normalising by it would compare unlike distances.
+    ``results/data/<dataset>.safetensors``, or prepared on the fly for the bundled digits) in a
+    temporary directory (``workdir`` to keep the files). ``reference``: a reference JSON or distance
+    CSV of the workflow; ``setting`` picks one of its settings (default: the checkpoints' dataset,
+    arch and algorithm). A reference computed on another probe is refused: normalising by it would
+    compare unlike distances.
     """
     from ..checkpoint import read_metadata
     from ..io import file_sha256
@@ -257,8 +267,8 @@ def compare_checkpoints(
 
         if get_dataset_info(meta_a["dataset"]).shape != get_dataset_info(meta_b["dataset"]).shape:
             raise InputError(
-                f"{checkpoint_a} ({meta_a['dataset']}) and {checkpoint_b} ({meta_b['dataset']}) take inputs of "
-                "different shapes and cannot be probed with the same images"
+                f"{checkpoint_a} ({meta_a['dataset']}) and {checkpoint_b} ({meta_b['dataset']}) "
+                "take inputs of different shapes and cannot be probed with the same images"
             )
     with tempfile.TemporaryDirectory(prefix="modelkin-compare-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
@@ -303,8 +313,9 @@ def compare_checkpoints(
         expected = (document.get("probe_sha256") or {}).get(Setting.from_key(key).dataset)
         if expected and expected != probe_sha:
             raise InputError(
-                f"the reference in {reference} was computed on a different probe (sha256 {expected[:12]}) than this "
-                f"comparison's ({probe_sha[:12]}); pass the workflow's probe with --probe (results/probes/{method}/...)"
+                f"the reference in {reference} was computed on a different probe "
+                f"(sha256 {expected[:12]}) than this comparison's ({probe_sha[:12]}); "
+                f"pass the workflow's probe with --probe (results/probes/{method}/...)"
             )
         threshold = threshold if threshold is not None else float(document.get("threshold", 1.0))
         comparison.setting = key
@@ -328,5 +339,6 @@ def _prepared_data(data: str | Path | None, dataset: str, work: Path) -> Path:
     if get_dataset_info(dataset).source == "sklearn":
         return prepare_dataset(dataset, work / f"{dataset}.safetensors")
     raise MissingFileError(
-        f"no prepared {dataset} data at {default}; pass --data PREPARED (made by `modelkin prepare-data {dataset}`)"
+        f"no prepared {dataset} data at {default}; pass --data "
+        f"PREPARED (made by `modelkin prepare-data {dataset}`)"
     )

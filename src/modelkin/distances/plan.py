@@ -24,7 +24,8 @@ def distance_models(config: dict[str, Any], catalog: ModelCatalog) -> list[str]:
 
 
 def distance_job(config: dict[str, Any], catalog: ModelCatalog) -> dict[str, Any]:
-    """What the ``distance_table`` rule passes to :func:`modelkin.distances.tables.distance_stage`."""
+    """What the ``distance_table`` rule passes to
+    :func:`modelkin.distances.tables.distance_stage`."""
     settings = config.get("distances") or {}
     return {
         "models": distance_models(config, catalog),

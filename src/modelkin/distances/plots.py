@@ -1,4 +1,5 @@
-"""Figures of the distance stage: pairwise heatmaps and ROC curves per derivation kind (no torch)."""
+"""Figures of the distance stage: pairwise heatmaps
+and ROC curves per derivation kind (no torch)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def plot_distance_heatmap(
         ax.set_xticks(range(len(models)), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(len(models)), labels, fontsize=6)
         ax.set_title(
-            f"{dataset}: {method} {metric} distance / reference (red < 1: closer than independent pairs)",
+            f"{dataset}: {method} {metric} distance / reference "
+            "(red < 1: closer than independent pairs)",
             fontsize=9,
         )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="normalised distance")
@@ -66,8 +68,8 @@ def plot_relatedness_roc(
     method: str | None = None,
     metric: str | None = None,
 ) -> Path:
-    """ROC curves of the headline metric's normalised distance, one per derivation kind: derived copies
-    (positives) against independent models of the same parents (negatives)."""
+    """ROC curves of the headline metric's normalised distance, one per derivation kind: derived
+    copies (positives) against independent models of the same parents (negatives)."""
     plt = pyplot()
     import pandas as pd
     from sklearn.metrics import roc_auc_score, roc_curve

@@ -32,12 +32,14 @@ class InsufficientReference(InputError):
 
 
 class InsufficientReferenceWarning(UserWarning):
-    """A reference distance from fewer independent pairs than configured (``on_insufficient_reference: warn``)."""
+    """A reference distance from fewer independent pairs than configured
+    (``on_insufficient_reference: warn``)."""
 
 
 @dataclass(frozen=True)
 class Setting:
-    """What a reference distance is specific to: the data set and each side's (arch, algorithm), unordered."""
+    """What a reference distance is specific to: the data
+    set and each side's (arch, algorithm), unordered."""
 
     dataset: str
     side_a: tuple[str, str]
@@ -109,9 +111,9 @@ def reference_distance(
 ) -> ReferenceDistance:
     """The reference of ``setting`` from the distances of its independent pairs.
 
-    Fewer than ``min_pairs`` distances: :class:`InsufficientReference` (``on_insufficient="error"``) or an
-    :class:`InsufficientReferenceWarning` and a reference marked ``sufficient=False`` (``"warn"``). With no
-    pair at all the mean is NaN and every verdict against it ``unknown``.
+    Fewer than ``min_pairs`` distances: :class:`InsufficientReference` (``on_insufficient="error"``)
+    or an :class:`InsufficientReferenceWarning` and a reference marked ``sufficient=False``
+    (``"warn"``). With no pair at all the mean is NaN and every verdict against it ``unknown``.
     """
     if on_insufficient not in ON_INSUFFICIENT:
         raise InputError(
@@ -124,10 +126,10 @@ def reference_distance(
     sufficient = n >= min_pairs
     if not sufficient:
         message = (
-            f"the reference distance for {setting} ({metric}) rests on {n} independently seeded pair(s), fewer "
-            f"than the {min_pairs} required: train more independent seeds of this setting (zoo.seeds in "
-            f"config.yaml), lower distances.min_reference_pairs, or set distances.on_insufficient_reference: "
-            f"warn to accept a weaker reference"
+            f"the reference distance for {setting} ({metric}) rests on {n} independently seeded "
+            f"pair(s), fewer than the {min_pairs} required: train more independent seeds of "
+            "this setting (zoo.seeds in config.yaml), lower distances.min_reference_pairs, or "
+            "set distances.on_insufficient_reference: warn to accept a weaker reference"
         )
         if on_insufficient == "error":
             raise InsufficientReference(message)
@@ -171,8 +173,9 @@ class Normalised:
             return f"{self.metric}: {self.distance:.6g} (no usable reference)"
         spread = "" if math.isnan(self.normalised_spread) else f" +- {self.normalised_spread:.3f}"
         return (
-            f"{self.metric}: {self.distance:.6g} = {self.normalised:.3f} x reference {self.reference_mean:.6g} "
-            f"(independent pairs: 1{spread}, n={self.reference_n}) -> {self.verdict} (threshold {self.threshold:g})"
+            f"{self.metric}: {self.distance:.6g} = {self.normalised:.3f} x reference "
+            f"{self.reference_mean:.6g} (independent pairs: 1{spread}, "
+            f"n={self.reference_n}) -> {self.verdict} (threshold {self.threshold:g})"
         )
 
 
@@ -185,11 +188,13 @@ def normalise(
 ) -> Normalised:
     """``distance / reference.mean``; ``related`` when below ``threshold``.
 
-    Only distances can be normalised this way (a similarity divided by its reference has no such reading).
+    Only distances can be normalised this way (a similarity
+    divided by its reference has no such reading).
     """
     if higher_is_similar:
         raise InputError(
-            f"{reference.metric} is a similarity (higher is similar); reference normalisation divides distances"
+            f"{reference.metric} is a similarity (higher is "
+            "similar); reference normalisation divides distances"
         )
     if threshold <= 0:
         raise InputError(f"the relatedness threshold must be positive, got {threshold}")

@@ -37,8 +37,9 @@ def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
 def relatedness_table(
     csv_path: str | Path, output: str | Path | None = None, *, method: str | None = None
 ):
-    """ROC AUC per derivation kind and metric: parent-vs-derived pairs (positives) against independent pairs
-    that involve one of those parents (negatives), as in ModelGiF's IP-protection experiment.
+    """ROC AUC per derivation kind and metric: parent-vs-derived pairs
+    (positives) against independent pairs that involve one of those
+    parents (negatives), as in ModelGiF's IP-protection experiment.
 
     Two negative sets: every independent model of the parents (``auc``: other zoo seeds and the
     derived models of other parents) and the independently seeded zoo models alone (``auc_vs_zoo``).

@@ -240,7 +240,8 @@ def write_distance_table(
 
 
 def reference_document(table: DistanceTable, *, threshold: float = 1.0) -> dict[str, Any]:
-    """What ``modelkin compare --reference`` reads: per setting and metric, the reference distance."""
+    """What ``modelkin compare --reference`` reads:
+    per setting and metric, the reference distance."""
     return {
         "kind": "modelkin-reference-distances",
         "method": table.method,

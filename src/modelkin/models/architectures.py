@@ -112,7 +112,8 @@ class LeNet(SequentialClassifier):
 
 
 class Tiny10(SequentialClassifier):
-    """The small CIFAR CNN of the stitching papers: unpadded 3x3 convs, ~87k parameters at 3x32x32."""
+    """The small CIFAR CNN of the stitching papers:
+    unpadded 3x3 convs, ~87k parameters at 3x32x32."""
 
     CHANNELS = (16, 16, 32, 32, 32, 64, 64)
     STRIDES = (1, 1, 2, 1, 1, 2, 1)
@@ -152,7 +153,8 @@ class OptionAShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """conv-bn-relu-conv-bn, plus shortcut; ``add`` is the pre-activation sum, ``relu2`` the block output."""
+    """conv-bn-relu-conv-bn, plus shortcut; ``add`` is the
+    pre-activation sum, ``relu2`` the block output."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str):
         super().__init__()
@@ -235,7 +237,8 @@ VGG_CONFIGS = {
 
 
 class VGG(SequentialClassifier):
-    """VGG with batch norm (CIFAR variant: one linear head). Pools that would shrink below 1 pixel are skipped."""
+    """VGG with batch norm (CIFAR variant: one linear head).
+    Pools that would shrink below 1 pixel are skipped."""
 
     def __init__(self, in_shape, num_classes, mean, std, config):
         super().__init__(in_shape, num_classes, mean, std)

@@ -112,7 +112,8 @@ class SignatureMethod(ABC):
         output: str | Path,
         **settings,
     ) -> Path:
-        """For :attr:`selects_probe` methods: keep the best candidates (settings: the selection's)."""
+        """For :attr:`selects_probe` methods: keep the
+        best candidates (settings: the selection's)."""
         raise InputError(f"the {self.name} method does not select its probe from candidates")
 
     # -- distances --------------------------------------------------------------------------------

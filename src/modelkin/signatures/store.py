@@ -159,8 +159,8 @@ def read_signature(path: str | Path) -> Signature:
         missing = [k for k in needed if k not in attrs]
         if missing:
             raise SignatureError(
-                f"{path} lacks the attribute(s) {', '.join(missing)} (written by an older modelkin?); "
-                f"delete it and {_rebuild_hint(path)}"
+                f"{path} lacks the attribute(s) {', '.join(missing)} (written "
+                f"by an older modelkin?); delete it and {_rebuild_hint(path)}"
             )
         try:
             data = handle[SIGNATURE_DATASET][()]

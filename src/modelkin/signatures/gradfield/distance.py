@@ -36,7 +36,8 @@ def per_step_statistics(a: Any, b: Any, chunk_points: int = CHUNK_POINTS) -> dic
     a, b = as_field(a), as_field(b)
     if a.shape != b.shape:
         raise InputError(
-            f"gradient fields must have the same shape (points, steps, inputs); got {a.shape} and {b.shape}"
+            "gradient fields must have the same shape (points, "
+            f"steps, inputs); got {a.shape} and {b.shape}"
         )
     n, k, _ = a.shape
     out = {name: np.empty((n, k)) for name in ("cos_distance", "euclidean", "zscore_rms")}
@@ -117,7 +118,8 @@ def gradfield_pairwise(
     desc: str | None = None,
     chunk_bytes: int = 256 << 20,
 ) -> dict[str, np.ndarray]:
-    """Every gradient-field distance for every pair of ``fields`` (each (N, K, D)), float64 accumulation.
+    """Every gradient-field distance for every pair of
+    ``fields`` (each (N, K, D)), float64 accumulation.
 
     ``chunk_points`` points of every field are compared at once (default: as many as fit in
     ``chunk_bytes`` of float64 working copies).
@@ -129,7 +131,8 @@ def gradfield_pairwise(
     for f in fields:
         if f.shape != shape or f.ndim != 3:
             raise InputError(
-                f"gradient fields must all have the same shape (points, steps, inputs); got {f.shape} and {shape}"
+                "gradient fields must all have the same shape "
+                f"(points, steps, inputs); got {f.shape} and {shape}"
             )
     n, k, d = shape
     m = len(fields)

@@ -49,7 +49,8 @@ def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class GradientField:
-    """Batched gradient fields: every (point, step) of a chunk goes through one forward and one backward.
+    """Batched gradient fields: every (point, step) of
+    a chunk goes through one forward and one backward.
 
     ``baseline``: ``"zero"`` (0 in the model's normalised space: the model's
     ``input_mean``, the data set's mean colour), or a tensor broadcastable to the
@@ -83,8 +84,9 @@ class GradientField:
             mean = getattr(model, "input_mean", None)
             if mean is None:
                 raise InputError(
-                    "baseline='zero' needs a modelkin model (it reads the model's input_mean); for another "
-                    "model pass the baseline explicitly, e.g. GradientField(baseline=torch.tensor(mean_colour))"
+                    "baseline='zero' needs a modelkin model (it reads the model's "
+                    "input_mean); for another model pass the baseline explicitly, "
+                    "e.g. GradientField(baseline=torch.tensor(mean_colour))"
                 )
             base = mean.detach().float()
         else:
@@ -98,7 +100,8 @@ class GradientField:
             return torch.broadcast_to(base, points.shape)
         except RuntimeError:
             raise InputError(
-                f"baseline of shape {tuple(base.shape)} does not fit points of shape {tuple(points.shape)}"
+                f"baseline of shape {tuple(base.shape)} does "
+                f"not fit points of shape {tuple(points.shape)}"
             ) from None
 
     def signature(
@@ -114,7 +117,8 @@ class GradientField:
         targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
         if points.ndim != 4 or targets.shape[0] != points.shape[0]:
             raise InputError(
-                f"need points (N, C, H, W) and targets (N,), got {tuple(points.shape)} and {tuple(targets.shape)}"
+                "need points (N, C, H, W) and targets (N,), got "
+                f"{tuple(points.shape)} and {tuple(targets.shape)}"
             )
         model.to(device)
         was_training = model.training
@@ -146,7 +150,8 @@ class GradientField:
             logits = model(path)
             chosen = targets[start:stop].to(device).repeat_interleave(k)
             (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).sum(), path)
-            # The cumulative sum runs in float64 so that F_K matches a direct sum to float32 precision.
+            # The cumulative sum runs in float64 so that F_K
+            # matches a direct sum to float32 precision.
             field = (grad.reshape(stop - start, k, dims).double() * weights).cumsum(dim=1)
             field = field * diff.reshape(stop - start, 1, dims).double()
             out[start:stop] = field.float().cpu().numpy()
@@ -208,7 +213,8 @@ def gradient_field_signature(
         num_classes = int(getattr(model, "num_classes", targets.max() + 1))
         if int(targets.max()) >= num_classes:
             raise InputError(
-                f"probe labels go up to {int(targets.max())} but the model has {num_classes} classes"
+                f"probe labels go up to {int(targets.max())} "
+                f"but the model has {num_classes} classes"
             )
     data = GradientField(n_steps, baseline, chunk_size, device).signature(model, points, targets)
     gap = target_logit_gap(model, points, baseline, targets, device)

@@ -20,8 +20,9 @@ PROBE_KIND = "gradfield"
 
 @dataclass
 class GradfieldProbe:
-    """Reference points: points (N, C, H, W) float32 in [0, 1], labels (N,), indices into their split,
-    baseline (C,) pixel values (0 in normalised space), params; selected probes add selection_score."""
+    """Reference points: points (N, C, H, W) float32 in [0, 1], labels (N,), indices into their
+    split, baseline (C,) pixel values (0 in normalised space), params; selected probes add
+    selection_score."""
 
     points: np.ndarray
     labels: np.ndarray
@@ -58,7 +59,8 @@ def make_gradfield_probe(
     baseline: np.ndarray | None = None,
     source: dict[str, Any] | None = None,
 ) -> GradfieldProbe:
-    """The first ``n_points`` images of ``split`` in data set order, optionally only those of ``classes``.
+    """The first ``n_points`` images of ``split`` in data
+    set order, optionally only those of ``classes``.
 
     (Unlearning verification uses the first 500 training images of the forgotten class.)
     """
@@ -71,7 +73,8 @@ def make_gradfield_probe(
     if n_points < 1 or n_points > len(eligible):
         which = "images" if classes is None else f"images of classes {list(classes)}"
         raise InputError(
-            f"n_points must be between 1 and the {len(eligible)} {which} of the split, got {n_points}"
+            f"n_points must be between 1 and the {len(eligible)} "
+            f"{which} of the split, got {n_points}"
         )
     index = eligible[:n_points]
     if baseline is None:
@@ -118,7 +121,8 @@ def gradfield_candidates_file(
     n_points: int,
     classes: Sequence[int] | None = None,
 ) -> Path:
-    """Candidate reference points of a prepared data set (the first ``n_points``, optionally of ``classes``)."""
+    """Candidate reference points of a prepared data set
+    (the first ``n_points``, optionally of ``classes``)."""
     from ...data import load_split
 
     data = load_split(prepared, split)

@@ -38,7 +38,8 @@ def select_reference_points(
     candidate_hash = file_sha256(candidate_probe_path)
     if len(signature_paths) < 2:
         raise InputError(
-            f"reference-point selection needs signatures of at least two independent models, got {len(signature_paths)}"
+            "reference-point selection needs signatures of at least "
+            f"two independent models, got {len(signature_paths)}"
         )
     signatures = [read_signature(p) for p in signature_paths]
     for sig in signatures:
@@ -46,14 +47,16 @@ def select_reference_points(
             raise SignatureError(f"{sig.path} is a {sig.method} signature, not a gradient field")
         if sig.probe_sha256 != candidate_hash:
             raise SignatureError(
-                f"{sig.path} was computed on probe {sig.attrs.get('probe')} (sha256 {sig.probe_sha256[:12]}), not on "
-                f"the candidate probe {candidate_probe_path} (sha256 {candidate_hash[:12]}); rebuild it"
+                f"{sig.path} was computed on probe {sig.attrs.get('probe')} (sha256 "
+                f"{sig.probe_sha256[:12]}), not on the candidate probe "
+                f"{candidate_probe_path} (sha256 {candidate_hash[:12]}); rebuild it"
             )
         check_comparable(signatures[0], sig)
     checkpoint_hashes = [sig.attrs["checkpoint_sha256"] for sig in signatures]
     if len(set(checkpoint_hashes)) != len(checkpoint_hashes):
         raise InputError(
-            "reference-point selection got the same checkpoint twice; the models must be independent"
+            "reference-point selection got the same "
+            "checkpoint twice; the models must be independent"
         )
     n_candidates = signatures[0].data.shape[0]
     if not 1 <= k <= n_candidates:
@@ -65,7 +68,8 @@ def select_reference_points(
     score /= len(pairs)
     keep = np.argsort(-score, kind="stable")[:k]
     log.info(
-        "kept %d of %d candidates: mean pairwise field distance %.4f (kept) vs %.4f (all), over %d pairs",
+        "kept %d of %d candidates: mean pairwise field "
+        "distance %.4f (kept) vs %.4f (all), over %d pairs",
         k,
         n_candidates,
         score[keep].mean(),
@@ -76,7 +80,8 @@ def select_reference_points(
         **candidates.params,
         "n_points": int(k),
         "selection": {
-            "criterion": "highest mean pairwise gradient-field cosine distance between independent models",
+            "criterion": "highest mean pairwise gradient-field "
+            "cosine distance between independent models",
             "k": int(k),
             "candidate_probe": str(candidate_probe_path),
             "candidate_probe_sha256": candidate_hash,

@@ -1,4 +1,5 @@
-"""Zest (Jia et al., ICLR 2022): a model's signature is the set of linear LIME surrogates of its logits.
+"""Zest (Jia et al., ICLR 2022): a model's signature
+is the set of linear LIME surrogates of its logits.
 
 For each of N reference images the image is cut into F_i superpixels; S binary masks switch
 them on or off; the model's raw logits on the perturbed images are regressed on the masks by

@@ -38,12 +38,13 @@ def as_weights(signature: Any) -> np.ndarray:
 
 
 def class_distance_matrix(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """(C_a, C_b): the metric between every class column of ``a`` and every class column of ``b``."""
+    """(C_a, C_b): the metric between every class
+    column of ``a`` and every class column of ``b``."""
     _check_metric(metric)
     if a.shape[0] != b.shape[0]:
         raise InputError(
-            f"Zest signatures have {a.shape[0]} and {b.shape[0]} superpixel rows; they were not computed on the "
-            "same probe"
+            f"Zest signatures have {a.shape[0]} and {b.shape[0]} "
+            "superpixel rows; they were not computed on the same probe"
         )
     if metric == "cos":
         return 1.0 - _unit_columns(a).T @ _unit_columns(b)
@@ -94,7 +95,8 @@ def zest_distance(a: Any, b: Any, metric: str = "cos", *, align: bool = True) ->
         a, b = as_weights(a), as_weights(b)
         if a.shape != b.shape:
             raise InputError(
-                f"without class alignment the signatures must have the same shape, got {a.shape} and {b.shape}"
+                "without class alignment the signatures must have "
+                f"the same shape, got {a.shape} and {b.shape}"
             )
     x, y = a.reshape(-1), b.reshape(-1)
     if metric == "cos":

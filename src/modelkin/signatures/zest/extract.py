@@ -1,4 +1,5 @@
-"""Zest (Jia et al., ICLR 2022): a model's signature is the set of linear LIME surrogates of its logits.
+"""Zest (Jia et al., ICLR 2022): a model's signature
+is the set of linear LIME surrogates of its logits.
 
 For each of N reference images (the first N training images, in data set order)
 the image is cut into F_i superpixels by quickshift; S binary masks Z_i (S, F_i)
@@ -106,7 +107,8 @@ class ZestProbe:
                 problems.append("segment labels are not 0..F_i-1 for every image")
             if self.num_segments.max() > f_max:
                 problems.append(
-                    f"an image has {self.num_segments.max()} superpixels but masks have {f_max} columns"
+                    f"an image has {self.num_segments.max()} "
+                    f"superpixels but masks have {f_max} columns"
                 )
             padded = np.arange(f_max)[None, None, :] >= self.num_segments[:, None, None]
             if (self.masks & padded).any():
@@ -119,7 +121,8 @@ class ZestProbe:
 def segment_image(
     image: np.ndarray, *, kernel_size: float, ratio: float, max_dist: float
 ) -> np.ndarray:
-    """Quickshift superpixels of one (C, H, W) image in [0, 1], labels 0..F-1, as Zest computes them.
+    """Quickshift superpixels of one (C, H, W) image
+    in [0, 1], labels 0..F-1, as Zest computes them.
 
     quickshift sees the 8-bit image as float64 in [0, 255] (the reference feeds it
     that way; its Lab conversion then spreads colours enough for ~10-20 segments on
@@ -190,8 +193,8 @@ def make_zest_probe(
     num_segments = (segments.reshape(n_images, -1).max(1) + 1).astype(np.int32)
     if num_segments.max() >= n_samples:
         log.warning(
-            "some images have %d superpixels but only %d samples: their least-squares fits are underdetermined "
-            "(the minimum-norm solution is used)",
+            "some images have %d superpixels but only %d samples: their least-squares "
+            "fits are underdetermined (the minimum-norm solution is used)",
             num_segments.max(),
             n_samples,
         )
@@ -215,7 +218,8 @@ def make_zest_probe(
         **(source or {}),
     }
     log.info(
-        "Zest probe: %d images, %d samples, superpixels per image min %d / median %d / max %d (total %d)",
+        "Zest probe: %d images, %d samples, superpixels "
+        "per image min %d / median %d / max %d (total %d)",
         n_images,
         n_samples,
         num_segments.min(),
@@ -274,7 +278,8 @@ def zest_probe_file(
 
 
 class ZestExtractor:
-    """Batched Zest signatures: perturbed images made on the device, one float64 solve for all images.
+    """Batched Zest signatures: perturbed images made
+    on the device, one float64 solve for all images.
 
     ``chunk_size`` is the number of perturbed images per forward pass; peak memory is
     that many images (plus the model's activations) and the (N, S, C) logits. ``None``
