@@ -136,7 +136,7 @@ def zest_reference_style(model, probe: ZestProbe, device, batch_size: int) -> np
     hide = probe.hide_color.astype(np.float64)[:, None]
     weights = []
     for image, segments, f, masks in zip(
-        probe.images, probe.segments, probe.num_segments, probe.masks
+        probe.images, probe.segments, probe.num_segments, probe.masks, strict=True
     ):
         z = masks[:, :f].astype(np.float64)
         perturbed = np.repeat(image.astype(np.float64)[None], len(z), axis=0)
@@ -166,7 +166,7 @@ def lime_explainer_run(model, probe: ZestProbe, n_images: int, device, num_class
             return model(x).cpu().numpy()
 
     hide = probe.hide_color if channels == 3 else np.repeat(probe.hide_color, 3)
-    for image, segments in zip(probe.images[:n_images], probe.segments[:n_images]):
+    for image, segments in zip(probe.images[:n_images], probe.segments[:n_images], strict=True):
         rgb = image.transpose(1, 2, 0).astype(np.float64)
         rgb = np.repeat(rgb, 3, axis=2) if channels == 1 else rgb
         explainer.explain_instance(

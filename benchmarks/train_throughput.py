@@ -11,6 +11,7 @@ to plain inference throughput, all measured in this one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
@@ -34,6 +35,20 @@ def images_per_second(fn, batch_size, steps, device) -> float:
         fn()
     _sync(device)
     return batch_size * steps / (time.perf_counter() - start)
+
+
+def train_step(model, optimizer, x, y, recipe, eps, step, generator) -> None:
+    model.train()
+    loss, _ = training_loss(model, x, y, recipe, eps, step, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def infer_step(model, x) -> None:
+    model.eval()
+    with torch.no_grad():
+        model(x)
 
 
 def main() -> None:
@@ -78,22 +93,11 @@ def main() -> None:
         for label, recipe in recipes.items():
             optimizer = make_optimizer(model.parameters(), recipe)
             eps, step = recipe.attack_budget(info.default_epsilon)
+            fn = functools.partial(train_step, model, optimizer, x, y, recipe, eps, step, generator)
+            rates[label] = images_per_second(fn, args.batch_size, args.steps, device)
 
-            def train_step():
-                model.train()
-                loss, _ = training_loss(model, x, y, recipe, eps, step, generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-            rates[label] = images_per_second(train_step, args.batch_size, args.steps, device)
-
-        def infer_step():
-            model.eval()
-            with torch.no_grad():
-                model(x)
-
-        infer = images_per_second(infer_step, args.batch_size, args.steps, device)
+        fn = functools.partial(infer_step, model, x)
+        infer = images_per_second(fn, args.batch_size, args.steps, device)
         params = sum(p.numel() for p in model.parameters())
         print(
             f"{arch:<14} {params:>10,} {rates['standard']:>12.0f} {rates['madry']:>12.0f} "

@@ -167,7 +167,7 @@ def test_distance_refuses_signatures_from_different_probes(
 
 def test_gradfield_signature_with_an_automatic_probe(models, digits_file, tmp_path, capsys):
     out = [tmp_path / f"g{i}.h5" for i in range(2)]
-    for model, path in zip(models, out):
+    for model, path in zip(models, out, strict=True):
         assert (
             main(
                 [

@@ -33,7 +33,9 @@ def test_every_architecture_builds_for_cifar10():
 
 def test_known_parameter_counts():
     # Tiny10 of the stitching papers: about 87k parameters on CIFAR-10; ResNet-20: 0.27M.
-    count = lambda m: sum(p.numel() for p in m.parameters())
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
     assert count(build_model("tiny10", "cifar10")) == 86458
     assert count(build_model("resnet20_w1", "cifar10")) == 269722
     assert count(build_model("lenet", "cifar10")) == 62006
@@ -90,9 +92,7 @@ def test_split_refuses_a_layer_inside_a_residual_block():
 
 def test_same_init_seed_same_weights_different_seed_different():
     a, b, c = (seeded_model("lenet", "digits", s) for s in (5, 5, 6))
-    for (k, pa), pb, pc in zip(
-        a.state_dict().items(), b.state_dict().values(), c.state_dict().values()
-    ):
+    for (k, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), k
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
 

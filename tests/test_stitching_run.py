@@ -251,7 +251,7 @@ def test_cross_task_run_evaluates_on_both_tasks(tmp_path, donors, digits_file):
 
 def test_summary_and_plots_from_results(tmp_path, donors, digits_file):
     paths = []
-    for i, layer in enumerate(("relu2", "relu3")):
+    for layer in ("relu2", "relu3"):
         out = tmp_path / f"{layer}.json"
         stitch_models(
             donors["a"],

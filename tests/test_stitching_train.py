@@ -43,7 +43,7 @@ def _softmax(v):
 def _soft_ce(s, t, temperature=1.0):
     p = _softmax([a / temperature for a in t])
     log_q = [math.log(q) for q in _softmax([a / temperature for a in s])]
-    return -sum(pi * lq for pi, lq in zip(p, log_q))
+    return -sum(pi * lq for pi, lq in zip(p, log_q, strict=True))
 
 
 S = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
@@ -64,7 +64,9 @@ def test_soft_target_losses_equal_hand_computed_values(temperature):
             lambda i: (_soft_ce(S[i], T1[i], temperature) + _soft_ce(S[i], T2[i], temperature)) / 2
         ),
         "soft_1_plus_2": mean(
-            lambda i: _soft_ce(S[i], [(a + b) / 2 for a, b in zip(T1[i], T2[i])], temperature)
+            lambda i: _soft_ce(
+                S[i], [(a + b) / 2 for a, b in zip(T1[i], T2[i], strict=True)], temperature
+            )
         ),
     }
     for target_type, value in expected.items():
@@ -131,7 +133,7 @@ def test_cached_front_training_equals_hook_based_training(train_split, layer, ar
             cached_loss = log.step_loss
         else:
             np.testing.assert_allclose(log.step_loss, cached_loss, rtol=1e-5)
-    for a, b in zip(*params):
+    for a, b in zip(*params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -50,6 +50,20 @@ def blobs(n: int, seed: int, shape=(1, 4, 4), classes: int = 3):
     return x, y
 
 
+def _grads_and_q(model, x, y):
+    """Per-example gradients of the margin log(p / (1 - p)), scaled by 1/sqrt(#params), and Q."""
+    params = list(model.parameters())
+    p_count = sum(p.numel() for p in params)
+    rows, qs = [], []
+    for xi, yi in zip(x.double(), y, strict=True):
+        log_p = torch.log_softmax(model(xi[None]), dim=1)[0, yi]
+        f = log_p - torch.log1p(-torch.exp(log_p))  # log(p / (1 - p))
+        g = torch.autograd.grad(f, params)
+        rows.append(torch.cat([t.reshape(-1) for t in g]).numpy())
+        qs.append(1.0 - math.exp(float(log_p.detach())))
+    return np.stack(rows) / math.sqrt(p_count), np.array(qs)
+
+
 def dense_reference(
     models, train, targets, ridge: float, rescale_inverse: bool = True
 ) -> np.ndarray:
@@ -57,21 +71,8 @@ def dense_reference(
     total, q_sum = 0.0, 0.0
     for model in models:
         model = model.double().eval()
-        params = list(model.parameters())
-        p_count = sum(p.numel() for p in params)
-
-        def grads_and_q(x, y):
-            rows, qs = [], []
-            for xi, yi in zip(x.double(), y):
-                log_p = torch.log_softmax(model(xi[None]), dim=1)[0, yi]
-                f = log_p - torch.log1p(-torch.exp(log_p))  # log(p / (1 - p))
-                g = torch.autograd.grad(f, params)
-                rows.append(torch.cat([t.reshape(-1) for t in g]).numpy())
-                qs.append(1.0 - math.exp(float(log_p.detach())))
-            return np.stack(rows) / math.sqrt(p_count), np.array(qs)
-
-        phi, q = grads_and_q(*train)
-        g_t, _ = grads_and_q(*targets)
+        phi, q = _grads_and_q(model, *train)
+        g_t, _ = _grads_and_q(model, *targets)
         gram = phi.T @ phi
         inverse = np.linalg.inv(gram + ridge * np.trace(gram) / len(gram) * np.eye(len(gram)))
         if rescale_inverse:

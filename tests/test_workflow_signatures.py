@@ -69,7 +69,7 @@ def test_zest_probe_and_signatures(tiny_workflow):
     signatures = [
         read_signature(results / "signatures" / "zest" / f"{m}.h5") for m in zoo_ids(config)
     ]
-    for model, sig in zip(zoo_ids(config), signatures):
+    for model, sig in zip(zoo_ids(config), signatures, strict=True):
         assert sig.data.shape == (probe.total_segments, 10)
         assert sig.probe_sha256 == file_sha256(probe_path)
         assert sig.name == model

@@ -184,7 +184,9 @@ def test_linear_model_gives_its_exact_superpixel_contributions(small_probe):
     expected = np.concatenate(
         [
             superpixel_weights(weight.numpy().astype(np.float64), img, seg, DIGITS_MEAN)
-            for img, seg in zip(small_probe.images.astype(np.float64), small_probe.segments)
+            for img, seg in zip(
+                small_probe.images.astype(np.float64), small_probe.segments, strict=True
+            )
         ]
     )
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)

@@ -34,7 +34,7 @@ def frozen_parameters(model: nn.Module):
     try:
         yield
     finally:
-        for p, flag in zip(model.parameters(), flags):
+        for p, flag in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(flag)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Union
 
 from .errors import InputError
 
@@ -150,7 +149,7 @@ class ExternalId:
         return None
 
 
-ModelId = Union[ZooId, DerivedId, ExternalId]
+ModelId = ZooId | DerivedId | ExternalId
 
 
 def parse_model_id(text: str | ModelId) -> ModelId:

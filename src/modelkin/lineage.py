@@ -20,8 +20,9 @@ This module needs neither torch nor numpy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 # The metadata keys of a checkpoint that make up its lineage record.
 LINEAGE_KEYS = (

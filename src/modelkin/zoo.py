@@ -47,8 +47,9 @@ def plot_zoo(zoo_csv: str | Path, output: str | Path) -> Path:
     table = pd.read_csv(zoo_csv)
     datasets = sorted(table["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.5), squeeze=False)
-    markers = dict(zip(sorted(table["arch"].unique()), "osD^vP*Xh<>"))
-    for ax, dataset in zip(axes[0], datasets):
+    # One marker per architecture, from a fixed list of 11 (zip stops at the shorter).
+    markers = dict(zip(sorted(table["arch"].unique()), "osD^vP*Xh<>", strict=False))
+    for ax, dataset in zip(axes[0], datasets, strict=True):
         rows = table[table["dataset"] == dataset]
         for i, (algorithm, group) in enumerate(rows.groupby("algorithm")):
             for arch, sub in group.groupby("arch"):

@@ -153,7 +153,7 @@ def _reference_document_from_csv(path: Path, method: str) -> dict[str, Any]:
                 min_pairs=int(
                     np.nan_to_num(rows.get(f"{metric}_reference_n", pd.Series([len(values)])).max())
                 ),
-                pairs=list(zip(rows["model_a"], rows["model_b"])),
+                pairs=list(zip(rows["model_a"], rows["model_b"], strict=True)),
             ).to_dict()
     return {
         "kind": "modelkin-reference-distances",

@@ -33,7 +33,8 @@ def plot_distance_heatmap(
         1, max(len(datasets), 1), figsize=(9 * max(len(datasets), 1), 8), squeeze=False
     )
     image = None
-    for ax, dataset in zip(axes[0], datasets):
+    # With no data set there is still one (empty) panel: zip stops at the shorter.
+    for ax, dataset in zip(axes[0], datasets, strict=False):
         rows = frame[frame["dataset"] == dataset]
         models = sorted(set(rows["model_a"]) | set(rows["model_b"]), key=display_order)
         index = {m: i for i, m in enumerate(models)}

@@ -140,7 +140,7 @@ def distance_table(
         groups.setdefault(m.dataset, []).append(m)
     for dataset, group in sorted(groups.items()):
         signatures = [m.read() for m in group]
-        for m, sig in zip(group, signatures, strict=True):
+        for sig in signatures:
             if sig.method != method:
                 raise InputError(f"{sig.path} is a {sig.method} signature, not {method}")
             check_comparable(signatures[0], sig)

@@ -127,7 +127,8 @@ class Tiny10(SequentialClassifier):
             )
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         prev = c
-        specs = [(ch, 3, s) for ch, s in zip(self.CHANNELS, self.STRIDES)] + [(64, 1, 1)]
+        specs = [(ch, 3, s) for ch, s in zip(self.CHANNELS, self.STRIDES, strict=True)]
+        specs.append((64, 1, 1))
         for i, (ch, k, s) in enumerate(specs, start=1):
             layers[f"conv{i}"] = nn.Conv2d(prev, ch, k, stride=s, bias=not batch_norm)
             if batch_norm:
@@ -187,7 +188,7 @@ class CifarResNet(Classifier):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU()
         in_planes = widths[0]
-        for stage, (n_blocks, planes) in enumerate(zip(blocks, widths), start=1):
+        for stage, (n_blocks, planes) in enumerate(zip(blocks, widths, strict=True), start=1):
             stride = 1 if stage == 1 else 2
             stage_blocks = []
             for b in range(n_blocks):
