@@ -138,8 +138,9 @@ def modeldiff_models(config: dict[str, Any]) -> list[ZooId]:
     """The checkpoints of ModelDiff's algorithms A and B (``modeldiff`` section)."""
     section = config.get("modeldiff") or {}
     algorithms = (config.get("training") or {}).get("algorithms") or {}
-    roles = [section.get("algorithm_a"), section.get("algorithm_b")]
-    if not section or not all(a in algorithms for a in roles):
+    names = [section.get("algorithm_a"), section.get("algorithm_b")]
+    roles = [a for a in names if isinstance(a, str) and a in algorithms]
+    if not section or len(roles) != len(names):
         return []
     return [
         ZooId(section["dataset"], section["arch"], algorithm, i, d)

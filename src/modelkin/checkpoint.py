@@ -166,6 +166,7 @@ def import_state_dict(
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"{path} does not exist")
+    state: Any  # whatever the file holds, checked below
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -55,13 +55,13 @@ def _digits_arrays() -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    images = (
+    small = (
         torch.tensor(digits.images, dtype=torch.float64).unsqueeze(1) / 16.0
     )  # (N, 1, 8, 8) in [0, 1]
-    images = torch.nn.functional.interpolate(
-        images, size=(32, 32), mode="bilinear", align_corners=False
+    large = torch.nn.functional.interpolate(
+        small, size=(32, 32), mode="bilinear", align_corners=False
     )
-    images = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    images = (large.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     labels = digits.target.astype(np.int64)
     index = np.arange(len(labels))
     train_idx, test_idx = train_test_split(

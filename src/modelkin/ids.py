@@ -124,7 +124,8 @@ class DerivedId:
     @property
     def generation(self) -> int:
         """1 for a child of a root model, 2 for a grandchild, ..."""
-        depth, model = 0, self
+        depth = 0
+        model: ModelId = self
         while isinstance(model, DerivedId):
             depth, model = depth + 1, model.parent
         return depth

@@ -35,10 +35,10 @@ def attribution_training_split(
     """
     if train_data not in TRAIN_DATA_CHOICES:
         raise InputError(f"train_data must be one of {TRAIN_DATA_CHOICES}, not {train_data!r}")
-    recipe = TrainRecipe.from_dict(recipe)
+    train_recipe = TrainRecipe.from_dict(recipe)
     if train_data == "clean":
-        recipe = TrainRecipe.from_dict({**recipe.to_dict(), "planted_patch": None})
-    return load_training_split(prepared, recipe)
+        train_recipe = TrainRecipe.from_dict({**train_recipe.to_dict(), "planted_patch": None})
+    return load_training_split(prepared, train_recipe)
 
 
 def target_split(

@@ -62,7 +62,7 @@ def subset_margins(
     targets: str = "test",
     n_targets: int | None = None,
     target_patch: dict[str, Any] | None = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
 ) -> np.ndarray:
     """Train ``arch`` on the masked training examples (as the recipe sees them); its margins on the
     targets."""

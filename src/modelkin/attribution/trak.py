@@ -218,13 +218,18 @@ def ensemble_scores(
             "(n_train, n_targets, k, k); featurise every checkpoint on the same training and "
             "target examples"
         )
-    total = None
-    q_sum = None
-    for c in checkpoints:
-        part = c.train_features.to(device) @ c.target_grads.to(device).T
-        total = part if total is None else total + part
-        q = c.out_to_loss.to(device, torch.float64)
-        q_sum = q if q_sum is None else q_sum + q
+
+    def kernel_and_q(c: CheckpointFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            c.train_features.to(device) @ c.target_grads.to(device).T,
+            c.out_to_loss.to(device, torch.float64),
+        )
+
+    total, q_sum = kernel_and_q(checkpoints[0])
+    for c in checkpoints[1:]:
+        part, q = kernel_and_q(c)
+        total = total + part
+        q_sum = q_sum + q
     m = len(checkpoints)
     if not out_to_loss:
         return (total / m).cpu()

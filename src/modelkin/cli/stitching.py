@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ..errors import MissingFileError
 
@@ -343,7 +344,9 @@ def _eval_stitch(args: argparse.Namespace) -> int:
     out = {"result": args.result, "variant": args.variant, "tasks": {}}
     for task in tasks:
         test = load_task_split(data[task.dataset], task, "test")
-        metrics = classification_metrics(stitched, test, reference=model2, device=device)
+        metrics: dict[str, Any] = classification_metrics(
+            stitched, test, reference=model2, device=device
+        )
         reference = classification_metrics(model2, test, device=device)
         metrics["model2_accuracy"] = reference["accuracy"]
         metrics["relative_accuracy"] = (

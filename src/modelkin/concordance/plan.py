@@ -118,10 +118,11 @@ def plan_concordance(
     parent = section["parent"] or next(iter(catalog.derived_parents), None)
     if isinstance(selection, str):
         if parent is None:
-            return skip(
+            skip(
                 "concordance.models: family/all needs a parent: set concordance.parent or "
                 "derived.parents"
             )
+            return None
         where = "concordance.parent" if section["parent"] else "derived.parents"
         parent = catalog.resolve(parent, where)  # a model the configuration plans
         profile = catalog.profile(parent)
@@ -172,10 +173,11 @@ def plan_concordance(
             )
         dataset = datasets.pop()
     if len(models) < 3:
-        return skip(
+        skip(
             f"the concordance needs at least 3 models (3 pairs) for rank correlations, its "
             f"selection gives {len(models)}: {', '.join(models) or 'none'}"
         )
+        return None
     methods = resolve_methods(section["methods"], distance_methods)
     pairs = {pair_key(a, b): (a, b) for a, b in itertools.combinations(models, 2)}
     return ConcordancePlan(

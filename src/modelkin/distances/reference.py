@@ -145,7 +145,7 @@ def reference_distance(
         std=std,
         n=n,
         min_pairs=int(min_pairs),
-        pairs=[tuple(p) for p in pairs],
+        pairs=[(a, b) for a, b in pairs],
         sufficient=sufficient,
     )
 

@@ -152,7 +152,7 @@ def distance_table(
             a, b = group[i], group[j]
             rel = relation(lineages, a.model_id, b.model_id)
             derived = rel.startswith("derived-by-")
-            row = {
+            row: dict[str, Any] = {
                 "model_a": a.model_id,
                 "model_b": b.model_id,
                 "dataset": dataset,

@@ -7,7 +7,7 @@ dtype (float64) and the handling of degenerate data are the same everywhere.
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def check_positive_float(value: Any, name: str) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Real)
-        or not np.isfinite(value)
+        or not np.isfinite(float(value))
         or value <= 0
     ):
         raise InputError(f"{name} must be a finite number > 0, got {value!r}")
@@ -120,7 +120,11 @@ def check_positive_float(value: Any, name: str) -> float:
 
 
 def check_fraction(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value <= 1):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (0 < float(value) <= 1)
+    ):
         raise InputError(f"{name} must satisfy 0 < {name} <= 1, got {value!r}")
     return float(value)
 
@@ -131,7 +135,7 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def finite(value: float, measure: str) -> float:
+def finite(value: SupportsFloat, measure: str) -> float:
     """Last line of defence: a measure never hands back NaN or inf silently."""
     value = float(value)
     if not np.isfinite(value):

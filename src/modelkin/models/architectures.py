@@ -21,6 +21,9 @@ from ..errors import InputError
 class Classifier(nn.Module):
     """Base class: normalisation in front of ``features_and_head``."""
 
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
     def __init__(self, in_shape: tuple[int, int, int], num_classes: int, mean, std):
         super().__init__()
         self.in_shape = tuple(in_shape)
@@ -164,6 +167,7 @@ class BasicBlock(nn.Module):
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module
         if stride != 1 or in_planes != planes:
             if shortcut == "A":
                 self.shortcut = OptionAShortcut(planes - in_planes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -71,10 +72,16 @@ def check_layers(model: nn.Module, names: Sequence[str]) -> None:
         )
 
 
+def input_shape(model: nn.Module) -> tuple[int, ...]:
+    """The input shape (C, H, W) of a modelkin model (its ``in_shape`` attribute)."""
+    # nn.Module.__getattr__ types every attribute as Tensor | Module; in_shape is a plain tuple.
+    return tuple(cast("Sequence[int]", model.in_shape))
+
+
 def layer_table(model: nn.Module, in_shape: Sequence[int] | None = None) -> list[LayerInfo]:
     """Every layer with its module type, activation shape (for one input of ``in_shape``) and
     cut-point flag."""
-    in_shape = tuple(in_shape or model.in_shape)
+    in_shape = tuple(in_shape or input_shape(model))
     names = layer_names(model)
     device = next(model.parameters()).device
     was_training = model.training

@@ -218,7 +218,7 @@ def compare_layers(
     acts_b = capture_activations(
         model_b, probe_x, names_b, batch_size=batch_size, device=device, desc="activations B"
     )
-    options = {"max_spatial_samples": max_spatial_samples, "seed": seed}
+    options: dict[str, Any] = {"max_spatial_samples": max_spatial_samples, "seed": seed}
     reps_a = [to_representation(n, acts_a.pop(n), conv_mode, **options) for n in names_a]
     reps_b = [to_representation(n, acts_b.pop(n), conv_mode, **options) for n in names_b]
     rows_used = max(r.matrix.shape[0] for r in reps_a + reps_b)

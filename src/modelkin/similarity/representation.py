@@ -118,7 +118,7 @@ def to_representation(
     n, shape = acts.shape[0], tuple(acts.shape[1:])
     if conv_mode == "flatten" or len(shape) < 2:
         matrix = acts.reshape(n, -1).double().numpy()
-        grid = None if conv_mode == "flatten" else ()
+        grid: tuple[int, ...] | None = None if conv_mode == "flatten" else ()
         return Representation(layer, shape, matrix, grid, f"{n} inputs")
     channels, grid = shape[0], shape[1:]
     positions = int(np.prod(grid))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..errors import InputError, MissingFileError
 from ..io import atomic_path
@@ -262,7 +266,7 @@ def _depths(n: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, n) if n > 1 else np.ones(1)
 
 
-def same_layer_summary(tables: Mapping[str, object]):
+def same_layer_summary(tables: Mapping[str, pd.DataFrame]):
     """Per pair, measure and layer of model A: the value at B's matching layer (``matched_layers``),
     plus the most alike layer of B among its ``ok`` values (``best_layer_b``, ``best_value``; by the
     measure's direction)."""

@@ -57,7 +57,7 @@ class Moments:
                 f"({self.p}, {self.q})"
             )
         x, y = x.detach().double(), y.detach().double()
-        if self.shift_x is None:
+        if self.shift_x is None or self.shift_y is None:
             self.shift_x, self.shift_y = x.mean(0).cpu(), y.mean(0).cpu()
         # The products run on x's device (GPU when there is one); only the small sums come back.
         x = x - self.shift_x.to(x.device)
@@ -76,13 +76,18 @@ class Moments:
                 "least squares needs at least two samples; the training split is empty or tiny"
             )
 
+    def _shifts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.shift_x is None or self.shift_y is None:
+            raise StitchError("the moments have no rows yet")
+        return self.shift_x, self.shift_y
+
     @property
     def mean_x(self) -> torch.Tensor:
-        return self.shift_x + self.sx / self.n
+        return self._shifts()[0] + self.sx / self.n
 
     @property
     def mean_y(self) -> torch.Tensor:
-        return self.shift_y + self.sy / self.n
+        return self._shifts()[1] + self.sy / self.n
 
     def covariances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(Cxx, Cxy): centred second moments divided by n."""

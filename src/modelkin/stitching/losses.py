@@ -19,6 +19,12 @@ def soft_cross_entropy(
     return -(target * F.log_softmax(logits / temperature, dim=1)).sum(1).mean()
 
 
+def _given(logits: torch.Tensor | None, name: str, target_type: str) -> torch.Tensor:
+    if logits is None:
+        raise InputError(f"target_type {target_type!r} needs {name}")
+    return logits
+
+
 def target_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -38,16 +44,19 @@ def target_loss(
     if target_type == "hard":
         return F.cross_entropy(logits, labels)
     if target_type == "soft_1":
-        return soft_cross_entropy(logits, logits1, temperature)
+        return soft_cross_entropy(logits, _given(logits1, "logits1", target_type), temperature)
     if target_type == "soft_2":
-        return soft_cross_entropy(logits, logits2, temperature)
+        return soft_cross_entropy(logits, _given(logits2, "logits2", target_type), temperature)
     if target_type == "soft_12":
         return 0.5 * (
-            soft_cross_entropy(logits, logits1, temperature)
-            + soft_cross_entropy(logits, logits2, temperature)
+            soft_cross_entropy(logits, _given(logits1, "logits1", target_type), temperature)
+            + soft_cross_entropy(logits, _given(logits2, "logits2", target_type), temperature)
         )
     if target_type == "soft_1_plus_2":
-        return soft_cross_entropy(logits, 0.5 * (logits1 + logits2), temperature)
+        mean = 0.5 * (
+            _given(logits1, "logits1", target_type) + _given(logits2, "logits2", target_type)
+        )
+        return soft_cross_entropy(logits, mean, temperature)
     raise InputError(f"target_type must be one of {', '.join(TARGET_TYPES)}, not {target_type!r}")
 
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ..errors import InputError
 from ..models.layers import (
     LayerError,
     capture,
     check_layers,
+    input_shape,
     is_cut_point,
     layer_names,
     layer_table,
@@ -138,6 +139,12 @@ class StitchingLayer(nn.Module):
     ``w1 @ w2`` for a low-rank T, times the fixed ``mask``.
     """
 
+    # Full rank: w; low rank: w1 @ w2 (the others are None).
+    w: nn.Parameter | None
+    w1: nn.Parameter | None
+    w2: nn.Parameter | None
+    mask: torch.Tensor
+
     def __init__(self, geometry: StitchGeometry, *, low_rank: int | None = None):
         super().__init__()
         self.geometry = geometry
@@ -164,6 +171,7 @@ class StitchingLayer(nn.Module):
         rank."""
         with torch.no_grad():
             if self.low_rank is not None:
+                assert self.w1 is not None and self.w2 is not None  # low rank: w1 and w2 are set
                 self.w1.copy_(_orthogonal(self.w1.shape, generator))
                 self.w2.copy_(_orthogonal(self.w2.shape, generator))
                 self.bias.zero_()
@@ -171,6 +179,7 @@ class StitchingLayer(nn.Module):
                 # kaiming_uniform_(a=sqrt(5)) and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, as
                 # nn.Linear/nn.Conv2d.
                 bound = 1.0 / math.sqrt(self.geometry.in_features)
+                assert self.w is not None  # full rank: w is set
                 self.w.copy_(_uniform(self.w.shape, bound, generator))
                 self.bias.copy_(_uniform(self.bias.shape, bound, generator))
 
@@ -184,8 +193,11 @@ class StitchingLayer(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        raw = self.w if self.low_rank is None else self.w1 @ self.w2
-        return raw * self.mask
+        if self.low_rank is None:
+            assert self.w is not None  # full rank: w is set
+            return self.w * self.mask
+        assert self.w1 is not None and self.w2 is not None  # low rank: w1 and w2 are set
+        return (self.w1 @ self.w2) * self.mask
 
     def set_affine(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Set T to ``weight`` (out, in) and ``bias``; a low-rank T takes the best rank-r
@@ -201,8 +213,10 @@ class StitchingLayer(nn.Module):
             )
         with torch.no_grad():
             if self.low_rank is None:
+                assert self.w is not None  # full rank: w is set
                 self.w.copy_(weight)
             else:
+                assert self.w1 is not None and self.w2 is not None  # low rank: w1 and w2 are set
                 u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
                 root = s[: self.low_rank].sqrt()
                 self.w1.copy_((u[:, : self.low_rank] * root).to(self.w1))
@@ -290,6 +304,8 @@ class StitchedModel(nn.Module):
     when L2 is a cut point; ``hooks`` runs both full networks every time (the
     references' way, kept for comparisons and benchmarks).
     """
+
+    _end: fx.GraphModule | None
 
     def __init__(
         self,
@@ -384,7 +400,7 @@ def _activation_shape(model: nn.Module, layer: str) -> tuple[int, ...]:
     model.eval()
     try:
         with torch.no_grad():
-            out = layer_activation(model, layer, torch.zeros(2, *model.in_shape, device=device))
+            out = layer_activation(model, layer, torch.zeros(2, *input_shape(model), device=device))
     finally:
         model.train(was_training)
     return tuple(out.shape[1:])
@@ -412,10 +428,10 @@ def check_stitchable(
                 f"{which} ({type(model).__name__}) has no layer {layer!r}; its layers and "
                 f"activation shapes: {_describe_layers(model)}"
             )
-    if tuple(model1.in_shape) != tuple(model2.in_shape):
+    if input_shape(model1) != input_shape(model2):
         raise StitchError(
-            f"model 1 takes inputs of shape {tuple(model1.in_shape)} and model 2 "
-            f"{tuple(model2.in_shape)}; stitched models need the same input space (the end runs on "
+            f"model 1 takes inputs of shape {input_shape(model1)} and model 2 "
+            f"{input_shape(model2)}; stitched models need the same input space (the end runs on "
             "the same images when L2 is not a cut point, and both donors are evaluated on the same "
             "data)"
         )

@@ -136,9 +136,9 @@ def load_stitched(
         ckpt = load_checkpoint(path, device)
         if verify and ckpt.sha256 != payload[which]["sha256"]:
             raise InputError(
-                f"{path} (sha256 {ckpt.sha256[:12]}...) is not the {which} this result was trained "
-                f"with (sha256 {payload[which]['sha256'][:12]}...); pass the right checkpoint or "
-                "verify=False"
+                f"{path} (sha256 {(ckpt.sha256 or '')[:12]}...) is not the {which} this "
+                f"result was trained with (sha256 {payload[which]['sha256'][:12]}...); "
+                "pass the right checkpoint or verify=False"
             )
         donors.append(ckpt.model)
     model1, model2 = donors

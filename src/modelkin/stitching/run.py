@@ -100,7 +100,7 @@ def stitch_models(
     train_task: str | Task | None = None,
     eval_tasks: Sequence[str | Task] = (),
     tasks: dict[str, Any] | None = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Stitch model 1's ``layer1`` into model 2's ``layer2``, train T, evaluate, write ``output``
@@ -152,7 +152,8 @@ def stitch_models(
     geometry = stitch.geometry
     generator = torch.Generator().manual_seed(opts.seed)
 
-    solution, ps_info = None, {}
+    solution = None
+    ps_info: dict[str, Any] = {}
     need_solution = opts.ps_inv or opts.init == "ps_inv"
     need_moments = need_solution or opts.mask in ("semi-match", "abs-semi-match")
     moments = None
@@ -167,6 +168,7 @@ def stitch_models(
     mask = make_mask(opts.mask, stitch, moments=moments, generator=generator).to(stitch.mask)
     stitch.set_mask(mask)
     if need_solution:
+        assert moments is not None  # need_solution implies need_moments
         start = time.perf_counter()
         solution = solve_affine(
             moments,
@@ -320,7 +322,9 @@ def _evaluate_task(
     task_model = next((m for m in ("model2", "model1") if own_tasks[m] == task.name), None)
     out["task_model"] = task_model
     for variant, model in variants.items():
-        metrics = classification_metrics(model, test, reference=teacher2, device=device)
+        metrics: dict[str, Any] = classification_metrics(
+            model, test, reference=teacher2, device=device
+        )
         metrics["relative_accuracy"] = _ratio(metrics["accuracy"], out["model2"]["accuracy"])
         metrics["relative_to_task_model"] = (
             _ratio(metrics["accuracy"], out[task_model]["accuracy"]) if task_model else None

@@ -97,7 +97,7 @@ def parse_task(spec: str | dict[str, Any] | Task, named: dict[str, Any] | None =
     named = named or {}
     if isinstance(spec, dict):
         return Task(
-            spec.get("name", spec["dataset"]),
+            spec["name"] if "name" in spec else spec["dataset"],
             spec["dataset"],
             tuple(spec.get("transforms", ())),
             int(spec.get("seed", 0)),
@@ -148,13 +148,13 @@ def train_task_donor(
     from ..train import TrainRecipe, train_on_splits, with_planted_patch
 
     task = parse_task(task)
-    recipe = TrainRecipe.from_dict(recipe)
+    train_recipe = TrainRecipe.from_dict(recipe)
     train = with_planted_patch(
-        load_task_split(prepared, task, "train", limit=recipe.train_limit), recipe
+        load_task_split(prepared, task, "train", limit=train_recipe.train_limit), train_recipe
     )
     extra_meta = {"task": task.to_dict()}
     return train_on_splits(
-        output, train, recipe=recipe, task_name=task.name, extra_meta=extra_meta, **settings
+        output, train, recipe=train_recipe, task_name=task.name, extra_meta=extra_meta, **settings
     )
 
 

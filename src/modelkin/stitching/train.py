@@ -138,7 +138,10 @@ def precompute_fixed_inputs(
     finally:
         stitched.train(was_training)
     cat = {k: torch.cat(v) if v else None for k, v in parts.items()}
-    return FixedInputs(cat["front"], cat["logits1"], cat["logits2"], cat["genuine"])
+    front = cat["front"]
+    if front is None:
+        raise InputError("the training split is empty: there is nothing to train T on")
+    return FixedInputs(front, cat["logits1"], cat["logits2"], cat["genuine"])
 
 
 def stitch_step_loss(
@@ -155,6 +158,8 @@ def stitch_step_loss(
     """Loss of one batch from the front activation (cached) or from the images; returns (loss,
     parts, logits)."""
     if front is None:
+        if x is None:
+            raise InputError("a stitching step needs the images (x) or their front activation")
         front = stitched.front(x)
     t = stitched.stitch(front)
     logits = stitched.end(t, x)
@@ -173,6 +178,8 @@ def stitch_step_loss(
         loss = loss + l1
         parts["l1"] = l1.item()
     if options.cka_reg > 0:
+        if genuine is None:
+            raise InputError("the CKA regulariser needs model 2's genuine activation")
         cka = linear_cka_torch(genuine, t)
         loss = loss + options.cka_reg * cka
         parts["cka"] = cka.item()
@@ -255,7 +262,7 @@ def train_stitcher(
             parts["loss"] = value
             for key, v in parts.items():
                 sums[key] = sums.get(key, 0.0) + v * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += int((logits.argmax(1) == y).sum().item())
             seen += len(y)
             record.steps += 1
         summary = {

@@ -232,5 +232,8 @@ def gradient_field_signature(
         "outputs": "logit",
         "baseline": "probe_baseline",
     }
-    extras = {"targets": targets.numpy().astype(np.int64), "logit_gap": gap.astype(np.float32)}
+    extras: dict[str, np.ndarray] = {
+        "targets": targets.numpy().astype(np.int64),
+        "logit_gap": gap.astype(np.float32),
+    }
     return Computed(data, params, extras)

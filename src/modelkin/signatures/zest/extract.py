@@ -343,6 +343,8 @@ class ZestExtractor:
             if logits is None:
                 logits = torch.empty(total, out.shape[1], dtype=torch.float32, device=device)
             logits[start : start + len(flat)] = out.float()
+        if logits is None:
+            raise InputError("the Zest probe has no queries (no images or no samples)")
         return logits.reshape(n, samples, -1)
 
 
