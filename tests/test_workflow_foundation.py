@@ -90,6 +90,25 @@ def test_lint_and_format_are_clean(tmp_path):
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
+PYTHON_PATHS = ["src", "tests", "benchmarks", "workflow/scripts"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ruff", "format", "--check", *PYTHON_PATHS],
+        ["ruff", "check", *PYTHON_PATHS],
+        ["mypy"],  # its files and settings are in pyproject.toml
+    ],
+    ids=["ruff-format", "ruff-check", "mypy"],
+)
+def test_python_is_formatted_linted_and_typed(command):
+    """The Python half of `make lint`, with the tools of this environment (the dev extra)."""
+    tool = str(Path(sys.executable).with_name(command[0]))
+    proc = subprocess.run([tool, *command[1:]], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
 def test_slurm_profile_passes_snakemakes_checks(tmp_path):
     workdir = make_workdir(tmp_path / "profile")
     proc = run_snakemake(workdir, "-n", "--profile", str(REPO / "profiles" / "slurm"), check=False)
