@@ -53,8 +53,7 @@ COLUMNS = (
     "features_b",
 )
 # rbf_cka builds n x n kernel matrices (several copies of n^2 float64 per side): at 20,000 rows that
-# is
-# already gigabytes, and spatial mode without subsampling easily asks for hundreds of thousands.
+# is already gigabytes, and spatial mode without subsampling easily asks for hundreds of thousands.
 MAX_KERNEL_ROWS = 20_000
 KERNEL_MEASURES = ("rbf_cka",)
 

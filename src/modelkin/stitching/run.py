@@ -135,8 +135,7 @@ def stitch_models(
 
     model1, model2 = ck1.model, ck2.model
     # Donors that train their batch norm change during training: targets, reference accuracies and
-    # the
-    # before / ps_inv networks use frozen copies of the donors as trained.
+    # the before / ps_inv networks use frozen copies of the donors as trained.
     teacher1, teacher2 = (snapshot(model1), snapshot(model2)) if opts.train_bn else (model1, model2)
     stitched = build_stitched(
         model1,
@@ -317,8 +316,7 @@ def _evaluate_task(
     out["model1"] = classification_metrics(teacher1, test, reference=teacher2, device=device)
     out["model2"] = classification_metrics(teacher2, test, device=device)
     # The donor trained on this task normalises "relative to the task's model": model 2 whenever it
-    # was
-    # trained on the task (every same-task run), model 1 on its own task in cross-task runs.
+    # was trained on the task (every same-task run), model 1 on its own task in cross-task runs.
     task_model = next((m for m in ("model2", "model1") if own_tasks[m] == task.name), None)
     out["task_model"] = task_model
     for variant, model in variants.items():
