@@ -75,7 +75,7 @@ class SignatureMethod(ABC):
     needs: ClassVar[frozenset[str]]  # from NEEDS
     axes: ClassVar[tuple[str, ...]]  # names of the signature's axes
     class_axis: ClassVar[str | None] = None  # the axis that may differ in length between models
-    probe_kind: ClassVar[str]  # the probe files it reads (methods may share one kind)
+    probe_kind: ClassVar[str | None]  # the probe files it reads (None: no probe, e.g. weights)
     probe_keys: ClassVar[tuple[str, ...]] = ()  # keys of its config section that make the probe
     signature_keys: ClassVar[tuple[str, ...]] = ()  # keys that define the signature
     selection_keys: ClassVar[tuple[str, ...]] = ()  # keys of a probe selection (selects_probe)

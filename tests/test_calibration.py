@@ -1,0 +1,87 @@
+"""Calibrated verdicts on synthetic distances whose truth is known: the false-positive rate is the
+configured alpha, clear positives are found, too little reference says so."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from modelkin.distances.calibration import NOT_ENOUGH, CalibrationSettings, fit_null, judge
+
+
+def unrelated_table(rng, n_models, *, mu=-1.4, effect_sd=0.3, noise_sd=0.1, duplicates=0):
+    """Pairs of unrelated models with log d = mu + a_x + a_y + e; each family has 1 + duplicates
+    near-copies (a parent and its derived models) that share the family's effect."""
+    effects = rng.normal(0, effect_sd, n_models)
+    members = {}
+    for f in range(n_models):
+        members[f"m{f}"] = (f, effects[f])
+        for k in range(duplicates):
+            members[f"m{f}.d{k}"] = (f, effects[f] + rng.normal(0, 0.02))
+    families = {m: f"m{f}" for m, (f, _) in members.items()}
+    pairs, distances = [], []
+    for a, b in itertools.combinations(members, 2):
+        if members[a][0] == members[b][0]:
+            continue  # same family: related, not in the null
+        pairs.append((a, b))
+        distances.append(np.exp(mu + members[a][1] + members[b][1] + rng.normal(0, noise_sd)))
+    return pairs, np.asarray(distances), families, members
+
+
+@pytest.mark.parametrize("model", ["pairwise", "lognormal"])
+def test_false_positive_rate_is_alpha_on_unrelated_pairs(model):
+    rng = np.random.default_rng(0)
+    alpha = 0.05
+    settings = CalibrationSettings(alpha=alpha, model=model)
+    called, total = 0, 0
+    for _ in range(30):
+        pairs, distances, families, _ = unrelated_table(rng, 12)
+        fit = fit_null(pairs, distances, families, settings)
+        for (a, b), d in zip(pairs, distances, strict=True):
+            called += judge(fit, a, b, d).verdict == "related"
+            total += 1
+    rate = called / total
+    assert abs(rate - alpha) < 0.015, rate  # 30 x 66 pairs: binomial sd ~ 0.005
+
+
+def test_model_effects_sharpen_the_verdict_for_a_copy_of_a_typical_model():
+    """A suspect whose distance is ordinary for the null as a whole but small for these two
+    models (both far from everything else) is found."""
+    rng = np.random.default_rng(1)
+    pairs, distances, families, members = unrelated_table(rng, 14)
+    a = "m0"
+    families["suspect"] = "m0"  # a derived copy of m0: its family
+    # the suspect is unrelated to every other family, with m0's typicality
+    for other in members:
+        if families[other] != "m0":
+            pairs.append(("suspect", other))
+            expected = -1.4 + members["m0"][1] + members[other][1]
+            distances = np.append(distances, np.exp(expected + rng.normal(0, 0.1)))
+    close = float(np.exp(-1.4 + members[a][1] + members[a][1] - 0.6))
+    pairwise = fit_null(pairs, distances, families, CalibrationSettings(model="pairwise"))
+    judgement = judge(pairwise, "suspect", a, close)
+    assert judgement.verdict == "related" and judgement.p_value < 1e-3
+    assert judgement.ratio == pytest.approx(np.exp(-0.6), rel=0.2)
+
+
+def test_too_few_families_is_said_not_guessed():
+    rng = np.random.default_rng(2)
+    pairs, distances, families, _ = unrelated_table(rng, 4, duplicates=3)
+    fit = fit_null(pairs, distances, families, CalibrationSettings(min_families=5))
+    assert not fit.sufficient
+    judgement = judge(fit, pairs[0][0], pairs[0][1], distances[0] / 100)
+    assert judgement.verdict == NOT_ENOUGH
+    # near-duplicate pairs do not count as independent evidence
+    assert fit.df <= 4 * 3 / 2
+
+
+def test_empirical_p_values_count_and_cannot_go_below_one_over_n_plus_one():
+    rng = np.random.default_rng(3)
+    pairs, distances, families, _ = unrelated_table(rng, 8)
+    fit = fit_null(pairs, distances, families, CalibrationSettings(model="empirical"))
+    far = judge(fit, "x", "y", distances.max() * 2)
+    near = judge(fit, "x", "y", distances.min() / 2)
+    assert far.p_value == pytest.approx(1.0)
+    assert near.p_value == pytest.approx(1 / (len(distances) + 1))
