@@ -7,8 +7,7 @@ import json
 import pytest
 
 from modelkin.cli import main
-from modelkin.distances import ReferenceDistance, compare_checkpoints, signature_distances
-from modelkin.io import write_json
+from modelkin.distances import signature_distances
 from modelkin.signatures import read_probe, read_signature
 from modelkin.train import train_checkpoint
 
@@ -21,7 +20,7 @@ SETTING = "digits:mlp/standard~mlp/standard"
 def models(digits_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-models")
     paths = []
-    for seed in (0, 1):
+    for seed in range(6):
         path = root / f"mlp{seed}.safetensors"
         train_checkpoint(
             path,
@@ -31,6 +30,7 @@ def models(digits_file, tmp_path_factory):
             recipe=RECIPE,
             init_seed=seed,
             data_seed=seed,
+            extra_meta={"name": f"digits/mlp/standard/i{seed}-d{seed}"},
         )
         paths.append(path)
     return paths
@@ -70,22 +70,24 @@ def zest_files(models, digits_file, tmp_path_factory):
     return probe, signatures
 
 
-def reference_file(path, mean=0.5, probe_sha256=None):
-    refs = {
-        m: ReferenceDistance(m, SETTING, mean, 0.1, 6, 5).to_dict()
-        for m in ("cos", "l1", "l2", "linf")
-    }
-    write_json(
-        path,
-        {
-            "kind": "modelkin-reference-distances",
-            "method": "zest",
-            "threshold": 1.0,
-            "probe_sha256": {"digits": probe_sha256} if probe_sha256 else {},
-            "references": {SETTING: refs},
-        },
-    )
-    return path
+@pytest.fixture(scope="module")
+def reference(models, zest_files, tmp_path_factory):
+    """The distance stage's reference of the six independent MLPs (zest, small probe)."""
+    from modelkin.distances.tables import distance_stage
+
+    probe, _ = zest_files
+    root = tmp_path_factory.mktemp("cli-reference")
+    ids, signatures = [], []
+    for seed, model in enumerate(models):
+        out = root / f"s{seed}.h5"
+        assert main(["signature", str(model), "--method", "zest", "--probe", str(probe),
+                     "-o", str(out), "--device", "cpu"]) == 0  # fmt: skip
+        ids.append(f"digits/mlp/standard/i{seed}-d{seed}")
+        signatures.append(out)
+    calibration = {"min_families": 4, "min_partners": 2}
+    distance_stage("zest", ids, signatures, root / "zest.csv", root / "zest_reference.json",
+                   calibration=calibration)  # fmt: skip
+    return root / "zest_reference.json"
 
 
 def test_probe_and_signature_commands(zest_files):
@@ -101,7 +103,7 @@ def test_probe_and_signature_commands(zest_files):
 
 
 def test_distance_prints_every_metric_by_default(zest_files, capsys):
-    _, (a, b) = zest_files
+    _, (a, b, *_) = zest_files
     assert main(["distance", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     for metric in ("cos", "l1", "l2", "linf"):
@@ -113,22 +115,23 @@ def test_distance_prints_every_metric_by_default(zest_files, capsys):
     assert payload["distances"]["cos"] > 0
 
 
-def test_distance_normalises_against_a_reference(zest_files, tmp_path, capsys):
-    _, (a, b) = zest_files
-    reference = reference_file(tmp_path / "ref.json", mean=1e6)
+def test_distance_gives_a_calibrated_verdict_against_a_reference(zest_files, reference, capsys):
+    _, (a, b, *_) = zest_files
     assert main(["distance", str(a), str(b), "--reference", str(reference), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["setting"] == SETTING
-    assert payload["normalised"]["cos"]["verdict"] == "related"
-    assert payload["normalised"]["cos"]["normalised"] == pytest.approx(
-        payload["distances"]["cos"] / 1e6
-    )
+    cos = payload["verdicts"]["cos"]
+    assert cos["verdict"] == "unrelated" and 0.01 < cos["p_value"] <= 1  # two independent seeds
+    assert cos["reference_families"] == 6 and cos["alpha"] == 0.01
+    assert main(["distance", str(a), str(b), "--reference", str(reference)]) == 0
+    text = capsys.readouterr().out
+    assert f"against the unrelated pairs of setting {SETTING}" in text and "p = " in text
 
 
 def test_distance_refuses_signatures_from_different_probes(
     zest_files, models, digits_file, tmp_path, capsys
 ):
-    _, (a, _) = zest_files
+    _, (a, *_) = zest_files
     other_probe = tmp_path / "other.h5"
     main(
         [
@@ -167,7 +170,7 @@ def test_distance_refuses_signatures_from_different_probes(
 
 def test_gradfield_signature_with_an_automatic_probe(models, digits_file, tmp_path, capsys):
     out = [tmp_path / f"g{i}.h5" for i in range(2)]
-    for model, path in zip(models, out, strict=True):
+    for model, path in zip(models[:2], out, strict=True):
         assert (
             main(
                 [
@@ -233,39 +236,43 @@ def test_compare_same_and_different_models(models, digits_file, tmp_path, capsys
     )
     same = json.loads(capsys.readouterr().out)
     assert same["distances"]["cos"] == pytest.approx(0.0, abs=1e-6) and same["verdict"] is None
-    reference = reference_file(tmp_path / "ref.json", mean=0.05)
+
+
+def test_compare_against_a_reference_reuses_signatures_and_finds_a_copy(
+    models, reference, digits_file, tmp_path, capsys
+):
+    from modelkin.derive.run import derive_checkpoint
+
+    copy = tmp_path / "copy.safetensors"
+    derive_checkpoint(copy, parent=models[0], prepared=digits_file, device="cpu",
+                      settings={"kind": "finetune", "lr_factor": 0.01, "recipe": {"epochs": 1}},
+                      model_id="derived/digits/finetune/digits/mlp/standard/i0-d0/s0",
+                      parent_id="digits/mlp/standard/i0-d0")  # fmt: skip
+    args = ["compare", str(models[0]), str(copy), "--reference", str(reference), "--device", "cpu"]
+    assert main([*args, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    # the reference's own probe by default; model 0's signature reused, the copy's computed
+    assert payload["probe_sha256"] == json.loads(reference.read_text())["probe_sha256"]["digits"]
+    assert len(payload["reused_signatures"]) == 1
+    assert payload["verdict"] == "related" and payload["verdicts"]["cos"]["p_value"] < 0.01
+    assert payload["setting"] == SETTING  # the copy counts with its parent's algorithm
+
+
+def test_compare_refuses_another_probe_before_computing(
+    models, reference, digits_file, tmp_path, capsys
+):
+    other = tmp_path / "other_probe.h5"
+    main(["probe", "--method", "zest", "--data", str(digits_file), "-o", str(other),
+          "--set", "n_images=3", "--set", "n_samples=40"])  # fmt: skip
+    capsys.readouterr()
     assert (
         main(
             [
                 "compare",
                 str(models[0]),
                 str(models[1]),
-                "--data",
-                str(digits_file),
-                *ZEST_SMALL,
-                "--reference",
-                str(reference),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    text = capsys.readouterr().out
-    assert f"against the reference of setting {SETTING}" in text and "verdict (cos):" in text
-
-
-def test_compare_refuses_a_reference_made_on_another_probe(models, digits_file, tmp_path, capsys):
-    reference = reference_file(tmp_path / "ref.json", probe_sha256="0" * 64)
-    assert (
-        main(
-            [
-                "compare",
-                str(models[0]),
-                str(models[1]),
-                "--data",
-                str(digits_file),
-                *ZEST_SMALL,
+                "--probe",
+                str(other),
                 "--reference",
                 str(reference),
                 "--device",
@@ -274,50 +281,6 @@ def test_compare_refuses_a_reference_made_on_another_probe(models, digits_file, 
         )
         == 1
     )
-    assert "different probe" in capsys.readouterr().err
-
-
-def test_compare_checkpoints_python_api_with_a_csv_reference(
-    models, digits_file, zest_files, tmp_path
-):
-    import pandas as pd
-
-    probe, _ = zest_files
-    rows = [
-        {
-            "model_a": f"m{i}",
-            "model_b": f"n{i}",
-            "setting": SETTING,
-            "reference_pair": True,
-            "cos": value,
-            "l1": 1.0,
-            "l2": 1.0,
-            "linf": 1.0,
-        }
-        for i, value in enumerate([0.4, 0.5, 0.6, 0.5, 0.5])
-    ]
-    pd.DataFrame(rows).to_csv(tmp_path / "zest.csv", index=False)
-    comparison = compare_checkpoints(
-        models[0],
-        models[1],
-        method="zest",
-        probe=probe,
-        reference=tmp_path / "zest.csv",
-        device="cpu",
-        workdir=tmp_path / "work",
-    )
-    cos = comparison.normalised["cos"]
-    assert cos.reference_mean == pytest.approx(0.5) and cos.reference_n == 5
-    assert cos.normalised == pytest.approx(comparison.distances["cos"] / 0.5)
-    assert comparison.verdict == ("related" if cos.normalised < 1 else "unrelated")
-    assert (tmp_path / "work" / "zest_a.h5").exists()
-    with pytest.raises(ValueError, match="no reference for setting"):
-        compare_checkpoints(
-            models[0],
-            models[1],
-            method="zest",
-            probe=probe,
-            reference=tmp_path / "zest.csv",
-            setting="digits:lenet/standard~lenet/standard",
-            device="cpu",
-        )
+    err = capsys.readouterr().err
+    assert "is not the probe the reference" in err and "leave out --probe" in err
+    assert not list(tmp_path.glob("*.h5.*"))

@@ -76,6 +76,13 @@ def test_trak_settings_of_the_workflow_are_the_librarys():
     assert differing == {"out_to_loss"}
 
 
+def test_calibration_defaults_are_the_schemas():
+    from modelkin.distances.calibration import CalibrationSettings
+
+    workflow = validate_config({})["distances"]["calibration"]
+    assert workflow == dataclasses.asdict(CalibrationSettings())
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_probe_and_signature_settings_are_config_keys(method):
     section = validate_config({})[method]

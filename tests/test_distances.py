@@ -14,9 +14,11 @@ from modelkin.distances import (
     InsufficientReference,
     InsufficientReferenceWarning,
     Setting,
-    normalise,
+    Side,
+    Verdict,
     reference_distance,
 )
+from modelkin.distances.calibration import Judgement
 from modelkin.signatures import METHODS, get_distance, get_method
 from modelkin.signatures.gradfield.distance import (
     all_field_distances,
@@ -173,6 +175,8 @@ def test_registry_declares_the_expected_metrics():
     assert sorted(n for n, d in REGISTRY.items() if d.is_metric) == [
         "gradfield/euclidean",
         "gradfield/zscore",
+        "outputs/disagreement",
+        "weights/l2",
     ]
 
 
@@ -254,7 +258,8 @@ def test_gradfield_pairwise_rejects_mixed_shapes():
 
 
 def test_registry_metadata():
-    assert {d.method for d in REGISTRY.values()} == {"zest", "gradfield"}
+    assert {d.method for d in REGISTRY.values()} == set(METHODS)
+    assert list(METHODS)[:2] == ["zest", "gradfield"]
     for info in REGISTRY.values():
         assert info.higher_is_similar is False
         assert info.symmetric
@@ -278,71 +283,78 @@ def test_registry_metadata():
         get_method("cka")
 
 
+def random_signature_of(method: str, rng) -> np.ndarray:
+    """A random array of the shape and kind each method's signatures have."""
+    from modelkin.signatures.baselines.fingerprint import correlation_matrix
+    from modelkin.signatures.baselines.outputs import softmax
+
+    if method == "gradfield":
+        return rng.normal(size=(3, 4, 10))
+    if method == "weights":
+        return rng.normal(size=50)
+    if method == "outputs":
+        return softmax(rng.normal(size=(20, 10)))
+    if method == "output_correlation":
+        return correlation_matrix(rng.normal(size=(12, 10)))
+    return rng.normal(size=(20, 10))
+
+
 def test_values_stay_in_the_declared_range():
     rng = np.random.default_rng(10)
     for info in REGISTRY.values():
         for _ in range(5):
-            shape = (20, 10) if info.method == "zest" else (3, 4, 10)
-            value = info(rng.normal(size=shape), rng.normal(size=shape))
-            assert info.range[0] <= value <= info.range[1]
+            a, b = random_signature_of(info.method, rng), random_signature_of(info.method, rng)
+            value = info(a, b)
+            assert info.range[0] <= value <= info.range[1], info.name
+            assert info(a, a) == pytest.approx(0.0, abs=1e-9), info.name
 
 
 # ---------------------------------------------------------------------------------------------
 # References and normalisation
 
 
-def test_reference_mean_spread_and_verdicts():
+def test_reference_mean_spread_and_normalised_distance():
     ref = reference_distance(
-        [1.0, 2.0, 3.0, 4.0, 5.0], metric="cos", setting="digits:lenet/standard~lenet/standard"
+        [1.0, 2.0, 3.0, 4.0, 5.0], metric="cos", setting="s", families=6, min_families=5
     )
-    assert (ref.mean, ref.n, ref.sufficient) == (3.0, 5, True)
+    assert (ref.mean, ref.n, ref.families, ref.sufficient) == (3.0, 5, 6, True)
     assert ref.std == pytest.approx(math.sqrt(2.5))
-    close = normalise(1.5, ref)
+    judgement = Judgement(math.log(1.5), 0.0, -3.0, 0.001, "related", 5, 6, 9.0)
+    close = Verdict.of("cos", 1.5, ref, judgement, alpha=0.01, model="pairwise")
     assert close.normalised == pytest.approx(0.5) and close.verdict == "related"
-    assert close.normalised_spread == pytest.approx(math.sqrt(2.5) / 3)
-    far = normalise(4.5, ref)
-    assert far.normalised == pytest.approx(1.5) and far.verdict == "unrelated"
-    assert normalise(3.0, ref).verdict == "unrelated"  # not below the threshold
-    assert normalise(2.7, ref, threshold=0.8).verdict == "unrelated"
-    assert normalise(2.3, ref, threshold=0.8).verdict == "related"
-    assert "n=5" in close.describe() and "related" in close.describe()
-    with pytest.raises(ValueError, match="similarity"):
-        normalise(0.5, ref, higher_is_similar=True)
+    assert "p = 0.001" in close.describe() and "6 families" in close.describe()
 
 
-def test_insufficient_reference_errors_with_the_fix():
+def test_insufficient_reference_errors_with_the_fix_or_gives_no_verdict():
     with pytest.raises(
-        InsufficientReference, match="3 independently seeded pair.*fewer than the 5"
+        InsufficientReference, match="3 independent families.*fewer than the 5"
     ) as info:
-        reference_distance(
-            [1.0, 2.0, 3.0], metric="cos", setting="digits:lenet/standard~mlp/standard"
-        )
+        reference_distance([1.0, 2.0], metric="cos", setting="x:a/b~a/b", families=3,
+                           on_insufficient="error")  # fmt: skip
     message = str(info.value)
-    assert "zoo.seeds" in message and "on_insufficient_reference: warn" in message
-    assert "digits:lenet/standard~mlp/standard" in message
-
-
-def test_insufficient_reference_warns_when_configured():
-    with pytest.warns(InsufficientReferenceWarning, match="rests on 2"):
-        ref = reference_distance(
-            [1.0, 3.0], metric="l2", setting="s", min_pairs=5, on_insufficient="warn"
-        )
+    assert "distances.reference_models" in message and "x:a/b~a/b" in message
+    with pytest.warns(InsufficientReferenceWarning, match="2 independent families"):
+        ref = reference_distance([1.0, 3.0], metric="l2", setting="s", families=2)
     assert (ref.mean, ref.n, ref.sufficient) == (2.0, 2, False)
-    assert normalise(1.0, ref).verdict == "related"
+    judgement = Judgement(0.0, 0.0, -9.0, 1e-9, "related", 2, 2, 1.0)
+    verdict = Verdict.of("l2", 0.1, ref, judgement, alpha=0.01, model="pairwise")
+    assert verdict.verdict == "not enough independent models"  # never a guess
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsufficientReferenceWarning)
-        empty = reference_distance([], metric="l2", setting="s", on_insufficient="warn")
+        empty = reference_distance([], metric="l2", setting="s", families=0)
     assert empty.n == 0 and math.isnan(empty.mean)
-    assert normalise(1.0, empty).verdict == "unknown"
     with pytest.raises(ValueError, match="on_insufficient"):
-        reference_distance([1.0], metric="l2", setting="s", on_insufficient="ignore")
+        reference_distance([1.0], metric="l2", setting="s", families=1, on_insufficient="ignore")
 
 
-def test_setting_is_unordered_and_round_trips():
-    one = Setting.of("digits", "mlp", "standard", "lenet", "madry")
-    other = Setting.of("digits", "lenet", "madry", "mlp", "standard")
-    assert one == other and one.key == "digits:lenet/madry~mlp/standard"
+def test_setting_is_unordered_and_round_trips_with_class_sets():
+    one = Setting.of("digits", Side("mlp", "standard"), Side("lenet", "madry", (5, 6)))
+    other = Setting.of("digits", Side("lenet", "madry", (5, 6)), Side("mlp", "standard"))
+    assert one == other and one.key == "digits:lenet/madry[5,6]~mlp/standard"
     assert Setting.from_key(one.key) == one
+    assert Setting.of("d", Side("a", "b"), Side("a", "b", (5,))) != Setting.of(
+        "d", Side("a", "b"), Side("a", "b")
+    )
     with pytest.raises(ValueError, match="not a setting key"):
         Setting.from_key("digits-lenet")
 
@@ -438,10 +450,10 @@ def test_distance_table_relations_references_and_verdicts(tmp_path):
     from modelkin.distances.relatedness import relatedness_table
     from modelkin.distances.tables import distance_table, write_distance_table
 
-    members = _collection(tmp_path)
-    table = distance_table("zest", members, min_reference_pairs=5)
+    members = _collection(tmp_path, n_zoo=6)
+    table = distance_table("zest", members, calibration={"min_families": 5})
     rows = {(r["model_a"], r["model_b"]): r for r in table.rows}
-    assert len(rows) == 8 * 7 // 2
+    assert len(rows) == 10 * 9 // 2
     zoo0, zoo1 = "digits/mlp/standard/i0-d0", "digits/mlp/standard/i1-d1"
     child = f"derived/digits/finetune/{zoo0}/s0"
     grandchild = f"derived/digits/prune/{child}/s0"
@@ -457,41 +469,43 @@ def test_distance_table_relations_references_and_verdicts(tmp_path):
     assert row(child, grandchild)["relation"] == "derived-by-prune"
     assert row(child, f"derived/digits/extract_probs/{zoo0}/s0")["relation"] == "common-ancestor"
     assert row(zoo0, zoo1)["relation"] == "independent" and row(zoo0, zoo1)["reference_pair"]
-    assert row(child, zoo1)["relation"] == "independent" and not row(child, zoo1)["reference_pair"]
-    # one setting (mlp/standard on both sides), its reference = the 6 zoo pairs exactly
+    # every unrelated pair is part of the reference, derived models of other parents included
+    assert row(child, zoo1)["relation"] == "independent" and row(child, zoo1)["reference_pair"]
     setting = "digits:mlp/standard~mlp/standard"
     assert set(table.references) == {setting}
     ref = table.references[setting]["cos"]
-    zoo_pairs = [r for r in table.rows if r["reference_pair"]]
-    assert ref.n == 6 and ref.mean == pytest.approx(np.mean([r["cos"] for r in zoo_pairs]))
-    assert np.mean([r["cos_normalised"] for r in zoo_pairs]) == pytest.approx(1.0)
-    assert row(zoo0, child)["cos_normalised"] < 0.1 and row(zoo0, child)["cos_verdict"] == "related"
-    assert row(zoo0, child)["cos_reference_n"] == 6
+    unrelated = [r for r in table.rows if r["reference_pair"]]
+    assert ref.n == len(unrelated) and ref.families == 6 and ref.sufficient
+    assert ref.mean == pytest.approx(np.mean([r["cos"] for r in unrelated]))
+    fine = row(zoo0, child)
+    assert fine["cos_normalised"] < 0.1 and fine["cos_verdict"] == "related"
+    assert fine["cos_p_value"] < 1e-3 and fine["cos_reference_families"] == 6
+    # an unrelated pair is judged with its own distance left out of its reference
+    assert row(zoo0, zoo1)["cos_reference_n"] == ref.n - 1
     write_distance_table(table, tmp_path / "zest.csv", tmp_path / "zest_reference.json")
     frame = pd.read_csv(tmp_path / "zest.csv")
     assert {
         "cos",
         "cos_normalised",
-        "cos_reference_mean",
-        "cos_reference_std",
-        "cos_reference_n",
+        "cos_p_value",
         "cos_verdict",
+        "cos_reference_mean",
+        "cos_reference_n",
+        "cos_reference_families",
         "l1",
         "linf",
         "relation",
         "setting",
     } <= set(frame.columns)
-    relatedness = relatedness_table(tmp_path / "zest.csv", tmp_path / "rel.csv")
+    relatedness = relatedness_table(tmp_path / "zest.csv", tmp_path / "rel.csv", alpha=0.01)
     finetune = relatedness[
         (relatedness["derivation"] == "finetune") & (relatedness["metric"] == "cos")
     ].iloc[0]
     # positives: zoo0-child, zoo1-its child; negatives: independent pairs that involve zoo0 or zoo1
-    assert (
-        finetune["n_positive"] == 2 and finetune["auc"] == 1.0 and finetune["auc_normalised"] == 1.0
-    )
-    assert (
-        finetune["n_negative_zoo"] == 5 and finetune["auc_vs_zoo"] == 1.0
-    )  # zoo pairs with zoo 0 or zoo 1
+    assert finetune["n_positive"] == 2 and finetune["auc"] == 1.0
+    assert finetune["auc_normalised"] == 1.0 and finetune["auc_calibrated"] == 1.0
+    assert finetune["tpr_at_alpha"] == 1.0 and finetune["tpr_at_fpr_1pc"] == 1.0
+    assert finetune["alpha"] == 0.01 and 0 <= finetune["fpr_at_alpha"] <= 0.05
     assert finetune["n_negative"] == sum(
         1
         for r in table.rows
@@ -527,18 +541,11 @@ def test_relatedness_auc_follows_the_distance_direction(tmp_path):
                 "relation": relation,
                 "ancestor": "P" if "derived" in relation else "",
                 **{
-                    c: value
-                    for c in (
-                        "cos",
-                        "cos_normalised",
-                        "l1",
-                        "l1_normalised",
-                        "l2",
-                        "l2_normalised",
-                        "linf",
-                        "linf_normalised",
-                    )
+                    f"{metric}{suffix}": value
+                    for metric in ("cos", "l1", "l2", "linf")
+                    for suffix in ("", "_normalised", "_p_value")
                 },
+                **{f"{m}_verdict": "unrelated" for m in ("cos", "l1", "l2", "linf")},
             }
         )
     pd.DataFrame(rows).to_csv(tmp_path / "zest.csv", index=False)
@@ -550,12 +557,12 @@ def test_relatedness_auc_follows_the_distance_direction(tmp_path):
 def test_insufficient_reference_in_a_table_errors_or_warns(tmp_path):
     from modelkin.distances.tables import distance_table
 
-    members = _collection(tmp_path, n_zoo=3)  # 3 independent zoo pairs < 5
-    with pytest.raises(InsufficientReference, match="3 independently seeded pair"):
-        distance_table("zest", members)
+    members = _collection(tmp_path, n_zoo=3)  # 3 independent families < 5
+    with pytest.raises(InsufficientReference, match="3 independent families"):
+        distance_table("zest", members, on_insufficient_reference="error")
     with pytest.warns(InsufficientReferenceWarning):
         table = distance_table("zest", members, on_insufficient_reference="warn")
-    assert all(r["cos_reference_n"] == 3 for r in table.rows)
+    assert all(r["cos_verdict"] == "not enough independent models" for r in table.rows)
 
 
 def test_signatures_from_different_probes_are_not_compared(tmp_path):

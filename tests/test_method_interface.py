@@ -111,7 +111,7 @@ def test_a_registered_method_runs_through_the_distance_stage(toy_method, digits_
         list(signatures.values()),
         tmp_path / "toy.csv",
         tmp_path / "toy_reference.json",
-        min_reference_pairs=1,
+        calibration={"min_families": 3, "min_partners": 1},
     )
     frame = pd.read_csv(tmp_path / "toy.csv")
     assert len(frame) == len(table.rows) == 6
@@ -128,7 +128,7 @@ def test_a_registered_method_runs_through_the_distance_stage(toy_method, digits_
     assert relation[("digits/mlp/standard/i1-d1", "digits/mlp/standard/i2-d2")] == "independent"
     reference = read_json(tmp_path / "toy_reference.json")
     setting = reference["references"]["digits:mlp/standard~mlp/standard"]["l2"]
-    assert setting["n"] == 3 and reference["method"] == "toy_mean_logits"
+    assert setting["n"] == 5 and reference["method"] == "toy_mean_logits"  # with the child's
     # The signature files carry the lineage the table used: no checkpoint was read for it.
     assert read_signature(signatures[child]).lineage.parent == parent
 

@@ -263,3 +263,34 @@ def test_bad_requests_are_refused(digits, small_probe):
     )
     with pytest.raises(ValueError, match="invalid Zest probe: segment labels"):
         broken.validate()
+
+
+def test_models_with_different_class_sets_are_compared_on_their_shared_classes_images():
+    from modelkin.lineage import Lineage
+    from modelkin.signatures import Signature, get_method
+    from modelkin.signatures.zest.distance import zest_distance
+
+    rng = np.random.default_rng(0)
+    labels = np.array([3, 7, 5, 1])
+    num_segments = np.array([2, 3, 1, 2])
+    extras = {"labels": labels, "num_segments": num_segments}
+
+    def signature(classes, columns):
+        lineage = Lineage("m", "lenet", "digits", columns, classes=classes)
+        attrs = {"model": lineage.to_dict(), "checkpoint_sha256": "x"}
+        data = rng.normal(size=(8, columns))
+        return Signature(data, "zest", {}, ("superpixel", "class"), attrs, dict(extras))
+
+    parent = signature(None, 10)
+    transfer = signature((5, 6, 7, 8, 9), 5)
+    rows = np.repeat(labels, num_segments)
+    keep = np.isin(rows, [5, 6, 7, 8, 9])  # images of classes 7 and 5: rows 2-4 and 5
+    assert keep.tolist() == [False, False, True, True, True, True, False, False]
+    cos = get_method("zest").distance("cos")
+    expected = zest_distance(parent.data[keep], transfer.data[keep], "cos")
+    assert get_method("zest").pair_distance(cos, parent, transfer) == pytest.approx(expected)
+    # same class sets: every row
+    other = signature(None, 10)
+    assert get_method("zest").pair_distance(cos, parent, other) == pytest.approx(
+        zest_distance(parent.data, other.data, "cos")
+    )

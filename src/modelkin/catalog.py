@@ -40,9 +40,12 @@ class ModelCatalog:
         )
         self._zoo_ids = {str(m) for m in self.zoo}
         # Models trained like the zoo's for one stage only (ModelDiff's two algorithms).
-        self.stage_trained: list[ZooId] = [
-            m for m in modeldiff_models(config) if str(m) not in self._zoo_ids
-        ]
+        self.reference_models: list[ZooId] = reference_models(config)
+        self.selection_models: list[ZooId] = selection_models(config)
+        stage = modeldiff_models(config) + self.reference_models + self.selection_models
+        self.stage_trained: list[ZooId] = list(
+            dict.fromkeys(m for m in stage if str(m) not in self._zoo_ids)
+        )
         self._trained_ids = self._zoo_ids | {str(m) for m in self.stage_trained}
 
     # -- membership --------------------------------------------------------------------------
@@ -146,4 +149,33 @@ def modeldiff_models(config: dict[str, Any]) -> list[ZooId]:
         ZooId(section["dataset"], section["arch"], algorithm, i, d)
         for algorithm in roles
         for i, d in seed_pairs(section["seeds"])
+    ]
+
+
+def reference_models(config: dict[str, Any]) -> list[ZooId]:
+    """Models trained only as unrelated references for calibrated verdicts
+    (``distances.reference_models``)."""
+    entries = (config.get("distances") or {}).get("reference_models") or []
+    return [
+        ZooId(e["dataset"], e["arch"], e.get("algorithm", "standard"), s, s)
+        for e in entries
+        for s in e["seeds"]
+    ]
+
+
+def selection_models(config: dict[str, Any]) -> list[ZooId]:
+    """Models trained only to select ModelGiF's reference points, one set per zoo data set
+    (``gradfield.selection_seeds``), unless ``gradfield.selection_models`` names them."""
+    section = config.get("gradfield") or {}
+    if section.get("selection_models") or "gradfield" not in config:
+        return []
+    zoo = config.get("zoo") or {}
+    arch = section.get("selection_arch") or (zoo.get("architectures") or [None])[0]
+    if arch is None:
+        return []
+    algorithm = section.get("selection_algorithm", "standard")
+    return [
+        ZooId(dataset, arch, algorithm, s, s)
+        for dataset in zoo.get("datasets", [])
+        for s in section.get("selection_seeds", [])
     ]

@@ -8,6 +8,10 @@ stages learn how two models are related without opening checkpoints again.
 Relations of two models (:func:`relation`), first match wins:
 
 - ``same-model``: the same id or the same checkpoint bytes;
+- ``retrained`` (``retrained-shared-seed`` when it reuses a seed of the model it was
+  retrained from): the lineage that links them passes through a model trained from scratch on
+  its parent's data (``retrain_without_class``): it shares the data and recipe but learnt
+  nothing from the parent itself, so it is a negative control, never a derived positive;
 - ``derived-by-<kinds>``: one descends from the other (the derivation kinds along the
   way, oldest first, joined by ``+``);
 - ``common-ancestor``: they share an ancestor (siblings, cousins);
@@ -126,10 +130,15 @@ def relation(lineages: Mapping[str, Lineage], a: str, b: str) -> str:
     for child_chain, ancestor in ((chain_a, b), (chain_b, a)):
         if ancestor in child_chain:
             steps = child_chain[: child_chain.index(ancestor)]
+            retrained = _retrained(lineages, steps)
+            if retrained is not None:
+                return retrained
             kinds = [str(lineages[s].derivation or "unknown") for s in reversed(steps)]
             return "derived-by-" + "+".join(kinds)
-    if set(chain_a) & set(chain_b):
-        return "common-ancestor"
+    common = [m for m in chain_a if m in set(chain_b)]
+    if common:
+        link = chain_a[: chain_a.index(common[0])] + chain_b[: chain_b.index(common[0])]
+        return _retrained(lineages, link) or "common-ancestor"
     root_a, root_b = lineages.get(chain_a[-1]), lineages.get(chain_b[-1])
     if root_a is not None and root_b is not None:
         for key in ("init_seed", "data_seed"):
@@ -139,16 +148,41 @@ def relation(lineages: Mapping[str, Lineage], a: str, b: str) -> str:
     return "independent"
 
 
+def _retrained(lineages: Mapping[str, Lineage], steps: list[str]) -> str | None:
+    """``retrained`` (or ``retrained-shared-seed``) if a model on ``steps`` (each with its parent
+    next in its chain) was trained from scratch on its parent's data; else None."""
+    from .derive.kinds import KINDS
+
+    for model in steps:
+        record = lineages[model]
+        kind = KINDS.get(str(record.derivation))
+        if kind is not None and not kind.inherits:
+            parent = lineages.get(record.parent or "")
+            shared = parent is not None and any(
+                getattr(record, k) is not None and getattr(record, k) == getattr(parent, k)
+                for k in ("init_seed", "data_seed")
+            )
+            return "retrained-shared-seed" if shared else "retrained"
+    return None
+
+
 def ancestor_of_pair(lineages: Mapping[str, Lineage], a: str, b: str) -> str:
     """Of two models where one descends from the other, the ancestor."""
     return b if b in ancestry(lineages, a) else a
 
 
 def group_of(relation_name: str) -> str:
-    """``derived`` (one descends from the other),
-    ``siblings`` (a common ancestor), else the relation."""
+    """``derived`` (one descends from the other), ``siblings`` (a common ancestor),
+    ``retrained``, else the relation itself."""
     if relation_name.startswith("derived-by-"):
         return "derived"
     if relation_name == "common-ancestor":
         return "siblings"
+    if relation_name.startswith("retrained"):
+        return "retrained"
     return relation_name
+
+
+def family(lineages: Mapping[str, Lineage], model: str) -> str:
+    """The first model of ``model``'s lineage as far as ``lineages`` knows it (its family)."""
+    return ancestry(lineages, model)[-1]

@@ -96,6 +96,13 @@ def signature_file(method, model):
     return signature_path(R, method, model)
 
 
+def signature_probe(method, model):
+    """The probe a model's signature reads (none for a method that reads no probe)."""
+    if METHODS[method].probe_kind is None:
+        return []
+    return probe_path(R, method, MODELS.dataset(model))
+
+
 def signature_params(wildcards):
     return canonical(signature_job(config, wildcards.method, wildcards.model))
 

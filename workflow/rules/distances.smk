@@ -50,6 +50,8 @@ rule distance_heatmap:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        alpha=config["distances"]["calibration"]["alpha"],
     script:
         "../scripts/distance_heatmap.py"
 
@@ -74,6 +76,8 @@ rule relatedness:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        alpha=config["distances"]["calibration"]["alpha"],
     script:
         "../scripts/relatedness.py"
 
@@ -102,7 +106,42 @@ rule relatedness_roc:
         "../scripts/relatedness_roc.py"
 
 
+rule k_sweep:
+    input:
+        signatures=lambda wc: [signature_file(wc.method, m) for m in DISTANCE_MODELS],
+    output:
+        table=f"{R}/relatedness/{{method}}_k_sweep.csv",
+        plot=report(
+            f"{R}/relatedness/{{method}}_k_sweep.png",
+            caption="../report/k_sweep.rst",
+            category="Distances",
+        ),
+    log:
+        f"{R}/logs/k_sweep/{{method}}.log",
+    wildcard_constraints:
+        method="|".join(SELECTING) or "(?!)",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        models=DISTANCE_MODELS,
+        ks=lambda wc: config[wc.method]["k_sweep"],
+        calibration=canonical(config["distances"]["calibration"]),
+    script:
+        "../scripts/k_sweep.py"
+
+
 for _method in config["distances"]["methods"]:
+    if _method in SELECTING:
+        TARGETS.extend(
+            [
+                f"{R}/relatedness/{_method}_k_sweep.csv",
+                f"{R}/relatedness/{_method}_k_sweep.png",
+            ]
+        )
     TARGETS.extend(
         [
             f"{R}/distances/{_method}.csv",

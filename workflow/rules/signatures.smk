@@ -2,8 +2,8 @@
 # (modelkin.signatures.METHODS). Probes are made once per data set and shared by every model of it;
 # each model gets one signature file per method. Paths: modelkin.signatures.plan.
 
-SELECTING = [m.name for m in METHODS.values() if m.selects_probe]
-DIRECT = [m.name for m in METHODS.values() if not m.selects_probe]
+SELECTING = [m.name for m in METHODS.values() if m.probe_kind and m.selects_probe]
+DIRECT = [m.name for m in METHODS.values() if m.probe_kind and not m.selects_probe]
 
 
 rule probe:
@@ -99,7 +99,7 @@ rule selected_probe:
 rule signature:
     input:
         checkpoint=lambda wc: checkpoint_of(wc.model),
-        probe=lambda wc: probe_path(R, wc.method, MODELS.dataset(wc.model)),
+        probe=lambda wc: signature_probe(wc.method, wc.model),
     output:
         signature_path(R, "{method}", "{model}"),
     log:

@@ -6,7 +6,7 @@ with snakemake_job(snakemake):
     signature_file(
         job.pop("method"),
         snakemake.input.checkpoint,
-        snakemake.input.probe,
+        snakemake.input.probe or None,  # a method that reads no probe gets none
         snakemake.output[0],
         **job.pop("settings"),
         **job,

@@ -89,17 +89,13 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--reference",
-        help="reference JSON or distance CSV of the workflow: also print normalised distances",
+        help="the workflow's results/distances/METHOD_reference.json: also print normalised "
+        "distances, p-values and calibrated verdicts",
     )
     p.add_argument(
         "--setting",
         help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM "
-        "(default: from the signatures)",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        help="normalised distance below which a pair is 'related' (default: the reference's, 1.0)",
+        "(default: from the signatures' lineage)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_distance)
@@ -119,19 +115,18 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--probe",
-        help="use this probe file instead of making one (the workflow's, to match its references)",
+        help="use this probe file (default with --reference: the reference's own probe; "
+        "without: one made from --data)",
     )
     p.add_argument(
         "--reference",
-        help="reference JSON (results/distances/METHOD_reference.json) or distance CSV",
+        help="the workflow's results/distances/METHOD_reference.json: calibrated verdicts "
+        "(p-value at the reference's alpha) against its unrelated models",
     )
     p.add_argument(
         "--setting",
         help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM "
-        "(default: from the checkpoints)",
-    )
-    p.add_argument(
-        "--threshold", type=float, help="normalised distance below which a pair is 'related'"
+        "(default: from the checkpoints' lineage)",
     )
     p.add_argument("--metric", action="append", help="only this metric (repeatable)")
     _add_settings(p, "probe")
@@ -180,47 +175,27 @@ def _signature(args: argparse.Namespace) -> int:
 
 
 def _distance(args: argparse.Namespace) -> int:
-    from ..distances import load_reference, signature_distances
-    from ..distances.compare import normalise_distances
-    from ..distances.reference import Setting
+    from ..distances import signature_distances
+    from ..distances.verdicts import describe_verdicts, load_reference, verdicts
     from ..signatures import read_signature
 
     a, b = read_signature(args.signature_a), read_signature(args.signature_b)
     distances = signature_distances(a, b, args.metric)
-    normalised = {}
+    judged: dict = {}
     key = None
     if args.reference:
-        setting = args.setting
-        if setting is None:
-            la, lb = a.lineage, b.lineage
-            setting = Setting.of(la.dataset, *la.profile, *lb.profile).key
-        key, refs, document = load_reference(args.reference, a.method, setting)
-        dataset = Setting.from_key(key).dataset
-        expected = (document.get("probe_sha256") or {}).get(dataset)
-        if expected and expected != a.probe_sha256:
-            raise InputError(
-                f"the reference in {args.reference} was computed on another "
-                f"probe (sha256 {expected[:12]}) than these signatures "
-                f"({a.probe_sha256[:12]}); compute them on the workflow's probe"
-            )
-        threshold = (
-            args.threshold if args.threshold is not None else float(document.get("threshold", 1.0))
-        )
-        normalised = normalise_distances(distances, refs, a.method, threshold)
+        reference = load_reference(args.reference, a.method)
+        key, judged = verdicts(a, b, distances, reference, args.setting)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "method": a.method,
-                    "a": str(args.signature_a),
-                    "b": str(args.signature_b),
-                    "distances": distances,
-                    "setting": key,
-                    "normalised": {m: vars(n) for m, n in normalised.items()},
-                },
-                indent=2,
-            )
-        )
+        document = {
+            "method": a.method,
+            "a": str(args.signature_a),
+            "b": str(args.signature_b),
+            "distances": distances,
+            "setting": key,
+            "verdicts": {m: vars(v) for m, v in judged.items()},
+        }
+        print(json.dumps(document, indent=2))
         return 0
     print(f"{a.method} distances between {a.name} and {b.name}:")
     for metric, value in distances.items():
@@ -229,10 +204,9 @@ def _distance(args: argparse.Namespace) -> int:
             f"  {metric:<13} {value:.6g}   (range "
             f"{info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
         )
-    if normalised:
-        print(f"against the reference of setting {key}:")
-        for n in normalised.values():
-            print("  " + n.describe())
+    if judged:
+        for line in describe_verdicts(str(key), judged, get_method(a.method).headline.metric):
+            print(line)
     return 0
 
 
@@ -251,7 +225,6 @@ def _compare(args: argparse.Namespace) -> int:
         probe=args.probe,
         reference=args.reference,
         setting=args.setting,
-        threshold=args.threshold,
         metrics=args.metric,
         device=args.device,
         workdir=args.keep,

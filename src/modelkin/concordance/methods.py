@@ -59,6 +59,7 @@ class MethodInfo:
     higher_is_similar: bool
     normalised: bool  # a distance divided by its reference (1 = as far as independent pairs)
     description: str
+    metric: str | None = None  # a signature method's distance (its table's column)
 
     def orient(self, values) -> np.ndarray:
         """``values`` turned so that larger means more similar (see the module docstring)."""
@@ -81,20 +82,22 @@ def known_methods() -> list[str]:
 
 def method_info(name: str, *, distance_metric: str | None = None) -> MethodInfo:
     """The metadata of a concordance method: a signature method (its distance ``distance_metric``,
-    by default the schema's ``concordance.distance_metric``), ``stitching``, ``stitching_ps_inv``,
-    or a measure of ``modelkin.measures`` (``cka``, ``cca``, ``procrustes``, ...)."""
+    by default the schema's ``concordance.distance_metric``, whose null means each method's
+    headline), ``stitching``, ``stitching_ps_inv``, or a measure of ``modelkin.measures``
+    (``cka``, ``cca``, ``procrustes``, ...)."""
     if name in METHODS:
         if distance_metric is None:
             distance_metric = schema_default("distance_metric")
-        entry = get_distance(name, distance_metric)  # unknown metric: InputError naming the valid
+        entry = get_distance(name, distance_metric)  # None: the headline; unknown: InputError
         return MethodInfo(
             name,
             "distance",
             f"{name}_{entry.metric}_normalised",
             entry.higher_is_similar,
             True,
-            f"{name} {entry.metric} distance / reference distance of the pair's setting "
-            f"({entry.description})",
+            f"{name} {entry.metric} distance / the mean of the unrelated pairs of the pair's "
+            f"setting ({entry.description})",
+            metric=entry.metric,
         )
     if name in STITCHING_VARIANTS:
         if STITCHING_VARIANTS[name] == "after":

@@ -133,12 +133,15 @@ def plan_concordance(
             )
         dataset = profile[0]
         if selection == "family":
-            zoo = [m for m in compared if (z := _zoo_id(m)) is not None and z.profile == profile]
-            family = [
-                m
-                for m in compared
-                if m in catalog.derived and _descends(m, parent) and keeps_task(m, dataset)
-            ]
+            # The zoo section's seeds (not the reference models), and one derived model of each
+            # configured derivation (the first student seed): a bounded family.
+            zoo = [m for m in compared if catalog.is_zoo(m) and catalog.profile(m) == profile]
+            first_seed: dict[tuple[str, str], str] = {}
+            for m in compared:
+                planned = catalog.derived.get(m)
+                if planned and _descends(m, parent) and keeps_task(m, dataset):
+                    first_seed.setdefault((planned.derivation, planned.parent), m)
+            family = list(first_seed.values())
             models = list(dict.fromkeys([parent, *zoo, *family]))
         elif selection == "all":
             models = [m for m in compared if keeps_task(m, dataset)]

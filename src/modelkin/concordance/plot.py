@@ -14,6 +14,7 @@ from .table import check_frame, ordered_groups, rank_correlations
 GROUP_COLOURS = {
     "derived": "tab:red",
     "siblings": "tab:orange",
+    "retrained": "tab:purple",
     "independent": "tab:blue",
     "shared-seed": "tab:green",
     "same-model": "black",

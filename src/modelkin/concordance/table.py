@@ -31,7 +31,7 @@ from .plan import pair_key
 log = logging.getLogger(__name__)
 
 # Groups of pairs in table and plot order; any other relation is a group of its own, after these.
-GROUPS = ("derived", "siblings", "independent", "shared-seed", "same-model")
+GROUPS = ("derived", "siblings", "retrained", "independent", "shared-seed", "same-model")
 CORRELATION_COLUMNS = [
     "scope",
     "method_a",
@@ -71,7 +71,7 @@ def pair_relations(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str]
     }
 
 
-def _distance_lookups(infos, distance_tables: Mapping[str, Any], distance_metric: str):
+def _distance_lookups(infos, distance_tables: Mapping[str, Any]):
     """method -> {unordered pair: row} of each distance method's table, its columns checked."""
     lookups: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
     for info in infos:
@@ -84,13 +84,12 @@ def _distance_lookups(infos, distance_tables: Mapping[str, Any], distance_metric
                 f"{build} (distances.methods)"
             )
         frame = distance_tables[info.name]
-        column = f"{distance_metric}_normalised"
+        column = f"{info.metric}_normalised"
         missing = [c for c in ("model_a", "model_b", "relation", column) if c not in frame.columns]
         if missing:
             raise ConcordanceError(
                 f"the {info.name} distance table lacks column(s) {', '.join(missing)}; it is not "
-                f"a distance table of this modelkin version (or {distance_metric!r} is not one of "
-                f"its metrics): rebuild it with {build}"
+                f"a distance table of this modelkin version: rebuild it with {build}"
             )
         lookups[info.name] = {
             _unordered(r["model_a"], r["model_b"]): r for r in frame.to_dict("records")
@@ -116,7 +115,7 @@ def join_verdicts(
         raise ConcordanceError("no pair records to join; the concordance_pairs jobs produce them")
     infos = [method_info(m, distance_metric=distance_metric) for m in methods]
     relations = pair_relations(records)
-    lookups = _distance_lookups(infos, distance_tables, distance_metric)
+    lookups = _distance_lookups(infos, distance_tables)
 
     rows = []
     disagreements: dict[str, list[str]] = {}
@@ -145,8 +144,8 @@ def join_verdicts(
                     disagreements.setdefault(info.name, []).append(
                         f"{a} ~ {b}: {found['relation']} vs {rel}"
                     )
-                row[info.raw_column] = float(found[f"{distance_metric}_normalised"])
-                row[f"{info.name}_{distance_metric}"] = float(found[distance_metric])
+                row[info.raw_column] = float(found[f"{info.metric}_normalised"])
+                row[f"{info.name}_{info.metric}"] = float(found[str(info.metric)])
             elif info.kind == "measure":
                 entry = (rec.get("measures") or {}).get(info.name)
                 if entry is None:

@@ -66,7 +66,10 @@ class DerivationKind:
     ``recipe_defaults``: applied over the parent's recipe, under the user's ``recipe``;
     ``lr_factor``: default multiplier of the parent's lr (None: keep the recipe's lr);
     ``check``: raises :class:`DerivationError` for settings that cannot work;
-    ``builder``: the name of its function in :mod:`modelkin.derive.builders`.
+    ``builder``: the name of its function in :mod:`modelkin.derive.builders`;
+    ``inherits``: whether the child learns anything from the parent itself (its weights or its
+    outputs). A model retrained from scratch on the parent's data does not: it is a negative
+    control (relation ``retrained``), never a derived positive.
     """
 
     name: str
@@ -76,6 +79,7 @@ class DerivationKind:
     recipe_defaults: dict[str, Any]
     builder: str
     lr_factor: float | None = None
+    inherits: bool = True
     check: Callable[[dict[str, Any]], None] | None = field(default=None, compare=False)
 
     def build_function(self) -> Callable[..., Any]:
@@ -143,6 +147,7 @@ KINDS: dict[str, DerivationKind] = {
             {"forget_class": None, "arch": None},
             {},
             "retrain_without_class",
+            inherits=False,
             check=_forget_class_given,
         ),
         DerivationKind(

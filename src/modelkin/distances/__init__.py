@@ -2,17 +2,19 @@
 
 The distances themselves belong to their signature methods (:mod:`modelkin.signatures`).
 
-- :mod:`.reference`: reference distances over independent pairs, normalisation and verdicts;
+- :mod:`.calibration`: the null of unrelated pairs, p-values and verdicts at a false-positive rate;
+- :mod:`.reference`: settings, reference distances, the verdict of one distance;
+- :mod:`.verdicts`: verdicts of any two signatures against a workflow's reference file;
 - :mod:`.tables`: the distance table of a model collection (relations, references);
 - :mod:`.relatedness`: ROC AUC per derivation kind (derived vs independent);
 - :mod:`.plots`: heatmaps and ROC curves;
 - :mod:`.compare`: probe -> signatures -> distances -> verdict for two checkpoints.
 """
 
+from .calibration import CalibrationSettings
 from .compare import (
     Comparison,
     compare_checkpoints,
-    load_reference,
     make_probe,
     make_signature,
     signature_distances,
@@ -20,25 +22,27 @@ from .compare import (
 from .reference import (
     InsufficientReference,
     InsufficientReferenceWarning,
-    Normalised,
     ReferenceDistance,
     Setting,
-    normalise,
+    Side,
+    Verdict,
     reference_distance,
 )
+from .verdicts import load_reference
 
 __all__ = [
+    "CalibrationSettings",
     "Comparison",
     "InsufficientReference",
     "InsufficientReferenceWarning",
-    "Normalised",
     "ReferenceDistance",
     "Setting",
+    "Side",
+    "Verdict",
     "compare_checkpoints",
     "load_reference",
     "make_probe",
     "make_signature",
-    "normalise",
     "reference_distance",
     "signature_distances",
 ]

@@ -104,6 +104,7 @@ class NullFit:
     index: dict[str, int] = field(default_factory=dict)
     residuals: np.ndarray | None = None
     leverages: np.ndarray | None = None
+    rows: dict[frozenset[str], int] = field(default_factory=dict)
 
     @property
     def n_pairs(self) -> int:
@@ -155,6 +156,7 @@ def fit_null(
     pairs = [p for p, k in zip(pairs, keep, strict=True) if k]
     logs = np.log(values[keep])
     fit = NullFit(settings, list(pairs), logs, dict(families))
+    fit.rows = {frozenset(pair): row for row, pair in enumerate(fit.pairs)}
     if not len(logs):
         return fit
     if settings.model != "pairwise":
@@ -256,10 +258,45 @@ def _judge_pairwise(fit: NullFit, a: str, b: str, log_d: float, own: int | None)
 
 
 def _row_of(fit: NullFit, a: str, b: str) -> int | None:
-    for row, pair in enumerate(fit.pairs):
-        if pair == (a, b) or pair == (b, a):
-            return row
-    return None
+    return fit.rows.get(frozenset((a, b)))
+
+
+def effect_of_new_model(fit: NullFit, log_distances: Mapping[str, float]) -> tuple[float, int]:
+    """A model outside the fit: its effect from its log distances to the fit's models (the median
+    of log d - mu - a_x, robust to a relative among them), and how many it rests on."""
+    values = [
+        log_d - fit.mu - fit.effects[x]
+        for x, log_d in log_distances.items()
+        if x in fit.effects and np.isfinite(log_d)
+    ]
+    return (float(np.median(values)) if values else float("nan")), len(values)
+
+
+def judge_new(
+    fit: NullFit,
+    distance: float,
+    distances_a: Mapping[str, float],
+    distances_b: Mapping[str, float],
+) -> Judgement:
+    """The verdict for two models that are not in the fit (e.g. a user's suspect and their own
+    model), from their distances to the fit's models (``pairwise``); the other models use the
+    null as a whole."""
+    settings = fit.settings
+    log_d = math.log(distance) if distance > 0 else -math.inf
+    if settings.model != "pairwise":
+        return judge(fit, "", "", distance)
+    log_a = {x: math.log(d) for x, d in distances_a.items() if d > 0}
+    log_b = {x: math.log(d) for x, d in distances_b.items() if d > 0}
+    effect_a, n_a = effect_of_new_model(fit, log_a)
+    effect_b, n_b = effect_of_new_model(fit, log_b)
+    families, df = fit.n_families, fit.df
+    if min(n_a, n_b) < settings.min_partners or not np.isfinite(fit.sigma):
+        return _verdict(
+            fit, log_d, float("nan"), float("nan"), float("nan"), fit.n_pairs, families, df
+        )
+    expected = fit.mu + effect_a + effect_b
+    t = (log_d - expected) / (fit.sigma * math.sqrt(1.0 + 1.0 / n_a + 1.0 / n_b))
+    return _verdict(fit, log_d, expected, t, _t_cdf(t, df), fit.n_pairs, families, df)
 
 
 def _t_cdf(t: float, df: float) -> float:

@@ -7,7 +7,6 @@ These are the Python forms of ``modelkin probe``, ``modelkin signature``,
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -16,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingFileError
-from ..signatures import check_comparable, get_distance, get_method, read_signature
-from .reference import Normalised, ReferenceDistance, Setting, normalise
+from ..signatures import Signature, check_comparable, get_distance, get_method, read_signature
+from .reference import Verdict
+from .verdicts import ReferenceFile, describe_verdicts, load_reference, verdicts
 
 log = logging.getLogger(__name__)
 
@@ -71,99 +71,6 @@ def signature_distances(a: Any, b: Any, metrics: Sequence[str] | None = None) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# References
-
-
-def load_reference(
-    path: str | Path, method: str, setting: str | Setting | None = None
-) -> tuple[str, dict[str, ReferenceDistance], dict[str, Any]]:
-    """The reference distances of one setting from a file the workflow wrote.
-
-    ``path``: ``results/distances/<method>_reference.json`` (references of every setting) or
-    ``results/distances/<method>.csv`` (recomputed from its reference pairs). ``setting``: a
-    setting key (``dataset:arch/algorithm~arch/algorithm``) or a :class:`Setting`; without it the
-    file must hold exactly one setting. Returns (setting key, {metric: reference}, the document).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise MissingFileError(
-            f"reference file {path} does not exist; the workflow "
-            f"writes results/distances/{method}_reference.json"
-        )
-    if path.suffix == ".csv":
-        document = _reference_document_from_csv(path, method)
-    else:
-        try:
-            document = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(
-                f"{path} is neither a reference JSON nor a distance CSV ({err})"
-            ) from err
-        if document.get("kind") != "modelkin-reference-distances":
-            raise InputError(
-                f"{path} is not a modelkin reference file "
-                "(results/distances/<method>_reference.json)"
-            )
-    if document["method"] != method:
-        raise InputError(
-            f"{path} holds {document['method']} references, but the comparison uses {method}"
-        )
-    settings = document["references"]
-    if setting is None:
-        if len(settings) != 1:
-            raise InputError(
-                f"{path} holds references for {len(settings)} settings; "
-                f"choose one with --setting: {', '.join(sorted(settings))}"
-            )
-        key = next(iter(settings))
-    else:
-        key = setting.key if isinstance(setting, Setting) else Setting.from_key(str(setting)).key
-        if key not in settings:
-            raise InputError(
-                f"{path} has no reference for setting {key}; it "
-                f"has: {', '.join(sorted(settings)) or 'none'}"
-            )
-    refs = {metric: ReferenceDistance.from_dict(values) for metric, values in settings[key].items()}
-    return key, refs, document
-
-
-def _reference_document_from_csv(path: Path, method: str) -> dict[str, Any]:
-    import numpy as np
-    import pandas as pd
-
-    frame = pd.read_csv(path)
-    needed = {"setting", "reference_pair", "model_a", "model_b"}
-    if not needed <= set(frame.columns):
-        raise InputError(
-            f"{path} is not a modelkin distance table (results/distances/<method>.csv); "
-            f"it lacks {sorted(needed - set(frame.columns))}"
-        )
-    metrics = [d.metric for d in get_method(method).distances if d.metric in frame.columns]
-    references: dict[str, dict[str, Any]] = {}
-    for setting, rows in frame[frame["reference_pair"].astype(bool)].groupby("setting"):
-        references[setting] = {}
-        for metric in metrics:
-            values = rows[metric].to_numpy(dtype=float)
-            references[setting][metric] = ReferenceDistance(
-                metric=metric,
-                setting=setting,
-                mean=float(values.mean()),
-                std=float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-                n=len(values),
-                min_pairs=int(
-                    np.nan_to_num(rows.get(f"{metric}_reference_n", pd.Series([len(values)])).max())
-                ),
-                pairs=list(zip(rows["model_a"], rows["model_b"], strict=True)),
-            ).to_dict()
-    return {
-        "kind": "modelkin-reference-distances",
-        "method": method,
-        "references": references,
-        "probe_sha256": {},
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # Whole comparison
 
 
@@ -174,15 +81,16 @@ class Comparison:
     checkpoint_b: str
     distances: dict[str, float]
     setting: str | None = None
-    normalised: dict[str, Normalised] = field(default_factory=dict)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
     probe: str | None = None
     probe_sha256: str | None = None
+    reused: list[str] = field(default_factory=list)  # cached signatures used
 
     @property
     def verdict(self) -> str | None:
         """The verdict of the method's headline distance (None without a reference)."""
         headline = get_method(self.method).headline.metric
-        return self.normalised[headline].verdict if headline in self.normalised else None
+        return self.verdicts[headline].verdict if headline in self.verdicts else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,8 +101,9 @@ class Comparison:
             "probe_sha256": self.probe_sha256,
             "distances": self.distances,
             "setting": self.setting,
-            "normalised": {m: vars(n) for m, n in self.normalised.items()},
+            "verdicts": {m: vars(v) for m, v in self.verdicts.items()},
             "verdict": self.verdict,
+            "reused_signatures": self.reused,
         }
 
     def describe(self) -> str:
@@ -205,29 +114,10 @@ class Comparison:
                 f"  {metric:<13} {value:.6g}   (range "
                 f"{info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
             )
-        if self.normalised:
-            lines.append(f"against the reference of setting {self.setting}:")
-            lines.extend("  " + n.describe() for n in self.normalised.values())
-            lines.append(f"verdict ({get_method(self.method).headline.metric}): {self.verdict}")
+        if self.verdicts:
+            headline = get_method(self.method).headline.metric
+            lines.extend(describe_verdicts(str(self.setting), self.verdicts, headline))
         return "\n".join(lines)
-
-
-def normalise_distances(
-    distances: dict[str, float],
-    references: dict[str, ReferenceDistance],
-    method: str,
-    threshold: float = 1.0,
-) -> dict[str, Normalised]:
-    return {
-        metric: normalise(
-            value,
-            references[metric],
-            threshold=threshold,
-            higher_is_similar=get_distance(method, metric).higher_is_similar,
-        )
-        for metric, value in distances.items()
-        if metric in references
-    }
 
 
 def compare_checkpoints(
@@ -239,23 +129,20 @@ def compare_checkpoints(
     probe: str | Path | None = None,
     reference: str | Path | None = None,
     setting: str | None = None,
-    threshold: float | None = None,
     metrics: Sequence[str] | None = None,
     device: str = "auto",
     workdir: str | Path | None = None,
     probe_options: dict[str, Any] | None = None,
     signature_options: dict[str, Any] | None = None,
 ) -> Comparison:
-    """Signatures of two checkpoints on one probe, their
-    distances, and the verdict against a reference.
+    """Signatures of two checkpoints on one probe, their distances, and, with ``reference`` (a
+    workflow's ``results/distances/<method>_reference.json``), each distance's calibrated verdict.
 
-    ``probe``: an existing probe file (use the workflow's, ``results/probes/...``, when comparing
-    against its references); without it one is made from ``data`` (a prepared data set; default
-    ``results/data/<dataset>.safetensors``, or prepared on the fly for the bundled digits) in a
-    temporary directory (``workdir`` to keep the files). ``reference``: a reference JSON or distance
-    CSV of the workflow; ``setting`` picks one of its settings (default: the checkpoints' dataset,
-    arch and algorithm). A reference computed on another probe is refused: normalising by it would
-    compare unlike distances.
+    With a reference, the probe defaults to the reference's own (checked by hash before anything
+    is computed), and a signature the workflow already made for the same checkpoint on that probe
+    is reused. Without one, ``probe`` is an existing probe file, or one is made from ``data`` (a
+    prepared data set; default ``results/data/<dataset>.safetensors``, or prepared on the fly for
+    the bundled digits) in a temporary directory (``workdir`` keeps the files).
     """
     from ..checkpoint import read_metadata
     from ..io import file_sha256
@@ -270,6 +157,9 @@ def compare_checkpoints(
                 f"{checkpoint_a} ({meta_a['dataset']}) and {checkpoint_b} ({meta_b['dataset']}) "
                 "take inputs of different shapes and cannot be probed with the same images"
             )
+    ref = load_reference(reference, method) if reference is not None else None
+    if ref is not None:
+        probe = _reference_probe(ref, meta_a["dataset"], probe)
     with tempfile.TemporaryDirectory(prefix="modelkin-compare-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -278,53 +168,69 @@ def compare_checkpoints(
             probe = make_probe(
                 method, prepared, work / f"{method}_probe.h5", **(probe_options or {})
             )
-        signatures = []
-        for tag, ckpt in (("a", checkpoint_a), ("b", checkpoint_b)):
-            signatures.append(
-                make_signature(
-                    method,
-                    ckpt,
-                    probe,
-                    work / f"{method}_{tag}.h5",
-                    device=device,
-                    **(signature_options or {}),
-                )
-            )
-        distances = signature_distances(signatures[0], signatures[1], metrics)
         probe_sha = file_sha256(probe)
-    comparison = Comparison(
-        method,
-        str(checkpoint_a),
-        str(checkpoint_b),
-        distances,
-        probe=str(probe),
-        probe_sha256=probe_sha,
-    )
-    if reference is not None:
-        if setting is None:
-            setting = Setting.of(
-                meta_a["dataset"],
-                meta_a["arch"],
-                _algorithm(meta_a),
-                meta_b["arch"],
-                _algorithm(meta_b),
-            ).key
-        key, refs, document = load_reference(reference, method, setting)
-        expected = (document.get("probe_sha256") or {}).get(Setting.from_key(key).dataset)
-        if expected and expected != probe_sha:
-            raise InputError(
-                f"the reference in {reference} was computed on a different probe "
-                f"(sha256 {expected[:12]}) than this comparison's ({probe_sha[:12]}); "
-                f"pass the workflow's probe with --probe (results/probes/{method}/...)"
+        signatures, reused = [], []
+        for tag, ckpt in (("a", checkpoint_a), ("b", checkpoint_b)):
+            cached = _cached_signature(ref, file_sha256(ckpt), probe_sha) if ref else None
+            if cached is not None:
+                signatures.append(cached)
+                reused.append(str(cached.path))
+                continue
+            path = make_signature(
+                method, ckpt, probe, work / f"{method}_{tag}.h5", device=device,
+                **(signature_options or {}),
+            )  # fmt: skip
+            signatures.append(read_signature(path))
+        distances = signature_distances(signatures[0], signatures[1], metrics)
+        comparison = Comparison(
+            method, str(checkpoint_a), str(checkpoint_b), distances, probe=str(probe),
+            probe_sha256=probe_sha, reused=reused,
+        )  # fmt: skip
+        if ref is not None:
+            comparison.setting, comparison.verdicts = verdicts(
+                signatures[0], signatures[1], distances, ref, setting
             )
-        threshold = threshold if threshold is not None else float(document.get("threshold", 1.0))
-        comparison.setting = key
-        comparison.normalised = normalise_distances(distances, refs, method, threshold)
     return comparison
 
 
-def _algorithm(meta: dict[str, Any]) -> str:
-    return str(meta.get("root_algorithm") or meta.get("algorithm") or "imported")
+def _reference_probe(ref: ReferenceFile, dataset: str, probe: str | Path | None) -> Path:
+    """The probe a comparison against ``ref`` must use: the given one if it is the reference's
+    (by hash), else the reference's own."""
+    from ..io import file_sha256
+
+    path, sha = ref.probe(dataset)
+    if sha is None:
+        raise InputError(f"{ref.path} has no reference on {dataset} (it has: {ref.settings()})")
+    if probe is not None:
+        if file_sha256(probe) != sha:
+            raise InputError(
+                f"{probe} is not the probe the reference in {ref.path} was computed on (sha256 "
+                f"{sha[:12]}); leave out --probe to use the reference's ({path})"
+            )
+        return Path(probe)
+    if path is None or not path.exists():
+        raise MissingFileError(
+            f"the reference's probe {path} is missing; build it with `snakemake {path}` in the "
+            "workflow directory, or pass it with --probe"
+        )
+    return path
+
+
+def _cached_signature(ref: ReferenceFile, checkpoint_sha: str, probe_sha: str) -> Signature | None:
+    """A signature of the reference's models made from the same checkpoint on the same probe."""
+    import h5py
+
+    for info in (ref.document.get("models") or {}).values():
+        path = ref.resolve(info["signature"])
+        if not path.exists():
+            continue
+        with h5py.File(path, "r") as handle:
+            attrs = handle.attrs
+            same = attrs.get("checkpoint_sha256") == checkpoint_sha
+            same = same and attrs.get("probe_sha256") == probe_sha
+        if same:
+            return read_signature(path)
+    return None
 
 
 def _prepared_data(data: str | Path | None, dataset: str, work: Path) -> Path:

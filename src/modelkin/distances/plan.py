@@ -9,7 +9,7 @@ from ..catalog import ModelCatalog
 
 def distance_models(config: dict[str, Any], catalog: ModelCatalog) -> list[str]:
     """The derived models, the zoo models of their settings (``include_zoo: auto``) or every zoo
-    model (``all``), and ``distances.extra_models``; each once, in that order."""
+    model (``all``), the reference models and ``distances.extra_models``; each once."""
     settings = config.get("distances") or {}
     zoo = catalog.zoo_of()
     if settings.get("include_zoo", "auto") == "all":
@@ -20,7 +20,8 @@ def distance_models(config: dict[str, Any], catalog: ModelCatalog) -> list[str]:
         profiles |= {catalog.profile(m.parent) for m in planned if catalog.is_zoo(m.parent)}
         chosen = [m for m in zoo if catalog.profile(m) in profiles]
     extra = catalog.resolve_all(settings.get("extra_models") or [], "distances.extra_models")
-    return list(dict.fromkeys(chosen + list(catalog.derived) + extra))
+    references = [str(m) for m in catalog.reference_models]
+    return list(dict.fromkeys(chosen + list(catalog.derived) + references + extra))
 
 
 def distance_job(config: dict[str, Any], catalog: ModelCatalog) -> dict[str, Any]:
@@ -29,7 +30,6 @@ def distance_job(config: dict[str, Any], catalog: ModelCatalog) -> dict[str, Any
     settings = config.get("distances") or {}
     return {
         "models": distance_models(config, catalog),
-        "min_reference_pairs": settings.get("min_reference_pairs", 5),
-        "on_insufficient_reference": settings.get("on_insufficient_reference", "error"),
-        "threshold": settings.get("threshold", 1.0),
+        "calibration": dict(settings["calibration"]),
+        "on_insufficient_reference": settings["on_insufficient_reference"],
     }

@@ -19,8 +19,10 @@ def plot_distance_heatmap(
     *,
     method: str | None = None,
     metric: str | None = None,
+    alpha: float = 0.01,
 ) -> Path:
-    """Pairwise normalised distances (headline metric) as a heatmap; models grouped by lineage."""
+    """Every pair's calibrated p-value (headline metric) as a heatmap, models grouped by lineage:
+    red below ``alpha`` (the verdict "related"), blue above, grey without a verdict."""
     plt = pyplot()
     import pandas as pd
     from matplotlib.colors import TwoSlopeNorm
@@ -39,23 +41,24 @@ def plot_distance_heatmap(
         models = sorted(set(rows["model_a"]) | set(rows["model_b"]), key=display_order)
         index = {m: i for i, m in enumerate(models)}
         matrix = np.full((len(models), len(models)), np.nan)
-        np.fill_diagonal(matrix, 0.0)
+        floor = -8.0  # p-values below 1e-8 all show the deepest red
         for _, r in rows.iterrows():
             i, j = index[r["model_a"]], index[r["model_b"]]
-            matrix[i, j] = matrix[j, i] = r[f"{metric}_normalised"]
-        finite = matrix[np.isfinite(matrix)]
-        top = max(2.0, float(np.nanpercentile(finite, 99))) if finite.size else 2.0
-        norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=top)  # white = as far as independent pairs
-        image = ax.imshow(matrix, cmap="RdBu", norm=norm, interpolation="nearest")
+            p = r[f"{metric}_p_value"]
+            matrix[i, j] = matrix[j, i] = max(np.log10(max(p, 1e-300)), floor) if p == p else np.nan
+        cmap = plt.get_cmap("RdBu").copy()
+        cmap.set_bad("0.85")
+        norm = TwoSlopeNorm(vmin=floor, vcenter=float(np.log10(alpha)), vmax=0.0)
+        image = ax.imshow(matrix, cmap=cmap, norm=norm, interpolation="nearest")
         labels = [short_label(m) for m in models]
         ax.set_xticks(range(len(models)), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(len(models)), labels, fontsize=6)
         ax.set_title(
-            f"{dataset}: {method} {metric} distance / reference "
-            "(red < 1: closer than independent pairs)",
+            f"{dataset}: {method} {metric}, p-value of each pair against unrelated pairs "
+            f"(red: related at alpha {alpha:g}; grey: no verdict)",
             fontsize=9,
         )
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="normalised distance")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="log10 p-value")
     if not datasets:
         axes[0][0].text(0.5, 0.5, "no pairs", ha="center", va="center")
     fig.tight_layout()
@@ -69,8 +72,8 @@ def plot_relatedness_roc(
     method: str | None = None,
     metric: str | None = None,
 ) -> Path:
-    """ROC curves of the headline metric's normalised distance, one per derivation kind: derived
-    copies (positives) against independent models of the same parents (negatives)."""
+    """ROC curves of the headline metric's calibrated p-value, one per derivation kind: derived
+    copies (positives) against unrelated models of the same parents (negatives)."""
     plt = pyplot()
     import pandas as pd
     from sklearn.metrics import roc_auc_score, roc_curve
@@ -78,8 +81,7 @@ def plot_relatedness_roc(
     frame = pd.read_csv(csv_path)
     method = method or Path(csv_path).stem
     entry = get_distance(method, metric)
-    sign = 1.0 if entry.higher_is_similar else -1.0
-    column = f"{entry.metric}_normalised"
+    column = f"{entry.metric}_p_value"
     fig, ax = plt.subplots(figsize=(6, 5.5))
     ax.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
     groups = relatedness_groups(frame)
@@ -90,7 +92,7 @@ def plot_relatedness_roc(
         if not (len(pos) and len(neg)):
             continue
         labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-        scores = sign * np.r_[pos, neg]
+        scores = -np.r_[pos, neg]  # a smaller p-value: more related
         fpr, tpr, _ = roc_curve(labels, scores)
         ax.step(
             fpr,
@@ -103,7 +105,7 @@ def plot_relatedness_roc(
         ax.text(0.5, 0.5, "no derived models compared", ha="center", va="center")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
-    ax.set_xlabel("false positive rate (independent pairs called related)")
+    ax.set_xlabel("false positive rate (unrelated pairs called related)")
     ax.set_ylabel("true positive rate (derived copies found)")
     ax.set_title(f"{method} {entry.metric}: derived vs independent", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")

@@ -1,71 +1,97 @@
-"""Reference distances and normalisation (Zest's README; offered for ModelGiF too).
+"""Settings, their references, and the verdict a pair gets against them.
 
-For a pair setting (data set, architecture and training algorithm of each side)
-the *reference distance* is the mean distance over independently seeded pairs
-of that setting; a pair under test is reported as distance / reference mean,
-and called ``related`` when that ratio is below a threshold (1.0 by default).
-The reference's spread (std, n) travels with every normalised value: a ratio of
-0.9 means little when independent pairs spread by 0.2.
+A *setting* is what a comparison is specific to: the data set of the probe, and for each side
+its architecture, its training algorithm (a derived model counts with its root model's) and its
+class set (a transfer to classes 5-9 is compared with 5-class models, not 10-class ones).
+
+The *reference* of a setting is its unrelated pairs (no shared lineage, no shared seed): their
+mean distance (the normalised distance is distance / mean, as in Zest's README: 1 = as far as
+unrelated pairs) and the calibrated null (:mod:`.calibration`) that turns a distance into a
+p-value and a verdict at false-positive rate ``alpha``. Verdicts: ``related``, ``unrelated``, or
+``not enough independent models`` (never a guess).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from .calibration import NOT_ENOUGH, Judgement
 
 log = logging.getLogger(__name__)
 
-ON_INSUFFICIENT = ("error", "warn", "quiet")  # quiet: mark it insufficient, say nothing
-VERDICTS = ("related", "unrelated", "unknown")
+ON_INSUFFICIENT = ("error", "warn")
+_SIDE = re.compile(r"^(?P<arch>[^/\[\]]+)/(?P<algorithm>[^/\[\]]+)(?:\[(?P<classes>[\d,]*)\])?$")
 
 
 class InsufficientReference(InputError):
-    """Fewer independent pairs than a reference distance needs."""
+    """A setting whose unrelated models are too few for calibrated verdicts."""
 
 
 class InsufficientReferenceWarning(UserWarning):
-    """A reference distance from fewer independent pairs than configured
-    (``on_insufficient_reference: warn``)."""
+    """A setting with too few unrelated models (``on_insufficient_reference: warn``)."""
+
+
+@dataclass(frozen=True, order=True)
+class Side:
+    """One side of a comparison: architecture, algorithm and class set (None: all classes)."""
+
+    arch: str
+    algorithm: str
+    classes: tuple[int, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        base = f"{self.arch}/{self.algorithm}"
+        return base if self.classes is None else f"{base}[{','.join(map(str, self.classes))}]"
+
+    @classmethod
+    def from_key(cls, key: str) -> Side:
+        match = _SIDE.match(key)
+        if not match:
+            raise InputError(
+                f"{key!r} is not a setting side (ARCH/ALGORITHM or ARCH/ALGORITHM[C,..])"
+            )
+        classes = match["classes"]
+        parsed = tuple(int(c) for c in classes.split(",") if c) if classes is not None else None
+        return cls(match["arch"], match["algorithm"], parsed)
 
 
 @dataclass(frozen=True)
 class Setting:
-    """What a reference distance is specific to: the data
-    set and each side's (arch, algorithm), unordered."""
+    """What a reference is specific to: the probe's data set and the two sides, unordered."""
 
     dataset: str
-    side_a: tuple[str, str]
-    side_b: tuple[str, str]
+    side_a: Side
+    side_b: Side
 
     @classmethod
-    def of(
-        cls, dataset: str, arch_a: str, algorithm_a: str, arch_b: str, algorithm_b: str
-    ) -> Setting:
-        a, b = sorted([(str(arch_a), str(algorithm_a)), (str(arch_b), str(algorithm_b))])
+    def of(cls, dataset: str, side_a: Side, side_b: Side) -> Setting:
+        a, b = sorted([side_a, side_b], key=lambda s: (s.arch, s.algorithm, s.classes or ()))
         return cls(str(dataset), a, b)
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}:{'/'.join(self.side_a)}~{'/'.join(self.side_b)}"
+        return f"{self.dataset}:{self.side_a.key}~{self.side_b.key}"
 
     @classmethod
     def from_key(cls, key: str) -> Setting:
         try:
             dataset, rest = key.split(":", 1)
             a, b = rest.split("~", 1)
-            return cls.of(dataset, *a.split("/", 1), *b.split("/", 1))
         except ValueError:
             raise InputError(
                 f"{key!r} is not a setting key (DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM)"
             ) from None
+        return cls.of(dataset, Side.from_key(a), Side.from_key(b))
 
     def __str__(self) -> str:
         return self.key
@@ -73,31 +99,24 @@ class Setting:
 
 @dataclass
 class ReferenceDistance:
-    """Mean and spread of one distance over independent pairs of one setting."""
+    """Mean and spread of one distance over the unrelated pairs of one setting."""
 
     metric: str
     setting: str
     mean: float
     std: float
-    n: int
-    min_pairs: int
-    pairs: list[tuple[str, str]] = field(default_factory=list)
+    n: int  # unrelated pairs
+    families: int  # independent families among them
+    min_families: int
     sufficient: bool = True
 
-    @property
-    def coefficient_of_variation(self) -> float:
-        return self.std / self.mean if self.mean and self.n > 1 else float("nan")
-
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["pairs"] = [list(p) for p in self.pairs]
-        return out
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ReferenceDistance:
-        values = dict(values)
-        values["pairs"] = [tuple(p) for p in values.get("pairs", [])]
-        return cls(**values)
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        return cls(**known)
 
 
 def reference_distance(
@@ -105,114 +124,102 @@ def reference_distance(
     *,
     metric: str,
     setting: str | Setting,
-    min_pairs: int = 5,
-    on_insufficient: str = "error",
-    pairs: Iterable[tuple[str, str]] = (),
+    families: int,
+    min_families: int = 5,
+    on_insufficient: str = "warn",
+    quiet: bool = False,
 ) -> ReferenceDistance:
-    """The reference of ``setting`` from the distances of its independent pairs.
+    """The reference of ``setting`` from the distances of its unrelated pairs.
 
-    Fewer than ``min_pairs`` distances: :class:`InsufficientReference` (``on_insufficient="error"``)
-    or an :class:`InsufficientReferenceWarning` and a reference marked ``sufficient=False``
-    (``"warn"``). With no pair at all the mean is NaN and every verdict against it ``unknown``.
+    Fewer than ``min_families`` independent families: :class:`InsufficientReference`
+    (``on_insufficient="error"``) or a warning and a reference marked ``sufficient=False``; its
+    pairs then get the verdict ``not enough independent models``.
     """
     if on_insufficient not in ON_INSUFFICIENT:
         raise InputError(
             f"on_insufficient must be one of {ON_INSUFFICIENT}, got {on_insufficient!r}"
         )
-    if min_pairs < 1:
-        raise InputError(f"min_pairs must be at least 1, got {min_pairs}")
     values = np.asarray([d for d in distances if np.isfinite(d)], dtype=np.float64)
     n = int(values.size)
-    sufficient = n >= min_pairs
-    if not sufficient:
+    sufficient = families >= min_families
+    if not sufficient and not quiet:
         message = (
-            f"the reference distance for {setting} ({metric}) rests on {n} independently seeded "
-            f"pair(s), fewer than the {min_pairs} required: train more independent seeds of "
-            "this setting (zoo.seeds in config.yaml), lower distances.min_reference_pairs, or "
-            "set distances.on_insufficient_reference: warn to accept a weaker reference"
+            f"the reference for {setting} ({metric}) has {families} independent famil"
+            f"{'y' if families == 1 else 'ies'} of unrelated models, fewer than the {min_families} "
+            "that calibrated verdicts need: train more independent seeds of this setting "
+            "(zoo.seeds or distances.reference_models in config.yaml), or lower "
+            "distances.calibration.min_families; its pairs get no verdict"
         )
         if on_insufficient == "error":
             raise InsufficientReference(message)
-        if on_insufficient == "warn":
-            warnings.warn(message, InsufficientReferenceWarning, stacklevel=2)
-            log.warning(message)
-    mean = float(values.mean()) if n else float("nan")
-    std = float(values.std(ddof=1)) if n > 1 else float("nan")
+        warnings.warn(message, InsufficientReferenceWarning, stacklevel=2)
+        log.warning(message)
     return ReferenceDistance(
         metric=metric,
         setting=str(setting),
-        mean=mean,
-        std=std,
+        mean=float(values.mean()) if n else float("nan"),
+        std=float(values.std(ddof=1)) if n > 1 else float("nan"),
         n=n,
-        min_pairs=int(min_pairs),
-        pairs=[(a, b) for a, b in pairs],
+        families=int(families),
+        min_families=int(min_families),
         sufficient=sufficient,
     )
 
 
 @dataclass
-class Normalised:
-    """A distance against its reference: ratio, verdict, and the reference's spread."""
+class Verdict:
+    """A distance against its setting's reference: the normalised distance, the calibrated
+    p-value and verdict, and what they rest on."""
 
     metric: str
     distance: float
-    reference_mean: float
-    reference_std: float
-    reference_n: int
     normalised: float
-    threshold: float
-    verdict: str  # related | unrelated | unknown
+    reference_mean: float
+    reference_n: int
+    reference_families: int
+    p_value: float
+    verdict: str
+    alpha: float
+    model: str  # the calibration model
 
-    @property
-    def normalised_spread(self) -> float:
-        """The reference's std in normalised units (independent pairs spread this much around 1)."""
-        return self.reference_std / self.reference_mean if self.reference_mean else float("nan")
+    @classmethod
+    def of(
+        cls,
+        metric: str,
+        distance: float,
+        reference: ReferenceDistance,
+        judgement: Judgement,
+        *,
+        alpha: float,
+        model: str,
+        reference_mean: float | None = None,
+    ) -> Verdict:
+        mean = reference.mean if reference_mean is None else reference_mean
+        usable = np.isfinite(distance) and np.isfinite(mean) and mean > 0
+        verdict = judgement.verdict if reference.sufficient else NOT_ENOUGH
+        return cls(
+            metric=metric,
+            distance=float(distance),
+            normalised=float(distance) / mean if usable else float("nan"),
+            reference_mean=float(mean),
+            reference_n=judgement.reference_pairs,
+            reference_families=judgement.reference_families,
+            p_value=judgement.p_value,
+            verdict=verdict,
+            alpha=alpha,
+            model=model,
+        )
 
     def describe(self) -> str:
-        if self.verdict == "unknown":
-            return f"{self.metric}: {self.distance:.6g} (no usable reference)"
-        spread = "" if math.isnan(self.normalised_spread) else f" +- {self.normalised_spread:.3f}"
+        if self.verdict == NOT_ENOUGH:
+            return (
+                f"{self.metric}: {self.distance:.6g} ({self.normalised:.3f} x the unrelated mean); "
+                f"not enough independent models ({self.reference_families} families) for a verdict"
+            )
+        p = f"{self.p_value:.2g}" if math.isfinite(self.p_value) else "n/a"
         return (
-            f"{self.metric}: {self.distance:.6g} = {self.normalised:.3f} x reference "
-            f"{self.reference_mean:.6g} (independent pairs: 1{spread}, "
-            f"n={self.reference_n}) -> {self.verdict} (threshold {self.threshold:g})"
+            f"{self.metric}: {self.distance:.6g} = {self.normalised:.3f} x the unrelated mean "
+            f"{self.reference_mean:.6g}; p = {p} against {self.reference_n} unrelated pairs of "
+            f"{self.reference_families} families ({self.model} null) -> {self.verdict} at "
+            f"alpha {self.alpha:g}"
         )
-
-
-def normalise(
-    distance: float,
-    reference: ReferenceDistance,
-    *,
-    threshold: float = 1.0,
-    higher_is_similar: bool = False,
-) -> Normalised:
-    """``distance / reference.mean``; ``related`` when below ``threshold``.
-
-    Only distances can be normalised this way (a similarity
-    divided by its reference has no such reading).
-    """
-    if higher_is_similar:
-        raise InputError(
-            f"{reference.metric} is a similarity (higher is "
-            "similar); reference normalisation divides distances"
-        )
-    if threshold <= 0:
-        raise InputError(f"the relatedness threshold must be positive, got {threshold}")
-    usable = (
-        reference.n > 0
-        and np.isfinite(reference.mean)
-        and reference.mean > 0
-        and np.isfinite(distance)
-    )
-    ratio = float(distance) / reference.mean if usable else float("nan")
-    verdict = ("related" if ratio < threshold else "unrelated") if usable else "unknown"
-    return Normalised(
-        metric=reference.metric,
-        distance=float(distance),
-        reference_mean=reference.mean,
-        reference_std=reference.std,
-        reference_n=reference.n,
-        normalised=ratio,
-        threshold=float(threshold),
-        verdict=verdict,
-    )

@@ -10,6 +10,7 @@ import numpy as np
 from ..ids import is_derived_id
 from ..io import atomic_path
 from ..signatures import get_method
+from .calibration import NOT_ENOUGH
 
 
 def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
@@ -34,92 +35,132 @@ def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
     return groups
 
 
-def relatedness_table(
-    csv_path: str | Path, output: str | Path | None = None, *, method: str | None = None
-):
-    """ROC AUC per derivation kind and metric: parent-vs-derived pairs
-    (positives) against independent pairs that involve one of those
-    parents (negatives), as in ModelGiF's IP-protection experiment.
+COLUMNS = (
+    "derivation",
+    "metric",
+    "n_parents",
+    "n_positive",
+    "n_negative",
+    "auc",
+    "auc_normalised",
+    "auc_calibrated",
+    "tpr_at_fpr_1pc",
+    "tpr_at_fpr_5pc",
+    "alpha",
+    "tpr_at_alpha",
+    "fpr_at_alpha",
+    "n_independent",
+    "retrained_related",
+    "n_retrained",
+    "no_verdict",
+    "positive_mean_normalised",
+    "negative_mean_normalised",
+)
 
-    Two negative sets: every independent model of the parents (``auc``: other zoo seeds and the
-    derived models of other parents) and the independently seeded zoo models alone (``auc_vs_zoo``).
-    Each on raw distances and on normalised ones (which put pairs of different settings, e.g. a
-    student of another architecture, on one scale). Distances become scores with the metric's
-    direction, so 1.0 means every derived copy is closer to its parent than every independent model.
-    """
-    import pandas as pd
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """ROC AUC of scores (larger = more related), NaNs left out."""
     from sklearn.metrics import roc_auc_score
 
-    frame = pd.read_csv(csv_path)
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    if not (len(pos) and len(neg)):
+        return float("nan")
+    labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return float(roc_auc_score(labels, np.r_[pos, neg]))
+
+
+def tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
+    """The largest true-positive rate at a false-positive rate of at most ``fpr`` (scores:
+    larger = more related)."""
+    from sklearn.metrics import roc_curve
+
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    if not (len(pos) and len(neg)):
+        return float("nan")
+    false, true, _ = roc_curve(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+    return float(true[false <= fpr + 1e-12].max())
+
+
+def _rate(verdicts, value: str = "related") -> float:
+    verdicts = [v for v in verdicts if isinstance(v, str)]
+    return float(np.mean([v == value for v in verdicts])) if verdicts else float("nan")
+
+
+def relatedness_table(
+    csv_path: str | Path | Any,  # or a distance table's DataFrame
+    output: str | Path | None = None,
+    *,
+    method: str | None = None,
+    alpha: float = float("nan"),
+):
+    """Per derivation kind and metric: how well the distance separates parent-vs-derived pairs
+    (positives) from the unrelated pairs that involve those parents (negatives), as in ModelGiF's
+    IP-protection experiment, and what the calibrated verdicts achieve.
+
+    - ``auc`` (raw distance), ``auc_normalised`` (distance / the setting's unrelated mean, which
+      puts different settings on one scale) and ``auc_calibrated`` (by p-value);
+    - operating points of the calibrated score: ``tpr_at_fpr_1pc``, ``tpr_at_fpr_5pc``;
+    - at the ``alpha`` the verdicts were made at (the config's; recorded in the table):
+      ``tpr_at_alpha`` (positives called related), ``fpr_at_alpha``
+      (every unrelated pair of the table called related: the realised false-positive rate),
+      ``retrained_related`` (models retrained from scratch called related: a negative control),
+      ``no_verdict`` (positives without a verdict: not enough independent models).
+    """
+    import pandas as pd
+
+    frame = csv_path if isinstance(csv_path, pd.DataFrame) else pd.read_csv(csv_path)
     method = method or Path(csv_path).stem
-    entries = get_method(method).distances
-
-    def auc(pos, neg, sign):
-        pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
-        if not (len(pos) and len(neg)):
-            return float("nan")
-        return float(
-            roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], sign * np.r_[pos, neg])
-        )
-
+    relations = frame["relation"].astype(str) if len(frame) else pd.Series([], dtype=str)
+    independent = frame[relations == "independent"]
+    retrained = frame[relations.str.startswith("retrained")]
     out_rows = []
-    for kind, (positives, negatives, zoo_negatives) in relatedness_groups(frame).items():
+    for kind, (positives, negatives, _) in relatedness_groups(frame).items():
         parents = set(positives["ancestor"].astype(str))
-        for entry in entries:
+        for entry in get_method(method).distances:
             sign = 1.0 if entry.higher_is_similar else -1.0
-            raw, norm = entry.metric, f"{entry.metric}_normalised"
+            m = entry.metric
+            pos = {
+                "raw": sign * positives[m].to_numpy(float),
+                "normalised": sign * positives[f"{m}_normalised"].to_numpy(float),
+                "calibrated": -positives[f"{m}_p_value"].to_numpy(float),
+            }
+            neg = {
+                "raw": sign * negatives[m].to_numpy(float),
+                "normalised": sign * negatives[f"{m}_normalised"].to_numpy(float),
+                "calibrated": -negatives[f"{m}_p_value"].to_numpy(float),
+            }
+            verdicts = positives[f"{m}_verdict"]
             out_rows.append(
                 {
                     "derivation": kind,
-                    "metric": entry.metric,
+                    "metric": m,
                     "n_parents": len(parents),
                     "n_positive": len(positives),
                     "n_negative": len(negatives),
-                    "n_negative_zoo": len(zoo_negatives),
-                    "auc": auc(
-                        positives[raw].to_numpy(float), negatives[raw].to_numpy(float), sign
-                    ),
-                    "auc_normalised": auc(
-                        positives[norm].to_numpy(float), negatives[norm].to_numpy(float), sign
-                    ),
-                    "auc_vs_zoo": auc(
-                        positives[raw].to_numpy(float), zoo_negatives[raw].to_numpy(float), sign
-                    ),
-                    "auc_vs_zoo_normalised": auc(
-                        positives[norm].to_numpy(float), zoo_negatives[norm].to_numpy(float), sign
-                    ),
-                    "positive_mean_normalised": float(positives[norm].mean())
-                    if len(positives)
-                    else float("nan"),
-                    "positive_max_normalised": float(positives[norm].max())
-                    if len(positives)
-                    else float("nan"),
-                    "negative_mean_normalised": float(negatives[norm].mean())
-                    if len(negatives)
-                    else float("nan"),
-                    "negative_min_normalised": float(negatives[norm].min())
-                    if len(negatives)
-                    else float("nan"),
+                    "auc": _auc(pos["raw"], neg["raw"]),
+                    "auc_normalised": _auc(pos["normalised"], neg["normalised"]),
+                    "auc_calibrated": _auc(pos["calibrated"], neg["calibrated"]),
+                    "tpr_at_fpr_1pc": tpr_at_fpr(pos["calibrated"], neg["calibrated"], 0.01),
+                    "tpr_at_fpr_5pc": tpr_at_fpr(pos["calibrated"], neg["calibrated"], 0.05),
+                    "alpha": alpha,
+                    "tpr_at_alpha": _rate(verdicts),
+                    "fpr_at_alpha": _rate(independent[f"{m}_verdict"]),
+                    "n_independent": len(independent),
+                    "retrained_related": _rate(retrained[f"{m}_verdict"]),
+                    "n_retrained": len(retrained),
+                    "no_verdict": _rate(verdicts, NOT_ENOUGH),
+                    "positive_mean_normalised": _mean(positives[f"{m}_normalised"]),
+                    "negative_mean_normalised": _mean(negatives[f"{m}_normalised"]),
                 }
             )
-    columns = [
-        "derivation",
-        "metric",
-        "n_parents",
-        "n_positive",
-        "n_negative",
-        "n_negative_zoo",
-        "auc",
-        "auc_normalised",
-        "auc_vs_zoo",
-        "auc_vs_zoo_normalised",
-        "positive_mean_normalised",
-        "positive_max_normalised",
-        "negative_mean_normalised",
-        "negative_min_normalised",
-    ]
-    table = pd.DataFrame(out_rows, columns=columns)
+    table = pd.DataFrame(out_rows, columns=list(COLUMNS))
     if output is not None:
         with atomic_path(output) as tmp:
             table.to_csv(tmp, index=False)
     return table
+
+
+def _mean(values) -> float:
+    values = values.to_numpy(float)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")

@@ -1,15 +1,17 @@
-"""Distance tables of a model collection: every pair, its relation, raw and normalised distances.
+"""Distance tables of a model collection: every pair, its relation, distances and verdicts.
 
 A collection is a list of :class:`Member` (model id, lineage, signature). For each method the
 table holds every pair of members that saw the same probe, with
 
 - the pair's relation (:func:`modelkin.lineage.relation`);
-- every distance of the method, raw and divided by the reference distance of the pair's
-  setting, the reference's mean/std/n and the verdict.
+- every distance of the method: raw, normalised (divided by the mean of the unrelated pairs of
+  the pair's setting), its calibrated p-value and verdict at ``alpha``, and the reference's size.
 
-The reference of a setting (data set, each side's architecture and algorithm) comes from the
-independent pairs of root models (no derived model) of exactly that setting; a derived model
-counts as its own architecture trained with its root model's algorithm.
+A setting is the probe's data set and each side's architecture, algorithm (a derived model
+counts with its root's) and class set (:class:`~modelkin.distances.reference.Setting`). Its
+reference is every pair of unrelated models in it (relation ``independent``: no shared lineage
+or seed), zoo seeds and other parents' derived models alike; a pair that is itself unrelated is
+judged with its own distance left out (:mod:`.calibration`).
 
 Everything a table needs is in the signature files (:mod:`modelkin.signatures.store` records
 each model's lineage), so the stage opens no checkpoint.
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +31,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_path, write_json
-from ..lineage import Lineage, ancestor_of_pair, relation
+from ..lineage import Lineage, ancestor_of_pair, family, relation
 from ..signatures import Signature, check_comparable, get_method, read_signature
-from .reference import ReferenceDistance, Setting, normalise, reference_distance
+from .calibration import CalibrationSettings, NullFit, fit_null, judge
+from .reference import ReferenceDistance, Setting, Side, Verdict, reference_distance
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +87,32 @@ class Member:
         return read_signature(self.signature)
 
 
+def side_of(member: Member) -> Side:
+    """A member's side of a setting: its architecture, algorithm (a derived model's root's) and
+    class set."""
+    arch, algorithm = member.profile
+    return Side(arch, algorithm, member.lineage.classes)
+
+
 def setting_of(a: Member, b: Member) -> Setting:
-    return Setting.of(a.dataset, *a.profile, *b.profile)
+    return Setting.of(a.dataset, side_of(a), side_of(b))
 
 
 @dataclass
 class DistanceTable:
-    """What :func:`distance_table` computes: rows (one per pair), references, the raw matrices."""
+    """What :func:`distance_table` computes: rows (one per pair), references and nulls, the raw
+    matrices, and which signature files the references rest on."""
 
     method: str
     members: list[Member]
     rows: list[dict[str, Any]]
     references: dict[str, dict[str, ReferenceDistance]]  # setting key -> metric -> reference
+    nulls: dict[str, dict[str, NullFit]] = field(default_factory=dict)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     matrices: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     probes: dict[str, str] = field(default_factory=dict)  # dataset -> probe sha256
     signature_params: dict[str, Any] = field(default_factory=dict)
+    probe_paths: dict[str, str] = field(default_factory=dict)  # dataset -> probe file
 
     def frame(self):
         import pandas as pd
@@ -109,10 +124,11 @@ def metric_columns(metric: str) -> list[str]:
     return [
         metric,
         f"{metric}_normalised",
-        f"{metric}_reference_mean",
-        f"{metric}_reference_std",
-        f"{metric}_reference_n",
+        f"{metric}_p_value",
         f"{metric}_verdict",
+        f"{metric}_reference_mean",
+        f"{metric}_reference_n",
+        f"{metric}_reference_families",
     ]
 
 
@@ -120,20 +136,27 @@ def distance_table(
     method: str,
     members: Sequence[Member],
     *,
-    min_reference_pairs: int = 5,
-    on_insufficient_reference: str = "error",
-    threshold: float = 1.0,
+    calibration: CalibrationSettings | Mapping[str, Any] | None = None,
+    on_insufficient_reference: str = "warn",
 ) -> DistanceTable:
-    """Compare every pair of ``members`` (with signatures of ``method``) that share a probe."""
+    """Compare every pair of ``members`` (with signatures of ``method``) that share a probe, and
+    judge each pair against the unrelated pairs of its setting (:mod:`.calibration`)."""
     entry = get_method(method)
+    settings = (
+        calibration
+        if isinstance(calibration, CalibrationSettings)
+        else CalibrationSettings.from_dict(calibration)
+    )
     members = list(members)
     lineages = {m.model_id: m.lineage for m in members}
     if len(lineages) != len(members):
         raise InputError("a model id appears twice among the members")
+    families = {m.model_id: family(lineages, m.model_id) for m in members}
     metrics = [d.metric for d in entry.distances]
     rows: list[dict[str, Any]] = []
     matrices: dict[str, dict[str, np.ndarray]] = {}
     probes: dict[str, str] = {}
+    probe_paths: dict[str, str] = {}
     signature_params: dict[str, Any] = {}
     groups: dict[str, list[Member]] = {}
     for m in members:
@@ -145,8 +168,9 @@ def distance_table(
                 raise InputError(f"{sig.path} is a {sig.method} signature, not {method}")
             check_comparable(signatures[0], sig)
         probes[dataset] = signatures[0].probe_sha256
+        probe_paths[dataset] = str(signatures[0].attrs.get("probe", ""))
         signature_params = signatures[0].params
-        matrix = entry.pairwise([s.data for s in signatures])
+        matrix = entry.pairwise(signatures)
         matrices[dataset] = matrix
         for i, j in itertools.combinations(range(len(group)), 2):
             a, b = group[i], group[j]
@@ -163,57 +187,70 @@ def distance_table(
                 "relation": rel,
                 "ancestor": ancestor_of_pair(lineages, a.model_id, b.model_id) if derived else "",
                 "setting": setting_of(a, b).key,
-                "reference_pair": rel == "independent" and not a.derived and not b.derived,
+                "reference_pair": rel == "independent",
             }
             for metric in metrics:
                 row[metric] = float(matrix[metric][i, j])
             rows.append(row)
-    references = _references(rows, metrics, min_reference_pairs, on_insufficient_reference)
+    references, nulls = _references(rows, metrics, families, settings, on_insufficient_reference)
     for row in rows:
         for metric in metrics:
-            ref = references[row["setting"]][metric]
-            norm = normalise(
-                row[metric],
-                ref,
-                threshold=threshold,
-                higher_is_similar=entry.distance(metric).higher_is_similar,
+            reference = references[row["setting"]][metric]
+            null = nulls[row["setting"]][metric]
+            judgement = judge(null, row["model_a"], row["model_b"], row[metric])
+            mean = reference.mean
+            if row["reference_pair"] and reference.n > 1:  # its own distance left out
+                mean = (reference.mean * reference.n - row[metric]) / (reference.n - 1)
+            verdict = Verdict.of(
+                metric, row[metric], reference, judgement, alpha=settings.alpha,
+                model=settings.model, reference_mean=mean,
+            )  # fmt: skip
+            values = (
+                verdict.normalised,
+                verdict.p_value,
+                verdict.verdict,
+                verdict.reference_mean,
+                verdict.reference_n,
+                verdict.reference_families,
             )
-            values = (norm.normalised, ref.mean, ref.std, ref.n, norm.verdict)
             row.update(zip(metric_columns(metric)[1:], values, strict=True))
-    return DistanceTable(method, members, rows, references, matrices, probes, signature_params)
+    return DistanceTable(
+        method,
+        members,
+        rows,
+        references,
+        nulls,
+        settings,
+        matrices,
+        probes,
+        signature_params,
+        probe_paths,
+    )
 
 
 def _references(
-    rows, metrics, min_pairs, on_insufficient
-) -> dict[str, dict[str, ReferenceDistance]]:
-    out: dict[str, dict[str, ReferenceDistance]] = {}
-    headline = metrics[0]
+    rows, metrics, families, settings: CalibrationSettings, on_insufficient: str
+) -> tuple[dict[str, dict[str, ReferenceDistance]], dict[str, dict[str, NullFit]]]:
+    references: dict[str, dict[str, ReferenceDistance]] = {}
+    nulls: dict[str, dict[str, NullFit]] = {}
     for setting in sorted({r["setting"] for r in rows}):
-        eligible = [r for r in rows if r["setting"] == setting and r["reference_pair"]]
-        pairs = [(r["model_a"], r["model_b"]) for r in eligible]
-        # The headline metric's reference raises or warns once for the setting; the others
-        # rest on the same pairs.
-        refs = {
-            headline: reference_distance(
-                [r[headline] for r in eligible],
-                metric=headline,
-                setting=setting,
-                min_pairs=min_pairs,
-                on_insufficient=on_insufficient,
-                pairs=pairs,
-            )
-        }
-        for metric in metrics[1:]:
-            refs[metric] = reference_distance(
-                [r[metric] for r in eligible],
+        unrelated = [r for r in rows if r["setting"] == setting and r["reference_pair"]]
+        pairs = [(r["model_a"], r["model_b"]) for r in unrelated]
+        references[setting], nulls[setting] = {}, {}
+        for index, metric in enumerate(metrics):
+            null = fit_null(pairs, [r[metric] for r in unrelated], families, settings)
+            nulls[setting][metric] = null
+            # The headline metric's reference raises or warns once for the setting.
+            references[setting][metric] = reference_distance(
+                [r[metric] for r in unrelated],
                 metric=metric,
                 setting=setting,
-                min_pairs=min_pairs,
-                on_insufficient="quiet",
-                pairs=pairs,
+                families=null.n_families,
+                min_families=settings.min_families,
+                on_insufficient=on_insufficient,
+                quiet=index > 0,
             )
-        out[setting] = refs
-    return out
+    return references, nulls
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,11 +258,7 @@ def _references(
 
 
 def write_distance_table(
-    table: DistanceTable,
-    csv_path: str | Path,
-    reference_path: str | Path | None = None,
-    *,
-    threshold: float = 1.0,
+    table: DistanceTable, csv_path: str | Path, reference_path: str | Path | None = None
 ) -> None:
     """The pair table as CSV, and the references (with the probes they hold for) as JSON."""
     import pandas as pd
@@ -236,21 +269,49 @@ def write_distance_table(
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
     if reference_path is not None:
-        write_json(reference_path, reference_document(table, threshold=threshold))
+        write_json(reference_path, reference_document(table, Path(reference_path).parent))
 
 
-def reference_document(table: DistanceTable, *, threshold: float = 1.0) -> dict[str, Any]:
-    """What ``modelkin compare --reference`` reads:
-    per setting and metric, the reference distance."""
+def reference_document(table: DistanceTable, folder: str | Path = ".") -> dict[str, Any]:
+    """What ``modelkin compare --reference`` reads: per setting and metric, the reference and the
+    fitted null, the probes, and the signature files of the models the nulls were fitted on
+    (paths relative to ``folder``, where the document is written)."""
+
+    def relative(path: Any) -> str:
+        return os.path.relpath(Path(str(path)).resolve(), Path(folder).resolve())
+
+    signatures = {
+        m.model_id: relative(
+            m.signature.path if isinstance(m.signature, Signature) else m.signature
+        )
+        for m in table.members
+    }
     return {
         "kind": "modelkin-reference-distances",
         "method": table.method,
         "signature_params": table.signature_params,
         "probe_sha256": table.probes,
-        "threshold": threshold,
+        "probe_paths": {d: relative(p) for d, p in table.probe_paths.items() if p},
+        "calibration": asdict(table.calibration),
         "references": {
-            setting: {metric: ref.to_dict() for metric, ref in refs.items()}
+            setting: {
+                metric: {
+                    **reference.to_dict(),
+                    "null": table.nulls[setting][metric].to_dict(),
+                    "pairs": [list(p) for p in table.nulls[setting][metric].pairs],
+                }
+                for metric, reference in refs.items()
+            }
             for setting, refs in table.references.items()
+        },
+        "models": {
+            m.model_id: {
+                "signature": signatures[m.model_id],
+                "family": family({x.model_id: x.lineage for x in table.members}, m.model_id),
+                "dataset": m.dataset,
+                "side": side_of(m).key,
+            }
+            for m in table.members
         },
     }
 
@@ -262,9 +323,8 @@ def distance_stage(
     output_csv: str | Path,
     output_reference: str | Path,
     *,
-    min_reference_pairs: int = 5,
-    on_insufficient_reference: str = "error",
-    threshold: float = 1.0,
+    calibration: Mapping[str, Any] | None = None,
+    on_insufficient_reference: str = "warn",
 ) -> DistanceTable:
     """The workflow's distance table of one method, from the signature files alone."""
     if len(model_ids) != len(signatures):
@@ -275,9 +335,8 @@ def distance_stage(
     table = distance_table(
         method,
         members,
-        min_reference_pairs=min_reference_pairs,
+        calibration=calibration,
         on_insufficient_reference=on_insufficient_reference,
-        threshold=threshold,
     )
-    write_distance_table(table, output_csv, output_reference, threshold=threshold)
+    write_distance_table(table, output_csv, output_reference)
     return table

@@ -92,18 +92,19 @@ class SignatureMethod(ABC):
     def compute(
         self,
         model: torch.nn.Module,
-        probe: Probe,
+        probe: Probe | None,
         *,
         device: torch.device,
         chunk_size: int | None = None,
         **settings: Any,
     ) -> Computed:
-        """The model's signature on the probe (settings: :attr:`signature_keys`)."""
+        """The model's signature on the probe (None for a method that reads no probe; settings:
+        :attr:`signature_keys`)."""
 
-    def probe_inputs(self, probe: Probe) -> np.ndarray | None:
+    def probe_inputs(self, probe: Probe | None) -> np.ndarray | None:
         """The images the model sees on this probe (checked for finite outputs before computing);
         None for methods that read no inputs."""
-        return probe.arrays.get("images")
+        return probe.arrays.get("images") if probe is not None else None
 
     def select_probe(
         self,
@@ -133,10 +134,12 @@ class SignatureMethod(ABC):
         raise InputError(f"unknown {self.name} distance {metric!r}; valid: {valid}")
 
     def pairwise(
-        self, signatures: Sequence[np.ndarray], metrics: Sequence[str] | None = None
+        self, signatures: Sequence[Any], metrics: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """``{metric: (M, M) symmetric matrix}`` over ``signatures``; NaN where a pair is not
-        comparable (e.g. different architectures for a weight-space method)."""
+        """``{metric: (M, M) symmetric matrix}`` over ``signatures`` (arrays, or
+        :class:`~modelkin.signatures.store.Signature` objects whose extras and lineage a method
+        may use); NaN where a pair is not comparable (e.g. another architecture for a
+        weight-space method)."""
         from ..progress import progress
 
         entries = [self.distance(m) for m in metrics] if metrics else list(self.distances)
@@ -150,10 +153,12 @@ class SignatureMethod(ABC):
                 )
         return out
 
-    def pair_distance(self, distance: Distance, a: np.ndarray, b: np.ndarray) -> float:
-        if self.same_architecture_only and a.shape != b.shape:
+    def pair_distance(self, distance: Distance, a: Any, b: Any) -> float:
+        """One pair's distance (arrays or Signature objects)."""
+        x, y = np.asarray(getattr(a, "data", a)), np.asarray(getattr(b, "data", b))
+        if self.same_architecture_only and x.shape != y.shape:
             return float("nan")
-        return distance(a, b)
+        return distance(x, y)
 
     def config_defaults(self) -> dict[str, Any]:
         """The method's config section as the schema's defaults fill it (the one source of every

@@ -61,10 +61,21 @@ def check_finite_outputs(
         model.train(was_training)
 
 
+def check_finite_parameters(model: torch.nn.Module, what: str) -> None:
+    """Every parameter is finite (for methods that read weights, not outputs)."""
+    import torch
+
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise SignatureError(
+                f"{what} has non-finite values in its parameter {name}; check the checkpoint"
+            )
+
+
 def compute_signature(
     method: str | SignatureMethod,
     model: torch.nn.Module,
-    probe: Probe,
+    probe: Probe | None,
     *,
     device: str | torch.device = "auto",
     chunk_size: int | None = None,
@@ -75,17 +86,20 @@ def compute_signature(
     from ..device import resolve_device
 
     method = get_method(method) if isinstance(method, str) else method
-    if probe.kind != method.probe_kind:
-        raise SignatureError(
-            f"{probe.path} is a {probe.kind} probe, but {method.name} needs a {method.probe_kind} "
-            "probe"
-        )
+    if method.probe_kind is None:
+        probe = None
+    elif probe is None or probe.kind != method.probe_kind:
+        found = "no probe" if probe is None else f"{probe.path}, a {probe.kind} probe"
+        raise SignatureError(f"{method.name} needs a {method.probe_kind} probe, got {found}")
     torch_device = resolve_device(device)
     model.to(torch_device)
-    check_model_fits_probe(model, probe, what)
-    inputs = method.probe_inputs(probe)
-    if inputs is not None:
-        check_finite_outputs(model, inputs, torch_device, what)
+    if probe is not None:
+        check_model_fits_probe(model, probe, what)
+        inputs = method.probe_inputs(probe)
+        if inputs is not None:
+            check_finite_outputs(model, inputs, torch_device, what)
+    else:
+        check_finite_parameters(model, what)
     computed = method.compute(model, probe, device=torch_device, chunk_size=chunk_size, **settings)
     for name, array in {"signature": computed.data, **computed.extras}.items():
         array = np.asarray(array)
@@ -100,7 +114,7 @@ def compute_signature(
 def signature_file(
     method: str,
     checkpoint: str | Path | Checkpoint,
-    probe: str | Path | Probe,
+    probe: str | Path | Probe | None,
     output: str | Path,
     *,
     device: str = "auto",
@@ -118,7 +132,10 @@ def signature_file(
     entry = get_method(method)
     torch_device = resolve_device(device)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    stored = probe if isinstance(probe, Probe) else read_probe(probe, kind=entry.probe_kind)
+    if entry.probe_kind is None or probe is None:
+        stored = None
+    else:
+        stored = probe if isinstance(probe, Probe) else read_probe(probe, kind=entry.probe_kind)
     computed = compute_signature(
         entry,
         ckpt.model,

@@ -68,22 +68,26 @@ def signature_job(config: dict[str, Any], method: str, model: str) -> dict[str, 
 
 
 def selection_models(config: dict[str, Any], catalog: ModelCatalog, method: str, dataset: str):
-    """The independent models whose signatures on the candidates select a method's probe (>= 2)."""
+    """The models whose signatures on the candidates select a method's probe (at least two):
+    ``<method>.selection_models``, else the models trained for the selection alone."""
     section = method_section(config, method)
     if section.get("selection_models"):
-        models = [
-            m
-            for m in catalog.resolve_all(section["selection_models"], f"{method}.selection_models")
-            if catalog.dataset(m) == dataset
-        ]
-        origin = f"{method}.selection_models"
+        where = f"{method}.selection_models"
+        models = [m for m in catalog.resolve_all(section["selection_models"], where)
+                  if catalog.dataset(m) == dataset]  # fmt: skip
     else:
-        algorithm = section.get("selection_algorithm", "standard")
-        models = catalog.zoo_of(dataset=dataset, algorithm=algorithm)
-        origin = f"the zoo's {algorithm!r} models"
+        models = [str(m) for m in catalog.selection_models if m.dataset == dataset]
     if len(models) < 2:
         raise InputError(
-            f"{method} probe selection for {dataset} needs at least two independent models; "
-            f"{origin}: {models}. List model ids under {method}.selection_models"
+            f"{method} probe selection for {dataset} needs at least two models; it has {models}. "
+            f"List model ids under {method}.selection_models or seeds under "
+            f"{method}.selection_seeds"
         )
+    victim = section.get("selection_victim")
+    if section.get("selection_criterion") == "victim":
+        if not victim:
+            raise InputError(f"{method}.selection_criterion victim needs {method}.selection_victim")
+        victim = catalog.resolve(victim, f"{method}.selection_victim")
+        if catalog.dataset(victim) == dataset and victim not in models:
+            models = [victim, *models]  # the victim first: select_probe reads it from there
     return models

@@ -9,10 +9,24 @@ from __future__ import annotations
 
 from ..errors import InputError
 from .base import Distance, SignatureMethod
+from .baselines.fingerprint import OutputCorrelationMethod
+from .baselines.outputs import OutputsMethod
+from .baselines.penultimate import PenultimateCKAMethod
+from .baselines.weights import WeightsMethod
 from .gradfield import GradfieldMethod
 from .zest import ZestMethod
 
-METHODS: dict[str, SignatureMethod] = {m.name: m for m in (ZestMethod(), GradfieldMethod())}
+METHODS: dict[str, SignatureMethod] = {
+    m.name: m
+    for m in (
+        ZestMethod(),
+        GradfieldMethod(),
+        WeightsMethod(),
+        OutputsMethod(),
+        OutputCorrelationMethod(),
+        PenultimateCKAMethod(),
+    )
+}
 
 
 def register_method(method: SignatureMethod) -> SignatureMethod:

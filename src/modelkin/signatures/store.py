@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 SIGNATURE_KIND = "modelkin-signature"
 PROBE_KIND_PREFIX = "modelkin-probe"
 SIGNATURE_DATASET = "signature"
+NO_PROBE = "none"  # the probe fields of a method that reads no probe (weights)
 
 
 class SignatureError(StoreError):
@@ -104,14 +105,14 @@ def write_signature(
     *,
     method: SignatureMethod,
     checkpoint: Checkpoint,
-    probe: Probe,
+    probe: Probe | None,
     name: str | None = None,
 ) -> Path:
     """Write a computed signature and its provenance atomically to ``path`` (HDF5).
 
     ``checkpoint`` (a loaded :class:`~modelkin.checkpoint.Checkpoint`, hashed once on loading)
-    and ``probe`` (a :class:`Probe`) are recorded by hash; ``name`` is the model's id (default:
-    the checkpoint's name).
+    and ``probe`` (a :class:`Probe`, None for a method that reads none) are recorded by hash;
+    ``name`` is the model's id (default: the checkpoint's name).
     """
     path = Path(path)
     data = np.asarray(computed.data)
@@ -129,10 +130,10 @@ def write_signature(
         "checkpoint": str(checkpoint.path),
         "checkpoint_sha256": checkpoint.sha256,
         "model": lineage.to_dict(),
-        "probe": str(probe.path),
-        "probe_sha256": probe.sha256,
-        "probe_kind": probe.kind,
-        "probe_params": probe.params,
+        "probe": str(probe.path) if probe else "",
+        "probe_sha256": probe.sha256 if probe else NO_PROBE,
+        "probe_kind": probe.kind if probe else NO_PROBE,
+        "probe_params": probe.params if probe else {},
         "modelkin_version": __version__,
     }
     with atomic_path(path) as tmp, create_store(tmp) as handle:

@@ -42,6 +42,7 @@ class OutputsMethod(SignatureMethod):
     description = "softmax outputs on a probe: prediction disagreement and symmetric KL"
     needs = frozenset({"logits"})
     axes = ("image", "class")
+    class_axis = "class"  # models with other class sets are comparable, but get no distance
     probe_kind = PROBE_KIND
     probe_keys = ("split", "n_images")
     distances = (
@@ -59,7 +60,8 @@ class OutputsMethod(SignatureMethod):
         logits = model_outputs(model, probe, device, batch_size=chunk_size or 512)
         return Computed(softmax(logits).astype(np.float32), {"outputs": "softmax"})
 
-    def pair_distance(self, distance: Distance, a: np.ndarray, b: np.ndarray) -> float:
-        if a.shape != b.shape:
+    def pair_distance(self, distance: Distance, a: Any, b: Any) -> float:
+        x, y = np.asarray(getattr(a, "data", a)), np.asarray(getattr(b, "data", b))
+        if x.shape != y.shape:
             return float("nan")  # different classes: outputs are not comparable
-        return distance(a, b)
+        return distance(x, y)

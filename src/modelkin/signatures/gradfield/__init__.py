@@ -36,7 +36,7 @@ class GradfieldMethod(SignatureMethod):
     probe_kind = "gradfield"
     probe_keys = ("candidates",)
     signature_keys = ("target", "n_steps")
-    selection_keys = ("reference_points",)
+    selection_keys = ("reference_points", "selection_criterion")
     selects_probe = True
     distances = (
         Distance(
@@ -103,10 +103,11 @@ class GradfieldMethod(SignatureMethod):
         from .select import select_reference_points
 
         k = int(settings["reference_points"])
-        return select_reference_points(candidates, signatures, k, output)
+        criterion = settings.get("selection_criterion", "independent")
+        return select_reference_points(candidates, signatures, k, output, criterion)
 
     def pairwise(self, signatures, metrics=None) -> dict[str, np.ndarray]:
-        full = _d.gradfield_pairwise([np.asarray(s) for s in signatures])
+        full = _d.gradfield_pairwise([np.asarray(getattr(s, "data", s)) for s in signatures])
         return {
             d.metric: full[d.metric] for d in self.distances if not metrics or d.metric in metrics
         }

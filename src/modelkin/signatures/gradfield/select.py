@@ -18,21 +18,30 @@ from .probe import PROBE_KIND, GradfieldProbe, load_gradfield_probe, save_gradfi
 
 log = logging.getLogger(__name__)
 
+CRITERIA = {
+    "independent": "highest mean gradient-field cosine distance between every two selection models",
+    "victim": "highest mean gradient-field cosine distance of the victim (first) to the others",
+}
+
 
 def select_reference_points(
     candidate_probe_path: str | Path,
     signature_paths: Sequence[str | Path],
     k: int,
     output: str | Path,
+    criterion: str = "independent",
 ) -> Path:
-    """Keep the ``k`` candidates on which independent models' gradient fields differ most.
+    """Keep the ``k`` candidates on which the given models' gradient fields differ most.
 
-    Each candidate's score is its distance (mean over steps of 1 - cos) averaged over
-    every pair of the given signatures (independent models, all computed on the
-    candidate probe). The new probe holds the top ``k`` in rank order (best first, so
-    its first k' points are the top k'), with their scores, and records the candidate
-    probe's hash, the models and ``k``.
+    ``criterion="independent"``: each candidate's score is its field distance (mean over steps of
+    1 - cos) averaged over every pair of the signatures (independent models). ``"victim"`` (the
+    reference code's): the first signature is the victim's, and the score is its distance to each
+    of the others, averaged. The new probe holds the top ``k`` in rank order (best first, so its
+    first k' points are the top k'), with their scores, and records the candidate probe's hash,
+    the models, the criterion and ``k``.
     """
+    if criterion not in CRITERIA:
+        raise InputError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     candidate_probe_path = Path(candidate_probe_path)
     candidates = load_gradfield_probe(candidate_probe_path)
     candidate_hash = file_sha256(candidate_probe_path)
@@ -61,7 +70,10 @@ def select_reference_points(
     n_candidates = signatures[0].data.shape[0]
     if not 1 <= k <= n_candidates:
         raise InputError(f"k must be between 1 and the {n_candidates} candidates, got {k}")
-    pairs = list(itertools.combinations(range(len(signatures)), 2))
+    if criterion == "victim":
+        pairs = [(0, j) for j in range(1, len(signatures))]
+    else:
+        pairs = list(itertools.combinations(range(len(signatures)), 2))
     score = np.zeros(n_candidates)
     for i, j in progress(pairs, desc="candidate distances"):
         score += per_point_field_distance(signatures[i].data, signatures[j].data)
@@ -80,8 +92,7 @@ def select_reference_points(
         **candidates.params,
         "n_points": int(k),
         "selection": {
-            "criterion": "highest mean pairwise gradient-field "
-            "cosine distance between independent models",
+            "criterion": CRITERIA[criterion],
             "k": int(k),
             "candidate_probe": str(candidate_probe_path),
             "candidate_probe_sha256": candidate_hash,

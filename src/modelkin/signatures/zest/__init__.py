@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..base import Computed, Distance, SignatureMethod
 from . import distance as _d
 
@@ -74,4 +76,40 @@ class ZestMethod(SignatureMethod):
 
         zest_probe = ZestProbe.from_stored(probe)
         data = ZestExtractor(chunk_size, device).signature(model, zest_probe)
-        return Computed(data, dict(SIGNATURE_PARAMS), {"num_segments": zest_probe.num_segments})
+        extras = {"num_segments": zest_probe.num_segments}
+        if zest_probe.labels is not None:
+            extras["labels"] = zest_probe.labels
+        return Computed(data, dict(SIGNATURE_PARAMS), extras)
+
+    def pair_distance(self, distance: Distance, a: Any, b: Any) -> float:
+        """Models with different class sets (a transfer to a class subset) are compared on the
+        rows of the probe images of the classes they share, after class alignment."""
+        rows = shared_class_rows(a, b)
+        x, y = np.asarray(getattr(a, "data", a)), np.asarray(getattr(b, "data", b))
+        if rows is not None:
+            x, y = x[rows], y[rows]
+        return distance(x, y)
+
+
+def shared_class_rows(a: Any, b: Any) -> np.ndarray | None:
+    """The signature rows (superpixels) of probe images whose class both models predict, when the
+    two models' class sets differ and the signatures know each row's image class; else None."""
+    lineages = [getattr(s, "lineage", None) for s in (a, b)]
+    extras = [getattr(s, "extras", {}) for s in (a, b)]
+    if None in lineages or not all("labels" in e and "num_segments" in e for e in extras):
+        return None
+    classes = [set(lin.classes) if lin.classes else None for lin in lineages]  # type: ignore[union-attr]
+    if classes[0] == classes[1]:
+        return None
+    shared = (
+        classes[0]
+        if classes[1] is None
+        else classes[1]
+        if classes[0] is None
+        else (classes[0] & classes[1])
+    )
+    if not shared:
+        return None
+    per_image = np.repeat(np.asarray(extras[0]["labels"]), np.asarray(extras[0]["num_segments"]))
+    rows = np.isin(per_image, sorted(shared))
+    return rows if rows.any() else None

@@ -48,6 +48,8 @@ class ZestProbe:
     num_segments: (N,) int32, F_i
     masks:        (N, S, F_max) bool; row 0 all ones (up to F_i); columns >= F_i are False
     params:       how it was made (data set, split, quickshift settings, seed, hide colour)
+    labels:       (N,) int64 class of each image (None in probes made before labels were kept);
+                  a comparison of models with different class sets uses the shared classes' rows
     """
 
     images: np.ndarray
@@ -55,6 +57,7 @@ class ZestProbe:
     num_segments: np.ndarray
     masks: np.ndarray
     params: dict[str, Any]
+    labels: np.ndarray | None = None
 
     @property
     def hide_color(self) -> np.ndarray:
@@ -83,7 +86,12 @@ class ZestProbe:
                 f"Zest probe {stored.path} lacks {missing}; delete it and build it again"
             )
         probe = cls(
-            a["images"], a["segments"], a["num_segments"], a["masks"].astype(bool), stored.params
+            a["images"],
+            a["segments"],
+            a["num_segments"],
+            a["masks"].astype(bool),
+            stored.params,
+            a.get("labels"),
         )
         return probe.validate(str(stored.path))
 
@@ -227,7 +235,8 @@ def make_zest_probe(
         num_segments.max(),
         num_segments.sum(),
     )
-    return ZestProbe(images, segments, num_segments, masks, params).validate()
+    labels = split.y[:n_images].numpy().astype(np.int64)
+    return ZestProbe(images, segments, num_segments, masks, params, labels).validate()
 
 
 def save_zest_probe(probe: ZestProbe, path: str | Path) -> Path:
@@ -238,6 +247,8 @@ def save_zest_probe(probe: ZestProbe, path: str | Path) -> Path:
         "num_segments": probe.num_segments.astype(np.int32),
         "masks": probe.masks.astype(bool),
     }
+    if probe.labels is not None:
+        arrays["labels"] = probe.labels.astype(np.int64)
     return write_probe(path, arrays, kind=PROBE_KIND, params=probe.params)
 
 

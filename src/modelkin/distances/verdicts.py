@@ -1,0 +1,177 @@
+"""Verdicts for any two signatures against a reference file the workflow wrote.
+
+``results/distances/<method>_reference.json`` holds, per setting and metric, the mean of the
+unrelated pairs and the fitted null (:mod:`.calibration`), and the signature file of every model
+the nulls were fitted on. Two signatures of the reference's method, on its probe, are judged
+against their setting's null: their distances to the reference models give each its own effect
+(how close it tends to be to unrelated models), and the pair's distance is compared with what
+that predicts (:func:`~modelkin.distances.calibration.judge_new`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, MissingFileError
+from ..progress import progress
+from ..signatures import Signature, get_method, read_signature
+from .calibration import CalibrationSettings, NullFit, judge_new
+from .reference import ReferenceDistance, Setting, Side, Verdict
+
+REFERENCE_KIND = "modelkin-reference-distances"
+
+
+@dataclass
+class ReferenceFile:
+    """A reference document read back."""
+
+    path: Path
+    method: str
+    document: dict[str, Any]
+
+    @property
+    def calibration(self) -> CalibrationSettings:
+        return CalibrationSettings.from_dict(self.document.get("calibration"))
+
+    def resolve(self, stored: str) -> Path:
+        """A path the document stores (relative to the document's folder)."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.path.parent / path
+
+    def probe(self, dataset: str) -> tuple[Path | None, str | None]:
+        """(path, sha256) of the probe the reference of ``dataset`` was computed on."""
+        paths = self.document.get("probe_paths") or {}
+        shas = self.document.get("probe_sha256") or {}
+        return (self.resolve(paths[dataset]) if dataset in paths else None), shas.get(dataset)
+
+    def settings(self) -> list[str]:
+        return sorted(self.document["references"])
+
+    def entry(self, setting: str, metric: str) -> dict[str, Any]:
+        try:
+            return self.document["references"][setting][metric]
+        except KeyError:
+            raise InputError(
+                f"{self.path} has no {metric} reference for setting {setting}; it has: "
+                f"{', '.join(self.settings()) or 'none'}"
+            ) from None
+
+    def null(self, setting: str, metric: str) -> NullFit:
+        entry = self.entry(setting, metric)
+        stored = entry["null"]
+        models = self.document.get("models") or {}
+        pairs = [tuple(p) for p in entry.get("pairs", [])]
+        fit = NullFit(
+            self.calibration,
+            pairs,
+            np.zeros(len(pairs)),
+            {m: info["family"] for m, info in models.items()},
+        )
+        fit.mu, fit.sigma, fit.df = stored["mu"], stored["sigma"], stored["df"]
+        fit.effects = dict(stored.get("effects") or {})
+        return fit
+
+
+def load_reference(path: str | Path, method: str) -> ReferenceFile:
+    """Read a reference file, checking it holds ``method``'s references."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(
+            f"reference file {path} does not exist; the workflow writes "
+            f"results/distances/{method}_reference.json (snakemake {path})"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not a reference JSON ({err})") from err
+    if document.get("kind") != REFERENCE_KIND or "models" not in document:
+        raise InputError(
+            f"{path} is not a modelkin reference file of this version "
+            "(results/distances/<method>_reference.json); rebuild it with snakemake"
+        )
+    if document["method"] != method:
+        raise InputError(f"{path} holds {document['method']} references, not {method}")
+    return ReferenceFile(path, method, document)
+
+
+def setting_of_signatures(a: Signature, b: Signature) -> Setting:
+    la, lb = a.lineage, b.lineage
+    return Setting.of(la.dataset, Side(*la.profile, la.classes), Side(*lb.profile, lb.classes))
+
+
+def verdicts(
+    a: Signature,
+    b: Signature,
+    distances: dict[str, float],
+    reference: ReferenceFile,
+    setting: str | None = None,
+) -> tuple[str, dict[str, Verdict]]:
+    """Each metric's verdict for the pair (a, b) at ``distances``, and the setting used.
+
+    Both signatures must be on the reference's probe (checked by hash). The reference models
+    that are ``a`` or ``b`` themselves (same checkpoint) are left out of their effects.
+    """
+    key = setting or setting_of_signatures(a, b).key
+    _, expected_sha = reference.probe(Setting.from_key(key).dataset)
+    for sig in (a, b):
+        if expected_sha and sig.probe_sha256 != expected_sha:
+            raise InputError(
+                f"{sig.path} was computed on another probe (sha256 {sig.probe_sha256[:12]}) than "
+                f"the reference in {reference.path} ({expected_sha[:12]}); compute it on the "
+                "reference's probe (the default of `modelkin compare --reference`)"
+            )
+    own = {a.attrs["checkpoint_sha256"], b.attrs["checkpoint_sha256"]}
+    entries = {metric: reference.entry(key, metric) for metric in distances}
+    partners = _partner_distances(a, b, reference, key, list(distances), own)
+    out = {}
+    for metric, distance in distances.items():
+        entry = entries[metric]
+        fit = reference.null(key, metric)
+        judgement = judge_new(fit, distance, partners[metric][0], partners[metric][1])
+        ref = ReferenceDistance.from_dict(entry)
+        out[metric] = Verdict.of(
+            metric, distance, ref, judgement, alpha=fit.settings.alpha, model=fit.settings.model
+        )
+    return key, out
+
+
+def _partner_distances(a, b, reference: ReferenceFile, key: str, metrics, own):
+    """Per metric: the distances of a and of b to each model of the setting's null."""
+    method = get_method(reference.method)
+    models = reference.document["models"]
+    in_null = sorted(
+        {m for metric in metrics for p in reference.entry(key, metric)["pairs"] for m in p}
+    )
+    out: dict[str, tuple[dict[str, float], dict[str, float]]] = {m: ({}, {}) for m in metrics}
+    for model in progress(in_null, desc="distances to the reference models", unit="model"):
+        path = reference.resolve(models[model]["signature"])
+        if not path.exists():
+            raise MissingFileError(
+                f"the reference model {model}'s signature {path} is missing; rebuild it with "
+                f"`snakemake {path}` in the workflow directory"
+            )
+        other = read_signature(path)
+        if other.attrs["checkpoint_sha256"] in own:
+            continue
+        values_a = method.pairwise([a, other], metrics)
+        values_b = method.pairwise([b, other], metrics)
+        for metric in metrics:
+            out[metric][0][model] = float(values_a[metric][0, 1])
+            out[metric][1][model] = float(values_b[metric][0, 1])
+    return out
+
+
+def describe_verdicts(setting: str, verdicts_: dict[str, Verdict], headline: str) -> list[str]:
+    lines = [f"against the unrelated pairs of setting {setting}:"]
+    lines.extend("  " + v.describe() for v in verdicts_.values())
+    if headline in verdicts_:
+        v = verdicts_[headline]
+        p = f"p = {v.p_value:.2g}" if math.isfinite(v.p_value) else "no p-value"
+        lines.append(f"verdict ({headline}): {v.verdict} ({p}, alpha {v.alpha:g})")
+    return lines
