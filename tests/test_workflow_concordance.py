@@ -11,10 +11,12 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.stats import kendalltau, spearmanr
 
-from helpers import run_snakemake
+from helpers import TINY_CONFIG, run_snakemake
 from modelkin.concordance import pair_key
+from modelkin.config import validate_config
 from modelkin.io import read_json
 
 pytestmark = pytest.mark.workflow
@@ -27,7 +29,13 @@ MODELS = [
     f"derived/digits/finetune/{PARENT}/s0",
     f"derived/digits/prune/{PARENT}/s0",
 ]
-METHODS = ["zest", "gradfield", "cka", "stitching", "stitching_ps_inv"]
+# concordance.methods null: the distance stage's methods, then CKA and both stitching variants
+METHODS = [
+    *validate_config(yaml.safe_load(TINY_CONFIG.read_text()))["distances"]["methods"],
+    "cka",
+    "stitching",
+    "stitching_ps_inv",
+]
 
 
 def concordance(workdir):

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from helpers import TINY_CONFIG, run_snakemake
+from modelkin.catalog import reference_models, selection_models
 from modelkin.checkpoint import load_checkpoint
 from modelkin.config import validate_config, zoo_seeds
 from modelkin.derive.plan import planned_derivations
@@ -105,7 +106,9 @@ def test_gradfield_probe_selection_and_signatures(tiny_workflow):
     assert np.all(np.diff(selected.selection_score) <= 0)  # rank order, best first
     info = selected.params["selection"]
     assert info["candidate_probe_sha256"] == file_sha256(candidates_path) and info["k"] == k
-    assert info["models"] == zoo_ids(config, [settings["selection_algorithm"]])
+    # dedicated selection seeds: never a model the distance tables compare
+    assert info["models"] == [str(m) for m in selection_models(config)]
+    assert not set(info["models"]) & set(zoo_ids(config))
     # Candidate signatures are temporary: only the selection needs them.
     assert not list((results / "probes" / "gradfield").glob("candidates/**/*.h5"))
 
@@ -130,8 +133,9 @@ def test_changing_zest_samples_reruns_only_zest(tiny_workflow, tmp_path):
     config["zest"]["n_samples"] += 1
     config["zest"]["chunk_size"] += 1
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    # every signed model: the zoo's and the derived models (whose distances need them)
-    models = len(zoo_ids(tiny_config())) + len(planned_derivations(tiny_config()))
+    # every signed model: the zoo's, the derived models and the distance stage's reference models
+    config = tiny_config()
+    models = len(zoo_ids(config)) + len(planned_derivations(config)) + len(reference_models(config))
     assert signature_jobs(workdir) == {"probe": 1, "signature": models}
 
     config["zest"]["n_samples"] -= 1
