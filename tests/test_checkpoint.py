@@ -10,7 +10,9 @@ from modelkin.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from modelkin.models import build_model, seeded_model
+from modelkin.datasets import DATASETS
+from modelkin.models import Normalisation, build_model, normalisation_of, seeded_model
+from modelkin.models.normalisation import NormalisationError
 
 
 def test_round_trip_rebuilds_the_model(tmp_path):
@@ -94,3 +96,96 @@ def test_cli_import_and_info(tmp_path, capsys):
     assert main(["info", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["arch"] == "mlp"
     assert main(["info", str(tmp_path / "nope.safetensors")]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# A model's own input normalisation
+
+
+def test_checkpoint_records_the_models_normalisation_and_loads_with_it(tmp_path):
+    custom = Normalisation.of([0.5], [0.25])
+    model = seeded_model("lenet", "digits", 0, normalisation=custom).eval()
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", model, {"arch": "lenet", "dataset": "digits", "num_classes": 10}
+    )
+    assert read_metadata(path)["normalisation"] == {"mean": [0.5], "std": [0.25]}
+    ckpt = load_checkpoint(path)
+    assert normalisation_of(ckpt.model) == custom
+    x = torch.rand(3, 1, 32, 32)
+    assert torch.equal(ckpt.model(x), model(x))
+    # saved again, the record is the same (a round trip changes nothing)
+    again = save_checkpoint(tmp_path / "again.safetensors", ckpt.model, ckpt.meta)
+    assert read_metadata(again)["normalisation"] == read_metadata(path)["normalisation"]
+    # a zoo model records its data set's statistics, as the shortest decimals
+    zoo = save_checkpoint(
+        tmp_path / "zoo.safetensors",
+        seeded_model("lenet", "digits", 0),
+        {"arch": "lenet", "dataset": "digits", "num_classes": 10},
+    )
+    assert read_metadata(zoo)["normalisation"] == {
+        "mean": list(DATASETS["digits"].mean),
+        "std": list(DATASETS["digits"].std),
+    }
+
+
+def test_checkpoints_written_before_normalisation_was_recorded_use_the_data_sets(tmp_path):
+    from safetensors.torch import save_file
+
+    model = seeded_model("lenet", "digits", 0).eval()
+    legacy = tmp_path / "legacy.safetensors"
+    meta = {"arch": "lenet", "dataset": "digits", "num_classes": 10}
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(legacy),
+        metadata={"modelkin": json.dumps(meta)},
+    )
+    ckpt = load_checkpoint(legacy)
+    assert normalisation_of(ckpt.model) == Normalisation.of_dataset(DATASETS["digits"])
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.equal(ckpt.model(x), model(x))
+
+
+def test_import_without_normalisation_gives_the_raw_modules_logits(tmp_path, capsys):
+    from modelkin.cli import main
+
+    raw = seeded_model("lenet", "digits", 4).eval()  # raw.body: the network without normalisation
+    torch.save(raw.state_dict(), tmp_path / "raw.pth")
+    out = tmp_path / "raw.safetensors"
+    args = [
+        "import-checkpoint",
+        str(tmp_path / "raw.pth"),
+        "--arch",
+        "lenet",
+        "--dataset",
+        "digits",
+    ]
+    assert main([*args, "--no-normalisation", "-o", str(out)]) == 0
+    assert read_metadata(out)["normalisation"] == "none"
+    x = torch.rand(5, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(load_checkpoint(out).model(x), raw.body(x), atol=0, rtol=0)
+
+    given = tmp_path / "given.safetensors"
+    assert main([*args, "--mean", "0.5", "--std", "0.2", "-o", str(given)]) == 0
+    with torch.no_grad():
+        expected = raw.body((x - 0.5) / 0.2)
+        assert torch.allclose(load_checkpoint(given).model(x), expected, atol=1e-6)
+    assert read_metadata(given)["normalisation"] == {"mean": [0.5], "std": [0.2]}
+
+    default = tmp_path / "default.safetensors"
+    assert main([*args, "-o", str(default)]) == 0
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(default).model(x), raw(x))
+    capsys.readouterr()
+    assert main([*args, "--mean", "0.5", "-o", str(tmp_path / "x.safetensors")]) == 1
+    assert "--mean and --std together" in capsys.readouterr().err
+    assert main([*args, "--mean", "0.1", "0.2", "0.3", "--std", "1", "-o", str(out)]) == 1
+    assert "3 values but the model takes 1-channel images" in capsys.readouterr().err
+
+
+def test_normalisation_values_are_checked():
+    with pytest.raises(NormalisationError, match="positive"):
+        Normalisation.of([0.5], [0.0])
+    with pytest.raises(NormalisationError, match="'none' or"):
+        Normalisation.from_meta({"mean": [0.1]})
+    assert Normalisation.from_meta(Normalisation.none().to_meta()).is_none

@@ -9,7 +9,7 @@ from modelkin.data import (
     load_split,
     prepare_dataset,
 )
-from modelkin.datasets import DATASETS, get_dataset_info
+from modelkin.datasets import AUGMENTATIONS, DATASETS, AugmentationError, get_dataset_info
 from modelkin.errors import InputError, MissingFileError
 
 
@@ -89,6 +89,50 @@ def test_crop_flip_augmentation_is_seeded_and_shape_preserving():
     b = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     assert not torch.equal(a, x)
+
+
+def test_digits_are_augmented_by_seeded_shifts_of_a_few_pixels(digits_file):
+    split = load_split(digits_file, "train", limit=64)
+    assert split.info.augmentation == "shift"
+    shift = AUGMENTATIONS["shift"].max_shift
+    assert 1 <= shift <= 4 and not AUGMENTATIONS["shift"].flip
+    a = augment_batch(split.x, "shift", torch.Generator().manual_seed(0))
+    b = augment_batch(split.x, "shift", torch.Generator().manual_seed(0))
+    assert a.shape == split.x.shape and torch.equal(a, b) and not torch.equal(a, split.x)
+    # every image is a translate of its original by at most `shift` pixels (zeros come in)
+    padded = torch.nn.functional.pad(split.x, (shift,) * 4)
+    for image, original in zip(a, padded, strict=True):
+        assert any(
+            torch.equal(image, original[:, dy : dy + 32, dx : dx + 32])
+            for dy in range(2 * shift + 1)
+            for dx in range(2 * shift + 1)
+        )
+    # through the batches a recipe with augment: true trains on
+    generator = torch.Generator().manual_seed(1)
+    x, _ = next(iterate_batches(split, 64, augment=True, generator=generator))
+    assert not torch.equal(x, split.x)
+
+
+def test_augment_on_a_data_set_without_augmentation_is_an_error(digits_file):
+    from dataclasses import replace
+
+    split = load_split(digits_file, "train", limit=8)
+    plain = type(split)(split.x, split.y, replace(split.info, augmentation="none"))
+    with pytest.raises(AugmentationError, match="augment: true.*set augment: false"):
+        next(iterate_batches(plain, 4, augment=True, generator=torch.Generator()))
+    assert get_dataset_info("mnist").augmentation == "none"
+    with pytest.raises(InputError, match="does nothing"):
+        augment_batch(split.x, "none", None)
+
+
+def test_planted_patch_that_would_change_nothing_is_an_error(digits_file):
+    split = load_split(digits_file, "train", limit=100)
+    with pytest.raises(InputError, match="does not fit in 32x32"):
+        PlantedPatch(target_class=3, size=8, position=(30, 0)).plant(split)
+    with pytest.raises(InputError, match="color has 3 values.*1 channels"):
+        PlantedPatch(target_class=3, color=(1.0, 0.0, 0.0)).plant(split)
+    with pytest.raises(InputError, match="target_class 12 has no images"):
+        PlantedPatch(target_class=12).plant(split)
 
 
 def test_planted_patch_from_config_takes_yaml_lists_and_names_bad_settings():

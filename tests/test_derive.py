@@ -259,6 +259,26 @@ def test_transfer_keeps_the_features_and_learns_a_new_head(tmp_path, parent, dig
     assert read_json(tmp_path / "eval.json")["derivation"] == "transfer"
 
 
+def test_transfer_to_another_data_set_keeps_the_parents_normalisation():
+    from modelkin.datasets import DATASETS
+    from modelkin.models import Normalisation, normalisation_of, seeded_model
+
+    meta = {"arch": "lenet", "dataset": "cifar10", "num_classes": 10}
+    parent_model = seeded_model("lenet", "cifar10", 0).eval()
+    model, head = transfer_model(parent_model, meta, "svhn", 10, init_seed=1)
+    assert normalisation_of(model) == Normalisation.of_dataset(DATASETS["cifar10"])
+    assert normalisation_of(model) != Normalisation.of_dataset(DATASETS["svhn"])
+    # with the parent's head put back, it is the parent: same inputs, same features, same logits
+    model.get_submodule(head).load_state_dict(parent_model.get_submodule(head).state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), parent_model(x))
+    custom = Normalisation.none()
+    plain_parent = seeded_model("lenet", "cifar10", 0, normalisation=custom)
+    model, _ = transfer_model(plain_parent, meta, "svhn", 4, init_seed=1)
+    assert normalisation_of(model) == custom and head == "fc3"
+
+
 def test_retrain_without_class_never_learns_that_class(tmp_path, parent, digits_file, test_split):
     settings = {"kind": "retrain_without_class", "forget_class": 3}
     child = derive(tmp_path, parent, digits_file, "retrain_without_class", settings)

@@ -15,8 +15,12 @@ from modelkin.attribution import TrakSettings
 from modelkin.errors import InputError
 from modelkin.modeldiff.api import ModelDiff
 from modelkin.modeldiff.counterfactual import (
+    blur,
+    brighten,
     counterfactual_probabilities,
+    resolve_counterfactual,
     resolve_patch,
+    rotate,
     summarise_counterfactual,
 )
 from modelkin.modeldiff.directions import (
@@ -242,3 +246,75 @@ def test_counterfactual_patch_comes_from_the_config_else_b_else_a():
         resolve_patch(None, {}, {})
     with pytest.raises(InputError, match="no setting 'colour'"):
         resolve_patch({"target_class": 1, "colour": [1.0]}, {}, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Counterfactual transformations other than a planted patch
+
+
+def test_counterfactual_settings_choose_the_transformation_and_its_class():
+    planted = {"planted_patch": {"target_class": 3, "size": 4, "color": [1.0], "position": [0, 0]}}
+    default = resolve_counterfactual(None, {}, planted)
+    assert default.transform == "patch" and default.target_class == 3
+    bright = resolve_counterfactual({"transform": "brightness"}, {}, planted)
+    assert bright.target_class == 3 and bright.params == {"brightness": 0.3}
+    tilted = resolve_counterfactual(
+        {"transform": "rotation", "target_class": 7, "rotation_degrees": 90}, {}, {}
+    )
+    x = torch.rand(2, 1, 6, 6)
+    assert tilted.target_class == 7 and torch.allclose(tilted.apply(x), torch.rot90(x, 1, (2, 3)))
+    with pytest.raises(ModelDiffError, match="set modeldiff.counterfactual.target_class"):
+        resolve_counterfactual({"transform": "blur"}, {}, {})
+    with pytest.raises(ModelDiffError, match="no setting"):
+        resolve_counterfactual({"transform": "blur", "sigma": 2}, {}, {})
+
+
+def test_brightness_blur_and_rotation_do_what_they_say():
+    x = torch.rand(4, 3, 16, 16)
+    assert torch.equal(brighten(x, 0.0), x)
+    assert torch.equal(brighten(x, 1.0), torch.ones_like(x))
+    assert torch.allclose(brighten(x, -0.2), (x - 0.2).clamp(min=0))
+    flat = torch.full((2, 1, 10, 10), 0.4)
+    assert torch.allclose(blur(flat, 1.5), flat, atol=1e-6)  # reflected borders: no dark frame
+    blurred = blur(x, 1.0)
+    assert blurred.shape == x.shape and blurred.std() < 0.6 * x.std()
+    assert torch.allclose(blurred.mean(), x.mean(), atol=0.01)
+    point = torch.zeros(1, 1, 9, 9)
+    point[0, 0, 4, 4] = 1.0
+    spread = blur(point, 1.0)[0, 0]
+    assert spread[4, 4] == spread.max() and torch.allclose(spread, spread.T, atol=1e-7)
+    assert torch.allclose(spread.sum(), torch.tensor(1.0), atol=1e-5)
+    assert torch.allclose(rotate(x, 0.0), x, atol=1e-6)
+    assert torch.allclose(rotate(x, 90.0), torch.rot90(x, 1, (2, 3)), atol=1e-6)
+    assert torch.allclose(rotate(x, -90.0), torch.rot90(x, -1, (2, 3)), atol=1e-6)
+    assert rotate(x, 45.0)[:, :, 0, 0].abs().max() == 0  # corners leave the frame
+
+
+def test_a_model_trained_on_brightened_images_of_one_class_responds_to_brightness(digits_file):
+    """Known answer: class 3's training images brightened by 0.3 for one model and not for the
+    other; brightening the test images of the other classes raises P(3) for the first only."""
+    from modelkin.data import Split, load_split
+    from modelkin.models import seeded_model
+    from modelkin.train import TrainRecipe, fit
+
+    train = load_split(digits_file, "train", limit=400)
+    x = train.x.clone()
+    x[train.y == 3] = brighten(x[train.y == 3], 0.3)
+    recipe = TrainRecipe(optimizer="adam", lr=0.003, epochs=2, batch_size=32)
+    models = {}
+    for name, images in (("clean", train.x), ("bright", x)):
+        model = seeded_model("mlp", "digits", 0)
+        fit(model, Split(images, train.y, train.info), recipe, data_seed=0, device="cpu")
+        models[name] = [(name, model.eval())]
+    test = load_split(digits_file, "test")
+    others = test.x[test.y != 3]
+    chosen = resolve_counterfactual({"transform": "brightness", "target_class": 3}, {}, {})
+    rows = {
+        r["algorithm"]: r
+        for r in counterfactual_probabilities(
+            models, others, chosen.apply, chosen.target_class, device="cpu"
+        )
+    }
+    assert rows["bright"]["p_target_before"] < 0.1 and rows["clean"]["p_target_before"] < 0.1
+    assert rows["bright"]["delta_p_target"] > 0.5
+    assert rows["clean"]["delta_p_target"] < 0.2

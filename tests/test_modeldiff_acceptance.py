@@ -114,8 +114,7 @@ def stage(tmp_path_factory, digits_file) -> dict:
         comparison=comparison,
         checkpoints_a=checkpoints["A"],
         checkpoints_b=checkpoints["B"],
-        patch=md["counterfactual"]["patch"],
-        exclude_target_class=md["counterfactual"]["exclude_target_class"],
+        counterfactual=md["counterfactual"],
         device="cpu",
     )
     summary = summarise_files(

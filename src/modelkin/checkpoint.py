@@ -1,8 +1,10 @@
 """One checkpoint format for every model: a safetensors file whose header carries JSON metadata.
 
-The metadata (architecture, data set, algorithm, recipe, seeds, epochs, accuracy,
-robust accuracy, parent, code version) is enough to rebuild the model; the
-loader checks that the weights match it. Nothing is ever unpickled.
+The metadata (architecture, data set, input normalisation, algorithm, recipe, seeds, epochs,
+parent, code version) is enough to rebuild the model; the loader checks that the weights match
+it. Nothing is ever unpickled. The input normalisation is the model's own
+(:mod:`modelkin.models.normalisation`): recorded from the model when it is saved, used when it is
+loaded; a checkpoint written before it was recorded loads with its data set's statistics.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from . import __version__
 from .errors import InputError, MissingFileError
 from .io import atomic_path, file_sha256
 from .lineage import Lineage
+from .models.normalisation import METADATA_KEY as NORMALISATION_KEY
+from .models.normalisation import Normalisation, checkpoint_normalisation, normalisation_of
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +47,10 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write weights and metadata atomically; ``meta`` must name arch, dataset and num_classes."""
+    """Write weights and metadata atomically; ``meta`` must name arch, dataset and num_classes.
+
+    The model's input normalisation is recorded from the model itself (``normalisation``).
+    """
     from safetensors.torch import save_file
 
     missing = [k for k in REQUIRED_KEYS if k not in meta]
@@ -54,6 +61,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
         "modelkin_version": __version__,
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
+    normalisation = normalisation_of(model)
+    if normalisation is not None:
+        meta[NORMALISATION_KEY] = normalisation.to_meta()
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
@@ -106,14 +116,17 @@ def read_lineage(path: str | Path, name: str | None = None) -> Lineage:
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
-    """Rebuild the model from the metadata and load its weights (eval mode)."""
+    """Rebuild the model from the metadata (with its own input normalisation) and load its
+    weights (eval mode)."""
     from safetensors.torch import load_file
 
     from .models import build_model
 
     path = Path(path)
     meta = read_metadata(path)
-    model = build_model(meta["arch"], meta["dataset"], meta["num_classes"])
+    model = build_model(
+        meta["arch"], meta["dataset"], meta["num_classes"], checkpoint_normalisation(meta)
+    )
     state = load_file(str(path))
     _load_state_strict(
         model, state, f"{path} (metadata: arch={meta['arch']}, dataset={meta['dataset']})"
@@ -155,9 +168,14 @@ def import_state_dict(
     dataset: str,
     num_classes: int | None = None,
     meta: dict[str, Any] | None = None,
+    normalisation: Normalisation | None = None,
 ) -> Checkpoint:
     """Load a user's torchvision-style state dict (``.pt``/``.pth``
-    read with weights_only=True, or safetensors)."""
+    read with weights_only=True, or safetensors).
+
+    ``normalisation``: what the model's own pipeline subtracted and divided its [0, 1] inputs by
+    (``Normalisation.none()``: nothing; None: the data set's statistics, modelkin's default).
+    """
     import torch
 
     from .datasets import get_dataset_info
@@ -188,7 +206,8 @@ def import_state_dict(
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     info = get_dataset_info(dataset)
-    model = build_model(arch, info, num_classes)
+    norm = normalisation or Normalisation.of_dataset(info)
+    model = build_model(arch, info, num_classes, norm)
     _load_state_strict(model, state, f"{path} (as arch={arch}, dataset={dataset})")
     model.eval()
     meta = {
@@ -198,5 +217,6 @@ def import_state_dict(
         "algorithm": "imported",
         "source": str(path),
         **(meta or {}),
+        NORMALISATION_KEY: norm.to_meta(),
     }
     return Checkpoint(model, meta, path, file_sha256(path))

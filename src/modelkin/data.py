@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets import DIGITS_TRAIN_SIZE, DatasetInfo, get_dataset_info
+from .datasets import (
+    DIGITS_TRAIN_SIZE,
+    DatasetInfo,
+    check_augmentation,
+    get_augmentation,
+    get_dataset_info,
+)
 from .errors import InputError, MissingFileError
 from .io import atomic_path
 
@@ -197,7 +203,11 @@ def iterate_batches(
     augment: bool = False,
     device: torch.device | str = "cpu",
 ):
-    """Yield (x, y) batches on ``device``; order and augmentation depend only on ``generator``."""
+    """Yield (x, y) batches on ``device``; order and augmentation depend only on ``generator``.
+
+    ``augment``: the data set's training augmentation (an error for a data set without one).
+    """
+    check_augmentation(split.info, augment)
     n = len(split)
     if shuffle:
         if generator is None:
@@ -211,16 +221,23 @@ def iterate_batches(
     for start in range(0, stop, batch_size):
         index = order[start : start + batch_size]
         x, y = split.x[index], split.y[index]
-        if augment and split.info.augmentation != "none":
+        if augment:
             x = augment_batch(x, split.info.augmentation, generator)
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def augment_batch(
-    x: torch.Tensor, kind: str, generator: torch.Generator | None, padding: int = 4
-) -> torch.Tensor:
-    """Random crop with zero padding (and horizontal flip for ``crop_flip``), seeded per batch."""
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None) -> torch.Tensor:
+    """The augmentation ``kind`` (:data:`modelkin.datasets.AUGMENTATIONS`) of a batch, seeded:
+    each image shifted by a random number of pixels in [-max_shift, max_shift] per axis (a random
+    crop of the zero-padded image), then mirrored left-right with probability 1/2 if it flips."""
+    augmentation = get_augmentation(kind)
+    if augmentation.max_shift == 0 and not augmentation.flip:
+        raise InputError(
+            f"augmentation {kind!r} does nothing; check the data set (modelkin.datasets.DATASETS) "
+            "before augmenting"
+        )
     n, _, h, w = x.shape
+    padding = augmentation.max_shift
     padded = torch.nn.functional.pad(x, (padding,) * 4)
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
@@ -229,7 +246,7 @@ def augment_batch(
     batch = torch.arange(n)[:, None, None, None]
     chan = torch.arange(x.shape[1])[None, :, None, None]
     out = padded[batch, chan, rows, cols]
-    if kind == "crop_flip":
+    if augmentation.flip:
         flip = torch.rand(n, generator=generator) < 0.5
         out[flip] = out[flip].flip(-1)
     return out
@@ -273,6 +290,7 @@ class PlantedPatch:
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Return a copy of ``x`` (N, C, H, W) with the patch drawn on every image."""
+        self.check_fits(tuple(x.shape[1:]))
         out = x.clone()
         r, c = self.position
         color = torch.as_tensor(self.color, dtype=x.dtype, device=x.device)
@@ -289,7 +307,31 @@ class PlantedPatch:
         k = int(round(self.fraction * len(candidates)))
         return candidates[torch.randperm(len(candidates), generator=g)[:k]].sort().values
 
+    def check_fits(self, shape: tuple[int, ...], where: str = "the planted patch") -> None:
+        """The patch lies inside images of ``shape`` (C, H, W) with a colour per channel (or one
+        for all): a patch outside the image would silently change nothing."""
+        channels, height, width = shape
+        r, c = self.position
+        if self.size < 1 or r + self.size > height or c + self.size > width:
+            raise InputError(
+                f"{where}: a {self.size}x{self.size} patch at (row {r}, column {c}) does not fit "
+                f"in {height}x{width} images; choose a smaller size or position"
+            )
+        if len(self.color) not in (1, channels):
+            raise InputError(
+                f"{where}: color has {len(self.color)} values but the images have {channels} "
+                f"channels; give 1 or {channels}"
+            )
+
     def plant(self, split: Split) -> tuple[Split, torch.Tensor]:
+        """``split`` with the patch on the chosen images of the target class, and their indices."""
+        self.check_fits(tuple(split.x.shape[1:]))  # also when no image is chosen
+        if not bool((split.y == self.target_class).any()):
+            raise InputError(
+                f"the planted patch's target_class {self.target_class} has no images in this "
+                f"{split.info.name} split (classes 0..{split.info.num_classes - 1}); the patch "
+                "would change nothing"
+            )
         index = self.chosen_indices(split.y)
         x = split.x.clone()
         x[index] = self.apply(split.x[index])

@@ -14,13 +14,62 @@ from .errors import InputError
 
 
 @dataclass(frozen=True)
+class Augmentation:
+    """A training augmentation: each image shifted by a random whole number of pixels in
+    [-max_shift, max_shift] along each axis (the uncovered border filled with zeros: random
+    crops of the zero-padded image), and mirrored left-right with probability 1/2 if ``flip``."""
+
+    name: str
+    max_shift: int
+    flip: bool
+    description: str
+
+
+AUGMENTATIONS: dict[str, Augmentation] = {
+    a.name: a
+    for a in [
+        Augmentation("none", 0, False, "no augmentation: `augment: true` is an error"),
+        Augmentation(
+            "shift",
+            2,
+            False,
+            "random shifts by up to 2 pixels (half a pixel of the 8x8 originals of digits); no "
+            "flip, which would change what a digit means",
+        ),
+        Augmentation(
+            "crop",
+            4,
+            False,
+            "random 4-pixel-padded crops, no flip (SVHN: a mirrored digit is another sign)",
+        ),
+        Augmentation("crop_flip", 4, True, "random 4-pixel-padded crops and horizontal flips"),
+    ]
+}
+
+
+class AugmentationError(InputError):
+    """A recipe that asks for augmentation on a data set that has none."""
+
+
+def check_augmentation(info: DatasetInfo, augment: bool, where: str = "the recipe") -> None:
+    """``augment: true`` on a data set without an augmentation is an error, not a no-op."""
+    if augment and info.augmentation == "none":
+        with_one = [name for name, d in DATASETS.items() if d.augmentation != "none"]
+        raise AugmentationError(
+            f"{where} sets augment: true, but data set {info.name!r} has no training augmentation "
+            f"(augmentation 'none' in modelkin.datasets); set augment: false, or use a data set "
+            f"that has one ({', '.join(with_one)})"
+        )
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     name: str
     shape: tuple[int, int, int]  # (channels, height, width) of the prepared images
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augmentation: str  # "none", "crop" or "crop_flip"
+    augmentation: str  # a key of AUGMENTATIONS
     default_epsilon: float  # L-inf budget in [0, 1] pixel units used when a recipe says null
     source: str  # "sklearn" (bundled, offline) or "torchvision" (downloaded by the user)
     description: str = ""
@@ -36,7 +85,7 @@ DATASETS: dict[str, DatasetInfo] = {
             10,
             (0.3053,),
             (0.3236,),
-            "none",
+            "shift",
             0.1,
             "sklearn",
             "scikit-learn's bundled 8x8 handwritten digits (1,797 images) "
@@ -95,6 +144,15 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 DIGITS_TRAIN_SIZE = 1200
+
+
+def get_augmentation(name: str) -> Augmentation:
+    try:
+        return AUGMENTATIONS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}"
+        ) from None
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

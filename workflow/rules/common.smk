@@ -3,7 +3,7 @@ from snakemake.utils import min_version
 
 from modelkin.catalog import ModelCatalog
 from modelkin.config import recipe_for, validate_config
-from modelkin.datasets import DATASETS
+from modelkin.datasets import DATASETS, check_augmentation
 from modelkin.ids import ZooId
 from modelkin.signatures import METHODS
 from modelkin.signatures.plan import (
@@ -79,6 +79,9 @@ def training_job(wildcards):
         algorithm=model.algorithm,
         init_seed=model.init_seed,
         data_seed=model.data_seed,
+    )
+    check_augmentation(
+        DATASETS[model.dataset], recipe.get("augment", False), f"the recipe of {model}"
     )
     return canonical(
         {

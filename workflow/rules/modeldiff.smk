@@ -111,8 +111,7 @@ rule modeldiff_counterfactual:
         mem_mb=4000,
         runtime=20,
     params:
-        patch=canonical(MD["counterfactual"]["patch"]),
-        exclude_target_class=MD["counterfactual"]["exclude_target_class"],
+        counterfactual=canonical(MD["counterfactual"]),
         device=config["device"],
     script:
         "../scripts/modeldiff_counterfactual.py"

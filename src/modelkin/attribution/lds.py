@@ -24,7 +24,7 @@ from ..checkpoint import read_metadata
 from ..device import resolve_device
 from ..errors import InputError
 from ..io import atomic_path, file_sha256, write_json
-from ..models import seeded_model
+from ..models import Normalisation, checkpoint_normalisation, seeded_model
 from ..train import TrainRecipe, fit
 from .gradients import margins
 from .jobs import attribution_training_split, read_scores, target_split
@@ -63,16 +63,17 @@ def subset_margins(
     n_targets: int | None = None,
     target_patch: dict[str, Any] | None = None,
     device: str | torch.device = "auto",
+    normalisation: Normalisation | None = None,
 ) -> np.ndarray:
     """Train ``arch`` on the masked training examples (as the recipe sees them); its margins on the
-    targets."""
+    targets. ``normalisation``: the models' input normalisation (None: the data set's)."""
     train = attribution_training_split(prepared, recipe, "as_trained")
     if len(mask) != len(train):
         raise AttributionError(
             f"subset mask covers {len(mask)} examples but the recipe trains on {len(train)}"
         )
     subset = train.subset(np.flatnonzero(mask))
-    model = seeded_model(arch, train.info, model_seed)
+    model = seeded_model(arch, train.info, model_seed, normalisation=normalisation)
     fit(
         model,
         subset,
@@ -137,6 +138,7 @@ def train_subset_file(
                 n_targets=n_targets,
                 target_patch=target_patch,
                 device=device,
+                normalisation=checkpoint_normalisation(meta),
             )
         )
     write_arrays(

@@ -56,6 +56,20 @@ def register(subparsers) -> None:
     p.add_argument("--arch", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--num-classes", type=int)
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument(
+        "--mean",
+        type=float,
+        nargs="+",
+        help="per-channel mean the model's own pipeline subtracts from [0, 1] images (with --std; "
+        "default: the data set's statistics)",
+    )
+    norm.add_argument(
+        "--no-normalisation",
+        action="store_true",
+        help="the model takes [0, 1] images as they are (no mean/std)",
+    )
+    p.add_argument("--std", type=float, nargs="+", help="per-channel std (with --mean)")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=_import_checkpoint)
 
@@ -148,9 +162,34 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _import_checkpoint(args: argparse.Namespace) -> int:
     from ..checkpoint import import_state_dict, save_checkpoint
 
-    ckpt = import_state_dict(args.state_dict, args.arch, args.dataset, args.num_classes)
+    ckpt = import_state_dict(
+        args.state_dict,
+        args.arch,
+        args.dataset,
+        args.num_classes,
+        normalisation=_normalisation_argument(args),
+    )
     print(save_checkpoint(args.output, ckpt.model, ckpt.meta))
     return 0
+
+
+def _normalisation_argument(args: argparse.Namespace):
+    """--mean/--std or --no-normalisation as a Normalisation (None: the data set's)."""
+    from ..errors import InputError
+    from ..models.normalisation import Normalisation
+
+    if args.no_normalisation:
+        if args.std is not None:
+            raise InputError("--no-normalisation takes no --std; give one or the other")
+        return Normalisation.none()
+    if (args.mean is None) != (args.std is None):
+        raise InputError(
+            "give --mean and --std together (one value, or one per channel), or "
+            "--no-normalisation, or neither for the data set's statistics"
+        )
+    if args.mean is None:
+        return None
+    return Normalisation.of(args.mean, args.std)
 
 
 def _info(args: argparse.Namespace) -> int:

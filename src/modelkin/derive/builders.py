@@ -20,7 +20,7 @@ from torch import nn
 from ..data import Split, load_split, relabel_classes, without_class
 from ..datasets import get_dataset_info
 from ..evaluate import predict
-from ..models import seeded_model
+from ..models import normalisation_of, seeded_model
 from .kinds import DerivationError
 
 
@@ -83,9 +83,17 @@ def unlearn_relabel(job: Job) -> Student:
 
 
 def retrain_without_class(job: Job) -> Student:
+    """A fresh model with the parent's input normalisation (its training pipeline), trained
+    without the class."""
     forget = check_class(job.settings["forget_class"], job.num_classes)
     train = without_class(job.train, forget)
-    model = seeded_model(job.arch, train.info, job.init_seed, num_classes=job.num_classes)
+    model = seeded_model(
+        job.arch,
+        train.info,
+        job.init_seed,
+        num_classes=job.num_classes,
+        normalisation=normalisation_of(job.parent),
+    )
     return Student(model, train, job.num_classes)
 
 
@@ -230,7 +238,9 @@ def transfer_model(
     init_seed: int,
 ) -> tuple[nn.Module, str]:
     """A model of the parent's architecture for ``dataset`` with ``num_classes`` outputs: the
-    parent's weights everywhere except a freshly initialised head. Returns (model, head name)."""
+    parent's weights everywhere except a freshly initialised head, and the parent's input
+    normalisation (its features expect the inputs it was trained on, whatever the target data
+    set's statistics). Returns (model, head name)."""
     info = get_dataset_info(dataset)
     parent_info = get_dataset_info(parent_meta["dataset"])
     if info.shape != parent_info.shape:
@@ -238,7 +248,13 @@ def transfer_model(
             f"cannot transfer a {parent_meta['dataset']} model (inputs {parent_info.shape}) to "
             f"{dataset} (inputs {info.shape}); choose a data set with the same input shape"
         )
-    model = seeded_model(parent_meta["arch"], info, init_seed, num_classes=num_classes)
+    model = seeded_model(
+        parent_meta["arch"],
+        info,
+        init_seed,
+        num_classes=num_classes,
+        normalisation=normalisation_of(parent),
+    )
     head = head_name(model)
     state = {k: v for k, v in parent.state_dict().items() if not k.startswith(head + ".")}
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -117,7 +117,10 @@ def save_summary_plot(
     ax.set_xticklabels(list(dict.fromkeys(counterfactual["algorithm"])))
     ax.set_ylabel(f"P(class {int(counterfactual['target_class'].iloc[0])})")
     ax.set_ylim(0, 1)
-    ax.set_title("counterfactual: patch applied to test images", fontsize=9)
+    transform = (
+        str(counterfactual["transform"].iloc[0]) if "transform" in counterfactual else "patch"
+    )
+    ax.set_title(f"counterfactual: {transform} applied to test images", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, output_png, dpi=110)

@@ -14,6 +14,7 @@ steps that load images or models import the modules that need torch when they ru
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -220,38 +221,44 @@ def counterfactual_files(
     comparison: str | Path,
     checkpoints_a: Sequence[str | Path],
     checkpoints_b: Sequence[str | Path],
-    patch: Mapping[str, Any] | None = None,
-    exclude_target_class: bool = True,
+    counterfactual: Mapping[str, Any] | None = None,
     device: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Apply the patch to the test images; P(target class) before and after for every checkpoint
-    of A and B (one CSV row each), and their mean per algorithm (the summary CSV)."""
+    """Apply the counterfactual transformation (``counterfactual``: the ``modeldiff.counterfactual``
+    config section; keys left out take its defaults) to the test images; P(target class) before and
+    after for every checkpoint of A and B (one CSV row each), and their mean per algorithm (the
+    summary CSV)."""
     from ..checkpoint import load_checkpoint  # torch
     from ..data import load_split
     from .counterfactual import (
+        counterfactual_defaults,
         counterfactual_probabilities,
-        resolve_patch,
+        resolve_counterfactual,
         summarise_counterfactual,
     )
 
     stored = read_comparison(comparison)
     data, names = stored.data, stored.names
-    transform = resolve_patch(patch, data["A"], data["B"])
+    settings = {**counterfactual_defaults(), **(counterfactual or {})}
+    chosen = resolve_counterfactual(settings, data["A"], data["B"])
     # The whole test split: the counterfactual is cheap, and TRAK's target subset is no reason to
     # shrink it.
     test = load_split(data["A"]["prepared"], "test")
-    if exclude_target_class:
-        test = test.subset(np.flatnonzero(test.y.numpy() != transform.target_class))
+    if settings["exclude_target_class"]:
+        test = test.subset(np.flatnonzero(test.y.numpy() != chosen.target_class))
     models = {}
     for role, paths in (("A", checkpoints_a), ("B", checkpoints_b)):
         loaded = [load_checkpoint(p, device="cpu") for p in paths]
         models[names[role]] = [(c.name, c.model) for c in loaded]
     rows = counterfactual_probabilities(
-        models, test.x, transform.apply, transform.target_class, device=device
+        models, test.x, chosen.apply, chosen.target_class, device=device
     )
     for row in rows:
         row["role"] = "A" if row["algorithm"] == names["A"] else "B"
     summary = summarise_counterfactual(rows, {names["A"]: "A", names["B"]: "B"})
+    for row in (*rows, *summary):
+        row["transform"] = chosen.transform
+        row["transform_params"] = json.dumps(chosen.params, sort_keys=True)
     with atomic_path(output_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     with atomic_path(summary_csv) as tmp:
@@ -334,8 +341,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                 text += f"; {key} top {value['top']:.2f} bottom {value['bottom']:.2f}"
         lines.append(text)
     for row in summary["counterfactual"]:
+        transform = row.get("transform", "patch")
         lines.append(
-            f"  counterfactual {row['role']} {row['algorithm']}: P(class {row['target_class']}) "
+            f"  counterfactual ({transform}) {row['role']} {row['algorithm']}: "
+            f"P(class {row['target_class']}) "
             f"{row['p_target_before']:.3f} -> {row['p_target_after']:.3f} (change "
             f"{row['delta_p_target']:+.3f} ± {row['delta_p_target_std']:.3f} over "
             f"{row['n_checkpoints']} checkpoints)"

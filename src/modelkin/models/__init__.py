@@ -3,18 +3,23 @@
 - :mod:`.registry`: every architecture by name (torch-free);
 - :mod:`.architectures`: the classes; models take images in [0, 1] and normalise inside;
 - :mod:`.build`: :func:`build_model`, :func:`seeded_model`;
+- :mod:`.normalisation`: a model's own input normalisation, as its checkpoint records it;
 - :mod:`.layers`: named layers, capture, replacement, cut points and splitting.
 """
 
 from .._lazy import lazy_exports
+from .normalisation import Normalisation, checkpoint_normalisation, normalisation_of
 from .registry import ARCHITECTURES, Architecture, get_architecture
 
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
     "Classifier",
+    "Normalisation",
     "build_model",
+    "checkpoint_normalisation",
     "get_architecture",
+    "normalisation_of",
     "seeded_model",
 ]
 __getattr__, __dir__ = lazy_exports(

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..attacks import pgd_attack, trades_attack
 from ..data import Split, augment_batch, iterate_batches
+from ..datasets import check_augmentation
 from ..errors import InputError
 from ..progress import progress
 from ..train import make_optimizer, make_scheduler
@@ -205,6 +206,7 @@ def train_stitcher(
     n = len(train)
     if n == 0:
         raise InputError("the training split is empty")
+    check_augmentation(train.info, options.augment, "the stitching options")
     bs = options.batch_size
     drop_last = n >= bs
     steps_per_epoch = n // bs if drop_last else 1
@@ -247,7 +249,7 @@ def train_stitcher(
                 )
             else:
                 x = train.x[index]
-                if options.augment and train.info.augmentation != "none":
+                if options.augment:
                     x = augment_batch(x, train.info.augmentation, generator)
                 x = x.to(device)
                 loss, parts, logits = _uncached_loss(
