@@ -101,6 +101,7 @@ def register(subparsers) -> None:
         type=float,
         help="normalised distance below which a pair is 'related' (default: the reference's, 1.0)",
     )
+    _add_allow_insufficient(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_distance)
 
@@ -137,8 +138,18 @@ def register(subparsers) -> None:
     _add_settings(p, "probe")
     p.add_argument("--keep", metavar="DIR", help="keep the probe and signatures in DIR")
     p.add_argument("--device", default="auto")
+    _add_allow_insufficient(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_compare)
+
+
+def _add_allow_insufficient(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-insufficient-reference",
+        action="store_true",
+        help="use a reference the file marks insufficient (too few independent pairs), with a "
+        "warning; without it such a reference is refused",
+    )
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -157,25 +168,31 @@ def _signature(args: argparse.Namespace) -> int:
 
     from ..distances import make_probe, make_signature
 
+    options = {
+        "chunk_size": args.chunk_size,
+        **default_settings(args.method, "signature"),
+        **_parse_settings(args.set, args.method, "signature"),
+    }
     probe = args.probe
+    made = None
     if probe == "auto":
         if not args.data:
             raise InputError(
                 "--probe auto needs --data PREPARED (the prepared data set to draw the probe from)"
             )
         probe = Path(args.output).with_name(f"{Path(args.output).stem}.{args.method}_probe.h5")
+        made = None if probe.exists() else probe
         make_probe(args.method, args.data, probe, **default_settings(args.method, "probe"))
         print(f"probe: {probe}")
-    options = {
-        "chunk_size": args.chunk_size,
-        **default_settings(args.method, "signature"),
-        **_parse_settings(args.set, args.method, "signature"),
-    }
-    print(
-        make_signature(
+    try:
+        out = make_signature(
             args.method, args.checkpoint, probe, args.output, device=args.device, **options
         )
-    )
+    except BaseException:
+        if made is not None:  # a failed command leaves nothing behind
+            made.unlink(missing_ok=True)
+        raise
+    print(out)
     return 0
 
 
@@ -194,7 +211,12 @@ def _distance(args: argparse.Namespace) -> int:
         if setting is None:
             la, lb = a.lineage, b.lineage
             setting = Setting.of(la.dataset, *la.profile, *lb.profile).key
-        key, refs, document = load_reference(args.reference, a.method, setting)
+        key, refs, document = load_reference(
+            args.reference,
+            a.method,
+            setting,
+            allow_insufficient=args.allow_insufficient_reference,
+        )
         dataset = Setting.from_key(key).dataset
         expected = (document.get("probe_sha256") or {}).get(dataset)
         if expected and expected != a.probe_sha256:
@@ -256,6 +278,7 @@ def _compare(args: argparse.Namespace) -> int:
         device=args.device,
         workdir=args.keep,
         probe_options=probe_options,
+        allow_insufficient_reference=args.allow_insufficient_reference,
     )
     print(json.dumps(comparison.to_dict(), indent=2) if args.json else comparison.describe())
     return 0

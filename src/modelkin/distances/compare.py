@@ -17,7 +17,13 @@ from typing import Any
 
 from ..errors import InputError, MissingFileError
 from ..signatures import check_comparable, get_distance, get_method, read_signature
-from .reference import Normalised, ReferenceDistance, Setting, normalise
+from .reference import (
+    InsufficientReference,
+    Normalised,
+    ReferenceDistance,
+    Setting,
+    normalise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,11 @@ def signature_distances(a: Any, b: Any, metrics: Sequence[str] | None = None) ->
 
 
 def load_reference(
-    path: str | Path, method: str, setting: str | Setting | None = None
+    path: str | Path,
+    method: str,
+    setting: str | Setting | None = None,
+    *,
+    allow_insufficient: bool = False,
 ) -> tuple[str, dict[str, ReferenceDistance], dict[str, Any]]:
     """The reference distances of one setting from a file the workflow wrote.
 
@@ -83,6 +93,10 @@ def load_reference(
     ``results/distances/<method>.csv`` (recomputed from its reference pairs). ``setting``: a
     setting key (``dataset:arch/algorithm~arch/algorithm``) or a :class:`Setting`; without it the
     file must hold exactly one setting. Returns (setting key, {metric: reference}, the document).
+
+    A reference the file marks insufficient (fewer independent pairs than the workflow required)
+    raises :class:`InsufficientReference`, unless ``allow_insufficient``: then it is used and a
+    warning logged.
     """
     path = Path(path)
     if not path.exists():
@@ -124,6 +138,19 @@ def load_reference(
                 f"has: {', '.join(sorted(settings)) or 'none'}"
             )
     refs = {metric: ReferenceDistance.from_dict(values) for metric, values in settings[key].items()}
+    weak = [r for r in refs.values() if not r.sufficient]
+    if weak:
+        message = (
+            f"the reference of setting {key} in {path} rests on {weak[0].n} independently seeded "
+            f"pair(s), fewer than the {weak[0].min_pairs} the workflow required (the file marks it "
+            "insufficient)"
+        )
+        if not allow_insufficient:
+            raise InsufficientReference(
+                f"{message}; train more zoo seeds of this setting, or pass "
+                "--allow-insufficient-reference to use it anyway"
+            )
+        log.warning("%s; its verdicts are weak", message)
     return key, refs, document
 
 
@@ -245,6 +272,7 @@ def compare_checkpoints(
     workdir: str | Path | None = None,
     probe_options: dict[str, Any] | None = None,
     signature_options: dict[str, Any] | None = None,
+    allow_insufficient_reference: bool = False,
 ) -> Comparison:
     """Signatures of two checkpoints on one probe, their
     distances, and the verdict against a reference.
@@ -255,7 +283,8 @@ def compare_checkpoints(
     temporary directory (``workdir`` to keep the files). ``reference``: a reference JSON or distance
     CSV of the workflow; ``setting`` picks one of its settings (default: the checkpoints' dataset,
     arch and algorithm). A reference computed on another probe is refused: normalising by it would
-    compare unlike distances.
+    compare unlike distances; so is one marked insufficient, unless
+    ``allow_insufficient_reference``.
     """
     from ..checkpoint import read_metadata
     from ..io import file_sha256
@@ -270,6 +299,19 @@ def compare_checkpoints(
                 f"{checkpoint_a} ({meta_a['dataset']}) and {checkpoint_b} ({meta_b['dataset']}) "
                 "take inputs of different shapes and cannot be probed with the same images"
             )
+    loaded = None
+    if reference is not None:  # refused references fail before any signature is computed
+        if setting is None:
+            setting = Setting.of(
+                meta_a["dataset"],
+                meta_a["arch"],
+                _algorithm(meta_a),
+                meta_b["arch"],
+                _algorithm(meta_b),
+            ).key
+        loaded = load_reference(
+            reference, method, setting, allow_insufficient=allow_insufficient_reference
+        )
     with tempfile.TemporaryDirectory(prefix="modelkin-compare-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -300,16 +342,8 @@ def compare_checkpoints(
         probe=str(probe),
         probe_sha256=probe_sha,
     )
-    if reference is not None:
-        if setting is None:
-            setting = Setting.of(
-                meta_a["dataset"],
-                meta_a["arch"],
-                _algorithm(meta_a),
-                meta_b["arch"],
-                _algorithm(meta_b),
-            ).key
-        key, refs, document = load_reference(reference, method, setting)
+    if loaded is not None:
+        key, refs, document = loaded
         expected = (document.get("probe_sha256") or {}).get(Setting.from_key(key).dataset)
         if expected and expected != probe_sha:
             raise InputError(
