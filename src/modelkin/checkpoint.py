@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import InputError, MissingFileError
-from .io import atomic_path, file_sha256
+from .io import file_sha256, save_safetensors
 from .lineage import Lineage
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write weights and metadata atomically; ``meta`` must name arch, dataset and num_classes."""
-    from safetensors.torch import save_file
-
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise InputError(f"checkpoint metadata lacks {missing}")
@@ -55,9 +53,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
-    return Path(path)
+    return save_safetensors(state, path, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
 
 
 def read_header(path: str | Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 
 from .datasets import DIGITS_TRAIN_SIZE, DatasetInfo, get_dataset_info
 from .errors import InputError, MissingFileError
-from .io import atomic_path
+from .io import save_safetensors
 
 # ---------------------------------------------------------------------------------------------
 # Preparation
@@ -30,8 +30,6 @@ def prepare_dataset(
 ) -> Path:
     """Write ``output`` (safetensors with train_x, train_y, test_x, test_y) for data set
     ``name``."""
-    from safetensors.torch import save_file
-
     info = get_dataset_info(name)
     if info.source == "sklearn":
         arrays = _digits_arrays()
@@ -45,9 +43,7 @@ def prepare_dataset(
             )
     tensors = {k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}
     metadata = {"dataset": name, "shape": "x: (N, C, H, W) uint8, y: (N,) int64"}
-    with atomic_path(output) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return Path(output)
+    return save_safetensors(tensors, output, metadata)
 
 
 def _digits_arrays() -> dict[str, np.ndarray]:

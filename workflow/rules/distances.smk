@@ -103,6 +103,8 @@ rule relatedness_roc:
 
 
 for _method in config["distances"]["methods"]:
+    # The signatures the tables read: deleting one rebuilds it, then the table.
+    TARGETS.extend(signature_file(_method, m) for m in DISTANCE_MODELS)
     TARGETS.extend(
         [
             f"{R}/distances/{_method}.csv",
