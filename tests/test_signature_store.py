@@ -157,6 +157,12 @@ def test_reading_refuses_non_finite_values(tmp_path, checkpoint, probe):
         handle["signature"][0, 0] = np.nan
     with pytest.raises(SignatureError, match="non-finite"):
         read_signature(path)
+    # An extra dataset (e.g. ModelGiF's logit_gap) too: compare and distance read through this.
+    path = make_signature(tmp_path, checkpoint, probe, "extra.h5")
+    with h5py.File(path, "r+") as handle:
+        handle["logit_gap"] = np.array([0.5, np.inf])
+    with pytest.raises(SignatureError, match=r"1 non-finite values in its 'logit_gap' dataset"):
+        read_signature(path)
 
 
 def test_check_comparable(tmp_path, checkpoint, probe):

@@ -67,6 +67,49 @@ def test_changing_one_models_settings_reruns_only_that_model(tiny_workflow, tmp_
     assert "i0-d0.safetensors" not in out.split("rule train")[1].split("rule")[0]
 
 
+# Files that a summary reads, and the rule that makes each: deleting one makes Snakemake plan it
+# again (it would not, were it only an input of a finished job).
+TRACKED = {
+    "signature": "signatures/zest/derived/digits/finetune/digits/lenet/standard/i0-d0/s0.h5",
+    "stitch": "stitching/runs/robust/"
+    "digits.lenet.standard.i0-d0~digits.lenet.madry.i1-d1/relu3.json",
+    "similarity": "similarity/digits.lenet.standard.i0-d0__digits.lenet.standard.i1-d1.csv",
+    "concordance_pairs": "concordance/jobs/0",
+    "evaluate": "eval/digits/lenet/standard/i0-d0.json",
+}
+
+
+@pytest.mark.parametrize("rule", TRACKED)
+def test_deleting_what_a_summary_reads_rebuilds_it(tiny_workflow, tmp_path, rule):
+    path = tiny_workflow / "results" / TRACKED[rule]
+    aside = tmp_path / "aside"
+    path.rename(aside)
+    try:
+        jobs = dry_run_jobs(tiny_workflow)
+    finally:
+        aside.rename(path)
+    assert jobs.get(rule) == 1, jobs
+    assert "train" not in jobs
+
+
+def test_evaluation_settings_do_not_invalidate_training(tiny_workflow, tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["evaluation"]["steps"] += 1
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(tiny_workflow, "--configfile", str(changed))
+    assert set(jobs) == {"evaluate", "zoo_table", "zoo_plot", "all"}, jobs
+
+
+def test_a_configfile_replaces_config_yaml(tmp_path):
+    """`--configfile tiny.yaml` runs that file alone: no model of config.yaml's zoo (MLPs) is
+    planned, and keys the file omits take the schema's defaults, not config.yaml's values."""
+    workdir = make_workdir(tmp_path / "default", REPO / "config.yaml")
+    out = run_snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG)).stdout
+    assert "digits/lenet/standard/i0-d0.safetensors" in out
+    assert "digits/mlp/" not in out and "/trades/" not in out
+
+
 def test_invalid_config_stops_before_any_job(tmp_path):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["zoo"]["architectures"] = ["lenet", "alexnet"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import InputError, MissingFileError
-from .io import atomic_path, file_sha256
+from .io import file_sha256, save_safetensors
 from .lineage import Lineage
 from .models.normalisation import METADATA_KEY as NORMALISATION_KEY
 from .models.normalisation import Normalisation, checkpoint_normalisation, normalisation_of
@@ -51,8 +51,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 
     The model's input normalisation is recorded from the model itself (``normalisation``).
     """
-    from safetensors.torch import save_file
-
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise InputError(f"checkpoint metadata lacks {missing}")
@@ -65,9 +63,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     if normalisation is not None:
         meta[NORMALISATION_KEY] = normalisation.to_meta()
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
-    return Path(path)
+    return save_safetensors(state, path, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
 
 
 def read_header(path: str | Path) -> dict[str, Any]:

@@ -67,34 +67,178 @@ def _defaulting_validator():
     return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults in place and raise ConfigError naming the offending key and what is allowed."""
+def validate_config(config: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Fill defaults in place; :class:`ConfigError` with one line per problem, each naming the key,
+    its place and what is allowed (``source``: the file the configuration came from)."""
     validator = _defaulting_validator()(schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-            allowed = ""
-            if err.validator == "enum":
-                allowed = f" (allowed: {', '.join(map(str, err.validator_value))})"
-            elif err.validator == "additionalProperties" and isinstance(
-                err.schema.get("properties"), dict
-            ):
-                allowed = f" (allowed keys: {', '.join(err.schema['properties'])})"
-            lines.append(f"config key {where}: {err.message}{allowed}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = list(dict.fromkeys(line for err in errors for line in _describe(err)))
+    if problems:
+        raise ConfigError(problems_message(problems, source))
+    return config
+
+
+def validate_recipe(recipe: Any, where: str = "recipe") -> dict[str, Any]:
+    """A training recipe (``training.base``'s keys) checked against the schema's recipe
+    definition: :class:`ConfigError` naming the setting and what is allowed."""
+    import jsonschema
+
+    full = schema()
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"{where} must be a mapping of training settings, not {recipe!r}")
+    validator = jsonschema.Draft202012Validator({**full["$defs"]["recipe"], "$defs": full["$defs"]})
+    errors = sorted(validator.iter_errors(recipe), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [
+        line.replace("config key (top level)", where)
+        .replace("config key ", f"{where} ")
+        .replace("at the top level", f"in {where}")
+        for err in errors
+        for line in _describe(err)
+    ]
+    if problems:
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
+    return recipe
+
+
+def problems_message(problems: list[str], source: str | None = None) -> str:
+    """One line for one problem; a count, then one indented line per problem, for more."""
+    where = f" ({source})" if source else ""
+    if len(problems) == 1:
+        return f"invalid configuration{where}: {problems[0]}"
+    return f"invalid configuration{where}, {len(problems)} problems:\n  " + "\n  ".join(problems)
+
+
+def _key_path(path: Any) -> str:
+    return ".".join(str(p) for p in path)
+
+
+# Schema keywords that rule an alternative out by the value's kind alone.
+_MISMATCH = ("type", "const")
+
+
+def _describe(err: Any) -> list[str]:
+    """What one schema error means, as lines ``config key PATH: ...`` (see validate_config)."""
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        # Describe the alternative that fits the value's type (e.g. the object form of a pair
+        # with an unknown key), rather than "... is not valid under any of the given schemas"
+        # with the whole value; if none fits, say which types or values would.
+        branches: dict[Any, list[Any]] = {}
+        for sub in err.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        mismatched = {
+            key
+            for key, subs in branches.items()
+            if any(len(e.relative_schema_path) == 2 and e.validator in _MISMATCH for e in subs)
+        }
+        fitting = [e for key, subs in branches.items() if key not in mismatched for e in subs]
+        if fitting:
+            return _describe(max(fitting, key=lambda e: len(e.absolute_path)))
+        wanted = [
+            str(e.validator_value) if e.validator == "type" else repr(e.validator_value)
+            for subs in branches.values()
+            for e in subs
+            if len(e.relative_schema_path) == 2 and e.validator in _MISMATCH
+        ]
+        return [
+            f"config key {_key_path(err.absolute_path) or '(top level)'}: "
+            f"{_short(repr(err.instance))} is not {' or '.join(dict.fromkeys(wanted))}"
+        ]
+    where = _key_path(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = err.schema.get("properties")
+        if isinstance(known, dict):
+            place = f"in {where}" if where else "at the top level"
+            allowed = ", ".join(known)
+            return [
+                f"config key {_key_path([*err.absolute_path, key])}: unknown key {place}; "
+                f"allowed keys: {allowed}"
+                for key in err.instance
+                if key not in known
+            ]
+    if err.validator == "const":
+        return [
+            f"config key {where or '(top level)'}: {_short(repr(err.instance))} is not "
+            f"{err.validator_value!r}"
+        ]
+    allowed = ""
+    if err.validator == "enum":
+        allowed = f" (allowed: {', '.join(map(str, err.validator_value))})"
+    return [f"config key {where or '(top level)'}: {_short(err.message)}{allowed}"]
+
+
+def _short(message: str, limit: int = 160) -> str:
+    """A schema message whose quoted value may be a whole section, cut to one readable line."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one,
+    silently dropping the first)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key!r} is given twice (first on line {seen[key].line + 1}); "
+                    "keep one",
+                    mark,
+                )
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """The YAML document at ``path``; :class:`ConfigError` naming the file, line and column of a
+    syntax error (or a key given twice)."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory, not a YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({err.reason})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(err.problem or err.context or "invalid YAML").split())
+        raise ConfigError(f"{what} {path}{where}: {problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            f"{what} {path} is not valid YAML: {' '.join(str(err).split())}"
+        ) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a YAML config file, unvalidated (the workflow's ``configfile``)."""
+    config = read_yaml(path)
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of settings, not {type(config).__name__}"
+        )
     return config
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise MissingFileError(f"config file {path} does not exist")
-    config = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings, not {type(config).__name__}")
-    return validate_config(config)
+    """A config file, validated against the schema (defaults filled) and checked across fields
+    (:mod:`modelkin.config_checks`)."""
+    from .config_checks import check_config
+
+    config = validate_config(read_config_file(path), source=str(path))
+    check_config(config, source=str(path), check_device=False)
+    return config
 
 
 def zoo_seeds(config: dict[str, Any]) -> list[tuple[int, int]]:

@@ -25,7 +25,7 @@ from .datasets import (
     get_dataset_info,
 )
 from .errors import InputError, MissingFileError
-from .io import atomic_path
+from .io import save_safetensors
 
 # ---------------------------------------------------------------------------------------------
 # Preparation
@@ -36,8 +36,6 @@ def prepare_dataset(
 ) -> Path:
     """Write ``output`` (safetensors with train_x, train_y, test_x, test_y) for data set
     ``name``."""
-    from safetensors.torch import save_file
-
     info = get_dataset_info(name)
     if info.source == "sklearn":
         arrays = _digits_arrays()
@@ -51,9 +49,7 @@ def prepare_dataset(
             )
     tensors = {k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}
     metadata = {"dataset": name, "shape": "x: (N, C, H, W) uint8, y: (N,) int64"}
-    with atomic_path(output) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return Path(output)
+    return save_safetensors(tensors, output, metadata)
 
 
 def _digits_arrays() -> dict[str, np.ndarray]:
@@ -141,6 +137,27 @@ class Split:
         return Split(self.x.to(device), self.y.to(device), self.info)
 
 
+def split_size(path: str | Path, split: str) -> int:
+    """How many images the ``split`` of a prepared data set holds, without loading them."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if split not in ("train", "test"):
+        raise InputError(f"split must be 'train' or 'test', not {split!r}")
+    if not path.exists():
+        raise MissingFileError(
+            f"prepared data set {path} does not exist; run `snakemake {path}` or "
+            "`modelkin prepare-data NAME`"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return int(handle.get_slice(f"{split}_y").get_shape()[0])
+    except Exception as err:
+        raise InputError(
+            f"{path} is not a readable prepared data set ({err}); delete it and prepare it again"
+        ) from err
+
+
 def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
     """Load the ``train`` or ``test`` split of a prepared data set file."""
     from safetensors import safe_open
@@ -163,6 +180,8 @@ def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
             f"{path} is not a readable prepared data set ({err}); delete it and prepare it again"
         ) from err
     info = get_dataset_info(meta.get("dataset", path.stem))
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be at least 1 image (or None: all), got {limit}")
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return Split(x.float().div_(255.0), y.long(), info)

@@ -74,6 +74,12 @@ class DatasetInfo:
     source: str  # "sklearn" (bundled, offline) or "torchvision" (downloaded by the user)
     description: str = ""
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    train_size: int = 0  # images in the prepared train split (0: unknown)
+    test_size: int = 0  # images in the prepared test split (0: unknown)
+
+    def split_size(self, split: str) -> int:
+        """Images in the prepared ``split`` (``train`` or ``test``); 0 when unknown."""
+        return {"train": self.train_size, "test": self.test_size}.get(split, 0)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -92,9 +98,21 @@ DATASETS: dict[str, DatasetInfo] = {
             "upsampled bilinearly to 32x32; fixed stratified split of "
             "1,200 train / 597 test images (seed 0). Needs no network.",
             tuple(str(i) for i in range(10)),
+            train_size=1200,
+            test_size=597,
         ),
         DatasetInfo(
-            "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "none", 0.3, "torchvision", "MNIST"
+            "mnist",
+            (1, 28, 28),
+            10,
+            (0.1307,),
+            (0.3081,),
+            "none",
+            0.3,
+            "torchvision",
+            "MNIST",
+            train_size=60000,
+            test_size=10000,
         ),
         DatasetInfo(
             "fashion",
@@ -106,6 +124,8 @@ DATASETS: dict[str, DatasetInfo] = {
             0.1,
             "torchvision",
             "Fashion-MNIST",
+            train_size=60000,
+            test_size=10000,
         ),
         DatasetInfo(
             "cifar10",
@@ -117,6 +137,8 @@ DATASETS: dict[str, DatasetInfo] = {
             8 / 255,
             "torchvision",
             "CIFAR-10",
+            train_size=50000,
+            test_size=10000,
         ),
         DatasetInfo(
             "cifar100",
@@ -128,6 +150,8 @@ DATASETS: dict[str, DatasetInfo] = {
             8 / 255,
             "torchvision",
             "CIFAR-100",
+            train_size=50000,
+            test_size=10000,
         ),
         DatasetInfo(
             "svhn",
@@ -139,11 +163,13 @@ DATASETS: dict[str, DatasetInfo] = {
             8 / 255,
             "torchvision",
             "SVHN (train and test splits; extra is not used)",
+            train_size=73257,
+            test_size=26032,
         ),
     ]
 }
 
-DIGITS_TRAIN_SIZE = 1200
+DIGITS_TRAIN_SIZE = DATASETS["digits"].train_size
 
 
 def get_augmentation(name: str) -> Augmentation:

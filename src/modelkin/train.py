@@ -72,6 +72,15 @@ class TrainRecipe:
             raise InputError(f"attack_ratio must be in [0, 1], not {self.attack_ratio}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise InputError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.train_limit is not None and (
+            isinstance(self.train_limit, bool)
+            or not isinstance(self.train_limit, int)
+            or self.train_limit < 1
+        ):
+            raise InputError(
+                f"train_limit must be a whole number of images >= 1 (or null: all), not "
+                f"{self.train_limit!r}"
+            )
         if isinstance(self.schedule, str) and self.schedule not in ("thirds", "constant"):
             raise InputError(
                 f"schedule must be 'thirds', 'constant' or a list of epochs, not {self.schedule!r}"

@@ -1,9 +1,14 @@
 # Shared settings and input functions; no rules here. Planning imports no torch.
+import os
+import sys
+
 from snakemake.utils import min_version
 
 from modelkin.catalog import ModelCatalog
 from modelkin.config import recipe_for, validate_config
+from modelkin.config_checks import check_config
 from modelkin.datasets import DATASETS, check_augmentation
+from modelkin.errors import ModelkinError
 from modelkin.ids import ZooId
 from modelkin.signatures import METHODS
 from modelkin.signatures.plan import (
@@ -20,7 +25,18 @@ from modelkin.signatures.plan import (
 min_version("8.0")
 
 
-validate_config(config)
+# The whole configuration is checked before any job is planned: the schema (each key), then the
+# cross-field checks (model ids, algorithms, layers, sizes, references, device; modelkin.config_checks).
+# A problem stops Snakemake with one line each, and no traceback. `device: cuda` is checked only
+# where jobs run on this machine (not when they are submitted to a cluster).
+CONFIG_SOURCE = ", ".join(
+    os.path.relpath(f) for f in (workflow.overwrite_configfiles or workflow.configfiles)
+)
+try:
+    validate_config(config, source=CONFIG_SOURCE)
+    check_config(config, source=CONFIG_SOURCE, check_device=workflow.local_exec)
+except ModelkinError as err:
+    sys.exit(f"modelkin: {err}")
 
 R = config["results"]
 ENV = "../../envs/modelkin.yaml"

@@ -103,6 +103,7 @@ rule concordance_plot:
 
 
 if CONCORDANCE:
+    TARGETS.extend(f"{CC_DIR}/jobs/{chunk}" for chunk in CC_CHUNKS)
     TARGETS.extend(
         [
             f"{CC_DIR}/pairs.csv",

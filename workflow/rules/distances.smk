@@ -142,6 +142,8 @@ for _method in config["distances"]["methods"]:
                 f"{R}/relatedness/{_method}_k_sweep.png",
             ]
         )
+    # The signatures the tables read: deleting one rebuilds it, then the table.
+    TARGETS.extend(signature_file(_method, m) for m in DISTANCE_MODELS)
     TARGETS.extend(
         [
             f"{R}/distances/{_method}.csv",

@@ -211,3 +211,6 @@ rule modeldiff:
 
 if MD["run_by_default"]:
     TARGETS.extend(MD_OUTPUTS)
+    # What the summary reads: deleting one rebuilds it.
+    TARGETS.extend([f"{MD_DIR}/directions.h5", f"{MD_DIR}/counterfactual_summary.csv"])
+    TARGETS.extend([MD_LDS] if MD_LDS else [])

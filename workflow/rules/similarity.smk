@@ -66,3 +66,4 @@ rule similarity_summary:
 if SIMILARITY_PAIRS:
     TARGETS.append(f"{R}/similarity/summary.csv")
     TARGETS.extend(f"{R}/similarity/{name}.png" for name in SIMILARITY_PAIRS)
+    TARGETS.extend(f"{R}/similarity/{name}.csv" for name in SIMILARITY_PAIRS)

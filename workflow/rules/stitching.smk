@@ -108,6 +108,11 @@ rule stitching_plots:
 
 
 if STITCH_RUNS:
+    # Each run's files too: deleting one run's result rebuilds it, then the summary.
+    TARGETS.extend(STITCH_RESULTS)
+    TARGETS.extend(
+        path.removesuffix(".json") + ".safetensors" for path in STITCH_RESULTS
+    )
     TARGETS.extend(
         [
             f"{R}/stitching/summary.csv",

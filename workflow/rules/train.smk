@@ -78,3 +78,8 @@ rule zoo_plot:
         runtime=10,
     script:
         "../scripts/zoo_plot.py"
+
+
+# Every file a summary reads is a target too, so that deleting one rebuilds it (Snakemake does not
+# rebuild a deleted input of a job whose outputs are up to date).
+TARGETS.extend(f"{R}/eval/{m}.json" for m in MODELS.all())

@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ..errors import ModelkinError
 
 # One module per topic; each defines ``register(subparsers)``.
-COMMAND_MODULES = ("core", "signatures", "similarity", "stitching", "modeldiff")
+COMMAND_MODULES = ("core", "signatures", "similarity", "stitching", "modeldiff", "workflow")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"modelkin {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`modelkin info FILE | head`): end quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -123,14 +123,23 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..config import validate_recipe
+    from ..errors import InputError
     from ..train import train_checkpoint
 
+    try:
+        recipe = json.loads(args.recipe)
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"--recipe is not valid JSON ({err.msg} at column {err.colno}); "
+            'write it like \'{"epochs": 5, "adversary": "madry"}\''
+        ) from None
     out = train_checkpoint(
         args.output,
         prepared=args.data,
         arch=args.arch,
         algorithm=args.algorithm,
-        recipe=json.loads(args.recipe),
+        recipe=validate_recipe(recipe, "--recipe"),
         init_seed=args.init_seed,
         data_seed=args.data_seed,
         device=args.device,

@@ -152,25 +152,31 @@ def _signature(args: argparse.Namespace) -> int:
 
     from ..distances import make_probe, make_signature
 
+    options = {
+        "chunk_size": args.chunk_size,
+        **default_settings(args.method, "signature"),
+        **_parse_settings(args.set, args.method, "signature"),
+    }
     probe = args.probe
+    made = None
     if probe == "auto":
         if not args.data:
             raise InputError(
                 "--probe auto needs --data PREPARED (the prepared data set to draw the probe from)"
             )
         probe = Path(args.output).with_name(f"{Path(args.output).stem}.{args.method}_probe.h5")
+        made = None if probe.exists() else probe
         make_probe(args.method, args.data, probe, **default_settings(args.method, "probe"))
         print(f"probe: {probe}")
-    options = {
-        "chunk_size": args.chunk_size,
-        **default_settings(args.method, "signature"),
-        **_parse_settings(args.set, args.method, "signature"),
-    }
-    print(
-        make_signature(
+    try:
+        out = make_signature(
             args.method, args.checkpoint, probe, args.output, device=args.device, **options
         )
-    )
+    except BaseException:
+        if made is not None:  # a failed command leaves nothing behind
+            made.unlink(missing_ok=True)
+        raise
+    print(out)
     return 0
 
 

@@ -170,11 +170,13 @@ def read_signature(path: str | Path) -> Signature:
             raise SignatureError(
                 f"{path} is damaged ({err}); delete it and {_rebuild_hint(path)}"
             ) from err
-    if data.dtype.kind == "f" and not np.isfinite(data).all():
-        raise SignatureError(
-            f"{path} holds {int((~np.isfinite(data)).sum())} non-finite values; delete it and "
-            f"{_rebuild_hint(path)}"
-        )
+    for name, array in {SIGNATURE_DATASET: data, **extras}.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            where = "" if name == SIGNATURE_DATASET else f" in its '{name}' dataset"
+            raise SignatureError(
+                f"{path} holds {int((~np.isfinite(array)).sum())} non-finite values{where}; "
+                f"delete it and {_rebuild_hint(path)}"
+            )
     return Signature(
         data=data,
         method=attrs["method"],

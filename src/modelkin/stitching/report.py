@@ -92,8 +92,6 @@ def summary_rows(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for v in variants:
                 for measure, value in sim.get(f"{v}_vs_model2", {}).items():
                     row[f"{v}_{measure}"] = value
-            row["train_seconds"] = p["training"]["seconds"]
-            row["seconds"] = p.get("seconds")
             row["result"] = p.get("_path")
             rows.append(row)
     return rows

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, MissingFileError
-from ..io import atomic_path, file_sha256, read_json, write_json
+from ..io import file_sha256, read_json, save_safetensors, write_json
 
 if TYPE_CHECKING:  # reading results (the summary, the plots) needs no torch
     import torch
@@ -46,8 +46,6 @@ def clean_json(value: Any) -> Any:
 def save_result(
     path: str | Path, payload: dict[str, Any], tensors: dict[str, torch.Tensor]
 ) -> Path:
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix != ".json":
         raise InputError(
@@ -55,8 +53,7 @@ def save_result(
         )
     tensor_file = tensors_path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_path(tensor_file) as tmp:
-        save_file(state, str(tmp), metadata={"kind": RESULT_KIND, "result": path.name})
+    save_safetensors(state, tensor_file, {"kind": RESULT_KIND, "result": path.name})
     payload = {
         **payload,
         "kind": RESULT_KIND,
@@ -81,8 +78,8 @@ def load_result(
         path = path.with_suffix(".json")
     if not path.exists():
         raise MissingFileError(
-            f"stitching result {path} does not exist; make it with `modelkin stitch` or the "
-            "workflow's `snakemake results/stitching/summary.csv`"
+            f"stitching result {path} does not exist; make it with `modelkin stitch`, or with "
+            f"`snakemake --cores 2 {path}` in the workflow directory for a run the config plans"
         )
     payload = read_json(path)
     if payload.get("kind") != RESULT_KIND:
@@ -92,7 +89,8 @@ def load_result(
     tensor_file = path.with_name(payload["tensors"]["file"])
     if not tensor_file.exists():
         raise MissingFileError(
-            f"{path} refers to {tensor_file}, which is missing; re-run the stitching"
+            f"{path} refers to {tensor_file}, which is missing; re-run the stitching "
+            f"(`snakemake --cores 2 {tensor_file}` in the workflow directory)"
         )
     from safetensors.torch import load_file
 

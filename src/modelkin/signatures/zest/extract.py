@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data import Split, load_split
+from ...data import Split, load_split, split_size
 from ...device import resolve_device
 from ...errors import InputError
 from ...progress import progress
@@ -270,6 +270,12 @@ def zest_probe_file(
 ) -> Path:
     """Make the Zest probe of a prepared data set and save it to ``output`` (the settings of the
     ``zest`` config section; their defaults live in the schema)."""
+    size = split_size(prepared, split)
+    if not 1 <= n_images <= size:
+        raise InputError(
+            f"n_images must be between 1 and the {size:,} images of the {split} split of "
+            f"{prepared}, got {n_images}"
+        )
     data = load_split(prepared, split, limit=n_images)
     probe = make_zest_probe(
         data,
