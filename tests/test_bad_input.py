@@ -112,11 +112,15 @@ CASES = [
         "KIT_RESULTS",
     ),
     Case(
-        "too few reference pairs for on_insufficient_reference: error",
+        "too few independent families for on_insufficient_reference: error",
         lambda k: modelkin("check-config"),
-        r"the reference of setting digits:lenet/standard~lenet/standard would rest on 1 "
-        r"independently seeded zoo pair\(s\)",
-        _section("distances", on_insufficient_reference="error"),
+        r"the reference of setting digits:lenet/standard~lenet/standard would rest on 4 "
+        r"independent families of zoo models, fewer than distances.calibration.min_families \(5\)",
+        _section(
+            "distances",
+            on_insufficient_reference="error",
+            calibration={"min_families": 5, "min_partners": 2},
+        ),
     ),
     Case(
         "device: cuda where no GPU is visible",
@@ -242,35 +246,6 @@ CASES = [
         r"no_model\.h5 lacks the attribute\(s\) model ",
     ),
     Case(
-        "distance against a reference marked insufficient",
-        lambda k: modelkin(
-            "distance",
-            str(k["signature_a"]),
-            str(k["signature_b"]),
-            "--reference",
-            str(k["weak_reference"]),
-        ),
-        r"rests on 1 independently seeded pair\(s\), fewer than the 5 .*"
-        r"--allow-insufficient-reference to use it anyway$",
-    ),
-    Case(
-        "compare against a reference marked insufficient",
-        lambda k: modelkin(
-            "compare",
-            str(k["model_a"]),
-            str(k["model_b"]),
-            "--probe",
-            str(k["probe"]),
-            "--reference",
-            str(k["weak_reference"]),
-            "--device",
-            "cpu",
-            "--keep",
-            "kept",
-        ),
-        r"marks it insufficient\); train more zoo seeds",
-    ),
-    Case(
         "info of a file that is not a checkpoint",
         lambda k: modelkin("info", str(k["notes"])),
         r"^modelkin info: error: .*notes.txt",
@@ -297,8 +272,8 @@ def kit(digits_file, tmp_path_factory) -> dict[str, Path]:
     import torch
 
     from modelkin.checkpoint import load_checkpoint, save_checkpoint
-    from modelkin.distances import ReferenceDistance, make_probe, make_signature
-    from modelkin.io import file_sha256, write_json
+    from modelkin.distances import InsufficientReferenceWarning, make_probe, make_signature
+    from modelkin.distances.tables import distance_stage
     from modelkin.train import train_checkpoint
 
     root = tmp_path_factory.mktemp("kit")
@@ -331,21 +306,16 @@ def kit(digits_file, tmp_path_factory) -> dict[str, Path]:
     files["no_model"] = shutil.copy(files["signature_a"], root / "no_model.h5")
     with h5py.File(files["no_model"], "a") as handle:
         del handle.attrs["model"]
-    refs = {
-        m: ReferenceDistance(m, SETTING, 0.5, float("nan"), 1, 5, sufficient=False).to_dict()
-        for m in ("cos", "l1", "l2", "linf")
-    }
+    # The distance stage's own reference of two models: 2 families, fewer than calibration needs
     files["weak_reference"] = root / "zest_reference.json"
-    write_json(
-        files["weak_reference"],
-        {
-            "kind": "modelkin-reference-distances",
-            "method": "zest",
-            "threshold": 1.0,
-            "probe_sha256": {"digits": file_sha256(files["probe"])},
-            "references": {SETTING: refs},
-        },
-    )
+    with pytest.warns(InsufficientReferenceWarning):
+        distance_stage(
+            "zest",
+            ["digits/mlp/standard/i0-d0", "digits/mlp/standard/i1-d1"],
+            [files["signature_a"], files["signature_b"]],
+            root / "zest.csv",
+            files["weak_reference"],
+        )
     files["notes"] = root / "notes.txt"
     files["notes"].write_text("not a checkpoint\n")
     files["truncated"] = root / "truncated.h5"
@@ -402,7 +372,7 @@ def shlex_join(argv: list[str]) -> str:
     return shlex.join(argv)
 
 
-def test_a_reference_marked_insufficient_is_used_with_a_warning_when_asked(kit, tmp_path):
+def test_a_reference_with_too_few_families_gives_no_verdict_rather_than_a_guess(kit, tmp_path):
     proc = _run(
         modelkin(
             "distance",
@@ -410,11 +380,10 @@ def test_a_reference_marked_insufficient_is_used_with_a_warning_when_asked(kit, 
             str(kit["signature_b"]),
             "--reference",
             str(kit["weak_reference"]),
-            "--allow-insufficient-reference",
             "--json",
         ),
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "WARNING the reference of setting digits:mlp/standard~mlp/standard" in proc.stderr
-    assert json.loads(proc.stdout)["normalised"]["cos"]["reference_n"] == 1
+    cos = json.loads(proc.stdout)["verdicts"]["cos"]
+    assert cos["verdict"] == "not enough independent models" and cos["reference_families"] == 2

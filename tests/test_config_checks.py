@@ -161,9 +161,13 @@ def test_several_problems_give_one_line_each():
             r"derived.derivations.t.classes: class 10 does not exist in digits \(10 classes",
         ),
         (
-            {"distances__on_insufficient_reference": "error"},
+            {
+                "distances__on_insufficient_reference": "error",
+                "distances__calibration": {"min_families": 5, "min_partners": 2},
+            },
             r"distances: the reference of setting digits:lenet/standard~lenet/standard would "
-            r"rest on 1 independently seeded zoo pair\(s\), fewer than .*min_reference_pairs \(5\)",
+            r"rest on 4 independent families of zoo models, fewer than "
+            r"distances.calibration.min_families \(5\)",
         ),
         (
             {"training__overrides": [{"algorithm": "nope", "set": {"epochs": 1}}]},

@@ -213,5 +213,5 @@ def test_cli_runs_the_target_and_prints_the_summary(tiny_workflow, tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
     assert (
         "ModelDiff md_clean (A) vs md_patch (B)" in proc.stdout
-        and "counterfactual B md_patch" in proc.stdout
+        and "counterfactual (patch) B md_patch" in proc.stdout
     )
