@@ -32,4 +32,5 @@ def distance_job(config: dict[str, Any], catalog: ModelCatalog) -> dict[str, Any
         "min_reference_pairs": settings.get("min_reference_pairs", 5),
         "on_insufficient_reference": settings.get("on_insufficient_reference", "error"),
         "threshold": settings.get("threshold", 1.0),
+        "memory_budget_mb": config.get("memory_budget_mb"),
     }

@@ -75,12 +75,13 @@ class Member:
     def profile(self) -> tuple[str, str]:
         return self.lineage.profile
 
-    def read(self) -> Signature:
+    def read(self, lazy: bool = False) -> Signature:
+        """The signature (``lazy``: its array left on disk, read slice by slice)."""
         if isinstance(self.signature, Signature):
             return self.signature
         if self.signature is None:
             raise InputError(f"{self.model_id} has no signature")
-        return read_signature(self.signature)
+        return read_signature(self.signature, lazy=lazy)
 
 
 def setting_of(a: Member, b: Member) -> Setting:
@@ -123,8 +124,15 @@ def distance_table(
     min_reference_pairs: int = 5,
     on_insufficient_reference: str = "error",
     threshold: float = 1.0,
+    memory_budget_mb: float | None = None,
 ) -> DistanceTable:
-    """Compare every pair of ``members`` (with signatures of ``method``) that share a probe."""
+    """Compare every pair of ``members`` (with signatures of ``method``) that share a probe.
+
+    A method whose signatures are large (``streams_to_disk``: ModelGiF) compares them block by
+    block from their files, within ``memory_budget_mb`` (default: the configuration's).
+    """
+    from ..config import memory_budget_bytes
+
     entry = get_method(method)
     members = list(members)
     lineages = {m.model_id: m.lineage for m in members}
@@ -139,14 +147,16 @@ def distance_table(
     for m in members:
         groups.setdefault(m.dataset, []).append(m)
     for dataset, group in sorted(groups.items()):
-        signatures = [m.read() for m in group]
+        signatures = [m.read(lazy=entry.streams_to_disk) for m in group]
         for sig in signatures:
             if sig.method != method:
                 raise InputError(f"{sig.path} is a {sig.method} signature, not {method}")
             check_comparable(signatures[0], sig)
         probes[dataset] = signatures[0].probe_sha256
         signature_params = signatures[0].params
-        matrix = entry.pairwise([s.data for s in signatures])
+        matrix = entry.pairwise(
+            [s.data for s in signatures], memory_bytes=memory_budget_bytes(memory_budget_mb)
+        )
         matrices[dataset] = matrix
         for i, j in itertools.combinations(range(len(group)), 2):
             a, b = group[i], group[j]
@@ -265,6 +275,7 @@ def distance_stage(
     min_reference_pairs: int = 5,
     on_insufficient_reference: str = "error",
     threshold: float = 1.0,
+    memory_budget_mb: float | None = None,
 ) -> DistanceTable:
     """The workflow's distance table of one method, from the signature files alone."""
     if len(model_ids) != len(signatures):
@@ -278,6 +289,7 @@ def distance_stage(
         min_reference_pairs=min_reference_pairs,
         on_insufficient_reference=on_insufficient_reference,
         threshold=threshold,
+        memory_budget_mb=memory_budget_mb,
     )
     write_distance_table(table, output_csv, output_reference, threshold=threshold)
     return table

@@ -83,6 +83,10 @@ class SignatureMethod(ABC):
     # Two-stage probes (ModelGiF): candidates, then a selection by independent models' signatures.
     selects_probe: ClassVar[bool] = False
     same_architecture_only: ClassVar[bool] = False  # weight-space methods
+    # Large signatures (ModelGiF's fields): compute() takes ``out``, a callable
+    # ``out(shape, dtype, chunks)`` returning the file's dataset to fill as it computes, and the
+    # distance tables read the signatures slice by slice instead of whole.
+    streams_to_disk: ClassVar[bool] = False
 
     @abstractmethod
     def make_probe(self, prepared: str | Path, output: str | Path, **settings: Any) -> Path:
@@ -132,11 +136,19 @@ class SignatureMethod(ABC):
         valid = ", ".join(d.metric for d in self.distances)
         raise InputError(f"unknown {self.name} distance {metric!r}; valid: {valid}")
 
+    def storage_chunks(self, shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
+        """HDF5 chunk shape of a stored signature (None: the conventions' default)."""
+        return None
+
     def pairwise(
-        self, signatures: Sequence[np.ndarray], metrics: Sequence[str] | None = None
+        self,
+        signatures: Sequence[Any],
+        metrics: Sequence[str] | None = None,
+        memory_bytes: int | None = None,
     ) -> dict[str, np.ndarray]:
         """``{metric: (M, M) symmetric matrix}`` over ``signatures``; NaN where a pair is not
-        comparable (e.g. different architectures for a weight-space method)."""
+        comparable (e.g. different architectures for a weight-space method). ``memory_bytes``:
+        the memory budget of methods that compare in blocks (ignored here)."""
         from ..progress import progress
 
         entries = [self.distance(m) for m in metrics] if metrics else list(self.distances)

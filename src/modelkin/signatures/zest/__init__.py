@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...errors import InputError
 from ..base import Computed, Distance, SignatureMethod
 from . import distance as _d
 
@@ -36,6 +37,7 @@ class ZestMethod(SignatureMethod):
     class_axis = "class"
     probe_kind = "zest"
     probe_keys = ("split", "n_images", "n_samples", "kernel_size", "ratio", "max_dist", "seed")
+    signature_keys = ("precision",)
     # The lp norms are metrics for a fixed class correspondence (zest_distance(..., align=False)),
     # but Zest's greedy alignment picks a correspondence per pair and can break the triangle
     # inequality (tests/test_distances.py shows one), so no aligned distance is declared a metric.
@@ -69,9 +71,14 @@ class ZestMethod(SignatureMethod):
         defaults = self.settings_from_config(self.config_defaults(), "probe")
         return zest_probe_file(prepared, output, **{**defaults, **settings})
 
-    def compute(self, model, probe, *, device, chunk_size=None, **settings: Any) -> Computed:
+    def compute(
+        self, model, probe, *, device, chunk_size=None, precision: str = "fp32", **settings: Any
+    ) -> Computed:
         from .extract import ZestExtractor, ZestProbe
 
+        if settings:
+            raise InputError(f"unknown Zest signature setting(s) {sorted(settings)}")
         zest_probe = ZestProbe.from_stored(probe)
-        data = ZestExtractor(chunk_size, device).signature(model, zest_probe)
-        return Computed(data, dict(SIGNATURE_PARAMS), {"num_segments": zest_probe.num_segments})
+        data = ZestExtractor(chunk_size, device, precision).signature(model, zest_probe)
+        params = {**SIGNATURE_PARAMS, "precision": precision}
+        return Computed(data, params, {"num_segments": zest_probe.num_segments})
