@@ -23,6 +23,7 @@ from modelkin.hdf5 import StoredArray, create_empty_dataset
 from modelkin.measures import debiased_linear_cka, linear_cka, minibatch_cka
 from modelkin.models import seeded_model
 from modelkin.signatures import get_method, read_signature
+from modelkin.signatures.base import auto_chunk
 from modelkin.signatures.compute import signature_file
 from modelkin.signatures.gradfield.distance import gradfield_pairwise
 from modelkin.signatures.gradfield.extract import GradientField, storage_chunks
@@ -228,6 +229,14 @@ def test_gradfield_distances_from_disk_block_by_block_equal_in_memory(gradfield_
     tiny = method.pairwise(lazy, memory_bytes=1000)
     for metric, matrix in in_memory.items():
         np.testing.assert_allclose(tiny[metric], matrix, rtol=1e-12, atol=1e-13)
+
+
+def test_automatic_chunks_shrink_with_the_input_size():
+    sizes = {"cpu": 128, "cuda": 4096}
+    assert auto_chunk(sizes, "cpu", (1, 32, 32)) == auto_chunk(sizes, "cpu", (3, 32, 32)) == 128
+    assert auto_chunk(sizes, "cpu", (3, 224, 224)) == 2  # 128 / 49
+    assert auto_chunk(sizes, "cuda", (3, 224, 224)) == 83
+    assert auto_chunk(sizes, "cpu", (3, 1024, 1024)) == 1  # never 0
 
 
 # ---------------------------------------------------------------------------------------------

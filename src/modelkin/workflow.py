@@ -30,7 +30,7 @@ def snakemake_job(snakemake):
     the job began (Python, Snakemake's preamble, imports): ``done in W s (cpu C s, start-up cpu
     S s)``, which ``benchmarks/pipeline_stages.py`` sums per rule.
     """
-    startup_cpu = cpu_seconds()
+    own_start = startup_cpu = cpu_seconds()
     log_path = snakemake.log[0] if len(snakemake.log) else None
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
@@ -45,6 +45,11 @@ def snakemake_job(snakemake):
         os.environ[variable] = threads
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))
+    if "numpy" in sys.modules:  # its BLAS read the environment when it loaded: set it directly
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(int(threads), user_api="blas")
     start = time.perf_counter()
     try:
         logging.getLogger("modelkin").info("rule %s, threads %s", snakemake.rule, snakemake.threads)
@@ -52,7 +57,7 @@ def snakemake_job(snakemake):
         logging.getLogger("modelkin").info(
             "done in %.1f s (cpu %.1f s, start-up cpu %.2f s)",
             time.perf_counter() - start,
-            cpu_seconds() - startup_cpu,
+            cpu_seconds() - own_start,
             startup_cpu,
         )
     except BaseException:

@@ -30,6 +30,19 @@ if TYPE_CHECKING:
 
 # What a method may need from a model.
 NEEDS = ("logits", "gradients", "weights", "activations")
+# The input size the methods' automatic chunk sizes were measured at (CIFAR-10 / digits images).
+REFERENCE_INPUT = 3 * 32 * 32
+
+
+def auto_chunk(per_device: dict[str, int], device_type: str, input_shape: Sequence[int]) -> int:
+    """Images per forward pass when none is given: the device's size for 32x32 inputs, scaled
+    down in proportion to larger inputs (a 3x224x224 image's activations take 49 times a
+    3x32x32 image's), so that memory stays about the same at any input size; at least 1."""
+    base = per_device.get(device_type, per_device["cuda"])
+    pixels = 1
+    for n in input_shape:
+        pixels *= int(n)
+    return max(1, int(base * min(1.0, REFERENCE_INPUT / max(1, pixels))))
 
 
 @dataclass(frozen=True)

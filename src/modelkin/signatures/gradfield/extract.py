@@ -31,7 +31,7 @@ from ...device import resolve_device
 from ...errors import InputError
 from ...precision import DEFAULT_PRECISION, check_precision, compute_precision
 from ...progress import progress
-from ..base import Computed
+from ..base import Computed, auto_chunk
 from .probe import GradfieldProbe
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ class GradientField:
     ``baseline``: ``"zero"`` (0 in the model's normalised space: the model's
     ``input_mean``, the data set's mean colour), or a tensor broadcastable to the
     points: (C,), (C, H, W) or (N, C, H, W) in [0, 1] pixel space.
-    ``chunk_size`` counts images per forward pass (points x steps; at least one point's
-    steps); ``None`` picks a size per device (:data:`AUTO_CHUNK_SIZE`). ``precision`` is the
+    ``chunk_size`` counts images per forward pass (points x steps, or a block of one point's
+    steps when they do not all fit); ``None`` picks a size per device
+    (:data:`AUTO_CHUNK_SIZE`, scaled down for inputs larger than 3x32x32). ``precision`` is the
     arithmetic of the forward and backward passes (:mod:`modelkin.precision`); the path sums are
     float64 whatever it is.
     """
@@ -155,24 +156,37 @@ class GradientField:
             out = np.empty((n, k, dims), dtype=np.float32)
         elif tuple(out.shape) != (n, k, dims):
             raise InputError(f"out has shape {tuple(out.shape)}, the field {(n, k, dims)}")
-        chunk = self.chunk_size or AUTO_CHUNK_SIZE.get(device.type, AUTO_CHUNK_SIZE["cuda"])
-        per_chunk = max(1, chunk // k)
-        for start in progress(range(0, n, per_chunk), desc="gradient fields"):
-            stop = min(start + per_chunk, n)
-            x = points[start:stop].to(device)
-            x0 = baseline[start:stop].to(device)
+        chunk = self.chunk_size or auto_chunk(AUTO_CHUNK_SIZE, device.type, points.shape[1:])
+        # Whole points while a point's steps fit in a chunk, else one point in blocks of steps
+        # (the cumulative sum carried from block to block).
+        per_chunk, step_block = (max(1, chunk // k), k) if chunk >= k else (1, chunk)
+        blocks = [
+            (p0, min(p0 + per_chunk, n), s0, min(s0 + step_block, k))
+            for p0 in range(0, n, per_chunk)
+            for s0 in range(0, k, step_block)
+        ]
+        running = None
+        for p0, p1, s0, s1 in progress(blocks, desc="gradient fields"):
+            m, j = p1 - p0, s1 - s0
+            x = points[p0:p1].to(device)
+            x0 = baseline[p0:p1].to(device)
             diff = x - x0
-            path = (x0.unsqueeze(1) + alphas * diff.unsqueeze(1)).reshape(-1, *x.shape[1:])
+            path = (x0.unsqueeze(1) + alphas[:, s0:s1] * diff.unsqueeze(1)).reshape(
+                -1, *x.shape[1:]
+            )
             path.requires_grad_(True)
-            chosen = targets[start:stop].to(device).repeat_interleave(k)
+            chosen = targets[p0:p1].to(device).repeat_interleave(j)
             with compute_precision(self.precision, device):
                 logits = model(path)
                 (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).float().sum(), path)
             # The cumulative sum runs in float64 so that F_K
             # matches a direct sum to float32 precision.
-            field = (grad.reshape(stop - start, k, dims).double() * weights).cumsum(dim=1)
-            field = field * diff.reshape(stop - start, 1, dims).double()
-            out[start:stop] = field.float().cpu().numpy().astype(out.dtype, copy=False)
+            summed = (grad.reshape(m, j, dims).double() * weights[:, s0:s1]).cumsum(dim=1)
+            if s0 > 0 and running is not None:
+                summed = summed + running[:, None, :]
+            running = summed[:, -1]
+            field = summed * diff.reshape(m, 1, dims).double()
+            out[p0:p1, s0:s1] = field.float().cpu().numpy().astype(out.dtype, copy=False)
         return out
 
 

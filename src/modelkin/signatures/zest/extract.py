@@ -30,6 +30,7 @@ from ...device import resolve_device
 from ...errors import InputError
 from ...precision import DEFAULT_PRECISION, check_precision, compute_precision
 from ...progress import progress
+from ..base import auto_chunk
 from ..store import Probe, SignatureError, read_probe, write_probe
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,8 @@ class ZestExtractor:
     ``chunk_size`` is the number of perturbed images per forward pass; peak memory is
     that many images (plus the model's activations) and the (N, S, C) logits. ``None``
     picks a size per device (:data:`AUTO_CHUNK_SIZE`): large chunks on CUDA, small ones on
-    CPU, where big batches of convolutions run 2-3x slower (their activations leave the cache).
+    CPU, where big batches of convolutions run 2-3x slower (their activations leave the cache),
+    scaled down for inputs larger than 3x32x32 (:func:`~modelkin.signatures.base.auto_chunk`).
     ``precision`` is the arithmetic of the forward passes (:mod:`modelkin.precision`); the
     logits are kept and regressed in float32/float64 whatever it is.
     """
@@ -336,7 +338,7 @@ class ZestExtractor:
             torch.as_tensor(probe.hide_color, device=device).reshape(1, -1, 1, 1).expand(1, c, 1, 1)
         )
         total = n * samples
-        chunk = self.chunk_size or AUTO_CHUNK_SIZE.get(device.type, AUTO_CHUNK_SIZE["cuda"])
+        chunk = self.chunk_size or auto_chunk(AUTO_CHUNK_SIZE, device.type, (c, h, w))
         logits = None
         check_precision(self.precision, device)
         for start in progress(range(0, total, chunk), desc="zest queries"):
