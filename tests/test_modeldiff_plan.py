@@ -86,6 +86,7 @@ def test_job_settings(config):
             "rescale_inverse": True,
             "batch_size": None,
             "max_projection_mib": 1024,
+            "precision": "fp32",
         },
         "checkpoint_index": 1,
         "train_data": "as_trained",
@@ -93,6 +94,7 @@ def test_job_settings(config):
         "n_targets": 100,
         "target_patch": PATCH,
         "device": "cpu",
+        "memory_budget_mb": 8000,
     }
     assert plan.lds_subset_job(2) == {
         "subset_index": 2,

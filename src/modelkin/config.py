@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,29 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             f"config file {path} must hold a mapping of settings, not {type(config).__name__}"
         )
     return config
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_defaults() -> dict[str, Any]:
+    return validate_config({})
+
+
+def schema_default(*keys: str) -> Any:
+    """The schema's default of one setting, e.g. ``schema_default("memory_budget_mb")`` or
+    ``schema_default("modeldiff", "trak", "precision")`` (the one source of every default)."""
+    value: Any = _schema_defaults()
+    for key in keys:
+        value = value[key]
+    return copy.deepcopy(value)
+
+
+def memory_budget_bytes(memory_budget_mb: float | None = None) -> int:
+    """The memory budget in bytes: ``memory_budget_mb`` (the config's setting), else the schema's
+    default."""
+    mb = schema_default("memory_budget_mb") if memory_budget_mb is None else memory_budget_mb
+    if not mb or mb <= 0:
+        raise ConfigError(f"memory_budget_mb must be a positive number of MB, got {mb!r}")
+    return int(float(mb) * 1_000_000)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

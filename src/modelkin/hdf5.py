@@ -78,14 +78,70 @@ def write_attrs(handle: Any, attrs: Mapping[str, Any]) -> None:
         handle.attrs[key] = encode_attr(attrs[key])
 
 
-def create_dataset(handle: Any, name: str, array: Any, *, compress: bool | None = None) -> None:
-    """One dataset, compressed when large (or as ``compress`` says), without timestamps."""
+def create_dataset(
+    handle: Any,
+    name: str,
+    array: Any,
+    *,
+    compress: bool | None = None,
+    chunks: tuple[int, ...] | None = None,
+) -> None:
+    """One dataset, compressed when large (or as ``compress`` says), without timestamps;
+    ``chunks``: its HDF5 chunk shape when compressed (default: h5py's guess)."""
     array = np.asarray(array)
     big = array.nbytes > COMPRESS_ABOVE_BYTES if compress is None else compress
     options: dict[str, Any] = {"track_times": False}
     if big and array.ndim > 0:
-        options.update(compression="gzip", compression_opts=1, shuffle=True, chunks=True)
+        options.update(compression="gzip", compression_opts=1, shuffle=True, chunks=chunks or True)
     handle.create_dataset(name, data=array, **options)
+
+
+def create_empty_dataset(
+    handle: Any,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    *,
+    chunks: tuple[int, ...] | None = None,
+) -> Any:
+    """A dataset to be filled block by block (streamed), chunked and compressed as
+    :func:`create_dataset` stores large arrays; returns the h5py dataset."""
+    dtype = np.dtype(dtype)
+    options: dict[str, Any] = {"track_times": False}
+    if int(np.prod(shape)) * dtype.itemsize > COMPRESS_ABOVE_BYTES and len(shape) > 0:
+        options.update(compression="gzip", compression_opts=1, shuffle=True, chunks=chunks or True)
+    return handle.create_dataset(name, shape=shape, dtype=dtype, **options)
+
+
+class StoredArray:
+    """A dataset of an HDF5 file, read slice by slice on demand (``shape``, ``dtype``, ``ndim``,
+    ``len`` and ``[...]`` as an array; ``np.asarray`` reads it whole)."""
+
+    def __init__(self, path: str | Path, name: str, shape: tuple[int, ...], dtype: Any):
+        self.path = Path(path)
+        self.name = name
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r") as handle:
+            return np.asarray(handle[self.name][key])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[()]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"StoredArray({str(self.path)!r}, {self.name!r}, shape={self.shape}, {self.dtype})"
 
 
 @contextmanager

@@ -6,8 +6,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
 import time
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (every thread), and of its waited-for
+    children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @contextlib.contextmanager
@@ -16,7 +25,12 @@ def snakemake_job(snakemake):
 
     Torch is not imported here (table and plot jobs never need it); its thread pools read the
     job's ``threads:`` from the environment when a job does import it.
+
+    The log ends with the job's wall time, its CPU time and the CPU time its process spent before
+    the job began (Python, Snakemake's preamble, imports): ``done in W s (cpu C s, start-up cpu
+    S s)``, which ``benchmarks/pipeline_stages.py`` sums per rule.
     """
+    own_start = startup_cpu = cpu_seconds()
     log_path = snakemake.log[0] if len(snakemake.log) else None
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
@@ -31,11 +45,21 @@ def snakemake_job(snakemake):
         os.environ[variable] = threads
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))
+    if "numpy" in sys.modules:  # its BLAS read the environment when it loaded: set it directly
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(int(threads), user_api="blas")
     start = time.perf_counter()
     try:
         logging.getLogger("modelkin").info("rule %s, threads %s", snakemake.rule, snakemake.threads)
         yield snakemake
-        logging.getLogger("modelkin").info("done in %.1f s", time.perf_counter() - start)
+        logging.getLogger("modelkin").info(
+            "done in %.1f s (cpu %.1f s, start-up cpu %.2f s)",
+            time.perf_counter() - start,
+            cpu_seconds() - own_start,
+            startup_cpu,
+        )
     except BaseException:
         logging.getLogger("modelkin").exception("failed after %.1f s", time.perf_counter() - start)
         raise

@@ -43,6 +43,7 @@ rule trak_scores:
         runtime=20,
     params:
         out_to_loss=MD["trak"]["out_to_loss"],
+        memory_budget_mb=config["memory_budget_mb"],
     script:
         "../scripts/trak_scores.py"
 

@@ -7,4 +7,5 @@ with snakemake_job(snakemake):
         list(snakemake.input),
         algorithm=snakemake.wildcards.algorithm,
         out_to_loss=snakemake.params.out_to_loss,
+        memory_budget_mb=snakemake.params.memory_budget_mb,
     )

@@ -17,8 +17,15 @@ from ..errors import InputError
 from ..io import file_sha256
 from ..train import TrainRecipe, load_training_split
 from .settings import AttributionError, TrakSettings
-from .store import FEATURES_KIND, SCORES_KIND, StoredArrays, read_arrays, write_arrays
-from .trak import CheckpointFeatures, ensemble_scores, featurize, mean_out_to_loss
+from .store import (
+    FEATURES_KIND,
+    SCORES_KIND,
+    StoredArrays,
+    read_arrays,
+    read_attributes,
+    streamed_arrays,
+)
+from .trak import CheckpointFeatures
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +75,14 @@ def featurize_checkpoint_file(
     n_targets: int | None = None,
     target_patch: dict[str, Any] | None = None,
     device: str = "auto",
+    memory_budget_mb: float | None = None,
 ) -> Path:
     """Featurise one checkpoint on its training data and the targets; write an HDF5 features
-    file."""
+    file, block by block within ``memory_budget_mb`` (default: the configuration's)."""
+    from ..config import memory_budget_bytes
+    from ..device import resolve_device
+    from .streaming import featurize_to_file
+
     settings = settings if isinstance(settings, TrakSettings) else TrakSettings.from_dict(settings)
     ckpt = load_checkpoint(checkpoint, device="cpu")
     if "recipe" not in ckpt.meta:
@@ -80,15 +92,6 @@ def featurize_checkpoint_file(
         )
     train = attribution_training_split(prepared, ckpt.meta["recipe"], train_data)
     test = target_split(prepared, targets, n_targets, target_patch)
-    features = featurize(
-        ckpt.model,
-        train,
-        test,
-        settings,
-        checkpoint_index=checkpoint_index,
-        device=device,
-        desc=f"TRAK {ckpt.name}",
-    )
     recipe = ckpt.meta["recipe"]
     data = {
         "prepared": str(prepared),
@@ -103,15 +106,8 @@ def featurize_checkpoint_file(
         "n_targets_limit": n_targets,
         "target_patch": target_patch or None,
     }
-    write_arrays(
+    with streamed_arrays(
         output,
-        {
-            "train_features": features.train_features.numpy(),
-            "out_to_loss": features.out_to_loss.numpy(),
-            "target_grads": features.target_grads.numpy(),
-            "train_labels": train.y.numpy(),
-            "target_labels": test.y.numpy(),
-        },
         kind=FEATURES_KIND,
         method="trak",
         params=settings.feature_params(),
@@ -122,18 +118,34 @@ def featurize_checkpoint_file(
             "train_labels": ("train",),
             "target_labels": ("target",),
         },
-        attrs={
-            "checkpoint": str(checkpoint),
-            "checkpoint_sha256": ckpt.sha256,
-            "model": {
-                k: ckpt.meta.get(k)
-                for k in ("name", "arch", "dataset", "algorithm", "init_seed", "data_seed")
-            },
-            "data": data,
-            "info": features.info,
-        },
-    )
-    log.info("%s: TRAK features %s (%s)", ckpt.name, output, features.info)
+    ) as writer:
+        out_to_loss, info = featurize_to_file(
+            writer,
+            ckpt.model,
+            train,
+            test,
+            settings,
+            checkpoint_index=checkpoint_index,
+            device=resolve_device(device),
+            memory_bytes=memory_budget_bytes(memory_budget_mb),
+            desc=f"TRAK {ckpt.name}",
+        )
+        writer.write("out_to_loss", out_to_loss)
+        writer.write("train_labels", train.y.numpy())
+        writer.write("target_labels", test.y.numpy())
+        writer.attrs.update(
+            {
+                "checkpoint": str(checkpoint),
+                "checkpoint_sha256": ckpt.sha256,
+                "model": {
+                    k: ckpt.meta.get(k)
+                    for k in ("name", "arch", "dataset", "algorithm", "init_seed", "data_seed")
+                },
+                "data": data,
+                "info": info,
+            }
+        )
+    log.info("%s: TRAK features %s (%s)", ckpt.name, output, info)
     return Path(output)
 
 
@@ -154,67 +166,85 @@ def score_feature_files(
     *,
     algorithm: str | None = None,
     out_to_loss: bool = True,
+    memory_budget_mb: float | None = None,
 ) -> Path:
-    """Ensemble the checkpoints' features into TRAK scores [n_train × n_targets] (HDF5).
+    """Ensemble the checkpoints' features into TRAK scores [n_train × n_targets] (HDF5), block by
+    block within ``memory_budget_mb`` (default: the configuration's).
 
     ``out_to_loss``: weight each training example's row by its mean 1 − p_y (traker's Q), or
     not. The file also holds that mean (``out_to_loss``, [n_train]) either way, so the other
     weighting can be recovered.
     """
+    from ..config import memory_budget_bytes
+    from .streaming import scores_to_file
+
     if not feature_files:
         raise AttributionError(
             "no feature files given; list at least one checkpoint's TRAK features"
         )
-    loaded = [read_features(path) for path in feature_files]
-    reference = loaded[0][1]
-    for _, stored in loaded[1:]:
+    hint = "make it with `snakemake --cores 2 {}`"
+    headers = [read_attributes(p, FEATURES_KIND, hint.format(p)) for p in feature_files]
+    labels = [_labels(p) for p in feature_files]
+    reference, reference_path = headers[0], feature_files[0]
+    others = zip(headers[1:], feature_files[1:], labels[1:], strict=True)
+    for attrs, path, (train_labels, _) in others:
         for key in ("params", "data"):
-            if stored.attrs[key] != reference.attrs[key]:
+            if attrs[key] != reference[key]:
                 raise AttributionError(
-                    f"{stored.path} and {reference.path} differ in {key} ({stored.attrs[key]} vs "
-                    f"{reference.attrs[key]}); featurise every checkpoint of an ensemble with "
+                    f"{path} and {reference_path} differ in {key} ({attrs[key]} vs "
+                    f"{reference[key]}); featurise every checkpoint of an ensemble with "
                     "the same settings and data"
                 )
-        if not np.array_equal(stored["train_labels"], reference["train_labels"]):
+        if not np.array_equal(train_labels, labels[0][0]):
             raise AttributionError(
-                f"{stored.path} and {reference.path} were featurised on different training examples"
+                f"{path} and {reference_path} were featurised on different training examples"
             )
-    indices = [stored.attrs["info"].get("checkpoint_index") for _, stored in loaded]
+    indices = [attrs["info"].get("checkpoint_index") for attrs in headers]
     if len(set(indices)) != len(indices):
         log.warning(
             "checkpoints share projection matrices (checkpoint indices %s); their errors are "
             "correlated",
             indices,
         )
-    features = [f for f, _ in loaded]
-    scores = ensemble_scores(features, out_to_loss=out_to_loss)
-    write_arrays(
+    with streamed_arrays(
         output,
-        {
-            "scores": scores.numpy(),
-            "out_to_loss": mean_out_to_loss(features).numpy(),
-            "train_labels": reference["train_labels"],
-            "target_labels": reference["target_labels"],
-        },
         kind=SCORES_KIND,
         method="trak",
-        params={**reference.params, "out_to_loss": bool(out_to_loss)},
+        params={**reference["params"], "out_to_loss": bool(out_to_loss)},
         axes={
             "scores": ("train", "target"),
             "out_to_loss": ("train",),
             "train_labels": ("train",),
             "target_labels": ("target",),
         },
-        attrs={
-            "algorithm": algorithm or reference.attrs["model"].get("algorithm"),
-            "data": reference.attrs["data"],
-            "checkpoints": [stored.attrs["checkpoint"] for _, stored in loaded],
-            "checkpoint_sha256s": [stored.attrs["checkpoint_sha256"] for _, stored in loaded],
-            "models": [stored.attrs["model"] for _, stored in loaded],
-            "features": [str(path) for path in feature_files],
-        },
-    )
+    ) as writer:
+        mean_q = scores_to_file(
+            writer,
+            feature_files,
+            out_to_loss=out_to_loss,
+            memory_bytes=memory_budget_bytes(memory_budget_mb),
+        )
+        writer.write("out_to_loss", mean_q)
+        writer.write("train_labels", labels[0][0])
+        writer.write("target_labels", labels[0][1])
+        writer.attrs.update(
+            {
+                "algorithm": algorithm or reference["model"].get("algorithm"),
+                "data": reference["data"],
+                "checkpoints": [attrs["checkpoint"] for attrs in headers],
+                "checkpoint_sha256s": [attrs["checkpoint_sha256"] for attrs in headers],
+                "models": [attrs["model"] for attrs in headers],
+                "features": [str(path) for path in feature_files],
+            }
+        )
     return Path(output)
+
+
+def _labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return handle["train_labels"][()], handle["target_labels"][()]
 
 
 def read_scores(path: str | Path) -> StoredArrays:

@@ -30,6 +30,7 @@ class TrakSettings:
     )
     batch_size: int | None = None  # None: 64 on CPU, 512 on CUDA
     max_projection_mib: float = 1024.0  # projection matrix block kept in memory at once
+    precision: str = "fp32"  # gradients and projection: fp32, bf16 (autocast) or tf32 (CUDA)
 
     def __post_init__(self) -> None:
         if self.proj_dim is not None and self.proj_dim < 1:
@@ -44,6 +45,9 @@ class TrakSettings:
             raise InputError(f"batch_size must be >= 1 or None, not {self.batch_size}")
         if self.max_projection_mib <= 0:
             raise InputError(f"max_projection_mib must be > 0, not {self.max_projection_mib}")
+        from ..precision import check_precision
+
+        check_precision(self.precision)
         if not isinstance(self.out_to_loss, bool):
             raise InputError(f"out_to_loss must be true or false, not {self.out_to_loss!r}")
 

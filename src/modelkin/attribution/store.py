@@ -9,7 +9,8 @@ them, JSON otherwise; no timestamps, so identical inputs give identical files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..hdf5 import StoreError, create_dataset, create_store, open_store, read_attrs, write_attrs
+from ..hdf5 import (
+    StoreError,
+    create_dataset,
+    create_empty_dataset,
+    create_store,
+    open_store,
+    read_attrs,
+    write_attrs,
+)
 from ..io import atomic_path
 
 FEATURES_KIND = "modelkin-trak-features"
@@ -95,6 +104,83 @@ def write_arrays(
                 create_dataset(target, name, array)
         write_attrs(handle, header)
     return path
+
+
+class StreamedArrays:
+    """A file of the attribution stage being written block by block (see
+    :func:`streamed_arrays`): :meth:`create` a dataset and fill it, or :meth:`write` a small one;
+    ``attrs`` may grow until the file is closed."""
+
+    def __init__(self, handle: Any, path: Path):
+        self.handle = handle
+        self.path = path
+        self.attrs: dict[str, Any] = {}
+
+    def create(
+        self, name: str, shape: tuple[int, ...], dtype: Any = np.float32, rows: int | None = None
+    ) -> Any:
+        """An empty dataset (chunks of ``rows`` rows, default ~1 MiB) to fill block by block."""
+        shape = tuple(int(n) for n in shape)
+        row_bytes = max(1, int(np.prod(shape[1:])) * np.dtype(dtype).itemsize)
+        rows = rows or max(1, (1 << 20) // row_bytes)
+        chunks = (max(1, min(rows, shape[0])), *shape[1:]) if shape and shape[0] else None
+        return create_empty_dataset(self.handle, name, shape, dtype, chunks=chunks)
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        self.check(name, array)
+        create_dataset(self.handle, name, array)
+
+    def check(self, name: str, block: Any) -> None:
+        """Refuse non-finite values before they reach the file (which then never appears)."""
+        block = np.asarray(block)
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise InputError(
+                f"{name} holds {int((~np.isfinite(block)).sum())} non-finite values; not writing "
+                f"{self.path}"
+            )
+
+
+@contextmanager
+def streamed_arrays(
+    path: str | Path,
+    *,
+    kind: str,
+    method: str,
+    params: Mapping[str, Any],
+    axes: Mapping[str, tuple[str, ...] | list[str]],
+) -> Iterator[StreamedArrays]:
+    """Write an attribution file block by block, with the same layout and attributes as
+    :func:`write_arrays` (atomically: it appears when the block closes without error)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, create_store(tmp) as handle:
+        writer = StreamedArrays(handle, path)
+        yield writer
+        for name in handle:
+            if name not in axes or handle[name].ndim != len(axes[name]):
+                raise InputError(f"{name} of {path} has no axis names or the wrong number")
+        header = {
+            "modelkin_kind": kind,
+            "method": method,
+            "params": dict(params),
+            "axes": {k: list(v) for k, v in axes.items()},
+            "modelkin_version": __version__,
+        }
+        clash = set(header) & set(writer.attrs)
+        if clash:
+            raise InputError(f"attrs may not override {sorted(clash)}")
+        write_attrs(handle, {**header, **writer.attrs})
+
+
+def read_attributes(path: str | Path, kind: str, how_to_make: str) -> dict[str, Any]:
+    """The attributes of an attribution file of ``kind``, without reading its arrays."""
+    path = Path(path)
+    with open_store(path, "attribution file", how_to_make, AttributionFileError) as handle:
+        attrs = read_attrs(handle)
+    if attrs.get("modelkin_kind") != kind:
+        raise AttributionFileError(
+            f"{path} is not a {kind} file (it says {attrs.get('modelkin_kind')!r}); {how_to_make}"
+        )
+    return attrs
 
 
 def read_arrays(path: str | Path, kind: str, how_to_make: str) -> StoredArrays:

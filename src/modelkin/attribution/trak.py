@@ -25,9 +25,9 @@ the
   setting means the same for any gradient scale. With ``proj_dim`` ≥ n_train, Φ_mᵀ Φ_m is singular;
   traker then silently inverts a singular fp32 matrix, modelkin refuses and names the fix
   (``ridge``).
-* **Precision**: gradients, projections and scores in float32 (traker: float16 by default on GPU);
-the
-  kernel is formed and inverted in float64 through an eigendecomposition.
+* **Precision**: gradients, projections and scores in float32 by default (traker: float16 by
+  default on GPU), or bf16/tf32 (``precision``; :mod:`modelkin.precision`); the kernel is formed
+  and inverted in float64 through an eigendecomposition.
 * **Projection matrix**: generated once per checkpoint, on the compute device, and reused for every
   batch of training and target examples (traker's CPU projector regenerates it block by block for
   every batch, which dominates its running time). Each parameter tensor's rows are drawn in blocks
@@ -88,19 +88,14 @@ class CheckpointFeatures:
 # Kernel
 
 
-def kernel_features(
-    train_grads: torch.Tensor,
-    *,
-    ridge: float = 0.0,
-    rescale_inverse: bool = True,
-    device: torch.device | str = "cpu",
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """F = Φ (ΦᵀΦ + λI)⁻¹ [/ mean|(ΦᵀΦ + λI)⁻¹|], with λ = ridge × mean eigenvalue of ΦᵀΦ."""
-    device = resolve_device(device)
-    phi = train_grads.to(device=device, dtype=torch.float64)
-    n, k = phi.shape
-    gram = phi.T @ phi
-    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+def kernel_inverse(
+    gram: torch.Tensor, n: int, *, ridge: float = 0.0, rescale_inverse: bool = True
+) -> tuple[torch.Tensor, float, dict[str, float]]:
+    """(ΦᵀΦ + λI)⁻¹ (float64), the scale it is divided by (1, or its mean absolute entry with
+    ``rescale_inverse``) and the kernel's λ and condition number, from the k × k ``gram`` = ΦᵀΦ
+    of ``n`` training examples."""
+    k = gram.shape[0]
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram.to(torch.float64))
     top = float(eigenvalues[-1].clamp_min(0))
     if top == 0.0:
         raise AttributionError(
@@ -122,13 +117,62 @@ def kernel_features(
         )
     inverse = (eigenvectors / shifted) @ eigenvectors.T
     scale = float(inverse.abs().mean()) if rescale_inverse else 1.0
-    features = (phi @ inverse) / scale
     info = {"lambda": lam, "inverse_scale": scale, "condition_number": top / smallest + 0.0}
+    return inverse, scale, info
+
+
+def kernel_features(
+    train_grads: torch.Tensor,
+    *,
+    ridge: float = 0.0,
+    rescale_inverse: bool = True,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """F = Φ (ΦᵀΦ + λI)⁻¹ [/ mean|(ΦᵀΦ + λI)⁻¹|], with λ = ridge × mean eigenvalue of ΦᵀΦ."""
+    device = resolve_device(device)
+    phi = train_grads.to(device=device, dtype=torch.float64)
+    inverse, scale, info = kernel_inverse(
+        phi.T @ phi, phi.shape[0], ridge=ridge, rescale_inverse=rescale_inverse
+    )
+    features = (phi @ inverse) / scale
     return features.to(torch.float32).cpu(), info
 
 
 # ---------------------------------------------------------------------------------------------
 # Featurising one checkpoint and scoring an ensemble
+
+
+def projection_setup(
+    model: nn.Module,
+    train,
+    targets,
+    settings: TrakSettings,
+    checkpoint_index: int,
+    device: torch.device,
+) -> tuple[list[tuple[str, Any, int]], GradientProjector]:
+    """The (name, batches, n) sources ``train`` and ``targets`` and the checkpoint's projector."""
+    batch_size = (
+        settings.batch_size or DEFAULT_BATCH[device.type if device.type in DEFAULT_BATCH else "cpu"]
+    )
+    sources = []
+    for name, data in (("train", train), ("targets", targets)):
+        batches, n = batch_source(data, batch_size)
+        sources.append((name, batches, n if n is not None else count_examples(batches)))
+    param_sizes = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
+    if len(param_sizes) != len(list(model.parameters())):
+        raise AttributionError(
+            "TRAK takes gradients with respect to every parameter; unfreeze the model's parameters"
+        )
+    projector = GradientProjector(
+        param_sizes,
+        settings.proj_dim,
+        settings.proj_type,
+        settings.seed,
+        checkpoint_index,
+        device,
+        settings.max_projection_mib,
+    )
+    return sources, projector
 
 
 def featurize(
@@ -149,32 +193,15 @@ def featurize(
     """
     settings = settings or TrakSettings()
     device = resolve_device(device)
-    batch_size = (
-        settings.batch_size or DEFAULT_BATCH[device.type if device.type in DEFAULT_BATCH else "cpu"]
-    )
     was_training = model.training
     model.to(device).eval()
     try:
-        sources = []
-        for name, data in (("train", train), ("targets", targets)):
-            batches, n = batch_source(data, batch_size)
-            sources.append((name, batches, n if n is not None else count_examples(batches)))
-        param_sizes = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
-        if len(param_sizes) != len(list(model.parameters())):
-            raise AttributionError(
-                "TRAK takes gradients with respect to every parameter; unfreeze the model's "
-                "parameters"
-            )
-        projector = GradientProjector(
-            param_sizes,
-            settings.proj_dim,
-            settings.proj_type,
-            settings.seed,
-            checkpoint_index,
-            device,
-            settings.max_projection_mib,
+        sources, projector = projection_setup(
+            model, train, targets, settings, checkpoint_index, device
         )
-        projected = project_gradients(model, sources, projector, device, desc)
+        projected = project_gradients(
+            model, sources, projector, device, desc, precision=settings.precision
+        )
     finally:
         model.train(was_training)
     train_grads, out_to_loss = projected["train"]

@@ -66,7 +66,7 @@ def signature_distances(a: Any, b: Any, metrics: Sequence[str] | None = None) ->
     a = read_signature(a) if isinstance(a, (str, Path)) else a
     b = read_signature(b) if isinstance(b, (str, Path)) else b
     check_comparable(a, b)
-    matrices = get_method(a.method).pairwise([a.data, b.data], metrics)
+    matrices = get_method(a.method).pairwise([a, b], metrics)
     return {metric: float(matrix[0, 1]) for metric, matrix in matrices.items()}
 
 

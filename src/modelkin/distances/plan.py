@@ -32,4 +32,5 @@ def distance_job(config: dict[str, Any], catalog: ModelCatalog) -> dict[str, Any
         "models": distance_models(config, catalog),
         "calibration": dict(settings["calibration"]),
         "on_insufficient_reference": settings["on_insufficient_reference"],
+        "memory_budget_mb": config.get("memory_budget_mb"),
     }

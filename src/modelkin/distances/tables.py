@@ -79,12 +79,13 @@ class Member:
     def profile(self) -> tuple[str, str]:
         return self.lineage.profile
 
-    def read(self) -> Signature:
+    def read(self, lazy: bool = False) -> Signature:
+        """The signature (``lazy``: its array left on disk, read slice by slice)."""
         if isinstance(self.signature, Signature):
             return self.signature
         if self.signature is None:
             raise InputError(f"{self.model_id} has no signature")
-        return read_signature(self.signature)
+        return read_signature(self.signature, lazy=lazy)
 
 
 def side_of(member: Member) -> Side:
@@ -138,9 +139,16 @@ def distance_table(
     *,
     calibration: CalibrationSettings | Mapping[str, Any] | None = None,
     on_insufficient_reference: str = "warn",
+    memory_budget_mb: float | None = None,
 ) -> DistanceTable:
     """Compare every pair of ``members`` (with signatures of ``method``) that share a probe, and
-    judge each pair against the unrelated pairs of its setting (:mod:`.calibration`)."""
+    judge each pair against the unrelated pairs of its setting (:mod:`.calibration`).
+
+    A method whose signatures are large (``streams_to_disk``: ModelGiF) compares them block by
+    block from their files, within ``memory_budget_mb`` (default: the configuration's).
+    """
+    from ..config import memory_budget_bytes
+
     entry = get_method(method)
     settings = (
         calibration
@@ -162,7 +170,7 @@ def distance_table(
     for m in members:
         groups.setdefault(m.dataset, []).append(m)
     for dataset, group in sorted(groups.items()):
-        signatures = [m.read() for m in group]
+        signatures = [m.read(lazy=entry.streams_to_disk) for m in group]
         for sig in signatures:
             if sig.method != method:
                 raise InputError(f"{sig.path} is a {sig.method} signature, not {method}")
@@ -170,7 +178,7 @@ def distance_table(
         probes[dataset] = signatures[0].probe_sha256
         probe_paths[dataset] = str(signatures[0].attrs.get("probe", ""))
         signature_params = signatures[0].params
-        matrix = entry.pairwise(signatures)
+        matrix = entry.pairwise(signatures, memory_bytes=memory_budget_bytes(memory_budget_mb))
         matrices[dataset] = matrix
         for i, j in itertools.combinations(range(len(group)), 2):
             a, b = group[i], group[j]
@@ -325,6 +333,7 @@ def distance_stage(
     *,
     calibration: Mapping[str, Any] | None = None,
     on_insufficient_reference: str = "warn",
+    memory_budget_mb: float | None = None,
 ) -> DistanceTable:
     """The workflow's distance table of one method, from the signature files alone."""
     if len(model_ids) != len(signatures):
@@ -337,6 +346,7 @@ def distance_stage(
         members,
         calibration=calibration,
         on_insufficient_reference=on_insufficient_reference,
+        memory_budget_mb=memory_budget_mb,
     )
     write_distance_table(table, output_csv, output_reference)
     return table

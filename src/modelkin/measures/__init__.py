@@ -11,6 +11,9 @@ Registry names (``compute(name, X, Y, **params)``; metadata in ``REGISTRY``):
 * ``rbf_cka`` - ``rbf_cka(X, Y, threshold=0.5)``: CKA with RBF kernels, bandwidth
   = threshold x median inter-sample distance (the CKA authors' notebook).
 * ``debiased_cka`` - ``debiased_linear_cka(X, Y)``: linear CKA, unbiased HSIC.
+* ``minibatch_cka`` - ``minibatch_cka(X, Y, batch_size=256)``: linear CKA from the unbiased
+  HSIC of consecutive minibatches (Nguyen et al. 2021); what the similarity stage streams when
+  the activations exceed the memory budget.
 * ``cca`` - ``mean_squared_cca(X, Y, center=True)``: mean squared canonical
   correlation; ``center=False`` is the notebook's uncentred variant.
 * ``svcca`` - ``svcca(X, Y, keep_variance=0.99, keep_dims=None)``: SVD reduction,
@@ -38,6 +41,7 @@ from .basic import mean_squared_error, reference_l2
 from .cca import canonical_correlations, mean_squared_cca, pwcca, reference_cca, svcca
 from .cka import debiased_linear_cka, linear_cka, rbf_cka, reference_cka
 from .convert import to_matrix
+from .minibatch import MinibatchCKA, minibatch_cka
 from .procrustes import procrustes_distance
 from .registry import INVARIANCES, REGISTRY, MeasureInfo, compute, get_measure
 
@@ -45,6 +49,7 @@ __all__ = [
     "DegenerateCCAWarning",
     "INVARIANCES",
     "MeasureInfo",
+    "MinibatchCKA",
     "REGISTRY",
     "canonical_correlations",
     "compute",
@@ -53,6 +58,7 @@ __all__ = [
     "linear_cka",
     "mean_squared_cca",
     "mean_squared_error",
+    "minibatch_cka",
     "procrustes_distance",
     "pwcca",
     "rbf_cka",

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import pdist, squareform
 
 from ..errors import InputError
 from ._validation import (
@@ -77,6 +76,8 @@ def _rbf_gram(X: np.ndarray, threshold: float, name: str) -> np.ndarray:
     # cancellation in the squared distances of far-off-origin data.
     # The bandwidth is relative to the median, so rescaling is free and keeps
     # squared distances of extreme activations finite.
+    from scipy.spatial.distance import pdist, squareform  # 0.3-1 s to import: only here
+
     sq = squareform(pdist(unit_max(center(X)), "sqeuclidean"))
     # Median over the full matrix, zero diagonal included, as in the notebook:
     # this is what makes the golden value (0.65483) come out.

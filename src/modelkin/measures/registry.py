@@ -28,6 +28,7 @@ from ..errors import InputError
 from .basic import mean_squared_error, reference_l2
 from .cca import mean_squared_cca, pwcca, reference_cca, svcca
 from .cka import debiased_linear_cka, linear_cka, rbf_cka, reference_cka
+from .minibatch import minibatch_cka
 from .procrustes import procrustes_distance
 
 INVARIANCES = ("permutation", "orthogonal", "isotropic_scaling", "translation", "invertible_linear")
@@ -95,6 +96,17 @@ _ENTRIES = [
         (-1.0, 1.0),
         "Linear CKA with the unbiased HSIC estimator; can be slightly negative for unrelated "
         "inputs.",
+    ),
+    MeasureInfo(
+        "minibatch_cka",
+        minibatch_cka,
+        True,
+        True,
+        _ROTATION,
+        False,
+        (-1.0, 1.0),
+        "Minibatch linear CKA (Nguyen et al. 2021): unbiased HSICs of consecutive batches "
+        "(batch_size, default 256) averaged; streams over probe sets too large for memory.",
     ),
     MeasureInfo(
         "cca",

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from ..errors import InputError
 
@@ -199,6 +198,8 @@ def residual_pca(
             f"num_pca_comps must be between 1 and {limit} (min of n_test, n_train), "
             f"not {num_pca_comps}"
         )
+    from sklearn.decomposition import PCA  # 1 s to import: only the jobs that fit a PCA pay it
+
     pca = PCA(n_components=num_pca_comps, svd_solver="full")
     projections = pca.fit_transform(residuals)
     directions = pca.components_.copy()

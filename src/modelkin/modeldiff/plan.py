@@ -29,6 +29,7 @@ FEATURE_SETTINGS = (
     "rescale_inverse",
     "batch_size",
     "max_projection_mib",
+    "precision",
 )
 
 
@@ -92,6 +93,7 @@ class ModelDiffPlan:
     seeds: tuple[tuple[int, int], ...]  # (init, data) per checkpoint; position = projection index
     planted_patch: dict[str, Any] | None  # B's planted patch, else A's
     device: str
+    memory_budget_mb: float | None = None  # None: the schema's default
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelDiffPlan:
@@ -107,6 +109,7 @@ class ModelDiffPlan:
             seeds=seeds,
             planted_patch=planted_patch(config, roles, seeds),
             device=config["device"],
+            memory_budget_mb=config.get("memory_budget_mb"),
         )
 
     # -- what is compared ----------------------------------------------------------------------
@@ -213,6 +216,7 @@ class ModelDiffPlan:
             "n_targets": trak["n_targets"],
             "target_patch": self.target_patch,
             "device": self.device,
+            "memory_budget_mb": self.memory_budget_mb,
         }
 
     def lds_subset_job(self, subset_index: int) -> dict[str, Any]:

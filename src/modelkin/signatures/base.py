@@ -30,6 +30,19 @@ if TYPE_CHECKING:
 
 # What a method may need from a model.
 NEEDS = ("logits", "gradients", "weights", "activations")
+# The input size the methods' automatic chunk sizes were measured at (CIFAR-10 / digits images).
+REFERENCE_INPUT = 3 * 32 * 32
+
+
+def auto_chunk(per_device: dict[str, int], device_type: str, input_shape: Sequence[int]) -> int:
+    """Images per forward pass when none is given: the device's size for 32x32 inputs, scaled
+    down in proportion to larger inputs (a 3x224x224 image's activations take 49 times a
+    3x32x32 image's), so that memory stays about the same at any input size; at least 1."""
+    base = per_device.get(device_type, per_device["cuda"])
+    pixels = 1
+    for n in input_shape:
+        pixels *= int(n)
+    return max(1, int(base * min(1.0, REFERENCE_INPUT / max(1, pixels))))
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,10 @@ class SignatureMethod(ABC):
     # Two-stage probes (ModelGiF): candidates, then a selection by independent models' signatures.
     selects_probe: ClassVar[bool] = False
     same_architecture_only: ClassVar[bool] = False  # weight-space methods
+    # Large signatures (ModelGiF's fields): compute() takes ``out``, a callable
+    # ``out(shape, dtype, chunks)`` returning the file's dataset to fill as it computes, and the
+    # distance tables read the signatures slice by slice instead of whole.
+    streams_to_disk: ClassVar[bool] = False
 
     @abstractmethod
     def make_probe(self, prepared: str | Path, output: str | Path, **settings: Any) -> Path:
@@ -133,13 +150,21 @@ class SignatureMethod(ABC):
         valid = ", ".join(d.metric for d in self.distances)
         raise InputError(f"unknown {self.name} distance {metric!r}; valid: {valid}")
 
+    def storage_chunks(self, shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
+        """HDF5 chunk shape of a stored signature (None: the conventions' default)."""
+        return None
+
     def pairwise(
-        self, signatures: Sequence[Any], metrics: Sequence[str] | None = None
+        self,
+        signatures: Sequence[Any],
+        metrics: Sequence[str] | None = None,
+        memory_bytes: int | None = None,
     ) -> dict[str, np.ndarray]:
         """``{metric: (M, M) symmetric matrix}`` over ``signatures`` (arrays, or
         :class:`~modelkin.signatures.store.Signature` objects whose extras and lineage a method
         may use); NaN where a pair is not comparable (e.g. another architecture for a
-        weight-space method)."""
+        weight-space method). ``memory_bytes``: the memory budget of methods that compare in
+        blocks (ignored here)."""
         from ..progress import progress
 
         entries = [self.distance(m) for m in metrics] if metrics else list(self.distances)

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .registry import get_method
-from .store import Probe, SignatureError, read_probe, write_signature
+from .store import (
+    Probe,
+    SignatureError,
+    SignatureOut,
+    read_probe,
+    streamed_signature,
+    write_signature,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -80,9 +87,14 @@ def compute_signature(
     device: str | torch.device = "auto",
     chunk_size: int | None = None,
     what: str = "the model",
+    out: SignatureOut | None = None,
     **settings: Any,
 ) -> Computed:
-    """``method``'s signature of ``model`` on ``probe``, after the checks every method shares."""
+    """``method``'s signature of ``model`` on ``probe``, after the checks every method shares.
+
+    ``out``: for a method that ``streams_to_disk``, the file the signature is written into while
+    it is computed (:func:`~modelkin.signatures.store.streamed_signature`).
+    """
     from ..device import resolve_device
 
     method = get_method(method) if isinstance(method, str) else method
@@ -100,15 +112,31 @@ def compute_signature(
             check_finite_outputs(model, inputs, torch_device, what)
     else:
         check_finite_parameters(model, what)
+    if out is not None:
+        if not method.streams_to_disk:
+            raise SignatureError(f"the {method.name} method does not stream its signature")
+        settings["out"] = out
     computed = method.compute(model, probe, device=torch_device, chunk_size=chunk_size, **settings)
     for name, array in {"signature": computed.data, **computed.extras}.items():
-        array = np.asarray(array)
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = _non_finite(array)
+        if bad:
             raise SignatureError(
-                f"the {method.name} {name} of {what} holds {int((~np.isfinite(array)).sum())} "
+                f"the {method.name} {name} of {what} holds {bad} "
                 "non-finite values; check the checkpoint's weights"
             )
     return computed
+
+
+def _non_finite(array: Any, rows: int = 16) -> int:
+    """The number of NaN or infinite entries, read ``rows`` rows at a time from an array on disk."""
+    if isinstance(array, np.ndarray) or not hasattr(array, "shape") or len(array.shape) == 0:
+        array = np.asarray(array)
+        return int((~np.isfinite(array)).sum()) if array.dtype.kind == "f" else 0
+    if np.dtype(array.dtype).kind != "f":
+        return 0
+    return sum(
+        int((~np.isfinite(array[i : i + rows])).sum()) for i in range(0, array.shape[0], rows)
+    )
 
 
 def signature_file(
@@ -136,14 +164,19 @@ def signature_file(
         stored = None
     else:
         stored = probe if isinstance(probe, Probe) else read_probe(probe, kind=entry.probe_kind)
-    computed = compute_signature(
-        entry,
-        ckpt.model,
-        stored,
-        device=torch_device,
-        chunk_size=chunk_size,
-        what=str(ckpt.path or ckpt.name),
-        **settings,
-    )
-    log.info("%s signature of %s: shape %s", entry.name, name or ckpt.name, computed.data.shape)
-    return write_signature(output, computed, method=entry, checkpoint=ckpt, probe=stored, name=name)
+    options: dict[str, Any] = {
+        "device": torch_device,
+        "chunk_size": chunk_size,
+        "what": str(ckpt.path or ckpt.name),
+    }
+    if entry.streams_to_disk:
+        with streamed_signature(output) as out:
+            computed = compute_signature(entry, ckpt.model, stored, out=out, **options, **settings)
+            out.finish(computed, method=entry, checkpoint=ckpt, probe=stored, name=name)
+            shape = tuple(computed.data.shape)
+    else:
+        computed = compute_signature(entry, ckpt.model, stored, **options, **settings)
+        write_signature(output, computed, method=entry, checkpoint=ckpt, probe=stored, name=name)
+        shape = tuple(computed.data.shape)
+    log.info("%s signature of %s: shape %s", entry.name, name or ckpt.name, shape)
+    return Path(output)

@@ -15,7 +15,8 @@ bytes and hash.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
-from ..hdf5 import StoreError, create_dataset, create_store, open_store, read_attrs, write_attrs
+from ..hdf5 import (
+    StoredArray,
+    StoreError,
+    create_dataset,
+    create_empty_dataset,
+    create_store,
+    open_store,
+    read_attrs,
+    write_attrs,
+)
 from ..io import atomic_path, file_sha256
 from ..lineage import Lineage
 
@@ -47,9 +57,10 @@ class SignatureMismatch(SignatureError):
 
 @dataclass
 class Signature:
-    """A signature read back from its file."""
+    """A signature read back from its file (``data`` a :class:`~modelkin.hdf5.StoredArray`, read
+    slice by slice, when read with ``lazy=True``)."""
 
-    data: np.ndarray
+    data: np.ndarray | StoredArray
     method: str
     params: dict[str, Any]
     axes: tuple[str, ...]
@@ -115,11 +126,68 @@ def write_signature(
     ``name`` is the model's id (default: the checkpoint's name).
     """
     path = Path(path)
-    data = np.asarray(computed.data)
-    if data.ndim != len(method.axes):
+    with atomic_path(path) as tmp, create_store(tmp) as handle:
+        _write_contents(handle, computed, method, checkpoint, probe, name)
+    return path
+
+
+class SignatureOut:
+    """Where a streaming method (``SignatureMethod.streams_to_disk``) writes its signature while
+    computing it: ``out(shape, dtype, chunks)`` creates the signature dataset of the file being
+    written and returns it to be filled block by block."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+        self.dataset: Any = None
+
+    def __call__(self, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None):
+        if self.dataset is not None:
+            raise SignatureError("a signature file holds one signature dataset")
+        self.dataset = create_empty_dataset(
+            self.handle, SIGNATURE_DATASET, tuple(shape), dtype, chunks=chunks
+        )
+        return self.dataset
+
+    def finish(
+        self,
+        computed: Computed,
+        *,
+        method: SignatureMethod,
+        checkpoint: Checkpoint,
+        probe: Probe,
+        name: str | None = None,
+    ) -> None:
+        """Write the extras and the provenance of the streamed signature."""
+        if self.dataset is None or computed.data is not self.dataset:
+            raise SignatureError(f"the {method.name} method did not stream into its output")
+        _write_contents(self.handle, computed, method, checkpoint, probe, name)
+
+
+@contextmanager
+def streamed_signature(path: str | Path) -> Iterator[SignatureOut]:
+    """A signature file written while it is computed (atomically: it appears when complete)."""
+    with atomic_path(Path(path)) as tmp, create_store(tmp) as handle:
+        yield SignatureOut(handle)
+
+
+def _write_contents(
+    handle: Any,
+    computed: Computed,
+    method: SignatureMethod,
+    checkpoint: Checkpoint,
+    probe: Probe,
+    name: str | None,
+) -> None:
+    import h5py
+
+    data = computed.data
+    streamed = isinstance(data, h5py.Dataset)  # already the dataset of this file (SignatureOut)
+    if not streamed:
+        data = np.asarray(data)
+    if len(data.shape) != len(method.axes):
         raise SignatureError(
             f"a {method.name} signature has axes {method.axes}, but the computed array has shape "
-            f"{data.shape}"
+            f"{tuple(data.shape)}"
         )
     lineage = Lineage.from_metadata(checkpoint.meta, name=name, sha256=checkpoint.sha256)
     attrs: dict[str, Any] = {
@@ -136,18 +204,22 @@ def write_signature(
         "probe_params": probe.params if probe else {},
         "modelkin_version": __version__,
     }
-    with atomic_path(path) as tmp, create_store(tmp) as handle:
-        create_dataset(handle, SIGNATURE_DATASET, data)
-        for extra, array in computed.extras.items():
-            if extra == SIGNATURE_DATASET:
-                raise SignatureError(f"an extra array may not be called {SIGNATURE_DATASET!r}")
-            create_dataset(handle, extra, array, compress=False)
-        write_attrs(handle, attrs)
-    return path
+    if not streamed:
+        chunks = method.storage_chunks(tuple(data.shape), data.dtype.itemsize)
+        create_dataset(handle, SIGNATURE_DATASET, data, chunks=chunks)
+    for extra, array in computed.extras.items():
+        if extra == SIGNATURE_DATASET:
+            raise SignatureError(f"an extra array may not be called {SIGNATURE_DATASET!r}")
+        create_dataset(handle, extra, array, compress=False)
+    write_attrs(handle, attrs)
 
 
-def read_signature(path: str | Path) -> Signature:
-    """Read a signature written by :func:`write_signature`, with a clear error for anything else."""
+def read_signature(path: str | Path, *, lazy: bool = False) -> Signature:
+    """Read a signature written by :func:`write_signature`, with a clear error for anything else.
+
+    ``lazy``: leave the signature array on disk (a :class:`~modelkin.hdf5.StoredArray` read slice
+    by slice; its values are not checked for NaN here); the extras are read.
+    """
     path = Path(path)
     with open_store(path, "signature file", _rebuild_hint(path), SignatureError) as handle:
         attrs = read_attrs(handle)
@@ -164,13 +236,20 @@ def read_signature(path: str | Path) -> Signature:
                 f"by an older modelkin?); delete it and {_rebuild_hint(path)}"
             )
         try:
-            data = handle[SIGNATURE_DATASET][()]
+            stored = handle[SIGNATURE_DATASET]
+            data = (
+                StoredArray(path, SIGNATURE_DATASET, stored.shape, stored.dtype)
+                if lazy
+                else stored[()]
+            )
             extras = {name: handle[name][()] for name in handle if name != SIGNATURE_DATASET}
         except OSError as err:
             raise SignatureError(
                 f"{path} is damaged ({err}); delete it and {_rebuild_hint(path)}"
             ) from err
     for name, array in {SIGNATURE_DATASET: data, **extras}.items():
+        if lazy and name == SIGNATURE_DATASET:
+            continue  # left on disk: its blocks are checked as they are read
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             where = "" if name == SIGNATURE_DATASET else f" in its '{name}' dataset"
             raise SignatureError(

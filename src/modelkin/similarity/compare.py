@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..measures import DegenerateCCAWarning, compute, get_measure
+from ..measures.minibatch import DEFAULT_BATCH_SIZE
 from ..progress import progress
 from .representation import CONV_MODES, Representation, capture_activations, to_representation
 from .selection import resolve_layer_spec, select_layers
@@ -37,6 +38,7 @@ from .selection import resolve_layer_spec, select_layers
 log = logging.getLogger(__name__)
 
 DEGENERATE_POLICIES = ("nan", "flag")
+STREAMING_CHOICES = ("auto", "always", "never")
 DEFAULT_MEASURES = ("cka", "rbf_cka", "cca", "svcca", "pwcca", "procrustes")
 COLUMNS = (
     "layer_a",
@@ -164,6 +166,8 @@ def compare_layers(
     seed: int = 0,
     degenerate: str = "nan",
     measure_params: Mapping[str, Mapping[str, Any]] | None = None,
+    streaming: str = "auto",
+    memory_budget_mb: float | None = None,
 ):
     """Compare every layer of ``layers_a`` (model A) with every layer of ``layers_b`` (model B) on
     ``probe_x``.
@@ -180,6 +184,11 @@ def compare_layers(
     ``spatial`` (one row per input and position; only layers with the same spatial grid are
     comparable).
     ``max_spatial_samples`` keeps that many (input, position) rows, chosen with ``seed``.
+
+    ``streaming``: ``auto`` holds the activations in memory when they fit in ``memory_budget_mb``
+    (default: the configuration's) and otherwise streams ``minibatch_cka`` over the probe
+    (:mod:`modelkin.similarity.streaming`), marking the other measures ``skipped``; ``always``
+    streams, ``never`` holds them whatever their size.
     """
     import pandas as pd
 
@@ -210,6 +219,35 @@ def compare_layers(
                 f"model {label} ({type(model).__name__}) takes inputs of shape {tuple(expected)}, "
                 f"the probe has {tuple(probe_x.shape[1:])}; use a probe set of the model's data set"
             )
+
+    if streaming not in STREAMING_CHOICES:
+        raise InputError(
+            f"streaming must be one of {', '.join(STREAMING_CHOICES)}, got {streaming!r}"
+        )
+    reason = _streaming_reason(
+        model_a, model_b, names_a, names_b, probe_x, streaming, memory_budget_mb, conv_mode
+    )
+    if reason is not None:
+        from .streaming import streamed_records
+
+        given = {
+            **dict((measure_params or {}).get("minibatch_cka") or {}),
+            **params.get("minibatch_cka", {}),
+        }
+        records = streamed_records(
+            model_a,
+            model_b,
+            probe_x,
+            names_a,
+            names_b,
+            params,
+            conv_mode=conv_mode,
+            device=device,
+            reason=reason,
+            batch_size=int(given.get("batch_size", DEFAULT_BATCH_SIZE)),
+        )
+        log.info("streamed minibatch CKA over %d inputs: %s", len(probe_x), reason)
+        return pd.DataFrame.from_records(records, columns=list(COLUMNS))
 
     acts_a = capture_activations(
         model_a, probe_x, names_a, batch_size=batch_size, device=device, desc="activations A"
@@ -271,6 +309,33 @@ def compare_layers(
     return table
 
 
+def _streaming_reason(
+    model_a, model_b, names_a, names_b, probe_x, streaming, memory_budget_mb, conv_mode
+) -> str | None:
+    """Why the layers are compared by streaming (None: in memory)."""
+    if streaming == "never":
+        return None
+    if streaming == "always":
+        return "similarity.streaming is always: only minibatch_cka is streamed"
+    from ..config import memory_budget_bytes
+    from .streaming import in_memory_bytes
+
+    need = in_memory_bytes(model_a, model_b, names_a, names_b, len(probe_x), probe_x.shape[1:])
+    budget = memory_budget_bytes(memory_budget_mb)
+    if need <= budget:
+        return None
+    why = (
+        f"the activations of {len(probe_x)} inputs need {need / 1e9:.1f} GB, over the memory "
+        f"budget of {budget / 1e9:.1f} GB"
+    )
+    if conv_mode != "flatten":
+        raise InputError(
+            f"{why}; in spatial mode use fewer images (similarity.images) or a larger "
+            "memory_budget_mb"
+        )
+    return f"{why}: only minibatch_cka is streamed"
+
+
 def compare_checkpoints_layers(
     ckpt_a,
     ckpt_b,
@@ -295,7 +360,7 @@ def compare_checkpoints_layers(
     ``model_b`` columns (``name_a``/``name_b``, else the checkpoints' names) and the probe's
     ``split``.
     ``options`` go to ``compare_layers`` (conv_mode, batch_size, device, max_spatial_samples, seed,
-    degenerate, measure_params).
+    degenerate, measure_params, streaming, memory_budget_mb).
     """
     from ..checkpoint import Checkpoint, load_checkpoint
     from ..data import load_split

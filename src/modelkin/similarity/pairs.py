@@ -151,6 +151,8 @@ def similarity_job(config: dict[str, Any], pair: PlannedPair) -> dict[str, Any]:
         "seed": section["seed"],
         "degenerate": section["degenerate"],
         "batch_size": section["batch_size"],
+        "streaming": section["streaming"],
+        "memory_budget_mb": config["memory_budget_mb"],
         "device": config["device"],
     }
 
@@ -181,6 +183,8 @@ def run_similarity_pair(
         seed=job["seed"],
         degenerate=job["degenerate"],
         measure_params=job["measure_params"],
+        streaming=job.get("streaming", "auto"),
+        memory_budget_mb=job.get("memory_budget_mb"),
     )
     write_table(table, table_path)
     plot_layer_heatmaps(table, heatmap_path)

@@ -274,6 +274,7 @@ def run_job(run: PlannedRun, config: dict[str, Any]) -> dict[str, Any]:
         "eval_tasks": list(run.eval_tasks),
         "tasks": named_tasks(config),
         "device": config.get("device", "auto"),
+        "memory_budget_mb": config.get("memory_budget_mb"),
         "provenance": {
             "experiment": run.experiment,
             "pair": run.pair,

@@ -101,9 +101,11 @@ def stitch_models(
     tasks: dict[str, Any] | None = None,
     device: str | torch.device = "auto",
     provenance: dict[str, Any] | None = None,
+    memory_budget_mb: float | None = None,
 ) -> dict[str, Any]:
     """Stitch model 1's ``layer1`` into model 2's ``layer2``, train T, evaluate, write ``output``
-    (.json).
+    (.json). ``memory_budget_mb`` bounds the cached front held in memory (beyond it the cache is
+    spilled to disk; default: the configuration's).
 
     ``data``: prepared data set files (by name, a list, or their folder).
     ``train_task``: the task T trains on (default: model 1's); ``eval_tasks``:
@@ -202,7 +204,13 @@ def stitch_models(
 
     name = f"{ck1.name}:{layer1} -> {ck2.name}:{layer2}"
     training = train_stitcher(
-        stitched, train, opts, device=device, teachers=(teacher1, teacher2), desc=name
+        stitched,
+        train,
+        opts,
+        device=device,
+        teachers=(teacher1, teacher2),
+        desc=name,
+        memory_budget_mb=memory_budget_mb,
     )
     tensors.update(t_tensors("after", stitch))
     tensors["loss.step"] = torch.tensor(training.step_loss, dtype=torch.float32)
@@ -260,7 +268,9 @@ def stitch_models(
         },
         "execution": {
             "end": "split" if stitched.end_is_split else "hooks",
-            "front": "cached" if training.cached_front else "recomputed",
+            "front": {"memory": "cached", "disk": "cached on disk"}.get(
+                training.front_cache, "recomputed"
+            ),
             "device": str(device),
         },
         "train_task": train_task.to_dict(),

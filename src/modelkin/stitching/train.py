@@ -13,40 +13,38 @@ runs only T and model 2's end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import pgd_attack, trades_attack
-from ..data import Split, augment_batch, iterate_batches
+from ..data import Split, augment_batch
 from ..datasets import check_augmentation
 from ..errors import InputError
 from ..progress import progress
 from ..train import make_optimizer, make_scheduler
+from .cache import (  # noqa: F401 - cache_size_bytes, should_cache, FixedInputs: public names
+    FixedInputs,
+    SpilledInputs,
+    _genuine,
+    _teacher_outputs,
+    cache_plan,
+    cache_size_bytes,
+    precompute_fixed_inputs,
+    should_cache,
+    spill_directory,
+)
 from .losses import linear_cka_torch, target_loss
-from .model import StitchedModel, layer_activation
+from .model import StitchedModel
 from .options import StitchOptions
 
 log = logging.getLogger(__name__)
-
-# cached front activations beyond this are recomputed every step instead
-CACHE_BUDGET_BYTES = 2 << 30
-
-
-@dataclass
-class FixedInputs:
-    """Per-image tensors of the training split that do not change during training (on the
-    device)."""
-
-    front: torch.Tensor
-    logits1: torch.Tensor | None = None
-    logits2: torch.Tensor | None = None
-    genuine: torch.Tensor | None = None
 
 
 @dataclass
@@ -56,93 +54,8 @@ class TrainingLog:
     seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
     cached_front: bool = False
+    front_cache: str = "none"  # memory, disk or none (recomputed every step)
     steps: int = 0
-
-
-def _teacher_outputs(
-    teacher1: nn.Module, teacher2: nn.Module, x: torch.Tensor, options: StitchOptions
-):
-    """Soft targets: the donors' logits on the clean images, without gradient (None when not
-    needed)."""
-    need1, need2 = options.needs_targets
-    with torch.no_grad():
-        logits1 = teacher1(x) if need1 else None
-        logits2 = teacher2(x) if need2 else None
-    return logits1, logits2
-
-
-def _genuine(teacher2: nn.Module, layer2: str, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return layer_activation(teacher2, layer2, x)
-
-
-def cache_size_bytes(stitched: StitchedModel, n: int, options: StitchOptions) -> int:
-    g = stitched.stitch.geometry
-    per_image = math.prod(g.in_shape)
-    need1, need2 = options.needs_targets
-    classes = getattr(stitched.model2, "num_classes", 0)
-    per_image += classes * (int(need1) + int(need2))
-    if options.cka_reg > 0:
-        per_image += math.prod(g.out_shape)
-    return 4 * n * per_image
-
-
-def should_cache(
-    stitched: StitchedModel, n: int, options: StitchOptions, device: torch.device
-) -> bool:
-    if options.cache_front is False or not options.front_is_fixed:
-        if options.cache_front is True and not options.front_is_fixed:
-            raise InputError(
-                "cache_front=true needs a fixed front: eval-mode donors (train_bn false), no "
-                "augmentation and no adversary"
-            )
-        return False
-    if options.cache_front is True:
-        return True
-    size = cache_size_bytes(stitched, n, options)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return size <= 0.4 * free
-    return size <= CACHE_BUDGET_BYTES
-
-
-def precompute_fixed_inputs(
-    stitched: StitchedModel,
-    teacher1: nn.Module,
-    teacher2: nn.Module,
-    train: Split,
-    options: StitchOptions,
-    device: torch.device,
-    batch_size: int = 256,
-) -> FixedInputs:
-    """Model 1's L1 activations (and soft targets, model 2's genuine activations) of every training
-    image."""
-    was_training = stitched.training
-    stitched.eval()
-    parts: dict[str, list[torch.Tensor]] = {
-        "front": [],
-        "logits1": [],
-        "logits2": [],
-        "genuine": [],
-    }
-    try:
-        with torch.no_grad():
-            for x, _ in iterate_batches(train, batch_size, device=device):
-                parts["front"].append(stitched.front(x))
-                logits1, logits2 = _teacher_outputs(teacher1, teacher2, x, options)
-                if logits1 is not None:
-                    parts["logits1"].append(logits1)
-                if logits2 is not None:
-                    parts["logits2"].append(logits2)
-                if options.cka_reg > 0:
-                    parts["genuine"].append(_genuine(teacher2, stitched.layer2, x))
-    finally:
-        stitched.train(was_training)
-    cat = {k: torch.cat(v) if v else None for k, v in parts.items()}
-    front = cat["front"]
-    if front is None:
-        raise InputError("the training split is empty: there is nothing to train T on")
-    return FixedInputs(front, cat["logits1"], cat["logits2"], cat["genuine"])
 
 
 def stitch_step_loss(
@@ -195,11 +108,14 @@ def train_stitcher(
     device: torch.device,
     teachers: tuple[nn.Module, nn.Module] | None = None,
     desc: str = "stitch",
-    cache: bool | None = None,
+    cache: bool | str | None = None,
+    memory_budget_mb: float | None = None,
 ) -> TrainingLog:
     """Train T in place. ``teachers``: pristine donors for soft targets and genuine activations
     (default: the stitched model's own donors; pass copies when the donors train their batch
-    norm)."""
+    norm). ``cache``: where the fixed front is kept (``memory``, ``disk``; True means memory,
+    False none; default: :func:`~modelkin.stitching.cache.cache_plan` within
+    ``memory_budget_mb``)."""
     teacher1, teacher2 = teachers or (stitched.model1, stitched.model2)
     teacher1.eval()
     teacher2.eval()
@@ -207,20 +123,57 @@ def train_stitcher(
     if n == 0:
         raise InputError("the training split is empty")
     check_augmentation(train.info, options.augment, "the stitching options")
+    where: str | None
+    if cache is None:
+        where = cache_plan(stitched, n, options, device, memory_budget_mb)
+    elif isinstance(cache, bool):
+        where = "memory" if cache else None
+    else:
+        where = cache
+    if where not in ("memory", "disk", None):
+        raise InputError(f"cache must be memory, disk, True, False or None, not {cache!r}")
+    record = TrainingLog(cached_front=where is not None, front_cache=where or "none")
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        fixed: FixedInputs | SpilledInputs | None = None
+        if where is not None:
+            spill = Path(stack.enter_context(spill_directory())) if where == "disk" else None
+            fixed = precompute_fixed_inputs(
+                stitched, teacher1, teacher2, train, options, device, spill=spill
+            )
+            if isinstance(fixed, SpilledInputs):
+                stack.callback(fixed.close)
+                log.info("%s: front cache spilled to disk (%.2f GB)", desc, fixed.nbytes / 1e9)
+        _train_epochs(stitched, train, options, device, teacher1, teacher2, fixed, record, desc)
+    record.seconds = time.perf_counter() - start
+    log.info(
+        "%s: %d steps in %.1f s (front %s)",
+        desc,
+        record.steps,
+        record.seconds,
+        {"memory": "cached", "disk": "cached on disk", "none": "recomputed"}[record.front_cache],
+    )
+    return record
+
+
+def _train_epochs(
+    stitched: StitchedModel,
+    train: Split,
+    options: StitchOptions,
+    device: torch.device,
+    teacher1: nn.Module,
+    teacher2: nn.Module,
+    fixed: FixedInputs | SpilledInputs | None,
+    record: TrainingLog,
+    desc: str,
+) -> None:
+    n = len(train)
     bs = options.batch_size
     drop_last = n >= bs
     steps_per_epoch = n // bs if drop_last else 1
     optimizer = make_optimizer(stitched.trainable_parameters(), options)
     scheduler = make_scheduler(optimizer, options.schedule, options.epochs, steps_per_epoch)
     generator = torch.Generator().manual_seed(options.seed)
-    use_cache = should_cache(stitched, n, options, device) if cache is None else cache
-    record = TrainingLog(cached_front=use_cache)
-    start = time.perf_counter()
-    fixed = (
-        precompute_fixed_inputs(stitched, teacher1, teacher2, train, options, device)
-        if use_cache
-        else None
-    )
     labels = train.y.to(device)
     epsilon, step_size = options.attack_budget(train.info.default_epsilon)
     bar = progress(range(options.epochs), desc=desc, total=options.epochs, unit="epoch")
@@ -235,17 +188,9 @@ def train_stitcher(
             index = order[begin : begin + bs]
             y = labels[index.to(device)]
             if fixed is not None:
-                dev_index = index.to(device)
                 x = None if stitched.end_is_split else train.x[index].to(device)
                 loss, parts, logits = stitch_step_loss(
-                    stitched,
-                    options,
-                    y=y,
-                    x=x,
-                    front=fixed.front[dev_index],
-                    logits1=None if fixed.logits1 is None else fixed.logits1[dev_index],
-                    logits2=None if fixed.logits2 is None else fixed.logits2[dev_index],
-                    genuine=None if fixed.genuine is None else fixed.genuine[dev_index],
+                    stitched, options, y=y, x=x, **fixed.batch(index.to(device))
                 )
             else:
                 x = train.x[index]
@@ -277,15 +222,6 @@ def train_stitcher(
         record.epoch_seconds.append(time.perf_counter() - epoch_start)
         bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['train_accuracy']:.3f}")
     stitched.eval()
-    record.seconds = time.perf_counter() - start
-    log.info(
-        "%s: %d steps in %.1f s (front %s)",
-        desc,
-        record.steps,
-        record.seconds,
-        "cached" if use_cache else "recomputed",
-    )
-    return record
 
 
 def _uncached_loss(

@@ -35,9 +35,10 @@ class GradfieldMethod(SignatureMethod):
     axes = ("point", "step", "input")
     probe_kind = "gradfield"
     probe_keys = ("candidates",)
-    signature_keys = ("target", "n_steps")
+    signature_keys = ("target", "n_steps", "precision", "field_dtype")
     selection_keys = ("reference_points", "selection_criterion")
     selects_probe = True
+    streams_to_disk = True
     distances = (
         Distance(
             "gradfield", "cos", _d.field_cos, False, True, False, (0.0, 2.0),
@@ -79,7 +80,9 @@ class GradfieldMethod(SignatureMethod):
     def probe_inputs(self, probe) -> np.ndarray:
         return probe.arrays["points"]
 
-    def compute(self, model, probe, *, device, chunk_size=None, **settings: Any) -> Computed:
+    def compute(
+        self, model, probe, *, device, chunk_size=None, out=None, **settings: Any
+    ) -> Computed:
         from .extract import gradient_field_signature
         from .probe import GradfieldProbe
 
@@ -88,8 +91,14 @@ class GradfieldMethod(SignatureMethod):
             GradfieldProbe.from_stored(probe),
             device=device,
             chunk_size=chunk_size,
+            out=out,
             **settings,
         )
+
+    def storage_chunks(self, shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
+        from .extract import storage_chunks
+
+        return storage_chunks(shape, itemsize) if len(shape) == 3 else None
 
     def select_probe(
         self,
@@ -106,8 +115,13 @@ class GradfieldMethod(SignatureMethod):
         criterion = settings.get("selection_criterion", "independent")
         return select_reference_points(candidates, signatures, k, output, criterion)
 
-    def pairwise(self, signatures, metrics=None) -> dict[str, np.ndarray]:
-        full = _d.gradfield_pairwise([np.asarray(getattr(s, "data", s)) for s in signatures])
+    def pairwise(self, signatures, metrics=None, memory_bytes=None) -> dict[str, np.ndarray]:
+        """Every distance of every pair, reading the fields block by block (fields on disk stay
+        there); the blocks' float64 working copies take at most a quarter of ``memory_bytes``
+        (default 256 MiB)."""
+        chunk_bytes = 256 << 20 if memory_bytes is None else max(1 << 20, memory_bytes // 4)
+        fields = [getattr(s, "data", s) for s in signatures]
+        full = _d.gradfield_pairwise(fields, chunk_bytes=chunk_bytes)
         return {
             d.metric: full[d.metric] for d in self.distances if not metrics or d.metric in metrics
         }

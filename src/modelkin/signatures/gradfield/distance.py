@@ -19,15 +19,22 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
+from ...hdf5 import StoredArray
 from ...progress import progress
 
 CHUNK_POINTS = 32
 
 
-def as_field(signature: Any) -> np.ndarray:
-    data = np.asarray(getattr(signature, "data", signature))
-    if data.ndim != 3:
-        raise InputError(f"a gradient field has shape (points, steps, inputs); got {data.shape}")
+def as_field(signature: Any) -> Any:
+    """The (N, K, D) field of a signature, an array, or an array read from disk slice by slice
+    (left on disk: a :class:`~modelkin.hdf5.StoredArray` or an ``h5py`` dataset)."""
+    data = getattr(signature, "data", signature)
+    if not (isinstance(data, StoredArray) or type(data).__module__.startswith("h5py")):
+        data = np.asarray(data)
+    if len(data.shape) != 3:
+        raise InputError(
+            f"a gradient field has shape (points, steps, inputs); got {tuple(data.shape)}"
+        )
     return data
 
 
@@ -112,8 +119,16 @@ def per_point_field_distance(a, b, chunk_points: int = 64) -> np.ndarray:
     return out
 
 
+def _blocks(n: int, k: int, points: int, steps: int) -> list[tuple[int, int, int, int]]:
+    """(point start, point stop, step start, step stop) blocks: whole points while ``points`` of
+    them fit (``steps`` == k), else one point at a time in blocks of ``steps`` steps."""
+    if steps >= k:
+        return [(p, min(p + points, n), 0, k) for p in range(0, n, points)]
+    return [(p, p + 1, s, min(s + steps, k)) for p in range(n) for s in range(0, k, steps)]
+
+
 def gradfield_pairwise(
-    fields: Sequence[np.ndarray],
+    fields: Sequence[Any],
     chunk_points: int | None = None,
     desc: str | None = None,
     chunk_bytes: int = 256 << 20,
@@ -121,30 +136,42 @@ def gradfield_pairwise(
     """Every gradient-field distance for every pair of
     ``fields`` (each (N, K, D)), float64 accumulation.
 
-    ``chunk_points`` points of every field are compared at once (default: as many as fit in
-    ``chunk_bytes`` of float64 working copies).
+    ``fields`` may be arrays or arrays on disk read slice by slice (a lazily read signature's
+    ``data``, an ``h5py`` dataset): only one block of every field is in memory at a time. A block
+    is ``chunk_points`` whole points (default: as many as fit in ``chunk_bytes`` of float64
+    working copies, three per field), or, when one point does not fit, a range of one point's
+    steps; the result does not depend on the blocks.
     """
-    fields = [np.asarray(f) for f in fields]
+    fields = [as_field(f) for f in fields]
     if not fields:
         return {k: np.zeros((0, 0)) for k in ("cos", "euclidean", "cos_max_step", "zscore")}
-    shape = fields[0].shape
+    shape = tuple(fields[0].shape)
     for f in fields:
-        if f.shape != shape or f.ndim != 3:
+        if tuple(f.shape) != shape:
             raise InputError(
                 "gradient fields must all have the same shape "
-                f"(points, steps, inputs); got {f.shape} and {shape}"
+                f"(points, steps, inputs); got {tuple(f.shape)} and {shape}"
             )
     n, k, d = shape
     m = len(fields)
-    if chunk_points is None:
-        chunk_points = max(1, int(chunk_bytes // (k * m * d * 8)))
+    row_bytes = 3 * m * d * 8  # float64 block, centred copy and z-scores of one (point, step)
+    if chunk_points is not None:
+        points, steps = max(1, chunk_points), k
+    elif row_bytes * k <= chunk_bytes:
+        points, steps = max(1, chunk_bytes // (row_bytes * k)), k
+    else:
+        points, steps = 1, max(1, chunk_bytes // row_bytes)
     sums = {name: np.zeros((m, m)) for name in ("cos", "euclidean", "cos_max_step", "zscore")}
-    for start in progress(
-        range(0, n, chunk_points), desc=desc or "gradfield distances", unit="chunk"
+    running_max = np.zeros((m, m))  # the largest 1 - cos over the steps of the current point
+    for p0, p1, s0, s1 in progress(
+        _blocks(n, k, points, steps), desc=desc or "gradfield distances", unit="block"
     ):
-        stop = min(start + chunk_points, n)
+        rows = (p1 - p0) * (s1 - s0)
         # (points*steps, models, inputs): one Gram matrix per (point, step)
-        block = np.stack([f[start:stop].reshape(-1, d) for f in fields], axis=1).astype(np.float64)
+        block = np.stack(
+            [np.asarray(f[p0:p1, s0:s1], dtype=np.float64).reshape(rows, d) for f in fields],
+            axis=1,
+        )
         gram = block @ block.transpose(0, 2, 1)
         sq = np.einsum("pmm->pm", gram)
         norms = np.sqrt(sq)
@@ -152,16 +179,23 @@ def gradfield_pairwise(
         cos = np.divide(gram, outer, out=np.zeros_like(gram), where=outer > 0)
         cos_distance = 1.0 - cos
         euclidean = np.sqrt(np.maximum(sq[:, :, None] + sq[:, None, :] - 2.0 * gram, 0.0))
-        centred = block - block.mean(axis=2, keepdims=True)
-        std = np.sqrt(np.mean(centred**2, axis=2, keepdims=True))
-        z = np.divide(centred, std, out=np.zeros_like(centred), where=std > 0)
+        block -= block.mean(axis=2, keepdims=True)
+        std = np.sqrt(np.mean(block**2, axis=2, keepdims=True))
+        z = np.divide(block, std, out=np.zeros_like(block), where=std > 0)
+        del block
         zgram = z @ z.transpose(0, 2, 1) / d
         zsq = np.einsum("pmm->pm", zgram)
         zscore = np.sqrt(np.maximum(zsq[:, :, None] + zsq[:, None, :] - 2.0 * zgram, 0.0))
         sums["cos"] += cos_distance.sum(axis=0)
         sums["euclidean"] += euclidean.sum(axis=0)
         sums["zscore"] += zscore.sum(axis=0)
-        sums["cos_max_step"] += cos_distance.reshape(stop - start, k, m, m).max(axis=1).sum(axis=0)
+        per_step = cos_distance.reshape(p1 - p0, s1 - s0, m, m).max(axis=1)
+        if s0 == 0 and s1 == k:
+            sums["cos_max_step"] += per_step.sum(axis=0)
+        else:
+            running_max = per_step[0] if s0 == 0 else np.maximum(running_max, per_step[0])
+            if s1 == k:
+                sums["cos_max_step"] += running_max
     out = {
         "cos": sums["cos"] / (n * k),
         "euclidean": sums["euclidean"] / (n * k),

@@ -22,19 +22,22 @@ chooses reference points among candidates.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
 
 from ...device import resolve_device
 from ...errors import InputError
+from ...precision import DEFAULT_PRECISION, check_precision, compute_precision
 from ...progress import progress
-from ..base import Computed
+from ..base import Computed, auto_chunk
 from .probe import GradfieldProbe
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("argmax", "label")
+FIELD_DTYPES = ("float32", "float16")
 # Images (points x steps) per forward/backward pass when chunk_size is None: on 2 CPU cores LeNet
 # runs 11k images/s in batches of 128 but 3k/s in batches of 8192; GPUs want large batches.
 AUTO_CHUNK_SIZE = {"cuda": 4096, "cpu": 128}
@@ -55,8 +58,11 @@ class GradientField:
     ``baseline``: ``"zero"`` (0 in the model's normalised space: the model's
     ``input_mean``, the data set's mean colour), or a tensor broadcastable to the
     points: (C,), (C, H, W) or (N, C, H, W) in [0, 1] pixel space.
-    ``chunk_size`` counts images per forward pass (points x steps; at least one point's
-    steps); ``None`` picks a size per device (:data:`AUTO_CHUNK_SIZE`).
+    ``chunk_size`` counts images per forward pass (points x steps, or a block of one point's
+    steps when they do not all fit); ``None`` picks a size per device
+    (:data:`AUTO_CHUNK_SIZE`, scaled down for inputs larger than 3x32x32). ``precision`` is the
+    arithmetic of the forward and backward passes (:mod:`modelkin.precision`); the path sums are
+    float64 whatever it is.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class GradientField:
         baseline: str | torch.Tensor | np.ndarray = "zero",
         chunk_size: int | None = None,
         device: str | torch.device = "auto",
+        precision: str = DEFAULT_PRECISION,
     ):
         self.alphas, self.weights = gauss_legendre(n_steps)
         self.n_steps = n_steps
@@ -77,6 +84,7 @@ class GradientField:
             raise InputError(f"chunk_size must be positive, got {chunk_size}")
         self.chunk_size = chunk_size
         self.device = device
+        self.precision = check_precision(precision)
 
     def resolve_baseline(self, model: torch.nn.Module, points: torch.Tensor) -> torch.Tensor:
         """The baseline broadcast to the points' shape (a view, no copy), on the points' device."""
@@ -105,12 +113,18 @@ class GradientField:
             ) from None
 
     def signature(
-        self, model: torch.nn.Module, points: torch.Tensor, targets: torch.Tensor
-    ) -> np.ndarray:
+        self,
+        model: torch.nn.Module,
+        points: torch.Tensor,
+        targets: torch.Tensor,
+        out: Any = None,
+    ) -> Any:
         """(N, n_steps, C*H*W) float32 cumulative gradient field of the raw target logits.
 
         ``points`` (N, C, H, W) in [0, 1], ``targets`` (N,) class indices. The model is moved
         to the device and run in eval mode (its training flag is restored afterwards).
+        ``out``: an array of that shape to fill chunk by chunk instead (an ``h5py`` dataset
+        streams the field to its file, so that it is never whole in memory); it is returned.
         """
         device = resolve_device(self.device)
         points = torch.as_tensor(points, dtype=torch.float32)
@@ -124,37 +138,55 @@ class GradientField:
         was_training = model.training
         model.eval()
         try:
-            return self._fields(model, points, targets, device)
+            return self._fields(model, points, targets, device, out)
         finally:
             model.train(was_training)
 
-    def _fields(self, model, points, targets, device) -> np.ndarray:
+    def _fields(self, model, points, targets, device, out=None) -> Any:
         n = points.shape[0]
         dims = int(np.prod(points.shape[1:]))
         k = self.n_steps
+        check_precision(self.precision, device)
         alphas = torch.as_tensor(self.alphas, dtype=torch.float32, device=device).reshape(
             1, k, 1, 1, 1
         )
         weights = torch.as_tensor(self.weights, dtype=torch.float64, device=device).reshape(1, k, 1)
         baseline = self.resolve_baseline(model, points)
-        out = np.empty((n, k, dims), dtype=np.float32)
-        chunk = self.chunk_size or AUTO_CHUNK_SIZE.get(device.type, AUTO_CHUNK_SIZE["cuda"])
-        per_chunk = max(1, chunk // k)
-        for start in progress(range(0, n, per_chunk), desc="gradient fields"):
-            stop = min(start + per_chunk, n)
-            x = points[start:stop].to(device)
-            x0 = baseline[start:stop].to(device)
+        if out is None:
+            out = np.empty((n, k, dims), dtype=np.float32)
+        elif tuple(out.shape) != (n, k, dims):
+            raise InputError(f"out has shape {tuple(out.shape)}, the field {(n, k, dims)}")
+        chunk = self.chunk_size or auto_chunk(AUTO_CHUNK_SIZE, device.type, points.shape[1:])
+        # Whole points while a point's steps fit in a chunk, else one point in blocks of steps
+        # (the cumulative sum carried from block to block).
+        per_chunk, step_block = (max(1, chunk // k), k) if chunk >= k else (1, chunk)
+        blocks = [
+            (p0, min(p0 + per_chunk, n), s0, min(s0 + step_block, k))
+            for p0 in range(0, n, per_chunk)
+            for s0 in range(0, k, step_block)
+        ]
+        running = None
+        for p0, p1, s0, s1 in progress(blocks, desc="gradient fields"):
+            m, j = p1 - p0, s1 - s0
+            x = points[p0:p1].to(device)
+            x0 = baseline[p0:p1].to(device)
             diff = x - x0
-            path = (x0.unsqueeze(1) + alphas * diff.unsqueeze(1)).reshape(-1, *x.shape[1:])
+            path = (x0.unsqueeze(1) + alphas[:, s0:s1] * diff.unsqueeze(1)).reshape(
+                -1, *x.shape[1:]
+            )
             path.requires_grad_(True)
-            logits = model(path)
-            chosen = targets[start:stop].to(device).repeat_interleave(k)
-            (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).sum(), path)
+            chosen = targets[p0:p1].to(device).repeat_interleave(j)
+            with compute_precision(self.precision, device):
+                logits = model(path)
+                (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).float().sum(), path)
             # The cumulative sum runs in float64 so that F_K
             # matches a direct sum to float32 precision.
-            field = (grad.reshape(stop - start, k, dims).double() * weights).cumsum(dim=1)
-            field = field * diff.reshape(stop - start, 1, dims).double()
-            out[start:stop] = field.float().cpu().numpy()
+            summed = (grad.reshape(m, j, dims).double() * weights[:, s0:s1]).cumsum(dim=1)
+            if s0 > 0 and running is not None:
+                summed = summed + running[:, None, :]
+            running = summed[:, -1]
+            field = summed * diff.reshape(m, 1, dims).double()
+            out[p0:p1, s0:s1] = field.float().cpu().numpy().astype(out.dtype, copy=False)
         return out
 
 
@@ -186,6 +218,13 @@ def target_logit_gap(model, points, baseline, targets, device) -> np.ndarray:
     )
 
 
+def storage_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, int, int]:
+    """HDF5 chunks of a stored field (N, K, D): one point's steps, as many as fit in ~1 MiB (at
+    least one step), so that distances read whole points (or steps) per chunk."""
+    _, k, d = shape
+    return (1, int(min(k, max(1, (1 << 20) // max(1, d * itemsize)))), int(d))
+
+
 def gradient_field_signature(
     model: torch.nn.Module,
     probe: GradfieldProbe,
@@ -194,16 +233,26 @@ def gradient_field_signature(
     n_steps: int = 50,
     device: torch.device | str = "auto",
     chunk_size: int | None = None,
+    precision: str = DEFAULT_PRECISION,
+    field_dtype: str = "float32",
+    out: Any = None,
 ) -> Computed:
     """The gradient field of ``model`` on the probe's points, with each point's target class and
     its logit gap f_c(x) - f_c(x0) (the completeness check).
 
     ``target``: ``argmax`` (the model's own prediction on each point; IP protection) or
-    ``label`` (the true label; unlearning verification).
+    ``label`` (the true label; unlearning verification). ``field_dtype``: ``float32`` or
+    ``float16`` (the stored field). ``out``: a callable ``out(shape, dtype, chunks)`` that returns
+    an array to fill (e.g. a dataset of the signature file, so that the field streams to disk).
     """
     if target not in TARGETS:
         raise InputError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if field_dtype not in FIELD_DTYPES:
+        raise InputError(
+            f"field_dtype must be one of {', '.join(FIELD_DTYPES)}, got {field_dtype!r}"
+        )
     device = resolve_device(device)
+    check_precision(precision, device)
     points = torch.as_tensor(probe.points)
     baseline = torch.as_tensor(probe.baseline)
     if target == "argmax":
@@ -216,9 +265,18 @@ def gradient_field_signature(
                 f"probe labels go up to {int(targets.max())} "
                 f"but the model has {num_classes} classes"
             )
-    data = GradientField(n_steps, baseline, chunk_size, device).signature(model, points, targets)
+    shape = (len(points), n_steps, int(np.prod(points.shape[1:])))
+    dtype = np.dtype(field_dtype)
+    target_array = (
+        out(shape, dtype, storage_chunks(shape, dtype.itemsize))
+        if out is not None
+        else np.empty(shape, dtype=dtype)
+    )
+    field = GradientField(n_steps, baseline, chunk_size, device, precision)
+    data = field.signature(model, points, targets, out=target_array)
     gap = target_logit_gap(model, points, baseline, targets, device)
-    completeness = np.abs(data[:, -1].sum(axis=1) - gap)
+    last = np.asarray(data[:, n_steps - 1], dtype=np.float64)  # h5py takes no negative index
+    completeness = np.abs(last.sum(axis=1) - gap)
     log.info(
         "gradient field: shape %s; completeness |sum F_K - (f(x) - f(x0))| median %.2e, max %.2e",
         data.shape,
@@ -231,6 +289,8 @@ def gradient_field_signature(
         "target": target,
         "outputs": "logit",
         "baseline": "probe_baseline",
+        "precision": precision,
+        "field_dtype": field_dtype,
     }
     extras: dict[str, np.ndarray] = {
         "targets": targets.numpy().astype(np.int64),

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import InputError
 from ..base import Computed, Distance, SignatureMethod
 from . import distance as _d
 
@@ -38,6 +39,7 @@ class ZestMethod(SignatureMethod):
     class_axis = "class"
     probe_kind = "zest"
     probe_keys = ("split", "n_images", "n_samples", "kernel_size", "ratio", "max_dist", "seed")
+    signature_keys = ("precision",)
     # The lp norms are metrics for a fixed class correspondence (zest_distance(..., align=False)),
     # but Zest's greedy alignment picks a correspondence per pair and can break the triangle
     # inequality (tests/test_distances.py shows one), so no aligned distance is declared a metric.
@@ -71,15 +73,20 @@ class ZestMethod(SignatureMethod):
         defaults = self.settings_from_config(self.config_defaults(), "probe")
         return zest_probe_file(prepared, output, **{**defaults, **settings})
 
-    def compute(self, model, probe, *, device, chunk_size=None, **settings: Any) -> Computed:
+    def compute(
+        self, model, probe, *, device, chunk_size=None, precision: str = "fp32", **settings: Any
+    ) -> Computed:
         from .extract import ZestExtractor, ZestProbe
 
+        if settings:
+            raise InputError(f"unknown Zest signature setting(s) {sorted(settings)}")
         zest_probe = ZestProbe.from_stored(probe)
-        data = ZestExtractor(chunk_size, device).signature(model, zest_probe)
+        data = ZestExtractor(chunk_size, device, precision).signature(model, zest_probe)
+        params = {**SIGNATURE_PARAMS, "precision": precision}
         extras = {"num_segments": zest_probe.num_segments}
         if zest_probe.labels is not None:
             extras["labels"] = zest_probe.labels
-        return Computed(data, dict(SIGNATURE_PARAMS), extras)
+        return Computed(data, params, extras)
 
     def pair_distance(self, distance: Distance, a: Any, b: Any) -> float:
         """Models with different class sets (a transfer to a class subset) are compared on the

@@ -28,7 +28,9 @@ import torch
 from ...data import Split, load_split, split_size
 from ...device import resolve_device
 from ...errors import InputError
+from ...precision import DEFAULT_PRECISION, check_precision, compute_precision
 from ...progress import progress
+from ..base import auto_chunk
 from ..store import Probe, SignatureError, read_probe, write_probe
 
 log = logging.getLogger(__name__)
@@ -301,14 +303,23 @@ class ZestExtractor:
     ``chunk_size`` is the number of perturbed images per forward pass; peak memory is
     that many images (plus the model's activations) and the (N, S, C) logits. ``None``
     picks a size per device (:data:`AUTO_CHUNK_SIZE`): large chunks on CUDA, small ones on
-    CPU, where big batches of convolutions run 2-3x slower (their activations leave the cache).
+    CPU, where big batches of convolutions run 2-3x slower (their activations leave the cache),
+    scaled down for inputs larger than 3x32x32 (:func:`~modelkin.signatures.base.auto_chunk`).
+    ``precision`` is the arithmetic of the forward passes (:mod:`modelkin.precision`); the
+    logits are kept and regressed in float32/float64 whatever it is.
     """
 
-    def __init__(self, chunk_size: int | None = None, device: str | torch.device = "auto"):
+    def __init__(
+        self,
+        chunk_size: int | None = None,
+        device: str | torch.device = "auto",
+        precision: str = DEFAULT_PRECISION,
+    ):
         if chunk_size is not None and chunk_size < 1:
             raise InputError(f"chunk_size must be positive, got {chunk_size}")
         self.chunk_size = chunk_size
         self.device = device
+        self.precision = check_precision(precision)
 
     def signature(self, model: torch.nn.Module, probe: ZestProbe) -> np.ndarray:
         """(ΣF_i, C) float32: the stacked surrogate weights of every reference image.
@@ -344,8 +355,9 @@ class ZestExtractor:
             torch.as_tensor(probe.hide_color, device=device).reshape(1, -1, 1, 1).expand(1, c, 1, 1)
         )
         total = n * samples
-        chunk = self.chunk_size or AUTO_CHUNK_SIZE.get(device.type, AUTO_CHUNK_SIZE["cuda"])
+        chunk = self.chunk_size or auto_chunk(AUTO_CHUNK_SIZE, device.type, (c, h, w))
         logits = None
+        check_precision(self.precision, device)
         for start in progress(range(0, total, chunk), desc="zest queries"):
             flat = torch.arange(start, min(start + chunk, total), device=device)
             image_index, sample_index = flat // samples, flat % samples
@@ -356,7 +368,8 @@ class ZestExtractor:
                 .reshape(-1, 1, h, w)
             )
             perturbed = torch.where(on, images[image_index], hide)
-            out = model(perturbed)
+            with compute_precision(self.precision, device):
+                out = model(perturbed)
             if logits is None:
                 logits = torch.empty(total, out.shape[1], dtype=torch.float32, device=device)
             logits[start : start + len(flat)] = out.float()
