@@ -134,8 +134,10 @@ def test_changing_zest_samples_reruns_only_zest(tiny_workflow, tmp_path):
     config["zest"]["chunk_size"] += 1
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     # every signed model: the zoo's, the derived models and the distance stage's reference models
-    config = tiny_config()
-    models = len(zoo_ids(config)) + len(planned_derivations(config)) + len(reference_models(config))
+    planned = tiny_config()
+    models = (
+        len(zoo_ids(planned)) + len(planned_derivations(planned)) + len(reference_models(planned))
+    )
     assert signature_jobs(workdir) == {"probe": 1, "signature": models}
 
     config["zest"]["n_samples"] -= 1
@@ -143,9 +145,8 @@ def test_changing_zest_samples_reruns_only_zest(tiny_workflow, tmp_path):
     config["gradfield"]["reference_points"] -= 1
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     # The deleted (temporary) candidate signatures come back only because the selection must rerun.
-    selection_models = len(zoo_ids(tiny_config(), ["standard"]))
     assert signature_jobs(workdir) == {
-        "candidate_signature": selection_models,
+        "candidate_signature": len(selection_models(planned)),
         "selected_probe": 1,
         "signature": models,
     }
