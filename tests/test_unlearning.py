@@ -26,6 +26,7 @@ from modelkin.signatures.zest.extract import load_zest_probe
 from modelkin.train import train_checkpoint
 from modelkin.unlearning import (
     INDEPENDENT,
+    METHOD_KINDS,
     Measurement,
     independent_rows,
     plot_trajectory,
@@ -151,14 +152,20 @@ def test_every_epoch_is_measured_from_the_original(trajectories):
         assert rows["epoch"].tolist() == [0, 1, 2], method
         assert {"zest_cos", "zest_l2", "gradfield_cos", "gradfield_zscore"} <= set(rows.columns)
         assert rows["forget_accuracy"].between(0, 1).all()
-    # epoch 0 of approximate unlearning is the original itself
+        assert (
+            rows["model"].tolist() == [f"derived/digits/{METHOD_KINDS[method]}/{PARENT_ID}/s0"] * 3
+        )
+    # epoch 0 of approximate unlearning is the original itself: every distance 0
     for method in ("relabel", "ascent"):
         start = trajectories[method].iloc[0]
-        assert start["zest_cos"] < 1e-5 and start["gradfield_cos"] < 1e-5, method
+        for column in ("zest_cos", "zest_l2", "zest_l1", "gradfield_cos"):
+            assert abs(start[column]) < 1e-5, (method, column)
         assert start["forget_accuracy"] > 0.8
+        assert np.isnan(start["train_loss"])  # nothing trained yet
+        assert not np.isnan(trajectories[method].iloc[1]["train_loss"])
 
 
-def test_approximate_unlearning_forgets_and_stays_close_retraining_does_not(trajectories):
+def test_approximate_unlearning_forgets_and_retraining_looks_independent(trajectories):
     relabel = trajectories["relabel"].iloc[-1]
     ascent = trajectories["ascent"].iloc[-1]
     retrain = trajectories["retrain"].iloc[-1]
@@ -166,12 +173,31 @@ def test_approximate_unlearning_forgets_and_stays_close_retraining_does_not(traj
     before = trajectories["relabel"].iloc[0]["forget_accuracy"]
     for row in (relabel, ascent, retrain):
         assert row["forget_accuracy"] < before / 2
+        assert row["forget_train_accuracy"] < 0.2
         assert row["retain_accuracy"] > 0.75
     assert retrain["forget_accuracy"] < 0.05
+    # the retrained model is at least as far from the original as an unrelated model, and
+    # further than either approximately unlearned copy under ModelGiF
     for column in ("zest_cos", "gradfield_cos"):
-        assert retrain[column] > 3 * relabel[column], column
-        assert retrain[column] > 3 * ascent[column], column
-        assert retrain[column] > 0.5 * independent[column], column
+        assert retrain[column] > independent[column], column
+    assert retrain["gradfield_cos"] > 1.3 * max(relabel["gradfield_cos"], ascent["gradfield_cos"])
+    # epoch 0 of retraining is a fresh network: far from the original, and it then approaches
+    # the original only as far as the shared data allow
+    start = trajectories["retrain"].iloc[0]
+    assert start["retain_accuracy"] < 0.3 and start["gradfield_cos"] > retrain["gradfield_cos"]
+
+
+def test_rows_carry_the_lineage_relation_and_no_retrained_model_is_a_positive(trajectories):
+    expected = {
+        "relabel": ("derived-by-unlearn_relabel", True),
+        "ascent": ("derived-by-unlearn_ascent", True),
+        "retrain": ("retrained", False),
+        INDEPENDENT: ("independent", False),
+    }
+    for method, (relation, positive) in expected.items():
+        rows = trajectories[method]
+        assert set(rows["relation"]) == {relation}, method
+        assert set(rows["positive"]) == {positive}, method
 
 
 def test_table_adds_distances_relative_to_independent_models(trajectories, tmp_path):
@@ -182,27 +208,50 @@ def test_table_adds_distances_relative_to_independent_models(trajectories, tmp_p
         paths.append(path)
     table = trajectory_table(paths, tmp_path / "trajectory.csv")
     assert len(table) == 3 * 3 + 1
+    assert table["unlearning"].tolist() == ["relabel"] * 3 + ["ascent"] * 3 + ["retrain"] * 3 + [
+        INDEPENDENT
+    ]
+    assert not any("seconds" in c or "time" in c for c in table.columns)  # no timings stored
     independent = table[table["unlearning"] == INDEPENDENT]
     assert independent["zest_cos_relative"].tolist() == pytest.approx([1.0])
+    retrain = table[table["unlearning"] == "retrain"]
+    assert (retrain["gradfield_cos_relative"] > 1).all()
+    first = (tmp_path / "trajectory.csv").read_bytes()
+    trajectory_table(paths, tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_bytes() == first  # byte-reproducible
     plot_trajectory(tmp_path / "trajectory.csv", tmp_path / "trajectory.png")
+    assert (tmp_path / "trajectory.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "trajectory.png").stat().st_size > 10_000
+    with pytest.raises(InputError, match="unlearning.methods"):
+        trajectory_table([], tmp_path / "none.csv")
 
 
-def test_plan_of_the_tiny_and_default_configs_and_its_errors():
+def test_plan_paths_jobs_and_its_errors():
     config = validate_config(
         {
             "zoo": {"architectures": ["lenet"], "seeds": [0, 1, 2]},
-            "unlearning": {"methods": ["relabel", "retrain"], "epochs": 2},
+            "unlearning": {
+                "parent": "digits/lenet/standard/i0-d0",
+                "methods": ["relabel", "retrain"],
+                "epochs": 2,
+            },
         }
     )
     plan = unlearning_plan(config, ModelCatalog(config))
     assert plan is not None and plan.parent == "digits/lenet/standard/i0-d0"
     assert plan.independent == ("digits/lenet/standard/i1-d1", "digits/lenet/standard/i2-d2")
     assert plan.parts == ["relabel", "retrain", INDEPENDENT]
+    assert plan.probe == "forget_class"  # the schema's default
+    assert plan.table_path == "results/unlearning/trajectory.csv"
+    assert plan.plot_path == "results/unlearning/trajectory.png"
+    assert plan.trajectory_path("relabel") == "results/unlearning/relabel.csv"
+    assert plan.record_path("retrain") == "results/unlearning/retrain.json"
     assert plan.probe_files == {
         "zest": "results/unlearning/probes/zest.h5",
         "gradfield": "results/unlearning/probes/gradfield.h5",
     }
+    assert plan.probe_settings["gradfield"] == {"split": "train", "n_points": 128, "classes": [3]}
+    assert plan.probe_settings["zest"]["classes"] == [3]
     assert plan.signature_settings["gradfield"]["target"] == "label"
     job = plan.trajectory_job("retrain")
     assert job["settings"] == {
@@ -211,22 +260,46 @@ def test_plan_of_the_tiny_and_default_configs_and_its_errors():
         "recipe": {"epochs": 2},
     }
     assert job["model_id"] == "derived/digits/retrain_without_class/digits/lenet/standard/i0-d0/s0"
-    config["unlearning"]["probe"] = "all"
+    assert job["probes"] == plan.probe_files and job["forget_class"] == 3
+    assert plan.trajectory_job("relabel")["settings"]["kind"] == "unlearn_relabel"
+    assert plan.independent_job()["models"] == list(plan.independent)
+    config["unlearning"].update(probe="all", lr_factor=0.25)
     plan = unlearning_plan(config, ModelCatalog(config))
     assert plan.probe_settings["gradfield"] == {"split": "train", "n_points": 128, "classes": None}
     assert plan.signature_settings["gradfield"]["target"] == "label"
+    assert plan.derivation_settings("relabel")["lr_factor"] == 0.25
+    assert "lr_factor" not in plan.derivation_settings("retrain")  # the original's recipe
     config["unlearning"]["enabled"] = False
     assert unlearning_plan(config, ModelCatalog(config)) is None
-    config["unlearning"].update(enabled=True, forget_class=10)
-    with pytest.raises(InputError, match="forget_class 10 is not a class of digits"):
+    config["unlearning"].update(enabled="auto", forget_class=10)
+    with pytest.raises(InputError, match="forget_class: class 10 does not exist in digits"):
         unlearning_plan(config, ModelCatalog(config))
     config["unlearning"].update(forget_class=3, parent="digits/lenet/standard/i7-d7")
     with pytest.raises(InputError, match="unlearning.parent.*not a zoo model"):
         unlearning_plan(config, ModelCatalog(config))
     config["unlearning"]["parent"] = "digits/lenet/standard/i0-d0"
     config["zoo"]["seeds"] = [0]
+    assert unlearning_plan(config, ModelCatalog(config)) is None  # auto: nothing to compare with
+    config["unlearning"]["enabled"] = True
     with pytest.raises(InputError, match="independent: false"):
         unlearning_plan(config, ModelCatalog(config))
+    config["unlearning"]["independent"] = False
+    assert unlearning_plan(config, ModelCatalog(config)).parts == ["relabel", "retrain"]
+
+
+def test_the_original_defaults_to_the_first_derived_parent():
+    config = validate_config(
+        {
+            "zoo": {"architectures": ["lenet", "mlp"], "seeds": [0, 1]},
+            "derived": {"parents": ["digits/mlp/standard/i1-d1"]},
+        }
+    )
+    plan = unlearning_plan(config, ModelCatalog(config))
+    assert plan.parent == "digits/mlp/standard/i1-d1"
+    assert plan.independent == ("digits/mlp/standard/i0-d0",)
+    assert plan.methods == ("relabel", "ascent", "retrain")
+    config["derived"]["parents"] = []
+    assert unlearning_plan(config, ModelCatalog(config)) is None  # auto: no original named
 
 
 def test_planning_tables_and_plots_import_no_torch():

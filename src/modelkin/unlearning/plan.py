@@ -17,6 +17,7 @@ Paths, under ``{results}/unlearning/``:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ from ..signatures.registry import get_method
 
 if TYPE_CHECKING:
     from ..catalog import ModelCatalog
+
+log = logging.getLogger(__name__)
 
 # Unlearning method -> the derivation kind that makes it (modelkin.derive.kinds).
 METHOD_KINDS = {
@@ -144,30 +147,51 @@ class UnlearningPlan:
 
 
 def unlearning_plan(config: dict[str, Any], catalog: ModelCatalog) -> UnlearningPlan | None:
-    """The plan of the ``unlearning`` section (None when it is not enabled)."""
+    """The plan of the ``unlearning`` section, or None when it is off (``enabled: false``, or
+    ``auto`` without a parent or without independent models to compare with).
+
+    The original is ``unlearning.parent``, else the first of ``derived.parents``. Bad settings
+    (a parent the config does not plan, a class the data set lacks) are errors either way."""
     section = config.get("unlearning") or {}
-    if not section.get("enabled"):
+    enabled = section.get("enabled", "auto")
+    if enabled is False:
         return None
-    parent = catalog.resolve(section["parent"], "unlearning.parent")
+    strict = enabled is True
+
+    def skip(reason: str) -> None:
+        if strict:
+            raise UnlearningError(
+                f"{reason}; or set unlearning.enabled: auto (skip quietly) or false"
+            )
+        log.info("unlearning stage skipped: %s", reason)
+
+    if section.get("parent"):
+        parent = catalog.resolve(section["parent"], "unlearning.parent")
+    elif catalog.derived_parents:
+        parent = catalog.derived_parents[0]
+    else:
+        skip("unlearning needs an original model: set unlearning.parent or derived.parents")
+        return None
     dataset, arch, algorithm = catalog.profile(parent)
     info = get_dataset_info(dataset)
     forget_class = int(section["forget_class"])
     if not 0 <= forget_class < info.num_classes:
         raise UnlearningError(
-            f"unlearning.forget_class {forget_class} is not a class of {dataset} "
-            f"(0..{info.num_classes - 1})"
+            f"unlearning.forget_class: class {forget_class} does not exist in {dataset}; choose "
+            f"one of 0..{info.num_classes - 1}"
         )
     methods = tuple(dict.fromkeys(section["methods"]))
     for method in methods:
         if method not in METHOD_KINDS:
             raise UnlearningError(
-                f"unknown unlearning method {method!r}; choose from {', '.join(METHOD_KINDS)}"
+                f"unlearning.methods: unknown method {method!r}; choose from "
+                f"{', '.join(METHOD_KINDS)}"
             )
         get_kind(METHOD_KINDS[method])
     signature_methods = tuple(dict.fromkeys(section["signature_methods"]))
     probe = section["probe"]
     if probe not in PROBES:
-        raise UnlearningError(f"unlearning.probe must be one of {PROBES}, got {probe!r}")
+        raise UnlearningError(f"unlearning.probe: {probe!r} is not one of {', '.join(PROBES)}")
     settings: dict[str, dict[str, Any]] = {}
     probes: dict[str, dict[str, Any]] = {}
     for method in signature_methods:
@@ -188,10 +212,11 @@ def unlearning_plan(config: dict[str, Any], catalog: ModelCatalog) -> Unlearning
             settings[method]["target"] = "label"
     independent = independent_models(catalog, parent, (dataset, arch, algorithm))
     if section["independent"] and not independent:
-        raise UnlearningError(
+        skip(
             f"unlearning.independent needs zoo models of {dataset}/{arch}/{algorithm} that share "
-            f"no seed with {parent}; add zoo.seeds or set unlearning.independent: false"
+            f"no seed with {parent}: add zoo.seeds, or set unlearning.independent: false"
         )
+        return None
     return UnlearningPlan(
         results=str(config["results"]),
         parent=parent,

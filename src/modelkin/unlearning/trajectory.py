@@ -8,7 +8,9 @@ measures each snapshot in memory (before training, epoch 0, and after every epoc
 of every configured method on the shared probe (:func:`modelkin.signatures.compute
 .compute_signature`), every distance of the method to the original's signature (the method's
 ``pairwise``), and its accuracy on the forgotten class and on the others. No checkpoint is written
-per epoch; the record says what was measured (probes with their hashes, settings, seeds).
+per epoch; the record says what was measured (probes with their hashes, settings, seeds). Every row
+also carries the model's lineage relation to the original (:func:`modelkin.lineage.relation`) and
+whether that makes it a derived positive: the retrained model is ``retrained``, never a positive.
 
 :func:`independent_rows` measures independent zoo models the same way: the distance of a model
 that shares nothing with the original. A retrained model should look like one of them; an
@@ -35,6 +37,7 @@ from ..data import Split, load_split
 from ..device import resolve_device
 from ..evaluate import class_accuracies, predict
 from ..io import atomic_path, write_json
+from ..lineage import Lineage, group_of, relation
 from ..signatures.compute import compute_signature
 from ..signatures.registry import get_method
 from ..signatures.store import Probe, read_probe
@@ -101,7 +104,7 @@ class Measurement:
         computed = compute_signature(
             method,
             model,
-            self.probes.get(method),  # type: ignore[arg-type]
+            self.probes.get(method),
             device=self.device,
             chunk_size=chunk_size,
             what=what,
@@ -111,7 +114,7 @@ class Measurement:
 
     def __call__(self, model: nn.Module, what: str) -> dict[str, float]:
         """Accuracies and every distance to the original of ``model`` (its weights and training
-        flag are left as they were)."""
+        flag are left as they were; the time it took is logged, never stored)."""
         was_training = model.training
         start = time.perf_counter()
         try:
@@ -129,8 +132,20 @@ class Measurement:
                     row[distance_column(method, metric)] = float(matrix[0, 1])
         finally:
             model.train(was_training)
-        row["measure_seconds"] = time.perf_counter() - start
+        log.info("measured %s in %.1f s", what, time.perf_counter() - start)
         return row
+
+
+def lineage_columns(parent: Checkpoint, parent_id: str, meta: Mapping[str, Any], name: str):
+    """``relation`` (:func:`modelkin.lineage.relation` of the model ``name`` with metadata
+    ``meta`` to the original) and ``positive`` (whether it counts as derived from the original:
+    the relatedness tables' positives; a retrained model never does)."""
+    lineages = {
+        parent_id: Lineage.from_metadata(parent.meta, name=parent_id, sha256=parent.sha256),
+        name: Lineage.from_metadata(meta, name=name),
+    }
+    related = relation(lineages, name, parent_id)
+    return {"relation": related, "positive": group_of(related) == "derived"}
 
 
 def unlearning_trajectory(
@@ -178,6 +193,7 @@ def unlearning_trajectory(
         on_epoch=on_epoch,
     )
     history = {int(h["epoch"]): h for h in meta.get("history") or []}
+    lineage = lineage_columns(parent, parent_id, meta, model_id)
     out = []
     for row in rows:
         trained = history.get(int(row["epoch"]), {})
@@ -187,6 +203,7 @@ def unlearning_trajectory(
                 "kind": METHOD_KINDS[method],
                 "model": model_id,
                 "epoch": int(row["epoch"]),
+                **lineage,
                 "train_loss": trained.get("loss", float("nan")),
                 "train_accuracy": trained.get("train_accuracy", float("nan")),
                 **{k: v for k, v in row.items() if k != "epoch"},
@@ -195,14 +212,21 @@ def unlearning_trajectory(
     return out, meta
 
 
-def independent_rows(models: Mapping[str, nn.Module], measure: Measurement) -> list[dict[str, Any]]:
-    """The same measurements of models that share nothing with the original (no epoch)."""
+def independent_rows(
+    models: Mapping[str, nn.Module],
+    measure: Measurement,
+    relations: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The same measurements of models that share nothing with the original (no epoch);
+    ``relations``: per model, its :func:`lineage_columns` (default: independent, no positive)."""
+    unrelated = {"relation": "independent", "positive": False}
     return [
         {
             "unlearning": INDEPENDENT,
             "kind": "",
             "model": name,
             "epoch": float("nan"),
+            **((relations or {}).get(name) or unrelated),
             **measure(model, name),
         }
         for name, model in models.items()
@@ -362,7 +386,10 @@ def independent_files(
         name: load_checkpoint(path, torch_device)
         for name, path in zip(models, checkpoints, strict=True)
     }
-    rows = independent_rows({name: c.model for name, c in loaded.items()}, measure)
+    relations = {
+        name: lineage_columns(original, parent_id, c.meta, name) for name, c in loaded.items()
+    }
+    rows = independent_rows({name: c.model for name, c in loaded.items()}, measure, relations)
     record = _record(
         original,
         measure,
