@@ -54,6 +54,7 @@ def trajectory_table(inputs: Sequence[str | Path], output_csv: str | Path) -> pd
     for column in distance_columns(table):
         reference = independent[column].mean() if len(independent) else float("nan")
         table[f"{column}_relative"] = table[column] / reference
+    table["epoch"] = table["epoch"].astype("Int64")  # empty for the independent models
     with atomic_path(output_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
@@ -64,6 +65,8 @@ def plot_trajectory(table_csv: str | Path, output_png: str | Path) -> Path:
     table = pd.read_csv(table_csv)
     heads = headline_columns(table)
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(
         1, len(heads) + 1, figsize=(4.2 * (len(heads) + 1), 3.6), squeeze=False
     )
@@ -110,6 +113,8 @@ def plot_trajectory(table_csv: str | Path, output_png: str | Path) -> Path:
         )
     ax.set_xlabel("epoch of unlearning")
     ax.set_ylabel("test accuracy")
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=6, ncol=2)
     forget = sorted(set(table.get("forget_class", pd.Series(dtype=int)).dropna().astype(int)))
