@@ -35,6 +35,7 @@ include: "workflow/rules/similarity.smk"
 include: "workflow/rules/stitching.smk"
 include: "workflow/rules/modeldiff.smk"
 include: "workflow/rules/concordance.smk"
+include: "workflow/rules/unlearning.smk"
 
 
 rule all:

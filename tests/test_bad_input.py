@@ -142,6 +142,26 @@ CASES = [
         _section("concordance", layer="relu7"),
     ),
     Case(
+        "unlearning.parent the configuration does not plan",
+        lambda k: modelkin("check-config"),
+        r"unlearning.parent: digits/lenet/standard/i7-d7 is not a zoo model of this "
+        r"configuration; its seeds i7-d7 are not in zoo.seeds",
+        _section("unlearning", parent="digits/lenet/standard/i7-d7"),
+    ),
+    Case(
+        "snakemake -n: unlearning.forget_class outside the data set's classes",
+        lambda k: snakemake_dry_run(),
+        r"unlearning.forget_class: class 10 does not exist in digits; choose one of 0..9$",
+        _section("unlearning", forget_class=10),
+    ),
+    Case(
+        "unknown unlearning method",
+        lambda k: modelkin("check-config"),
+        r"config key unlearning.methods.1: 'forget' is not one of .*\(allowed: relabel, ascent, "
+        r"retrain\)$",
+        _section("unlearning", methods=["relabel", "forget"]),
+    ),
+    Case(
         "a key given twice",
         lambda k: modelkin("check-config"),
         r"config file config.yaml, line 3, column 1: the key 'zest' is given twice",

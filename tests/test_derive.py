@@ -301,6 +301,29 @@ def test_unlearn_relabel_changes_that_classs_predictions(tmp_path, parent, digit
     assert result["retain_accuracy"] > 0.8
 
 
+def test_unlearn_ascent_forgets_that_class_and_keeps_the_rest(
+    tmp_path, parent, digits_file, test_split
+):
+    from modelkin.derive.builders import ascent_criterion
+
+    logits = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 0.0, 9.0]])
+    y = torch.tensor([0, 2, 0])  # class 0 forgotten; the third is forgotten beyond the bound
+    loss = ascent_criterion(0, bound=1.0)(logits, y)
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert loss == pytest.approx(float((-ce[0] + ce[1] - 1.0) / 3))
+    assert resolve_settings({"kind": "unlearn_ascent", "forget_class": 3})["retain"] is True
+    settings = {"kind": "unlearn_ascent", "forget_class": 3, "recipe": {"epochs": 3}}
+    child = derive(tmp_path, parent, digits_file, "unlearn_ascent", settings)
+    assert child.meta["forget_class"] == 3 and child.meta["ascent"]["retain"] is True
+    result = measured(tmp_path, child, digits_file)
+    assert result["forget_accuracy"] < 0.2 and result["retain_accuracy"] > 0.85
+    alone = derive(
+        tmp_path, parent, digits_file, "unlearn_ascent", {**settings, "retain": False}, seed=1
+    )
+    result = measured(tmp_path, alone, digits_file)
+    assert result["forget_accuracy"] < 0.2 and result["retain_accuracy"] > 0.6
+
+
 def test_derive_checkpoint_is_loadable_and_evaluable(tmp_path, parent, digits_file):
     child = derive(
         tmp_path, parent, digits_file, "finetune", {"kind": "finetune", "recipe": {"epochs": 1}}

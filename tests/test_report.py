@@ -27,6 +27,8 @@ REQUIRED = [
     r"^results/stitching/plots/cka_vs_accuracy\.png$",
     r"^results/stitching/plots/robust_accuracy\.png$",
     r"^results/modeldiff/.+/summary\.png$",
+    r"^results/unlearning/trajectory\.csv$",
+    r"^results/unlearning/trajectory\.png$",
 ]
 
 

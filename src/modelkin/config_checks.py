@@ -13,6 +13,7 @@ with one line per problem instead of a job failing hours later:
   distance tables will compare;
 - ``device: cuda`` only where CUDA exists;
 - image counts within the data set's split; class indices below its number of classes;
+- each stage's own planning (similarity, ModelDiff, stitching, concordance, unlearning);
 - ``results`` and ``data_root`` are directories (or do not exist yet).
 
 Torch-free: the workflow calls :func:`check_config` while Snakemake parses it.
@@ -228,6 +229,9 @@ def _model_ids(config: dict[str, Any]) -> Iterable[str]:
                 resolve(ref, f"concordance.models[{i}]")
         if concordance.get("parent"):
             resolve(concordance["parent"], "concordance.parent")
+    unlearning = config.get("unlearning") or {}
+    if unlearning.get("enabled", "auto") is not False and unlearning.get("parent"):
+        resolve(unlearning["parent"], "unlearning.parent")
     for i, entry in enumerate((config.get("similarity") or {}).get("pairs") or []):
         refs = (
             [entry.get("a"), entry.get("b")]
@@ -583,6 +587,7 @@ def _plans(config: dict[str, Any]) -> Iterable[str]:
         ("similarity", lambda: plan_pairs(config)),
         ("modeldiff", lambda: ModelDiffPlan.from_config(config)),
         ("stitching", lambda: _stitching_plan(config)),
+        ("unlearning", lambda: _unlearning_plan(config, catalog)),
     ]
     try:
         compared = distance_models(config, catalog)
@@ -597,6 +602,12 @@ def _plans(config: dict[str, Any]) -> Iterable[str]:
             step()
         except ModelkinError as err:
             yield str(err)
+
+
+def _unlearning_plan(config: dict[str, Any], catalog: Any) -> None:
+    from .unlearning.plan import unlearning_plan
+
+    unlearning_plan(config, catalog)
 
 
 def _stitching_plan(config: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,15 +140,27 @@ def make_scheduler(optimizer, schedule: str | Sequence[int], epochs: int, steps_
     )
 
 
+# A training objective: (logits, labels) -> the batch's loss (cross-entropy unless a caller, such
+# as gradient-ascent unlearning, gives another).
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def training_loss(
-    model: nn.Module, x, y, recipe: TrainRecipe, epsilon: float, step_size: float, generator
+    model: nn.Module,
+    x,
+    y,
+    recipe: TrainRecipe,
+    epsilon: float,
+    step_size: float,
+    generator,
+    criterion: Criterion = F.cross_entropy,
 ):
     """The loss of one batch under the recipe's adversary, with ``attack_ratio`` of the batch
     attacked."""
     n_adv = int(len(x) * recipe.attack_ratio) if recipe.adversary != "none" else 0
     if n_adv == 0:
         logits = model(x)
-        return F.cross_entropy(logits, y), logits
+        return criterion(logits, y), logits
     chosen = torch.randperm(len(x), generator=generator)[:n_adv].to(x.device)
     if recipe.adversary == "madry":
         x = x.clone()
@@ -163,7 +175,7 @@ def training_loss(
             generator=generator,
         )
         logits = model(x)
-        return F.cross_entropy(logits, y), logits
+        return criterion(logits, y), logits
     # TRADES: clean cross-entropy plus beta * KL between clean and adversarial predictions
     # (summed, / batch).
     x_adv = trades_attack(
@@ -178,7 +190,7 @@ def training_loss(
     kl = F.kl_div(
         F.log_softmax(model(x_adv), dim=1), F.softmax(logits[chosen], dim=1), reduction="sum"
     )
-    return F.cross_entropy(logits, y) + recipe.trades_beta * kl / len(x), logits
+    return criterion(logits, y) + recipe.trades_beta * kl / len(x), logits
 
 
 def fit(
@@ -191,11 +203,16 @@ def fit(
     resume_path: str | Path | None = None,
     parameters: Sequence[nn.Parameter] | None = None,
     desc: str = "train",
+    criterion: Criterion = F.cross_entropy,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> History:
     """Train ``model`` in place on ``train`` (labels may be class indices or probability rows).
 
     ``resume_path``: where the per-epoch state lives; an existing state for the same
     recipe and seed is resumed, anything else is ignored and overwritten.
+    ``criterion``: the loss of a batch's logits and labels (default cross-entropy).
+    ``on_epoch(epoch, model)``: called before the first epoch (epoch 0) and after each epoch
+    (1, 2, ...), e.g. to measure snapshots; it must leave the weights as they are.
     """
     device = resolve_device(device)
     model.to(device)
@@ -232,6 +249,8 @@ def fit(
         else:
             log.info("ignoring resume state %s: it belongs to other settings", resume_path)
 
+    if on_epoch is not None and start_epoch == 0:
+        on_epoch(0, model)
     bar = progress(
         range(start_epoch, recipe.epochs),
         desc=desc,
@@ -252,7 +271,9 @@ def fit(
             device=device,
         )
         for x, y in batches:
-            loss, logits = training_loss(model, x, y, recipe, epsilon, step_size, generator)
+            loss, logits = training_loss(
+                model, x, y, recipe, epsilon, step_size, generator, criterion
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -272,6 +293,8 @@ def fit(
             record["loss"],
             record["train_accuracy"],
         )
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
         if resume_path is not None and epoch + 1 < recipe.epochs:
             _save_resume(
                 resume_path, model, optimizer, scheduler, generator, history, epoch + 1, key

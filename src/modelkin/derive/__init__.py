@@ -18,6 +18,8 @@ recipe used. The kinds follow the suspects of Zest and ModelGiF:
                           subset (relabelled 0..k-1) or another data set of the same input shape
 ``retrain_without_class`` a fresh model trained with the parent's recipe on data without one class
 ``unlearn_relabel``       the parent fine-tuned with that class's images relabelled at random
+``unlearn_ascent``        the parent trained by gradient ascent on that class's images (each
+                          until its loss is that of a uniform guess) and on the rest as usual
 ========================  ===================================================================
 
 Derived model ids are ``derived/{dataset}/{derivation}/{parent id}/s{seed}`` (:mod:`modelkin.ids`).

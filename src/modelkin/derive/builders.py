@@ -9,18 +9,21 @@ rest (training, evaluation, metadata) the same way for every kind.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data import Split, load_split, relabel_classes, without_class
 from ..datasets import get_dataset_info
 from ..evaluate import predict
 from ..models import normalisation_of, seeded_model
+from ..train import Criterion
 from .kinds import DerivationError
 
 
@@ -57,6 +60,7 @@ class Student:
     trains: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     finish: Callable[[nn.Module], dict[str, Any]] | None = None
+    criterion: Criterion | None = None  # None: cross-entropy
 
 
 def finetune(job: Job) -> Student:
@@ -80,6 +84,41 @@ def unlearn_relabel(job: Job) -> Student:
     forget = check_class(job.settings["forget_class"], job.num_classes)
     train = relabel_class_at_random(job.train, forget, job.num_classes, job.data_seed)
     return Student(copy.deepcopy(job.parent), train, job.num_classes)
+
+
+def unlearn_ascent(job: Job) -> Student:
+    """Gradient ascent on the forgotten class's training images: their cross-entropy is
+    maximised, each image's only until it reaches ln(C) (the loss of a uniform guess; beyond it
+    the image is forgotten and the unbounded loss would only blow the logits up). With ``retain``
+    (the default) the other classes' images train as usual in the same batches ("NegGrad+");
+    without, the ascent alone runs away with the rest of the model once the class is forgotten
+    (docs/model-distance.md, "Unlearning verification")."""
+    forget = check_class(job.settings["forget_class"], job.num_classes)
+    train = job.train
+    if not job.settings["retain"]:
+        train = train.subset(torch.nonzero(train.y == forget).flatten())
+    if len(train) == 0 or not bool((train.y == forget).any()):
+        raise DerivationError(
+            f"the training split has no images of forget_class {forget} to ascend on"
+        )
+    criterion = ascent_criterion(forget, math.log(job.num_classes))
+    extra = {"ascent": {"retain": bool(job.settings["retain"]), "bound": math.log(job.num_classes)}}
+    return Student(
+        copy.deepcopy(job.parent), train, job.num_classes, criterion=criterion, extra=extra
+    )
+
+
+def ascent_criterion(forget_class: int, bound: float) -> Criterion:
+    """Cross-entropy on the retained classes' images, minus cross-entropy capped at ``bound`` on
+    the forgotten class's (mean over the batch): descending it ascends the forgotten class's loss
+    up to the cap."""
+
+    def criterion(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits, y, reduction="none")
+        forgotten = y == forget_class
+        return torch.where(forgotten, -losses.clamp(max=bound), losses).mean()
+
+    return criterion
 
 
 def retrain_without_class(job: Job) -> Student:

@@ -161,6 +161,18 @@ KINDS: dict[str, DerivationKind] = {
             lr_factor=0.5,
             check=_forget_class_given,
         ),
+        DerivationKind(
+            "unlearn_ascent",
+            "the parent trained by gradient ascent on one class's training images (each until "
+            "its loss reaches that of a uniform guess) and, unless retain is false, as usual on "
+            "the other classes' images in the same batches (approximate unlearning)",
+            "parent",
+            {"forget_class": None, "retain": True},
+            {"epochs": 3, "schedule": "constant"},
+            "unlearn_ascent",
+            lr_factor=0.5,
+            check=_forget_class_given,
+        ),
     ]
 }
 

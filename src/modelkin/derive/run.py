@@ -4,10 +4,12 @@ student, then every kind trains and records alike."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -43,12 +45,15 @@ def derive_model(
     derivation: str | None = None,
     device: str | torch.device = "auto",
     resume_path: str | Path | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Derive a model from ``parent`` (a loaded checkpoint) as ``settings`` say (see ``KINDS``).
 
     ``prepared`` is the prepared data set the derived model trains on (the target's, for a
     transfer to another data set). Returns the model (eval mode, on ``device``) and its
-    checkpoint metadata; the ``evaluate`` rule measures it.
+    checkpoint metadata; the ``evaluate`` rule measures it. ``on_epoch(epoch, model)`` sees the
+    student before training (epoch 0) and after every epoch (:func:`modelkin.train.fit`), e.g. to
+    measure each snapshot (the unlearning stage); a kind that does not train calls it once, at 0.
     """
     settings = resolve_settings(settings)
     kind = get_kind(settings["kind"])
@@ -85,7 +90,11 @@ def derive_model(
             resume_path=resume_path,
             parameters=student.parameters,
             desc=model_id,
+            criterion=student.criterion or F.cross_entropy,
+            on_epoch=on_epoch,
         ).epochs
+    elif on_epoch is not None:
+        on_epoch(0, student.model)
     extra = dict(student.extra)
     if student.finish is not None:
         extra.update(student.finish(student.model))
