@@ -154,7 +154,7 @@ class SignatureOut:
         *,
         method: SignatureMethod,
         checkpoint: Checkpoint,
-        probe: Probe,
+        probe: Probe | None,
         name: str | None = None,
     ) -> None:
         """Write the extras and the provenance of the streamed signature."""
@@ -175,7 +175,7 @@ def _write_contents(
     computed: Computed,
     method: SignatureMethod,
     checkpoint: Checkpoint,
-    probe: Probe,
+    probe: Probe | None,
     name: str | None,
 ) -> None:
     import h5py
