@@ -266,6 +266,36 @@ CASES = [
         r"no_model\.h5 lacks the attribute\(s\) model ",
     ),
     Case(
+        "distance against a reference with too few independent families",
+        lambda k: modelkin(
+            "distance",
+            str(k["signature_a"]),
+            str(k["signature_b"]),
+            "--reference",
+            str(k["weak_reference"]),
+        ),
+        r"rests on 2 independent families of models, fewer than the 5 .*"
+        r"--allow-insufficient-reference to see the distances without a verdict$",
+    ),
+    Case(
+        "compare against a reference with too few independent families",
+        lambda k: modelkin(
+            "compare",
+            str(k["model_a"]),
+            str(k["model_b"]),
+            "--probe",
+            str(k["probe"]),
+            "--reference",
+            str(k["weak_reference"]),
+            "--device",
+            "cpu",
+            "--keep",
+            "kept",
+        ),
+        r"rests on 2 independent families of models, fewer than the 5 that calibrated verdicts "
+        r"need; train more independent seeds",
+    ),
+    Case(
         "info of a file that is not a checkpoint",
         lambda k: modelkin("info", str(k["notes"])),
         r"^modelkin info: error: .*notes.txt",
@@ -392,7 +422,7 @@ def shlex_join(argv: list[str]) -> str:
     return shlex.join(argv)
 
 
-def test_a_reference_with_too_few_families_gives_no_verdict_rather_than_a_guess(kit, tmp_path):
+def test_a_reference_with_too_few_families_gives_no_verdict_when_allowed(kit, tmp_path):
     proc = _run(
         modelkin(
             "distance",
@@ -400,10 +430,12 @@ def test_a_reference_with_too_few_families_gives_no_verdict_rather_than_a_guess(
             str(kit["signature_b"]),
             "--reference",
             str(kit["weak_reference"]),
+            "--allow-insufficient-reference",
             "--json",
         ),
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "WARNING the reference of setting digits:mlp/standard~mlp/standard" in proc.stderr
     cos = json.loads(proc.stdout)["verdicts"]["cos"]
     assert cos["verdict"] == "not enough independent models" and cos["reference_families"] == 2

@@ -97,6 +97,12 @@ def register(subparsers) -> None:
         help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM "
         "(default: from the signatures' lineage)",
     )
+    p.add_argument(
+        "--allow-insufficient-reference",
+        action="store_true",
+        help="with a reference whose setting rests on too few independent models: print the "
+        "distances with a warning and no verdict (without it, such a reference is refused)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_distance)
 
@@ -132,6 +138,12 @@ def register(subparsers) -> None:
     _add_settings(p, "probe")
     p.add_argument("--keep", metavar="DIR", help="keep the probe and signatures in DIR")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--allow-insufficient-reference",
+        action="store_true",
+        help="with a reference whose setting rests on too few independent models: print the "
+        "distances with a warning and no verdict (without it, such a reference is refused)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_compare)
 
@@ -191,7 +203,14 @@ def _distance(args: argparse.Namespace) -> int:
     key = None
     if args.reference:
         reference = load_reference(args.reference, a.method)
-        key, judged = verdicts(a, b, distances, reference, args.setting)
+        key, judged = verdicts(
+            a,
+            b,
+            distances,
+            reference,
+            args.setting,
+            allow_insufficient=args.allow_insufficient_reference,
+        )
     if args.json:
         document = {
             "method": a.method,
@@ -235,6 +254,7 @@ def _compare(args: argparse.Namespace) -> int:
         device=args.device,
         workdir=args.keep,
         probe_options=probe_options,
+        allow_insufficient_reference=args.allow_insufficient_reference,
     )
     print(json.dumps(comparison.to_dict(), indent=2) if args.json else comparison.describe())
     return 0

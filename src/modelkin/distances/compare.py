@@ -17,7 +17,14 @@ from typing import Any
 from ..errors import InputError, MissingFileError
 from ..signatures import Signature, check_comparable, get_distance, get_method, read_signature
 from .reference import Verdict
-from .verdicts import ReferenceFile, describe_verdicts, load_reference, verdicts
+from .verdicts import (
+    ReferenceFile,
+    check_sufficient,
+    describe_verdicts,
+    load_reference,
+    setting_of_lineages,
+    verdicts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +141,7 @@ def compare_checkpoints(
     workdir: str | Path | None = None,
     probe_options: dict[str, Any] | None = None,
     signature_options: dict[str, Any] | None = None,
+    allow_insufficient_reference: bool = False,
 ) -> Comparison:
     """Signatures of two checkpoints on one probe, their distances, and, with ``reference`` (a
     workflow's ``results/distances/<method>_reference.json``), each distance's calibrated verdict.
@@ -142,7 +150,9 @@ def compare_checkpoints(
     is computed), and a signature the workflow already made for the same checkpoint on that probe
     is reused. Without one, ``probe`` is an existing probe file, or one is made from ``data`` (a
     prepared data set; default ``results/data/<dataset>.safetensors``, or prepared on the fly for
-    the bundled digits) in a temporary directory (``workdir`` keeps the files).
+    the bundled digits) in a temporary directory (``workdir`` keeps the files). A reference
+    whose setting rests on too few independent families is refused before anything is computed,
+    unless ``allow_insufficient_reference``.
     """
     from ..checkpoint import read_metadata
     from ..io import file_sha256
@@ -159,6 +169,11 @@ def compare_checkpoints(
             )
     ref = load_reference(reference, method) if reference is not None else None
     if ref is not None:
+        from ..lineage import Lineage
+
+        lineages = [Lineage.from_metadata(m) for m in (meta_a, meta_b)]
+        key = setting or setting_of_lineages(*lineages).key
+        check_sufficient(ref, key, allow_insufficient=allow_insufficient_reference)
         probe = _reference_probe(ref, meta_a["dataset"], probe)
     with tempfile.TemporaryDirectory(prefix="modelkin-compare-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
@@ -188,7 +203,7 @@ def compare_checkpoints(
         )  # fmt: skip
         if ref is not None:
             comparison.setting, comparison.verdicts = verdicts(
-                signatures[0], signatures[1], distances, ref, setting
+                signatures[0], signatures[1], distances, ref, setting, allow_insufficient=True
             )
     return comparison
 

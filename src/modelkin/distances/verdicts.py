@@ -11,6 +11,7 @@ that predicts (:func:`~modelkin.distances.calibration.judge_new`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingFileError
+from ..lineage import Lineage
 from ..progress import progress
 from ..signatures import Signature, get_method, read_signature
 from .calibration import CalibrationSettings, NullFit, judge_new
-from .reference import ReferenceDistance, Setting, Side, Verdict
+from .reference import InsufficientReference, ReferenceDistance, Setting, Side, Verdict
 
 REFERENCE_KIND = "modelkin-reference-distances"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,8 +104,33 @@ def load_reference(path: str | Path, method: str) -> ReferenceFile:
 
 
 def setting_of_signatures(a: Signature, b: Signature) -> Setting:
-    la, lb = a.lineage, b.lineage
+    return setting_of_lineages(a.lineage, b.lineage)
+
+
+def setting_of_lineages(la: Lineage, lb: Lineage) -> Setting:
     return Setting.of(la.dataset, Side(*la.profile, la.classes), Side(*lb.profile, lb.classes))
+
+
+def check_sufficient(reference: ReferenceFile, key: str, *, allow_insufficient: bool) -> None:
+    """Refuse a setting whose reference rests on too few independent families (the file marks it
+    insufficient), unless ``allow_insufficient``: then warn; its verdicts read ``not enough
+    independent models`` either way, never a guess."""
+    headline = get_method(reference.method).headline.metric
+    entry = ReferenceDistance.from_dict(reference.entry(key, headline))
+    if entry.sufficient:
+        return
+    message = (
+        f"the reference of setting {key} in {reference.path} rests on {entry.families} "
+        f"independent famil{'y' if entry.families == 1 else 'ies'} of models, fewer than the "
+        f"{entry.min_families} that calibrated verdicts need"
+    )
+    if not allow_insufficient:
+        raise InsufficientReference(
+            f"{message}; train more independent seeds of the setting (zoo.seeds or "
+            "distances.reference_models), or pass --allow-insufficient-reference to see the "
+            "distances without a verdict"
+        )
+    log.warning("%s: distances without a verdict", message)
 
 
 def verdicts(
@@ -111,13 +139,18 @@ def verdicts(
     distances: dict[str, float],
     reference: ReferenceFile,
     setting: str | None = None,
+    *,
+    allow_insufficient: bool = False,
 ) -> tuple[str, dict[str, Verdict]]:
     """Each metric's verdict for the pair (a, b) at ``distances``, and the setting used.
 
     Both signatures must be on the reference's probe (checked by hash). The reference models
-    that are ``a`` or ``b`` themselves (same checkpoint) are left out of their effects.
+    that are ``a`` or ``b`` themselves (same checkpoint) are left out of their effects. A setting
+    with too few independent families is refused unless ``allow_insufficient``
+    (:func:`check_sufficient`).
     """
     key = setting or setting_of_signatures(a, b).key
+    check_sufficient(reference, key, allow_insufficient=allow_insufficient)
     _, expected_sha = reference.probe(Setting.from_key(key).dataset)
     for sig in (a, b):
         if expected_sha and sig.probe_sha256 != expected_sha:
