@@ -85,3 +85,35 @@ def test_empirical_p_values_count_and_cannot_go_below_one_over_n_plus_one():
     near = judge(fit, "x", "y", distances.min() / 2)
     assert far.p_value == pytest.approx(1.0)
     assert near.p_value == pytest.approx(1 / (len(distances) + 1))
+
+
+@pytest.mark.parametrize("model", ["pairwise", "lognormal", "empirical"])
+def test_a_null_read_back_from_the_reference_file_judges_new_pairs_as_the_fit_does(model, tmp_path):
+    """``modelkin distance --reference`` rebuilds the null from the JSON; every model must give
+    the verdict the in-memory fit gives (lognormal and empirical need the stored distances)."""
+    import json
+
+    from modelkin.distances.calibration import judge_new
+    from modelkin.distances.verdicts import REFERENCE_KIND, ReferenceFile
+
+    rng = np.random.default_rng(3)
+    pairs, distances, families, _ = unrelated_table(rng, 8)
+    settings = CalibrationSettings(model=model, min_families=4, min_partners=2)
+    fit = fit_null(pairs, distances, families, settings)
+    document = {
+        "kind": REFERENCE_KIND,
+        "method": "zest",
+        "calibration": {"model": model, "min_families": 4, "min_partners": 2},
+        "references": {"s": {"cos": {"null": fit.to_dict(), "pairs": [list(p) for p in pairs]}}},
+        "models": {m: {"family": f} for m, f in families.items()},
+    }
+    path = tmp_path / "zest_reference.json"
+    path.write_text(json.dumps(document))
+    restored = ReferenceFile(path, "zest", json.loads(path.read_text())).null("s", "cos")
+    partners_a = {m: float(np.exp(-1.4 + rng.normal(0, 0.1))) for m in families}
+    partners_b = {m: float(np.exp(-1.4 + rng.normal(0, 0.1))) for m in families}
+    for d in (0.05, 0.24, 0.6):
+        expected = judge_new(fit, d, partners_a, partners_b)
+        got = judge_new(restored, d, partners_a, partners_b)
+        assert got.verdict == expected.verdict
+        assert got.p_value == pytest.approx(expected.p_value, nan_ok=True)

@@ -135,6 +135,8 @@ class NullFit:
             "sigma": self.sigma,
             "effects": dict(sorted(self.effects.items())),
             "sufficient": self.sufficient,
+            # parallel to the reference's pairs: what lognormal and empirical judge new pairs by
+            "log_distances": [float(x) for x in self.log_distances],
         }
 
 

@@ -70,10 +70,16 @@ class ReferenceFile:
         stored = entry["null"]
         models = self.document.get("models") or {}
         pairs = [tuple(p) for p in entry.get("pairs", [])]
+        logs = np.asarray(stored.get("log_distances", []), dtype=np.float64)
+        if len(logs) != len(pairs) and self.calibration.model != "pairwise":
+            raise InputError(
+                f"{self.path} lacks the unrelated pairs' distances that the "
+                f"{self.calibration.model} null needs; rebuild it with snakemake"
+            )
         fit = NullFit(
             self.calibration,
             pairs,
-            np.zeros(len(pairs)),
+            logs if len(logs) == len(pairs) else np.zeros(len(pairs)),
             {m: info["family"] for m, info in models.items()},
         )
         fit.mu, fit.sigma, fit.df = stored["mu"], stored["sigma"], stored["df"]
