@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from modelkin.cli import main
@@ -284,3 +285,29 @@ def test_compare_refuses_another_probe_before_computing(
     err = capsys.readouterr().err
     assert "is not the probe the reference" in err and "leave out --probe" in err
     assert not list(tmp_path.glob("*.h5.*"))
+
+
+def test_weights_need_no_probe_on_the_command_line(models, tmp_path, capsys):
+    """A method that reads no probe (weights): signature and compare without --probe, and the
+    distances are those of the flattened parameters."""
+    from safetensors.torch import load_file
+
+    outputs = []
+    for i in (0, 1):
+        out = tmp_path / f"w{i}.h5"
+        assert main(["signature", str(models[i]), "--method", "weights", "-o", str(out)]) == 0
+        outputs.append(out)
+    capsys.readouterr()
+    assert main(["compare", str(models[0]), str(models[1]), "--method", "weights", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    flat = [
+        np.concatenate([t.numpy().ravel() for _, t in sorted(load_file(m).items())])
+        for m in models[:2]
+    ]
+    assert payload["distances"]["l2"] == pytest.approx(
+        float(np.linalg.norm(flat[0] - flat[1])), rel=1e-5
+    )
+    assert main(["distance", str(outputs[0]), str(outputs[1]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["distances"]["l2"] == pytest.approx(
+        payload["distances"]["l2"], rel=1e-9
+    )

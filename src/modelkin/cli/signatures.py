@@ -62,14 +62,14 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_probe)
 
     p = subparsers.add_parser(
-        "signature", help="compute a model's Zest or gradient-field signature on a probe"
+        "signature", help="compute a model's signature (on a probe, for the methods that read one)"
     )
     p.add_argument("checkpoint", metavar="MODEL", help="modelkin checkpoint (.safetensors)")
     p.add_argument("--method", required=True, choices=list(METHODS))
     p.add_argument(
         "--probe",
-        required=True,
-        help="probe file, or 'auto' to make one from --data beside the output",
+        help="probe file, or 'auto' to make one from --data beside the output (not for a "
+        "method that reads none, e.g. weights)",
     )
     p.add_argument("--data", help="prepared data set (needed with --probe auto)")
     p.add_argument("-o", "--output", required=True)

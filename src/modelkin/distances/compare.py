@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import InputError, MissingFileError
 from ..signatures import Signature, check_comparable, get_distance, get_method, read_signature
+from ..signatures.store import NO_PROBE
 from .reference import Verdict
 from .verdicts import (
     ReferenceFile,
@@ -45,15 +46,21 @@ def make_probe(method: str, prepared: str | Path, output: str | Path, **options:
 def make_signature(
     method: str,
     checkpoint: str | Path,
-    probe: str | Path,
+    probe: str | Path | None,
     output: str | Path,
     *,
     device: str = "auto",
     **options: Any,
 ) -> Path:
-    """The ``method`` signature of ``checkpoint`` on ``probe`` (options: chunk_size and the
-    method's signature settings)."""
+    """The ``method`` signature of ``checkpoint`` on ``probe`` (None for a method that reads no
+    probe, e.g. ``weights``; options: chunk_size and the method's signature settings)."""
     from ..signatures.compute import signature_file
+
+    if probe is None and get_method(method).probe_kind is not None:
+        raise InputError(
+            f"the {method} signature needs a probe: pass --probe FILE (or --probe auto --data "
+            "PREPARED)"
+        )
 
     options = {k: v for k, v in options.items() if v is not None}
     return signature_file(method, checkpoint, probe, output, device=device, **options)
@@ -167,6 +174,7 @@ def compare_checkpoints(
                 f"{checkpoint_a} ({meta_a['dataset']}) and {checkpoint_b} ({meta_b['dataset']}) "
                 "take inputs of different shapes and cannot be probed with the same images"
             )
+    reads_probe = get_method(method).probe_kind is not None
     ref = load_reference(reference, method) if reference is not None else None
     if ref is not None:
         from ..lineage import Lineage
@@ -174,16 +182,19 @@ def compare_checkpoints(
         lineages = [Lineage.from_metadata(m) for m in (meta_a, meta_b)]
         key = setting or setting_of_lineages(*lineages).key
         check_sufficient(ref, key, allow_insufficient=allow_insufficient_reference)
-        probe = _reference_probe(ref, meta_a["dataset"], probe)
+        if reads_probe:
+            probe = _reference_probe(ref, meta_a["dataset"], probe)
     with tempfile.TemporaryDirectory(prefix="modelkin-compare-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        if probe is None:
+        if not reads_probe:
+            probe = None  # e.g. weights: the signature is the model's own parameters
+        elif probe is None:
             prepared = _prepared_data(data, meta_a["dataset"], work)
             probe = make_probe(
                 method, prepared, work / f"{method}_probe.h5", **(probe_options or {})
             )
-        probe_sha = file_sha256(probe)
+        probe_sha = file_sha256(probe) if probe is not None else NO_PROBE
         signatures, reused = [], []
         for tag, ckpt in (("a", checkpoint_a), ("b", checkpoint_b)):
             cached = _cached_signature(ref, file_sha256(ckpt), probe_sha) if ref else None
@@ -198,7 +209,7 @@ def compare_checkpoints(
             signatures.append(read_signature(path))
         distances = signature_distances(signatures[0], signatures[1], metrics)
         comparison = Comparison(
-            method, str(checkpoint_a), str(checkpoint_b), distances, probe=str(probe),
+            method, str(checkpoint_a), str(checkpoint_b), distances, probe=str(probe or ""),
             probe_sha256=probe_sha, reused=reused,
         )  # fmt: skip
         if ref is not None:
