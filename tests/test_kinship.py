@@ -207,3 +207,33 @@ def test_plot_family_trees(tmp_path):
     result.families.to_csv(tmp_path / "families.csv", index=False)
     png = plot_family_trees(tmp_path / "edges.csv", tmp_path / "families.csv", tmp_path / "t.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lineage_plan_switches_and_errors():
+    import copy
+
+    import yaml
+
+    from helpers import TINY_CONFIG
+    from modelkin.catalog import ModelCatalog
+    from modelkin.config import validate_config
+    from modelkin.kinship.plan import lineage_plan
+
+    config = validate_config(yaml.safe_load(TINY_CONFIG.read_text()))
+    catalog = ModelCatalog(config)
+    plan = lineage_plan(config, catalog)
+    assert plan is not None and plan.methods == ("zest", "gradfield", "weights", "outputs")
+    assert plan.alpha == 0.01 and plan.outputs("r")["scores"] == "r/lineage/scores.csv"
+    off = copy.deepcopy(config)
+    off["lineage"]["enabled"] = False
+    assert lineage_plan(off, catalog) is None
+    bad = copy.deepcopy(config)
+    bad["lineage"]["methods"] = ["penultimate_cka"]
+    with pytest.raises(KinshipError, match="not in distances.methods"):
+        lineage_plan(bad, catalog)
+    empty = copy.deepcopy(config)
+    empty["derived"]["derivations"] = {}
+    assert lineage_plan(empty, ModelCatalog(empty)) is None
+    empty["lineage"]["enabled"] = True
+    with pytest.raises(KinshipError, match="no derived models"):
+        lineage_plan(empty, ModelCatalog(empty))

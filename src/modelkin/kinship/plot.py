@@ -88,10 +88,10 @@ def plot_family_trees(edges_csv: str | Path, families_csv: str | Path, output: s
                         fontsize=6, color=colour, ha="center")  # fmt: skip
         for model, (x, y) in pos.items():
             ax.plot(x, y, "o", color="black", ms=5)
-            ax.text(x, y - 0.12, _label(model), fontsize=6, ha="center", va="top", rotation=20)
+            ax.text(x + 0.06, y + 0.06, _label(model), fontsize=6, ha="left", va="bottom")
         xs = [p[0] for p in pos.values()]
         ys = [p[1] for p in pos.values()]
-        ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+        ax.set_xlim(min(xs) - 0.5, max(xs) + 1.5)
         ax.set_ylim(min(ys) - 0.8, max(ys) + 0.4)
         ax.set_title(f"family of {_label(name)} ({len(group)} models)", fontsize=9)
         ax.axis("off")
