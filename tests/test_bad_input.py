@@ -85,6 +85,13 @@ CASES = [
         _stitch_pair(["digits/lenet/foo/i0-d0", "digits/lenet/madry/i1-d1"]),
     ),
     Case(
+        "lineage method whose distance table is not built",
+        lambda k: modelkin("check-config"),
+        r"lineage.methods: penultimate_cka not in distances.methods \(zest, gradfield, weights, "
+        r"outputs\); add them there",
+        _section("lineage", methods=["penultimate_cka"]),
+    ),
+    Case(
         "similarity pair with a seed outside zoo.seeds",
         lambda k: modelkin("check-config"),
         r"similarity.pairs\[0\] \(b\): digits/lenet/standard/i5-d5 is not a zoo model of this "

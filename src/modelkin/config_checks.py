@@ -13,7 +13,8 @@ with one line per problem instead of a job failing hours later:
   distance tables will compare;
 - ``device: cuda`` only where CUDA exists;
 - image counts within the data set's split; class indices below its number of classes;
-- each stage's own planning (similarity, ModelDiff, stitching, concordance, unlearning);
+- each stage's own planning (similarity, ModelDiff, stitching, concordance, unlearning,
+  lineage);
 - ``results`` and ``data_root`` are directories (or do not exist yet).
 
 Torch-free: the workflow calls :func:`check_config` while Snakemake parses it.
@@ -588,6 +589,7 @@ def _plans(config: dict[str, Any]) -> Iterable[str]:
         ("modeldiff", lambda: ModelDiffPlan.from_config(config)),
         ("stitching", lambda: _stitching_plan(config)),
         ("unlearning", lambda: _unlearning_plan(config, catalog)),
+        ("lineage", lambda: _lineage_plan(config, catalog)),
     ]
     try:
         compared = distance_models(config, catalog)
@@ -608,6 +610,12 @@ def _unlearning_plan(config: dict[str, Any], catalog: Any) -> None:
     from .unlearning.plan import unlearning_plan
 
     unlearning_plan(config, catalog)
+
+
+def _lineage_plan(config: dict[str, Any], catalog: Any) -> None:
+    from .kinship.plan import lineage_plan
+
+    lineage_plan(config, catalog)
 
 
 def _stitching_plan(config: dict[str, Any]) -> None:

@@ -1,0 +1,239 @@
+"""Family trees (modelkin.kinship) on synthetic distance and p-value matrices with a known tree."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelkin.kinship import (
+    KinshipError,
+    KinshipSettings,
+    ModelStatistics,
+    combine_p_values,
+    plot_family_trees,
+    recover_lineage,
+    true_lineage,
+    weight_statistics,
+)
+from modelkin.lineage import Lineage
+
+METHODS = ["zest", "weights"]
+FULL = frozenset(range(10))
+SHAPES = (("fc.weight", (10, 4)),)
+
+# The known tree: R -> A (fine-tuned), R -> B (pruned), R -> C (5-class transfer), A -> A1 (a
+# fine-tuned copy of the fine-tuned copy); X and Y are unrelated to everything.
+TREE = {"A": ("R", 0.10, "finetune"), "B": ("R", 0.12, "prune"), "C": ("R", 0.15, "transfer"),
+        "A1": ("A", 0.08, "finetune")}  # fmt: skip
+MODELS = ["R", "A", "B", "C", "A1", "X", "Y"]
+
+
+def tree_distance(a: str, b: str) -> float:
+    def path(m):
+        out = [m]
+        while out[-1] in TREE:
+            out.append(TREE[out[-1]][0])
+        return out
+
+    pa, pb = path(a), path(b)
+    common = next(m for m in pa if m in pb)
+    length = 0.0
+    for p in (pa, pb):
+        for m in p[: p.index(common)]:
+            length += TREE[m][1]
+    return length
+
+
+def synthetic_pairs(
+    models=MODELS, family=("R", "A", "B", "C", "A1"), noise=0.0, seed=0, distance=tree_distance
+):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a, b in itertools.combinations(sorted(models), 2):
+        related = a in family and b in family
+        row = {"model_a": a, "model_b": b, "setting": "s"}
+        for method in METHODS:
+            if related:
+                d = distance(a, b) * (1 + noise * rng.standard_normal())
+                p = 1e-6
+            else:
+                d, p = 1.0 + 0.1 * rng.standard_normal(), float(rng.uniform(0.05, 1))
+            row[f"{method}_normalised"], row[f"{method}_p_value"] = d, p
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def synthetic_stats():
+    kurt = {"R": -2.0, "A": -1.5, "A1": -1.0, "B": -1.1, "X": -2.1, "Y": -1.9}
+    out = {m: ModelStatistics(FULL, SHAPES, 0.0, k) for m, k in kurt.items()}
+    out["B"] = ModelStatistics(FULL, SHAPES, 0.5, -1.1)
+    out["C"] = ModelStatistics(frozenset(range(5, 10)), (("fc.weight", (5, 4)),), 0.0, -1.8)
+    return out
+
+
+def synthetic_lineages():
+    out = {m: Lineage(m, "lenet", "digits", 10) for m in ("R", "X", "Y")}
+    for child, (parent, _, kind) in TREE.items():
+        classes = (5, 6, 7, 8, 9) if child == "C" else None
+        out[child] = Lineage(child, "lenet", "digits", 5 if classes else 10, classes=classes,
+                             parent=parent, derivation=kind)  # fmt: skip
+    return out
+
+
+def test_the_known_tree_is_recovered_with_its_directions():
+    result = recover_lineage(
+        synthetic_pairs(), METHODS, stats=synthetic_stats(), lineages=synthetic_lineages()
+    )
+    families = result.families.set_index("model")
+    assert len(set(families.loc[["R", "A", "B", "C", "A1"], "family"])) == 1
+    assert families.loc["X", "family"] != families.loc["Y", "family"] != families.loc["R", "family"]
+    for child, (parent, _, _) in TREE.items():
+        assert families.loc[child, "parent"] == parent, child
+    assert families.loc["R", "root"] and families.loc["R", "parent"] == ""
+    tree = result.edges[result.edges.in_tree]
+    assert len(tree) == 4 and tree.directed.all()
+    # every pair of the family is related (siblings and the grandchild too), the tree is 4 of them
+    assert len(result.edges) == 10 and result.edges.true_relation.str.len().gt(0).all()
+    for metric in ("ari", "edge_precision", "edge_recall", "tree_edge_precision",
+                   "parent_accuracy", "direction_accuracy"):  # fmt: skip
+        assert result.score(metric) == 1.0, metric
+    assert result.score("parent_accuracy", "generation:2") == 1.0
+    assert result.score("parent_accuracy", "kind:prune") == 1.0
+    pruned = tree[tree.child == "B"].iloc[0]
+    assert "sparsity:+1.00" in pruned.direction_evidence
+    assert "task:+1.00" in tree[tree.child == "C"].iloc[0].direction_evidence
+
+
+def test_the_tree_survives_noisy_distances():
+    result = recover_lineage(
+        synthetic_pairs(noise=0.1, seed=3), METHODS, stats=synthetic_stats(),
+        lineages=synthetic_lineages(),
+    )  # fmt: skip
+    assert result.score("ari") == 1.0 and result.score("tree_edge_recall") == 1.0
+
+
+def test_an_ambiguous_direction_stays_undirected():
+    # two models, nothing orders them: the same statistics, and centrality ties in a pair
+    pairs = synthetic_pairs(["P", "Q", "X"], ("P", "Q"), distance=lambda a, b: 0.1)
+    same = ModelStatistics(FULL, SHAPES, 0.0, -1.5)
+    result = recover_lineage(pairs, METHODS, stats={m: same for m in "PQX"})
+    edge = result.edges.iloc[0]
+    assert len(result.edges) == 1 and edge.in_tree and not edge.directed
+    assert edge.direction == "ambiguous" and edge.parent == edge.child == ""
+    assert (result.families.parent == "").all()
+    # without any statistics every cue but centrality abstains, and centrality ties
+    assert not recover_lineage(pairs, METHODS).edges.iloc[0].directed
+
+
+def test_evidence_against_the_tree_is_a_conflict_not_a_direction():
+    # the pruned model would be the parent if the tree followed kurtosis alone
+    pairs = synthetic_pairs(["P", "Q"], ("P", "Q"), distance=lambda a, b: 0.1)
+    stats = {
+        "P": ModelStatistics(FULL, SHAPES, 0.5, -2.0),
+        "Q": ModelStatistics(FULL, SHAPES, 0.0, -1.0),
+    }
+    settings = KinshipSettings.from_dict(
+        {"direction": {"weights": {"sparsity": 1.0, "kurtosis": 1.0}, "min_confidence": 0.5}}
+    )
+    edge = recover_lineage(pairs, METHODS, stats=stats, settings=settings).edges.iloc[0]
+    assert edge.in_tree and not edge.directed and edge.direction in {"ambiguous", "conflict"}
+
+
+def test_unrelated_models_and_unjudged_pairs_get_no_edge():
+    pairs = synthetic_pairs()
+    pairs.loc[
+        (pairs.model_a == "A") & (pairs.model_b == "R"), ["zest_p_value", "weights_p_value"]
+    ] = np.nan
+    result = recover_lineage(pairs, METHODS, stats=synthetic_stats(), lineages=synthetic_lineages())
+    linked = {frozenset(p) for p in zip(result.edges.model_a, result.edges.model_b, strict=True)}
+    assert frozenset(("A", "R")) not in linked and not any("X" in p for p in linked)
+
+
+def test_p_value_combinations():
+    assert combine_p_values([0.01, 0.5, float("nan")]) == pytest.approx(0.02)
+    assert combine_p_values([0.6, 0.9]) == 1.0
+    assert math.isnan(combine_p_values([float("nan")]))
+    # Fisher: two p-values of 0.05 give chi2(4) tail at -2 log(0.0025)
+    assert combine_p_values([0.05, 0.05], "fisher") == pytest.approx(0.0175, abs=1e-3)
+    with pytest.raises(KinshipError, match="holm or fisher"):
+        combine_p_values([0.1], "mean")
+
+
+def test_fisher_trusts_dependent_methods_more_than_holm():
+    # an unrelated pair that every method finds moderately close: Holm keeps it unrelated
+    assert combine_p_values([0.02] * 4, "holm") > 0.01 > combine_p_values([0.02] * 4, "fisher")
+
+
+def test_true_lineage_starts_a_family_at_a_retrained_model():
+    lineages = {
+        "R": Lineage("R", "lenet", "digits", 10),
+        "T": Lineage("T", "lenet", "digits", 10, parent="R", derivation="retrain_without_class"),
+        "F": Lineage("F", "lenet", "digits", 10, parent="T", derivation="finetune"),
+        "G": Lineage("G", "lenet", "digits", 10, parent="F", derivation="prune"),
+    }
+    truth = true_lineage(lineages)
+    assert truth["T"].parent is None and truth["T"].family == "T"
+    assert truth["G"].family == "T" and truth["G"].generation == 2 and truth["G"].kind == "prune"
+
+
+def test_weight_statistics():
+    rng = np.random.default_rng(0)
+    dense = {"w": rng.uniform(-1, 1, (200, 50)), "b": np.zeros(50)}
+    zeros, kurt = weight_statistics(dense)
+    assert zeros == 0.0 and kurt == pytest.approx(-1.2, abs=0.05)  # a uniform's excess kurtosis
+    pruned = {"w": np.where(np.abs(dense["w"]) < 0.5, 0.0, dense["w"])}
+    zeros, pruned_kurt = weight_statistics(pruned)
+    assert zeros == pytest.approx(0.5, abs=0.02) and pruned_kurt > kurt
+
+
+def test_settings_take_the_schema_defaults():
+    settings = KinshipSettings.from_dict({}, alpha=0.05)
+    assert settings.alpha == 0.05 and settings.combine == "holm"
+    assert settings.direction.cues == ("task", "sparsity", "kurtosis", "centrality")
+    assert KinshipSettings.from_dict({"alpha": 0.001}, alpha=0.05).alpha == 0.001
+    with pytest.raises(KinshipError, match="unknown direction cues"):
+        KinshipSettings.from_dict({"direction": {"cues": ["astrology"]}})
+
+
+def test_plot_family_trees(tmp_path):
+    result = recover_lineage(
+        synthetic_pairs(), METHODS, stats=synthetic_stats(), lineages=synthetic_lineages()
+    )
+    result.edges.to_csv(tmp_path / "edges.csv", index=False)
+    result.families.to_csv(tmp_path / "families.csv", index=False)
+    png = plot_family_trees(tmp_path / "edges.csv", tmp_path / "families.csv", tmp_path / "t.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lineage_plan_switches_and_errors():
+    import copy
+
+    import yaml
+
+    from helpers import TINY_CONFIG
+    from modelkin.catalog import ModelCatalog
+    from modelkin.config import validate_config
+    from modelkin.kinship.plan import lineage_plan
+
+    config = validate_config(yaml.safe_load(TINY_CONFIG.read_text()))
+    catalog = ModelCatalog(config)
+    plan = lineage_plan(config, catalog)
+    assert plan is not None and plan.methods == ("zest", "gradfield", "weights", "outputs")
+    assert plan.alpha == 0.01 and plan.outputs("r")["scores"] == "r/lineage/scores.csv"
+    off = copy.deepcopy(config)
+    off["lineage"]["enabled"] = False
+    assert lineage_plan(off, catalog) is None
+    bad = copy.deepcopy(config)
+    bad["lineage"]["methods"] = ["penultimate_cka"]
+    with pytest.raises(KinshipError, match="not in distances.methods"):
+        lineage_plan(bad, catalog)
+    empty = copy.deepcopy(config)
+    empty["derived"]["derivations"] = {}
+    assert lineage_plan(empty, ModelCatalog(empty)) is None
+    empty["lineage"]["enabled"] = True
+    with pytest.raises(KinshipError, match="no derived models"):
+        lineage_plan(empty, ModelCatalog(empty))
