@@ -221,7 +221,8 @@ def test_unknown_keys_say_where_and_what_is_allowed():
         validate_config({"zest": {"n_imagez": 3}})
     assert str(info.value) == (
         "invalid configuration: config key zest.n_imagez: unknown key in zest; allowed keys: "
-        "split, n_images, n_samples, kernel_size, ratio, max_dist, seed, chunk_size, precision, build_for_zoo"
+        "split, n_images, n_samples, kernel_size, ratio, max_dist, seed, chunk_size, precision, "
+        "build_for_zoo"
     )
     # Inside a oneOf (a pair given as an object): the object form's unknown key, not the whole
     # value "is not valid under any of the given schemas".
