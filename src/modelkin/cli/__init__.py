@@ -14,7 +14,15 @@ import sys
 from ..errors import ModelkinError
 
 # One module per topic; each defines ``register(subparsers)``.
-COMMAND_MODULES = ("core", "signatures", "similarity", "stitching", "modeldiff", "workflow")
+COMMAND_MODULES = (
+    "core",
+    "signatures",
+    "lineage",
+    "similarity",
+    "stitching",
+    "modeldiff",
+    "workflow",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +147,15 @@ def verdicts(
     setting: str | None = None,
     *,
     allow_insufficient: bool = False,
+    cache: PartnerCache | None = None,
 ) -> tuple[str, dict[str, Verdict]]:
     """Each metric's verdict for the pair (a, b) at ``distances``, and the setting used.
 
     Both signatures must be on the reference's probe (checked by hash). The reference models
     that are ``a`` or ``b`` themselves (same checkpoint) are left out of their effects. A setting
     with too few independent families is refused unless ``allow_insufficient``
-    (:func:`check_sufficient`).
+    (:func:`check_sufficient`). A :class:`PartnerCache` shared by the calls for many pairs of
+    the same signatures computes each signature's distances to the reference models once.
     """
     key = setting or setting_of_signatures(a, b).key
     check_sufficient(reference, key, allow_insufficient=allow_insufficient)
@@ -167,7 +169,7 @@ def verdicts(
             )
     own = {a.attrs["checkpoint_sha256"], b.attrs["checkpoint_sha256"]}
     entries = {metric: reference.entry(key, metric) for metric in distances}
-    partners = _partner_distances(a, b, reference, key, list(distances), own)
+    partners = _partner_distances(a, b, reference, key, list(distances), own, cache)
     out = {}
     for metric, distance in distances.items():
         entry = entries[metric]
@@ -180,29 +182,54 @@ def verdicts(
     return key, out
 
 
-def _partner_distances(a, b, reference: ReferenceFile, key: str, metrics, own):
+@dataclass
+class PartnerCache:
+    """The reference models' signatures, read once, and each signature's distances to them (by
+    checkpoint and probe hash), kept across :func:`verdicts` calls for many pairs."""
+
+    signatures: dict[str, Signature] = field(default_factory=dict)
+    distances: dict[tuple[str, ...], dict[str, float]] = field(default_factory=dict)
+
+
+def _reference_signature(reference: ReferenceFile, model: str, cache: PartnerCache | None):
+    if cache is not None and model in cache.signatures:
+        return cache.signatures[model]
+    path = reference.resolve(reference.document["models"][model]["signature"])
+    if not path.exists():
+        raise MissingFileError(
+            f"the reference model {model}'s signature {path} is missing; rebuild it with "
+            f"`snakemake {path}` in the workflow directory"
+        )
+    other = read_signature(path)
+    if cache is not None:
+        cache.signatures[model] = other
+    return other
+
+
+def _partner_distances(a, b, reference: ReferenceFile, key: str, metrics, own, cache=None):
     """Per metric: the distances of a and of b to each model of the setting's null."""
     method = get_method(reference.method)
-    models = reference.document["models"]
     in_null = sorted(
         {m for metric in metrics for p in reference.entry(key, metric)["pairs"] for m in p}
     )
     out: dict[str, tuple[dict[str, float], dict[str, float]]] = {m: ({}, {}) for m in metrics}
-    for model in progress(in_null, desc="distances to the reference models", unit="model"):
-        path = reference.resolve(models[model]["signature"])
-        if not path.exists():
-            raise MissingFileError(
-                f"the reference model {model}'s signature {path} is missing; rebuild it with "
-                f"`snakemake {path}` in the workflow directory"
-            )
-        other = read_signature(path)
+    models = progress(
+        in_null, desc="distances to the reference models", unit="model", disable=cache is not None
+    )
+    for model in models:
+        other = _reference_signature(reference, model, cache)
         if other.attrs["checkpoint_sha256"] in own:
             continue
-        values_a = method.pairwise([a, other], metrics)
-        values_b = method.pairwise([b, other], metrics)
-        for metric in metrics:
-            out[metric][0][model] = float(values_a[metric][0, 1])
-            out[metric][1][model] = float(values_b[metric][0, 1])
+        for side, sig in enumerate((a, b)):
+            slot = (str(sig.attrs["checkpoint_sha256"]), str(sig.probe_sha256), model, *metrics)
+            values = cache.distances.get(slot) if cache is not None else None
+            if values is None:
+                matrices = method.pairwise([sig, other], metrics)
+                values = {metric: float(matrices[metric][0, 1]) for metric in metrics}
+                if cache is not None:
+                    cache.distances[slot] = values
+            for metric in metrics:
+                out[metric][side][model] = values[metric]
     return out
 
 
