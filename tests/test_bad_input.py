@@ -303,6 +303,43 @@ CASES = [
         r"need; train more independent seeds",
     ),
     Case(
+        "lineage of one checkpoint",
+        lambda k: modelkin(
+            "lineage", str(k["model_a"]), "--reference", str(k["weak_reference"]), "-o", "out"
+        ),
+        r"^modelkin lineage: error: lineage needs at least 2 checkpoints, got 1; ",
+    ),
+    Case(
+        "lineage of a file that is not a checkpoint",
+        lambda k: modelkin(
+            "lineage", str(k["model_a"]), str(k["notes"]), "--reference", str(k["weak_reference"])
+        ),
+        r"^modelkin lineage: error: .*notes.txt is not a readable safetensors checkpoint",
+    ),
+    Case(
+        "lineage against a file that is not a reference",
+        lambda k: modelkin(
+            "lineage", str(k["model_a"]), str(k["model_b"]), "--reference", str(k["notes"])
+        ),
+        r"^modelkin lineage: error: .*notes.txt is not a reference JSON",
+    ),
+    Case(
+        "lineage against a reference with too few independent families",
+        lambda k: modelkin(
+            "lineage",
+            str(k["model_a"]),
+            str(k["model_b"]),
+            "--reference",
+            str(k["weak_reference"]),
+            "--device",
+            "cpu",
+            "-o",
+            "out",
+        ),
+        r"rests on 2 independent families of models, fewer than the 5 .*"
+        r"--allow-insufficient-reference to see the distances without a verdict$",
+    ),
+    Case(
         "info of a file that is not a checkpoint",
         lambda k: modelkin("info", str(k["notes"])),
         r"^modelkin info: error: .*notes.txt",
