@@ -9,7 +9,8 @@ data set's mean colour.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from .datasets import (
     get_augmentation,
     get_dataset_info,
 )
-from .errors import InputError, MissingFileError
+from .errors import InputError, MissingFileError, ModelkinError
 from .io import save_safetensors
 
 # ---------------------------------------------------------------------------------------------
@@ -139,6 +140,14 @@ class Split:
 
 def split_size(path: str | Path, split: str) -> int:
     """How many images the ``split`` of a prepared data set holds, without loading them."""
+    with _open_prepared(path, split) as handle:
+        return int(handle.get_slice(f"{split}_y").get_shape()[0])
+
+
+@contextlib.contextmanager
+def _open_prepared(path: str | Path, split: str) -> Iterator[Any]:
+    """The prepared data set file open for reading, with one clear error for a bad split, a
+    missing file or an unreadable one."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -151,7 +160,9 @@ def split_size(path: str | Path, split: str) -> int:
         )
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return int(handle.get_slice(f"{split}_y").get_shape()[0])
+            yield handle
+    except ModelkinError:
+        raise
     except Exception as err:
         raise InputError(
             f"{path} is not a readable prepared data set ({err}); delete it and prepare it again"
@@ -160,25 +171,11 @@ def split_size(path: str | Path, split: str) -> int:
 
 def load_split(path: str | Path, split: str, limit: int | None = None) -> Split:
     """Load the ``train`` or ``test`` split of a prepared data set file."""
-    from safetensors import safe_open
-
     path = Path(path)
-    if split not in ("train", "test"):
-        raise InputError(f"split must be 'train' or 'test', not {split!r}")
-    if not path.exists():
-        raise MissingFileError(
-            f"prepared data set {path} does not exist; run `snakemake {path}` or "
-            "`modelkin prepare-data NAME`"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-            x = handle.get_tensor(f"{split}_x")
-            y = handle.get_tensor(f"{split}_y")
-    except Exception as err:
-        raise InputError(
-            f"{path} is not a readable prepared data set ({err}); delete it and prepare it again"
-        ) from err
+    with _open_prepared(path, split) as handle:
+        meta = handle.metadata() or {}
+        x = handle.get_tensor(f"{split}_x")
+        y = handle.get_tensor(f"{split}_y")
     info = get_dataset_info(meta.get("dataset", path.stem))
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1 image (or None: all), got {limit}")

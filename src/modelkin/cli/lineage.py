@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 
+from .signatures import add_allow_insufficient
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -34,12 +36,7 @@ def register(subparsers) -> None:
         "-o", "--output", metavar="DIR", help="write edges.csv, families.csv and trees.png here"
     )
     p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--allow-insufficient-reference",
-        action="store_true",
-        help="with a reference whose setting rests on too few independent models: its pairs get "
-        "no p-value from that method, with a warning (without it, such a reference is refused)",
-    )
+    add_allow_insufficient(p, "its pairs get no p-value from that method, with a warning")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_lineage)
 

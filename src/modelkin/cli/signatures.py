@@ -97,12 +97,7 @@ def register(subparsers) -> None:
         help="reference setting DATASET:ARCH/ALGORITHM~ARCH/ALGORITHM "
         "(default: from the signatures' lineage)",
     )
-    p.add_argument(
-        "--allow-insufficient-reference",
-        action="store_true",
-        help="with a reference whose setting rests on too few independent models: print the "
-        "distances with a warning and no verdict (without it, such a reference is refused)",
-    )
+    add_allow_insufficient(p, "print the distances with a warning and no verdict")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_distance)
 
@@ -138,14 +133,19 @@ def register(subparsers) -> None:
     _add_settings(p, "probe")
     p.add_argument("--keep", metavar="DIR", help="keep the probe and signatures in DIR")
     p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--allow-insufficient-reference",
-        action="store_true",
-        help="with a reference whose setting rests on too few independent models: print the "
-        "distances with a warning and no verdict (without it, such a reference is refused)",
-    )
+    add_allow_insufficient(p, "print the distances with a warning and no verdict")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_compare)
+
+
+def add_allow_insufficient(parser: argparse.ArgumentParser, effect: str) -> None:
+    """The ``--allow-insufficient-reference`` flag of the commands that read references."""
+    parser.add_argument(
+        "--allow-insufficient-reference",
+        action="store_true",
+        help=f"with a reference whose setting rests on too few independent models: {effect} "
+        "(without it, such a reference is refused)",
+    )
 
 
 def _probe(args: argparse.Namespace) -> int:
