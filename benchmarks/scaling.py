@@ -152,7 +152,12 @@ def run_trak(n, spec, options) -> dict:
     model = seeded_model(ARCH, info, 0).eval()
     train = (_images(n, spec["shape"], 1), torch.arange(n) % 10)
     targets = (_images(n_targets, spec["shape"], 2), torch.arange(n_targets) % 10)
-    settings = TrakSettings(proj_dim=options["proj_dim"], precision=options["precision"])
+    # Below proj_dim training examples the kernel is singular: a small ridge keeps it invertible
+    # (the cost does not change; --quick measures sizes of 250-1,000 examples at proj_dim 2048).
+    ridge = 1e-3 if n <= options["proj_dim"] else 0.0
+    settings = TrakSettings(
+        proj_dim=options["proj_dim"], precision=options["precision"], ridge=ridge
+    )
     device = torch.device(options["device"])
     axes = {
         "train_features": ("train", "p"),
