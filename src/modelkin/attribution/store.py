@@ -9,7 +9,7 @@ them, JSON otherwise; no timestamps, so identical inputs give identical files.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,17 +84,7 @@ def write_arrays(
                 f"{name} holds {int((~np.isfinite(array)).sum())} non-finite values; not writing "
                 f"{path}"
             )
-    header = {
-        "modelkin_kind": kind,
-        "method": method,
-        "params": dict(params),
-        "axes": {k: list(v) for k, v in axes.items()},
-        "modelkin_version": __version__,
-    }
-    clash = set(header) & set(attrs or {})
-    if clash:
-        raise InputError(f"attrs may not override {sorted(clash)}")
-    header.update(attrs or {})
+    header = _header(kind, method, params, axes, attrs or {})
     with atomic_path(path) as tmp, create_store(tmp) as handle:
         for name, array in arrays.items():
             create_dataset(handle, name, array)
@@ -158,17 +148,29 @@ def streamed_arrays(
         for name in handle:
             if name not in axes or handle[name].ndim != len(axes[name]):
                 raise InputError(f"{name} of {path} has no axis names or the wrong number")
-        header = {
-            "modelkin_kind": kind,
-            "method": method,
-            "params": dict(params),
-            "axes": {k: list(v) for k, v in axes.items()},
-            "modelkin_version": __version__,
-        }
-        clash = set(header) & set(writer.attrs)
-        if clash:
-            raise InputError(f"attrs may not override {sorted(clash)}")
-        write_attrs(handle, {**header, **writer.attrs})
+        write_attrs(handle, _header(kind, method, params, axes, writer.attrs))
+
+
+def _header(
+    kind: str,
+    method: str,
+    params: Mapping[str, Any],
+    axes: Mapping[str, Sequence[str]],
+    attrs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The attributes of an attribution file: what it is, then the caller's own ``attrs``, which
+    may not override any of it."""
+    header = {
+        "modelkin_kind": kind,
+        "method": method,
+        "params": dict(params),
+        "axes": {k: list(v) for k, v in axes.items()},
+        "modelkin_version": __version__,
+    }
+    clash = set(header) & set(attrs)
+    if clash:
+        raise InputError(f"attrs may not override {sorted(clash)}")
+    return {**header, **attrs}
 
 
 def read_attributes(path: str | Path, kind: str, how_to_make: str) -> dict[str, Any]:
