@@ -37,6 +37,7 @@ include: "workflow/rules/stitching.smk"
 include: "workflow/rules/modeldiff.smk"
 include: "workflow/rules/concordance.smk"
 include: "workflow/rules/unlearning.smk"
+include: "workflow/rules/questions.smk"
 
 
 rule all:

@@ -1,7 +1,7 @@
 """The models a configuration plans, by id: what the workflow asks of every model it meets.
 
-:class:`ModelCatalog` knows the zoo (``zoo`` section) and the derived models (``derived``
-section). Every model id the configuration names anywhere goes through :meth:`resolve`, which
+:class:`ModelCatalog` knows the zoo (``zoo`` section), the derived models (``derived``
+section) and the users' own models (``models`` section, ids ``external/NAME``). Every model id the configuration names anywhere goes through :meth:`resolve`, which
 rejects ids that are malformed (``..``, absolute paths) or name a model nothing plans (a seed
 outside ``zoo.seeds``, an algorithm the zoo does not train) before any job is planned.
 Torch-free, so that planning the workflow stays light.
@@ -14,12 +14,21 @@ from typing import Any
 
 from .config import zoo_seeds
 from .derive.plan import PlannedModel, planned_derivations, resolve_parents
-from .ids import DerivedId, ModelId, ModelIdError, ZooId, checkpoint_path, parse_model_id
+from .ids import (
+    DerivedId,
+    ExternalId,
+    ModelId,
+    ModelIdError,
+    ZooId,
+    checkpoint_path,
+    parse_model_id,
+)
 from .modeldiff.plan import seed_pairs
+from .questions.plan import ExternalModelSpec, external_models
 
 
 class ModelCatalog:
-    """Every zoo and derived model of a configuration."""
+    """Every zoo, derived and external model of a configuration."""
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -47,6 +56,8 @@ class ModelCatalog:
             dict.fromkeys(m for m in stage if str(m) not in self._zoo_ids)
         )
         self._trained_ids = self._zoo_ids | {str(m) for m in self.stage_trained}
+        # Users' own models (``models`` section), imported by the import_model rule.
+        self.external: dict[str, ExternalModelSpec] = external_models(config)
 
     # -- membership --------------------------------------------------------------------------
 
@@ -62,7 +73,8 @@ class ModelCatalog:
         return str(model) in self._trained_ids
 
     def __contains__(self, model: object) -> bool:
-        return str(model) in self._trained_ids or str(model) in self.derived
+        text = str(model)
+        return text in self._trained_ids or text in self.derived or text in self.external
 
     def resolve(self, model: str | ModelId, where: str) -> str:
         """``model`` as a checked id string, if the configuration plans it; else one clear error
@@ -84,7 +96,11 @@ class ModelCatalog:
                 f"{where}: {text} is not a derived model this configuration plans "
                 f"(derived.parents, derived.derivations.{parsed.derivation}, derived.seeds)"
             )
-        raise ModelIdError(f"{where}: {text} is not a model of this configuration")
+        names = ", ".join(spec.name for spec in self.external.values()) or "none"
+        raise ModelIdError(
+            f"{where}: {text} is not a model of the models section (its names: {names}); add "
+            f"it there with its source, weights and data set"
+        )
 
     def resolve_all(self, models: Iterable[str | ModelId], where: str) -> list[str]:
         return [self.resolve(m, where) for m in models]
@@ -108,6 +124,8 @@ class ModelCatalog:
         parsed = parse_model_id(model)
         if isinstance(parsed, (ZooId, DerivedId)):
             return parsed.dataset
+        if str(parsed) in self.external:
+            return self.external[str(parsed)].dataset
         raise ModelIdError(f"{parsed} has no data set in this configuration")
 
     def profile(self, model: str | ModelId) -> tuple[str, str, str]:
@@ -118,6 +136,9 @@ class ModelCatalog:
         parsed = parse_model_id(text)
         if isinstance(parsed, ZooId):
             return parsed.profile
+        if isinstance(parsed, ExternalId) and text in self.external:
+            spec = self.external[text]
+            return spec.dataset, spec.source, "external"
         raise ModelIdError(f"{text} has no profile in this configuration")
 
     def checkpoint(self, model: str | ModelId) -> str:

@@ -71,12 +71,35 @@ def _defaulting_validator():
 def validate_config(config: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     """Fill defaults in place; :class:`ConfigError` with one line per problem, each naming the key,
     its place and what is allowed (``source``: the file the configuration came from)."""
+    _questions_only(config)
     validator = _defaulting_validator()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = list(dict.fromkeys(line for err in errors for line in _describe(err)))
     if problems:
         raise ConfigError(problems_message(problems, source))
     return config
+
+
+# What a stage's section says when a configuration with questions leaves it out: off.
+QUESTION_ONLY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "zoo": {"datasets": []},
+    "distances": {"methods": []},
+    "modeldiff": {"run_by_default": False},
+    "lineage": {"enabled": False},
+    "concordance": {"enabled": False},
+    "unlearning": {"enabled": False},
+}
+
+
+def _questions_only(config: dict[str, Any]) -> None:
+    """A configuration that asks questions studies only what it names: the stages whose sections
+    it leaves out are off (not the schema's defaults, which train and compare a digits zoo).
+    Runs before the defaults are filled, so it sees what the file itself says."""
+    if not isinstance(config, dict) or not config.get("questions"):
+        return
+    for section, values in QUESTION_ONLY_DEFAULTS.items():
+        if section not in config:
+            config[section] = copy.deepcopy(values)
 
 
 def validate_recipe(recipe: Any, where: str = "recipe") -> dict[str, Any]:

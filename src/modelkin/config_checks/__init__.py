@@ -15,7 +15,9 @@ with one line per problem instead of a job failing hours later:
 - image counts within the data set's split; class indices below its number of classes;
 - each stage's own planning (similarity, ModelDiff, stitching, concordance, unlearning,
   lineage);
-- ``results`` and ``data_root`` are directories (or do not exist yet).
+- ``results`` and ``data_root`` are directories (or do not exist yet);
+- your own models' weights exist and their sources have a known form; questions name planned
+  models of one data set and enough independent references.
 
 Torch-free: the workflow calls :func:`check_config` while Snakemake parses it.
 """
@@ -28,6 +30,7 @@ from typing import Any
 from ..config import ConfigError, problems_message
 from ..errors import ModelkinError
 from ._common import _algorithms, _catalog_error, _device, _paths, cuda_visible
+from .external import _external
 from .models import _layers, _model_ids, _parent_entries
 from .plans import _plans
 from .sizes import _references, _sizes_and_classes
@@ -58,6 +61,7 @@ def config_problems(config: dict[str, Any], *, check_device: bool = True) -> lis
         _sizes_and_classes,
         _references,
         _plans,
+        _external,
     ]
     if check_device:
         checks.insert(1, _device)

@@ -301,6 +301,36 @@ def judge_new(
     return _verdict(fit, log_d, expected, t, _t_cdf(t, df), fit.n_pairs, families, df)
 
 
+def judge_member_and_new(
+    fit: NullFit, member: str, distance: float, distances_new: Mapping[str, float]
+) -> Judgement:
+    """The verdict for a model of the fit (``member``, e.g. a victim whose unrelated pairs are in
+    the null) and a model outside it (a suspect), whose own effect comes from its distances to
+    the fit's models other than ``member`` (``pairwise``; the other null models judge the
+    distance against the null as a whole)."""
+    settings = fit.settings
+    if settings.model != "pairwise":
+        return judge(fit, "", "", distance)
+    log_d = math.log(distance) if distance > 0 else -math.inf
+    log_new = {x: math.log(d) for x, d in distances_new.items() if d > 0 and x != member}
+    effect, n_new = effect_of_new_model(fit, log_new)
+    families, df = fit.n_families, fit.df
+    usable = member in fit.index and fit.partners(member) >= settings.min_partners
+    if not usable or n_new < settings.min_partners or not np.isfinite(fit.sigma):
+        return _verdict(
+            fit, log_d, float("nan"), float("nan"), float("nan"), fit.n_pairs, families, df
+        )
+    assert fit.inverse_gram is not None
+    x0 = np.zeros(1 + len(fit.index))
+    x0[0] = 1.0
+    x0[1 + fit.index[member]] = 1.0
+    coefficients = np.concatenate([[fit.mu], [fit.effects[m] for m in fit.index]])
+    expected = float(x0 @ coefficients) + effect
+    leverage = float(x0 @ fit.inverse_gram @ x0)
+    t = (log_d - expected) / (fit.sigma * math.sqrt(1.0 + leverage + 1.0 / n_new))
+    return _verdict(fit, log_d, expected, t, _t_cdf(t, df), fit.n_pairs, families, df)
+
+
 def _t_cdf(t: float, df: float) -> float:
     from scipy import stats
 

@@ -1,0 +1,162 @@
+"""The external models and questions of a configuration, by id (torch-free, for planning).
+
+An external model ``NAME`` of the ``models`` section has the id ``external/NAME``; its imported
+checkpoint lives where every checkpoint does (:func:`modelkin.ids.checkpoint_path`). Questions
+name models by their ``models`` name or by any model id (a zoo or derived model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..ids import ExternalId, ModelIdError, parse_model_id
+
+
+@dataclass(frozen=True)
+class ExternalModelSpec:
+    """One entry of the ``models`` section (defaults filled by the schema)."""
+
+    name: str
+    source: str
+    weights: str
+    dataset: str
+    num_classes: int | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        return str(ExternalId(self.name))
+
+    def import_job(self) -> dict[str, Any]:
+        """What the ``import_model`` rule passes on (everything but the weights' path, which is
+        the rule's input, so that replacing the file re-imports)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "dataset": self.dataset,
+            "num_classes": self.num_classes,
+            "kwargs": dict(self.kwargs),
+            "class_names": list(self.class_names) if self.class_names is not None else None,
+            "preprocessing": dict(self.preprocessing),
+        }
+
+
+def external_models(config: dict[str, Any]) -> dict[str, ExternalModelSpec]:
+    """``{model id: spec}`` for every entry of the ``models`` section, in config order."""
+    specs: dict[str, ExternalModelSpec] = {}
+    for name, entry in (config.get("models") or {}).items():
+        spec = ExternalModelSpec(
+            name=str(ExternalId(str(name)).name),
+            source=str(entry["source"]),
+            weights=str(entry["weights"]),
+            dataset=str(entry["dataset"]),
+            num_classes=entry.get("num_classes"),
+            kwargs=dict(entry.get("kwargs") or {}),
+            class_names=tuple(entry["class_names"]) if entry.get("class_names") else None,
+            preprocessing=dict(entry.get("preprocessing") or {}),
+        )
+        specs[spec.model_id] = spec
+    return specs
+
+
+@dataclass(frozen=True)
+class DerivationQuestion:
+    """Was each suspect derived from the victim? References: models independent of the victim
+    and of each other, whose distances make the null the verdicts are calibrated on."""
+
+    name: str
+    victim: str
+    suspects: tuple[str, ...]
+    references: tuple[str, ...]
+    methods: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "victim": self.victim,
+            "suspects": list(self.suspects),
+            "references": list(self.references),
+            "methods": list(self.methods),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Any) -> DerivationQuestion:
+        return cls(
+            str(values["name"]), str(values["victim"]), tuple(values["suspects"]),
+            tuple(values["references"]), tuple(values["methods"]),
+        )  # fmt: skip
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the question reads a signature of (victim, suspects, references)."""
+        return list(dict.fromkeys([self.victim, *self.suspects, *self.references]))
+
+
+def question_model(value: str, config: dict[str, Any], resolve: Callable[[str, str], str],
+                   where: str) -> str:  # fmt: skip
+    """A question's model as an id: a name of the ``models`` section, or a planned model id."""
+    if value in (config.get("models") or {}):
+        return str(ExternalId(value))
+    try:
+        parse_model_id(value)
+    except ModelIdError:
+        names = ", ".join(config.get("models") or {}) or "none"
+        raise InputError(
+            f"{where}: {value!r} is neither a name of the models section ({names}) nor a model id"
+        ) from None
+    return resolve(value, where)
+
+
+def derivation_questions(
+    config: dict[str, Any], resolve: Callable[[str, str], str]
+) -> list[DerivationQuestion]:
+    """The ``questions.derivation`` entries with their models as checked ids.
+
+    ``resolve(model, where)``: the catalog's check that a model id is planned
+    (:meth:`modelkin.catalog.ModelCatalog.resolve`).
+    """
+    questions = []
+    default_methods = (config.get("distances") or {}).get("methods") or []
+    for name, entry in ((config.get("questions") or {}).get("derivation") or {}).items():
+        where = f"questions.derivation.{name}"
+        victim = question_model(entry["victim"], config, resolve, f"{where}.victim")
+        suspects = [
+            question_model(m, config, resolve, f"{where}.suspects") for m in entry["suspects"]
+        ]
+        references = [
+            question_model(m, config, resolve, f"{where}.references") for m in entry["references"]
+        ]
+        overlap = sorted({victim, *suspects} & set(references))
+        if overlap:
+            raise InputError(
+                f"{where}: {', '.join(overlap)} is both a reference and the victim or a suspect; "
+                "references must be known to be independent of the victim"
+            )
+        if victim in suspects:
+            raise InputError(f"{where}: the victim {victim} is also listed as a suspect")
+        methods = entry.get("methods") or default_methods
+        if not methods:
+            raise InputError(
+                f"{where} names no signature methods: set its methods (e.g. [zest, gradfield]) "
+                "or distances.methods"
+            )
+        questions.append(
+            DerivationQuestion(
+                str(name),
+                victim,
+                tuple(dict.fromkeys(suspects)),
+                tuple(dict.fromkeys(references)),
+                tuple(methods),
+            )  # fmt: skip
+        )
+    return questions
+
+
+def question_path(results: str, kind: str, name: str, suffix: str) -> str:
+    """``{results}/questions/{kind}/{name}{suffix}``."""
+    return f"{results}/questions/{kind}/{name}{suffix}"
