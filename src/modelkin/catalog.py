@@ -1,7 +1,8 @@
 """The models a configuration plans, by id: what the workflow asks of every model it meets.
 
 :class:`ModelCatalog` knows the zoo (``zoo`` section), the derived models (``derived``
-section) and the users' own models (``models`` section, ids ``external/NAME``). Every model id the configuration names anywhere goes through :meth:`resolve`, which
+section) and the users' own models (``models`` section, ids ``external/NAME``). Every model id
+the configuration names anywhere goes through :meth:`resolve`, which
 rejects ids that are malformed (``..``, absolute paths) or name a model nothing plans (a seed
 outside ``zoo.seeds``, an algorithm the zoo does not train) before any job is planned.
 Torch-free, so that planning the workflow stays light.

@@ -15,9 +15,9 @@ from ..errors import InputError
 
 
 def preprocessing_from_config(section: Mapping[str, Any], dataset: str):
-    """A config entry's ``preprocessing`` as a :class:`~modelkin.models.preprocessing.Preprocessing`:
-    the data set's channels; ``normalisation: dataset`` means its mean and std, expressed in the
-    model's value range."""
+    """A config entry's ``preprocessing`` as a
+    :class:`~modelkin.models.preprocessing.Preprocessing` with the data set's channels;
+    ``normalisation: dataset`` means its mean and std, expressed in the model's value range."""
     from ..datasets import get_dataset_info
     from ..models.normalisation import Normalisation
     from ..models.preprocessing import Preprocessing
