@@ -22,12 +22,13 @@ class ConfigError(InputError):
 def registry_enums() -> dict[str, list[str]]:
     """The lists the schema takes from modelkin's registries (its ``enum: "@name"`` entries)."""
     from .concordance import known_methods
-    from .datasets import DATASETS
+    from .datasets import AUGMENTATIONS, DATASETS
     from .models.registry import ARCHITECTURES
     from .signatures.registry import METHODS
 
     return {
         "datasets": list(DATASETS),
+        "augmentations": list(AUGMENTATIONS),
         "architectures": list(ARCHITECTURES),
         "signature_methods": list(METHODS),
         "reserved_task_names": [*DATASETS, "derived", "external"],
@@ -70,7 +71,14 @@ def _defaulting_validator():
 
 def validate_config(config: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     """Fill defaults in place; :class:`ConfigError` with one line per problem, each naming the key,
-    its place and what is allowed (``source``: the file the configuration came from)."""
+    its place and what is allowed (``source``: the file the configuration came from).
+
+    The config's own data sets (``datasets:``) are registered first, so that every key naming a
+    data set accepts them; what is wrong with their files is a config check
+    (:func:`modelkin.data_sources.config_dataset_problems`)."""
+    from .data_sources import register_config_datasets
+
+    register_config_datasets(config)
     _questions_only(config)
     validator = _defaulting_validator()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))

@@ -36,9 +36,18 @@ def prepare_dataset(
     name: str, output: str | Path, data_root: str | Path = "data", download: bool = True
 ) -> Path:
     """Write ``output`` (safetensors with train_x, train_y, test_x, test_y) for data set
-    ``name``."""
+    ``name``: a built-in one, or a user data set of the config's ``datasets:`` section (registered
+    by :func:`modelkin.data_sources.register_config_datasets`, read from its own files).
+
+    Everything is read and checked before the file is written (atomically), so a bad image or
+    label leaves no prepared file behind."""
+    from .data_sources import config_source, read_source
+
     info = get_dataset_info(name)
-    if info.source == "sklearn":
+    source = config_source(name)
+    if source is not None:
+        arrays = read_source(source)
+    elif info.source == "sklearn":
         arrays = _digits_arrays()
     else:
         arrays = _torchvision_arrays(name, Path(data_root), download)
@@ -46,7 +55,9 @@ def prepare_dataset(
         x = arrays[f"{split}_x"]
         if tuple(x.shape[1:]) != info.shape:
             raise InputError(
-                f"{name} {split} images have shape {tuple(x.shape[1:])}, registry says {info.shape}"
+                f"{name} {split} images have shape {tuple(x.shape[1:])}, registry says "
+                f"{info.shape}"
+                + (" (its files changed since the config was loaded: run again)" if source else "")
             )
     tensors = {k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}
     metadata = {"dataset": name, "shape": "x: (N, C, H, W) uint8, y: (N,) int64"}

@@ -71,7 +71,9 @@ class DatasetInfo:
     std: tuple[float, ...]
     augmentation: str  # a key of AUGMENTATIONS
     default_epsilon: float  # L-inf budget in [0, 1] pixel units used when a recipe says null
-    source: str  # "sklearn" (bundled, offline) or "torchvision" (downloaded by the user)
+    # "sklearn" (bundled, offline), "torchvision" (downloaded by the user), or the kind of a user
+    # data set of the config's ``datasets:`` section (modelkin.data_sources.SOURCES)
+    source: str
     description: str = ""
     class_names: tuple[str, ...] = field(default_factory=tuple)
     train_size: int = 0  # images in the prepared train split (0: unknown)
@@ -171,6 +173,10 @@ DATASETS: dict[str, DatasetInfo] = {
 
 DIGITS_TRAIN_SIZE = DATASETS["digits"].train_size
 
+# The data sets modelkin knows by itself; the config's ``datasets:`` section adds users' own to
+# DATASETS (modelkin.data_sources.register_config_datasets), never under one of these names.
+BUILTIN_DATASETS: frozenset[str] = frozenset(DATASETS)
+
 
 def get_augmentation(name: str) -> Augmentation:
     try:
@@ -186,7 +192,8 @@ def get_dataset_info(name: str) -> DatasetInfo:
         return DATASETS[name]
     except KeyError:
         raise InputError(
-            f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}"
+            f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}, or define it in the "
+            "config's datasets: section (a job or command sees it once that config is loaded)"
         ) from None
 
 

@@ -21,7 +21,8 @@ def cpu_seconds() -> float:
 
 @contextlib.contextmanager
 def snakemake_job(snakemake):
-    """Send stdout, stderr, logging and progress bars of the job to ``snakemake.log[0]``.
+    """Send stdout, stderr, logging and progress bars of the job to ``snakemake.log[0]``, and
+    register the config's own data sets (``datasets:``) so that the job knows them by name.
 
     Torch is not imported here (table and plot jobs never need it); its thread pools read the
     job's ``threads:`` from the environment when a job does import it.
@@ -53,6 +54,11 @@ def snakemake_job(snakemake):
     start = time.perf_counter()
     try:
         logging.getLogger("modelkin").info("rule %s, threads %s", snakemake.rule, snakemake.threads)
+        # Each job is a fresh process: the config's own data sets join the registry here, as
+        # they did when Snakemake read the config (modelkin.data_sources).
+        from .data_sources import register_config_datasets
+
+        register_config_datasets(getattr(snakemake, "config", None) or {})
         yield snakemake
         logging.getLogger("modelkin").info(
             "done in %.1f s (cpu %.1f s, start-up cpu %.2f s)",

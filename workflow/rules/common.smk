@@ -7,6 +7,7 @@ from snakemake.utils import min_version
 from modelkin.catalog import ModelCatalog
 from modelkin.config import recipe_for, validate_config
 from modelkin.config_checks import check_config
+from modelkin.data_sources import config_source, source_files
 from modelkin.datasets import DATASETS, check_augmentation
 from modelkin.errors import ModelkinError
 from modelkin.ids import ZooId

@@ -1,4 +1,5 @@
-"""Foundation commands: prepare-data, layers, train, evaluate, import-checkpoint, info."""
+"""Foundation commands: prepare-data, export-digits-folder, layers, train, evaluate,
+import-checkpoint, info."""
 
 from __future__ import annotations
 
@@ -13,7 +14,21 @@ def register(subparsers) -> None:
     p.add_argument("dataset")
     p.add_argument("-o", "--output", help="default: results/data/DATASET.safetensors")
     p.add_argument("--data-root", default="data")
+    p.add_argument(
+        "--config",
+        help="workflow config whose datasets: section defines DATASET (a user data set); "
+        "its data_root and results then replace the defaults",
+    )
     p.set_defaults(handler=_prepare_data)
+
+    p = subparsers.add_parser(
+        "export-digits-folder",
+        help="write the built-in digits data set as an image folder (OUT/train/<digit>/*.png, "
+        "OUT/test/<digit>/*.png): offline example data for the config's datasets: section",
+    )
+    p.add_argument("out", help="a new (or empty) directory")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1: L, 3: RGB")
+    p.set_defaults(handler=_export_digits_folder)
 
     p = subparsers.add_parser(
         "layers", help="list an architecture's named layers with activation shapes"
@@ -90,12 +105,25 @@ def _prepare_data(args: argparse.Namespace) -> int:
     from ..data import prepare_dataset
     from ..datasets import prepared_path
 
+    results, data_root = "results", args.data_root
+    if args.config:
+        from ..config import load_config
+
+        config = load_config(args.config)  # registers its datasets: section
+        results, data_root = config["results"], config["data_root"]
     out = prepare_dataset(
         args.dataset,
-        args.output or prepared_path("results", args.dataset),
-        data_root=args.data_root,
+        args.output or prepared_path(results, args.dataset),
+        data_root=data_root,
     )
     print(out)
+    return 0
+
+
+def _export_digits_folder(args: argparse.Namespace) -> int:
+    from ..data_sources.digits_folder import write_digits_image_folder
+
+    print(write_digits_image_folder(args.out, channels=args.channels))
     return 0
 
 

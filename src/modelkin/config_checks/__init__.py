@@ -16,6 +16,7 @@ with one line per problem instead of a job failing hours later:
 - each stage's own planning (similarity, ModelDiff, stitching, concordance, unlearning,
   lineage);
 - ``results`` and ``data_root`` are directories (or do not exist yet);
+- the config's own data sets (``datasets:``) exist and can be prepared as configured;
 - your own models' weights exist and their sources have a known form; questions name planned
   models of one data set and enough independent references.
 
@@ -29,7 +30,7 @@ from typing import Any
 
 from ..config import ConfigError, problems_message
 from ..errors import ModelkinError
-from ._common import _algorithms, _catalog_error, _device, _paths, cuda_visible
+from ._common import _algorithms, _catalog_error, _datasets, _device, _paths, cuda_visible
 from .external import _external
 from .models import _layers, _model_ids, _parent_entries
 from .plans import _plans
@@ -55,6 +56,7 @@ def config_problems(config: dict[str, Any], *, check_device: bool = True) -> lis
     """One line per problem of a validated ``config``, in config order."""
     checks: list[Callable[[dict[str, Any]], Iterable[str]]] = [
         _paths,
+        _datasets,
         _algorithms,
         _model_ids,
         _layers,
@@ -70,7 +72,12 @@ def config_problems(config: dict[str, Any], *, check_device: bool = True) -> lis
     if catalog_error:
         # Without a catalog the other checks cannot run: say what breaks it, by config key where
         # a check knows one, else in the catalog's own words.
-        found = [*_paths(config), *_parent_entries(config), *_algorithms(config)]
+        found = [
+            *_paths(config),
+            *_datasets(config),
+            *_parent_entries(config),
+            *_algorithms(config),
+        ]
         return found or [catalog_error]
     for check in checks:
         try:

@@ -34,6 +34,14 @@ def _paths(config: dict[str, Any]) -> Iterable[str]:
             yield f"{key}: {path} is a file, not a directory; set {key} to a directory"
 
 
+def _datasets(config: dict[str, Any]) -> Iterable[str]:
+    """The config's own data sets (``datasets:``): a built-in name, a missing path, files that
+    cannot be prepared as configured (one line each, naming the entry)."""
+    from ..data_sources import config_dataset_problems
+
+    yield from config_dataset_problems(config)
+
+
 def cuda_visible() -> tuple[bool, str]:
     """Whether this machine shows a CUDA GPU, without importing torch; and why not."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
