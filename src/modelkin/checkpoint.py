@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from .io import file_sha256, save_safetensors
 from .lineage import Lineage
 from .models.normalisation import METADATA_KEY as NORMALISATION_KEY
 from .models.normalisation import Normalisation, checkpoint_normalisation, normalisation_of
+from .models.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     import torch
@@ -49,8 +51,14 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write weights and metadata atomically; ``meta`` must name arch, dataset and num_classes.
 
-    The model's input normalisation is recorded from the model itself (``normalisation``).
+    The model's input normalisation is recorded from the model itself (``normalisation``), and
+    a wrapped external network records how to rebuild it (its source, keyword arguments and
+    preprocessing: :meth:`~modelkin.models.external.ExternalModel.checkpoint_meta`), so the
+    record always matches the weights.
     """
+    checkpoint_meta = getattr(model, "checkpoint_meta", None)
+    if callable(checkpoint_meta):
+        meta = {**meta, **checkpoint_meta()}
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise InputError(f"checkpoint metadata lacks {missing}")
@@ -113,16 +121,29 @@ def read_lineage(path: str | Path, name: str | None = None) -> Lineage:
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     """Rebuild the model from the metadata (with its own input normalisation) and load its
-    weights (eval mode)."""
+    weights (eval mode).
+
+    An ``arch`` with a colon is a model source (``torchvision:resnet18``): the checkpoint is an
+    imported network, rebuilt through :mod:`modelkin.models.sources` with its recorded keyword
+    arguments and preprocessing; a plain ``arch`` is a zoo architecture, built for its data set.
+    """
     from safetensors.torch import load_file
 
-    from .models import build_model
+    from .models.sources import is_external
 
     path = Path(path)
     meta = read_metadata(path)
-    model = build_model(
-        meta["arch"], meta["dataset"], meta["num_classes"], checkpoint_normalisation(meta)
-    )
+    model: nn.Module
+    if is_external(str(meta["arch"])):
+        from .models.external import build_from_meta
+
+        model = build_from_meta(meta)
+    else:
+        from .models import build_model
+
+        model = build_model(
+            meta["arch"], meta["dataset"], meta["num_classes"], checkpoint_normalisation(meta)
+        )
     state = load_file(str(path))
     _load_state_strict(
         model, state, f"{path} (metadata: arch={meta['arch']}, dataset={meta['dataset']})"
@@ -158,24 +179,15 @@ def _load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], what: s
     model.load_state_dict(state, strict=True)
 
 
-def import_state_dict(
-    path: str | Path,
-    arch: str,
-    dataset: str,
-    num_classes: int | None = None,
-    meta: dict[str, Any] | None = None,
-    normalisation: Normalisation | None = None,
-) -> Checkpoint:
-    """Load a user's torchvision-style state dict (``.pt``/``.pth``
-    read with weights_only=True, or safetensors).
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a user's weights file, without unpickling anything.
 
-    ``normalisation``: what the model's own pipeline subtracted and divided its [0, 1] inputs by
-    (``Normalisation.none()``: nothing; None: the data set's statistics, modelkin's default).
+    ``.safetensors``, or anything else read with ``torch.load(weights_only=True)`` (which refuses
+    pickled objects other than tensors and plain containers). A training checkpoint's
+    ``state_dict``/``model_state_dict``/``model``/``net`` entry is unwrapped, and the ``module.``
+    prefix of ``nn.DataParallel`` removed.
     """
     import torch
-
-    from .datasets import get_dataset_info
-    from .models import build_model
 
     path = Path(path)
     if not path.exists():
@@ -184,7 +196,10 @@ def import_state_dict(
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as err:
+            raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -200,7 +215,29 @@ def import_state_dict(
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def import_state_dict(
+    path: str | Path,
+    arch: str,
+    dataset: str,
+    num_classes: int | None = None,
+    meta: dict[str, Any] | None = None,
+    normalisation: Normalisation | None = None,
+) -> Checkpoint:
+    """Load a user's torchvision-style state dict (``.pt``/``.pth``
+    read with weights_only=True, or safetensors) into a zoo architecture.
+
+    ``normalisation``: what the model's own pipeline subtracted and divided its [0, 1] inputs by
+    (``Normalisation.none()``: nothing; None: the data set's statistics, modelkin's default).
+    For a network from torchvision, timm or the user's code see :func:`import_external`.
+    """
+    from .datasets import get_dataset_info
+    from .models import build_model
+
+    path = Path(path)
+    state = read_state_dict(path)
     info = get_dataset_info(dataset)
     norm = normalisation or Normalisation.of_dataset(info)
     model = build_model(arch, info, num_classes, norm)
@@ -215,4 +252,77 @@ def import_state_dict(
         **(meta or {}),
         NORMALISATION_KEY: norm.to_meta(),
     }
+    return Checkpoint(model, meta, path, file_sha256(path))
+
+
+def import_external(
+    source: str,
+    weights_path: str | Path,
+    num_classes: int,
+    preprocessing: Preprocessing,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    dataset: str,
+    class_names: Sequence[str] | None = None,
+    name: str | None = None,
+) -> Checkpoint:
+    """A network from a model source (``torchvision:resnet18``, ``timm:resnet10t``,
+    ``factory:pkg.mod:fn``) with the user's weights, as a checkpoint :func:`save_checkpoint`
+    writes and every stage loads.
+
+    The network is built untrained (no download) with ``num_classes`` outputs and ``kwargs``, and
+    wrapped in :class:`~modelkin.models.external.ExternalModel` with ``preprocessing``; the
+    weights (read by :func:`read_state_dict`) must match it exactly. ``dataset`` is the data set
+    the model is bound to: a name modelkin knows (its image size is then the model's input size
+    when ``preprocessing`` gives none, and its channels must be the preprocessing's) or the
+    user's own. Nothing is written here.
+    """
+    from .datasets import DATASETS
+    from .models.external import build_external
+
+    path = Path(weights_path)
+    state = read_state_dict(path)
+    if not isinstance(dataset, str) or not dataset:
+        raise InputError(f"dataset must name the data set the model is bound to, got {dataset!r}")
+    try:
+        json.dumps(kwargs or {})
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            f"keyword arguments for {source} must be JSON values (they are recorded in the "
+            f"checkpoint), got {kwargs!r} ({err})"
+        ) from None
+    info = DATASETS.get(dataset)
+    if info is not None and info.shape[0] != preprocessing.channels:
+        raise InputError(
+            f"data set {dataset!r} has {info.shape[0]}-channel images but the preprocessing "
+            f"says {preprocessing.channels} channels; give --channels {info.shape[0]}"
+        )
+    model = build_external(
+        source,
+        num_classes,
+        preprocessing,
+        kwargs,
+        image_size=info.shape[1:] if info is not None else None,
+    )
+    _load_state_strict(model.net, state, f"{path} (as arch={model.source})")
+    model.eval()
+    norm = normalisation_of(model)
+    assert norm is not None  # an ExternalModel has input_mean and input_std
+    meta: dict[str, Any] = {
+        **model.checkpoint_meta(),
+        "dataset": dataset,
+        "algorithm": "imported",
+        "source": str(path),
+        NORMALISATION_KEY: norm.to_meta(),
+    }
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        if len(names) != num_classes:
+            raise InputError(
+                f"{len(names)} class names given for a model with {num_classes} classes; give "
+                "one name per class, in the order of the model's outputs"
+            )
+        meta["class_names"] = names
+    if name is not None:
+        meta["name"] = name
     return Checkpoint(model, meta, path, file_sha256(path))

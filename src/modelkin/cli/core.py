@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..models.preprocessing import VALUE_RANGES as VALUE_RANGE_CHOICES
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -65,19 +67,53 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_evaluate)
 
     p = subparsers.add_parser(
-        "import-checkpoint", help="wrap a plain PyTorch state dict as a modelkin checkpoint"
+        "import-checkpoint",
+        help="wrap a plain PyTorch state dict (a zoo architecture's, or a torchvision, timm or "
+        "own network's) as a modelkin checkpoint",
     )
     p.add_argument("state_dict", help=".pt/.pth (read with weights_only=True) or .safetensors")
-    p.add_argument("--arch", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--num-classes", type=int)
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="a zoo architecture (resnet20_w1), or a model source: torchvision:NAME, timm:NAME "
+        "(pip install 'modelkin[timm]'), or [factory:]package.module:callable (imports and runs "
+        "your code); sources are built untrained, never downloaded",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="the data set the model is bound to (a model source may name your own data set)",
+    )
+    p.add_argument("--num-classes", type=int, help="default: the data set's")
+    p.add_argument(
+        "--kwargs",
+        help="JSON keyword arguments for a model source, e.g. '{\"image_size\": 32}'",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="a model source's input size; images are resized to it (default: as given)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        help="a model source's input channels (default: the data set's, else 3)",
+    )
+    p.add_argument(
+        "--value-range",
+        choices=sorted(VALUE_RANGE_CHOICES),
+        help="the range a model source's pipeline scaled pixels to before normalising "
+        "(default 0-1); --mean/--std are in its units",
+    )
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
         "--mean",
         type=float,
         nargs="+",
         help="per-channel mean the model's own pipeline subtracts from [0, 1] images (with --std; "
-        "default: the data set's statistics)",
+        "default: the data set's statistics; a model source needs it or --no-normalisation)",
     )
     norm.add_argument(
         "--no-normalisation",
@@ -85,6 +121,9 @@ def register(subparsers) -> None:
         help="the model takes [0, 1] images as they are (no mean/std)",
     )
     p.add_argument("--std", type=float, nargs="+", help="per-channel std (with --mean)")
+    p.add_argument(
+        "--class-names", nargs="+", metavar="NAME", help="one name per class, in output order"
+    )
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=_import_checkpoint)
 
@@ -198,16 +237,86 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _import_checkpoint(args: argparse.Namespace) -> int:
     from ..checkpoint import import_state_dict, save_checkpoint
+    from ..errors import InputError
+    from ..models.sources import is_external
 
-    ckpt = import_state_dict(
-        args.state_dict,
-        args.arch,
-        args.dataset,
-        args.num_classes,
-        normalisation=_normalisation_argument(args),
-    )
+    if is_external(args.arch):
+        ckpt = _import_external(args)
+    else:
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in ("kwargs", "input_size", "channels", "value_range")
+            if getattr(args, k) is not None
+        ]
+        if given:
+            raise InputError(
+                f"{', '.join(given)} only apply to a model source (--arch torchvision:NAME, "
+                f"timm:NAME or package.module:callable); {args.arch!r} is a zoo architecture, "
+                "which takes its data set's images as they are"
+            )
+        extra = {"class_names": list(args.class_names)} if args.class_names else None
+        ckpt = import_state_dict(
+            args.state_dict,
+            args.arch,
+            args.dataset,
+            args.num_classes,
+            meta=extra,
+            normalisation=_normalisation_argument(args),
+        )
+        if args.class_names and len(args.class_names) != ckpt.meta["num_classes"]:
+            raise InputError(
+                f"{len(args.class_names)} class names given for a model with "
+                f"{ckpt.meta['num_classes']} classes; give one name per class"
+            )
     print(save_checkpoint(args.output, ckpt.model, ckpt.meta))
     return 0
+
+
+def _import_external(args: argparse.Namespace):
+    """import-checkpoint for a model source: the preprocessing from the options, and defaults
+    from the data set where modelkin knows it."""
+    from ..checkpoint import import_external
+    from ..datasets import DATASETS
+    from ..errors import InputError
+    from ..models.preprocessing import Preprocessing, parse_value_range
+
+    info = DATASETS.get(args.dataset)
+    num_classes = args.num_classes or (info.num_classes if info is not None else None)
+    if num_classes is None:
+        raise InputError(f"data set {args.dataset!r} is not one modelkin knows; give --num-classes")
+    normalisation = _normalisation_argument(args)
+    if normalisation is None:
+        raise InputError(
+            f"give the normalisation {args.arch} was trained with: --mean and --std (in the "
+            "value range's units, e.g. ImageNet's --mean 0.485 0.456 0.406 --std 0.229 0.224 "
+            "0.225), or --no-normalisation"
+        )
+    kwargs = {}
+    if args.kwargs is not None:
+        try:
+            kwargs = json.loads(args.kwargs)
+        except json.JSONDecodeError as err:
+            raise InputError(
+                f"--kwargs is not valid JSON ({err.msg} at column {err.colno}); write it like "
+                '\'{"image_size": 32, "patch_size": 8}\''
+            ) from None
+        if not isinstance(kwargs, dict):
+            raise InputError(f"--kwargs must be a JSON object, got {args.kwargs!r}")
+    preprocessing = Preprocessing(
+        input_size=tuple(args.input_size) if args.input_size else None,
+        channels=args.channels or (info.shape[0] if info is not None else 3),
+        value_range=parse_value_range(args.value_range or "0-1"),
+        normalisation=normalisation,
+    )
+    return import_external(
+        args.arch,
+        args.state_dict,
+        num_classes,
+        preprocessing,
+        kwargs,
+        dataset=args.dataset,
+        class_names=args.class_names,
+    )
 
 
 def _normalisation_argument(args: argparse.Namespace):
