@@ -1,4 +1,5 @@
-"""Foundation commands: prepare-data, layers, train, evaluate, import-checkpoint, info."""
+"""Foundation commands: prepare-data, train, evaluate, import-checkpoint, info, inspect (layers: see
+``layers.py``)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,6 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", help="default: results/data/DATASET.safetensors")
     p.add_argument("--data-root", default="data")
     p.set_defaults(handler=_prepare_data)
-
-    p = subparsers.add_parser(
-        "layers", help="list an architecture's named layers with activation shapes"
-    )
-    p.add_argument("arch", help="architecture name, or a checkpoint file")
-    p.add_argument("--dataset", default="digits", help="input space (default: digits)")
-    p.add_argument(
-        "--cut-points", action="store_true", help="only layers where a model can be split"
-    )
-    p.set_defaults(handler=_layers)
 
     p = subparsers.add_parser("train", help="train one model and write its checkpoint")
     p.add_argument("--data", required=True, help="prepared data set file (see prepare-data)")
@@ -96,29 +87,6 @@ def _prepare_data(args: argparse.Namespace) -> int:
         data_root=args.data_root,
     )
     print(out)
-    return 0
-
-
-def _layers(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..models import build_model
-    from ..models.layers import layer_table
-
-    if Path(args.arch).is_file():
-        from ..checkpoint import load_checkpoint
-
-        model = load_checkpoint(args.arch).model
-    else:
-        model = build_model(args.arch, args.dataset)
-    rows = [row for row in layer_table(model) if row.cut_point or not args.cut_points]
-    width = max(len(r.name) for r in rows)
-    print(f"{'layer':<{width}}  {'type':<18} {'shape':<18} cut point")
-    for r in rows:
-        print(
-            f"{r.name:<{width}}  {r.kind:<18} {str(tuple(r.shape)):<18} "
-            f"{'yes' if r.cut_point else 'no'}"
-        )
     return 0
 
 

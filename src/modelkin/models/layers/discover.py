@@ -26,7 +26,7 @@ runs has layers: the zoo, torchvision, timm and users' own modules alike.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,9 +123,8 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 def _is_torch_leaf(module: nn.Module) -> bool:
     """torch.fx's leaf rule: a ``torch.nn`` module other than ``Sequential``."""
-    return (
-        module.__module__.startswith(("torch.nn", "torch.ao.nn"))
-        and not isinstance(module, nn.Sequential)
+    return module.__module__.startswith(("torch.nn", "torch.ao.nn")) and not isinstance(
+        module, nn.Sequential
     )
 
 
@@ -199,16 +198,16 @@ def layer_names(model: nn.Module, in_shape: Sequence[int] | None = None) -> list
     return [f.name for f in discover(model, in_shape)]
 
 
-def describe_names(model: nn.Module, names: Sequence[str], wanted: str = "") -> str:
-    """``names`` for an error message: all of them when few, else at most ``LISTED_NAMES`` (close
-    matches to ``wanted`` first) and how to see them all."""
+def describe_names(names: Sequence[str], wanted: str = "", show: Callable[[str], str] = str) -> str:
+    """``names`` for an error message (each as ``show(name)``): all of them when few, else at most
+    ``LISTED_NAMES`` (close matches to ``wanted`` first) and how to see them all."""
     if len(names) <= LISTED_NAMES:
-        return ", ".join(names)
+        return ", ".join(map(show, names))
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6) if wanted else []
     shown = close + [n for n in names if n not in close]
     return (
-        f"{', '.join(shown[:LISTED_NAMES])}, ... ({len(names)} in all; `modelkin layers MODEL` "
-        "lists them with their shapes)"
+        f"{', '.join(map(show, shown[:LISTED_NAMES]))}, ... ({len(names)} in all; "
+        "`modelkin layers MODEL` lists them with their shapes)"
     )
 
 
@@ -221,5 +220,5 @@ def check_layers(
     if missing:
         raise LayerError(
             f"unknown layer(s) {', '.join(map(repr, missing))} for {type(model).__name__}; valid "
-            f"layers: {describe_names(model, valid, missing[0])}"
+            f"layers: {describe_names(valid, missing[0])}"
         )

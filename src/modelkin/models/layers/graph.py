@@ -58,7 +58,9 @@ def _trace(model: nn.Module) -> _Trace:
     tracer = _RecordingTracer()
     try:
         graph = tracer.trace(model)
-        traced = _Trace(fx.GraphModule(tracer.root, graph, type(model).__name__), tracer.outputs, "")
+        traced = _Trace(
+            fx.GraphModule(tracer.root, graph, type(model).__name__), tracer.outputs, ""
+        )
     except Exception as err:  # fx raises many kinds (TraceError, TypeError, RuntimeError...)
         first_line = (str(err).strip().splitlines() or [""])[0]
         traced = _Trace(None, {}, f"{type(err).__name__}: {first_line}")
@@ -158,7 +160,7 @@ def split(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]
         cut = [n for n in layer_names(model) if is_cut_point(model, n)]
         raise LayerError(
             f"cannot split {type(model).__name__} at {layer!r}: {plan.reason}; cut points: "
-            f"{describe_names(model, cut) or 'none'}"
+            f"{describe_names(cut) or 'none'}"
         )
     traced = _trace(model).module
     stop = _layer_node(model, layer)

@@ -123,4 +123,3 @@ def replaced(
         yield model
     finally:
         handle.remove()
-
