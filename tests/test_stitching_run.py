@@ -106,7 +106,12 @@ def test_identical_donors_stitch_perfectly_with_least_squares(tmp_path, donors, 
     )
     assert tensors["weight.ps_inv"][:, ~live].abs().max() < 1e-6
     torch.testing.assert_close(tensors["weight.before"], torch.eye(16))
-    assert payload["execution"] == {"end": "split", "front": "cached", "device": "cpu"}
+    assert payload["execution"] == {
+        "end": "split",
+        "end_reason": "layer relu3 is a cut point of LeNet",
+        "front": "cached",
+        "device": "cpu",
+    }
 
 
 def test_result_records_everything_and_reloads(tmp_path, donors, digits_file):

@@ -79,7 +79,10 @@ class ModelCatalog:
 
     def resolve(self, model: str | ModelId, where: str) -> str:
         """``model`` as a checked id string, if the configuration plans it; else one clear error
-        naming the config entry ``where`` it came from and how to fix it."""
+        naming the config entry ``where`` it came from and how to fix it. A name of the
+        ``models`` section stands for its id (``victim`` -> ``external/victim``)."""
+        if isinstance(model, str) and f"external/{model}" in self.external:
+            return f"external/{model}"
         try:
             parsed = parse_model_id(model)
         except ModelIdError as err:

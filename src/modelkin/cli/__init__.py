@@ -16,6 +16,7 @@ from ..errors import ModelkinError
 # One module per topic; each defines ``register(subparsers)``.
 COMMAND_MODULES = (
     "core",
+    "layers",
     "signatures",
     "lineage",
     "similarity",

@@ -1,5 +1,5 @@
-"""Foundation commands: prepare-data, export-digits-folder, layers, train, evaluate,
-import-checkpoint, info."""
+"""Foundation commands: prepare-data, export-digits-folder, train, evaluate, import-checkpoint,
+info, inspect (layers: see ``layers.py``)."""
 
 from __future__ import annotations
 
@@ -31,16 +31,6 @@ def register(subparsers) -> None:
     p.add_argument("out", help="a new (or empty) directory")
     p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1: L, 3: RGB")
     p.set_defaults(handler=_export_digits_folder)
-
-    p = subparsers.add_parser(
-        "layers", help="list an architecture's named layers with activation shapes"
-    )
-    p.add_argument("arch", help="architecture name, or a checkpoint file")
-    p.add_argument("--dataset", default="digits", help="input space (default: digits)")
-    p.add_argument(
-        "--cut-points", action="store_true", help="only layers where a model can be split"
-    )
-    p.set_defaults(handler=_layers)
 
     p = subparsers.add_parser("train", help="train one model and write its checkpoint")
     p.add_argument("--data", required=True, help="prepared data set file (see prepare-data)")
@@ -163,29 +153,6 @@ def _export_digits_folder(args: argparse.Namespace) -> int:
     from ..data_sources.digits_folder import write_digits_image_folder
 
     print(write_digits_image_folder(args.out, channels=args.channels))
-    return 0
-
-
-def _layers(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..models import build_model
-    from ..models.layers import layer_table
-
-    if Path(args.arch).is_file():
-        from ..checkpoint import load_checkpoint
-
-        model = load_checkpoint(args.arch).model
-    else:
-        model = build_model(args.arch, args.dataset)
-    rows = [row for row in layer_table(model) if row.cut_point or not args.cut_points]
-    width = max(len(r.name) for r in rows)
-    print(f"{'layer':<{width}}  {'type':<18} {'shape':<18} cut point")
-    for r in rows:
-        print(
-            f"{r.name:<{width}}  {r.kind:<18} {str(tuple(r.shape)):<18} "
-            f"{'yes' if r.cut_point else 'no'}"
-        )
     return 0
 
 

@@ -23,6 +23,10 @@ class Classifier(nn.Module):
 
     input_mean: torch.Tensor
     input_std: torch.Tensor
+    # Layers are the torch.nn leaf modules only (modelkin.models.layers): every activation worth
+    # reading is a leaf's output by design, and configurations, layer_names.json and results index
+    # exactly these names.
+    layer_containers = False
 
     def __init__(self, in_shape: tuple[int, int, int], num_classes: int, mean, std):
         super().__init__()

@@ -7,7 +7,14 @@ from typing import Any
 
 from torch import nn
 
-from ..models.layers import LayerError, check_layers, is_cut_point, layer_names
+from ..models.layers import (
+    LayerError,
+    check_layers,
+    describe_names,
+    is_cut_point,
+    layer_module,
+    layer_names,
+)
 
 LAYER_SELECTORS = {
     "relu": (
@@ -32,19 +39,22 @@ def select_layers(model: nn.Module, selection: str | Sequence[str] = "relu") -> 
             raise LayerError(
                 f"unknown layer selection {selection!r}; use one of {', '.join(LAYER_SELECTORS)} "
                 f"or a list of layer names of {type(model).__name__}: "
-                f"{', '.join(layer_names(model))}"
+                f"{describe_names(layer_names(model))}"
             )
         names = layer_names(model)
         if selection == "all":
             return names
         if selection == "cut":
             return [n for n in names if is_cut_point(model, n)]
-        modules = dict(model.named_modules())
-        chosen = [n for n in names if isinstance(modules[n], nn.ReLU) and is_cut_point(model, n)]
+        chosen = [
+            n
+            for n in names
+            if isinstance(layer_module(model, n), nn.ReLU) and is_cut_point(model, n)
+        ]
         if not chosen:
             raise LayerError(
                 f"{type(model).__name__} has no ReLU cut points; choose layers by name: "
-                f"{', '.join(names)}"
+                f"{describe_names(names)}"
             )
         return chosen
     names = list(selection)

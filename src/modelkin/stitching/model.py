@@ -1,16 +1,19 @@
 """The stitched network: model 1 up to layer L1, a trainable affine stitching layer T, model 2 from
 L2 on.
 
-Both donors are frozen. The end of model 2 runs as a ``torch.fx`` GraphModule
-from :func:`modelkin.models.layers.split` when L2 is a cut point (the layers of
-model 2 before L2 never run); otherwise model 2 runs on the same input with
-L2's output replaced by T's (a forward hook, as in the reference code). The
-front always stops at L1: the forward pass of model 1 is interrupted as soon
-as L1 has produced its output.
+Both donors are frozen. The front always stops at L1: a forward hook interrupts
+model 1 as soon as L1 has produced its output (no torch.fx needed, so any model
+works). The end of model 2 runs as a ``torch.fx`` GraphModule from
+:func:`modelkin.models.layers.split` when fx traces model 2 and L2 is a cut
+point (the layers of model 2 before L2 never run); otherwise model 2 runs whole
+on the same input with L2's output replaced by T's (a forward hook, as in the
+reference code). Which of the two, and why, is logged and kept in
+``StitchedModel.end_plan`` (stitching results record it under ``execution``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,11 +24,13 @@ from torch import fx, nn
 
 from ..errors import InputError
 from ..models.layers import (
-    LayerError,
+    EndPlan,
+    activation,
     capture,
     check_layers,
+    describe_names,
+    end_plan,
     input_shape,
-    is_cut_point,
     layer_names,
     layer_table,
     replaced,
@@ -34,6 +39,7 @@ from ..models.layers import (
 from .options import RESIZE_MODES
 
 EXECUTIONS = ("auto", "hooks")
+log = logging.getLogger(__name__)
 
 
 class StitchError(InputError):
@@ -44,37 +50,10 @@ class StitchError(InputError):
 # Activations
 
 
-class _Stop(Exception):
-    """Raised by a forward hook once the wanted layer has run: the rest of the network is
-    skipped."""
-
-
 def layer_activation(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
-    """``model``'s output at ``layer`` for input ``x``, without running the layers after it.
-
-    Gradients flow (the caller decides with ``torch.no_grad``); works for any
-    named layer, cut point or not, because only the modules executed before
-    ``layer`` in the forward pass are needed to produce its output.
-    """
-    module = dict(model.named_modules())[layer]
-    store: list[torch.Tensor] = []
-
-    def hook(_module, _inputs, output):
-        store.append(output)
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if not store:  # pragma: no cover - check_layers guarantees the layer runs exactly once
-        raise LayerError(
-            f"layer {layer!r} did not run in the forward pass of {type(model).__name__}"
-        )
-    return store[0]
+    """``model``'s output at ``layer`` for input ``x``, without running the layers after it (the
+    front cut with a hook: :func:`modelkin.models.layers.activation`)."""
+    return activation(model, layer, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,11 +308,19 @@ class StitchedModel(nn.Module):
         self.execution = execution
         for p in list(model1.parameters()) + list(model2.parameters()):
             p.requires_grad_(False)
-        end = (
-            split(model2, layer2)[1]
-            if execution == "auto" and is_cut_point(model2, layer2)
-            else None
+        if execution == "auto":
+            plan = end_plan(model2, layer2)
+        else:
+            plan = EndPlan(False, "execution 'hooks' runs both whole models")
+        self.end_plan = plan
+        log.info(
+            "end of model 2 (%s) at %s: %s, because %s",
+            type(model2).__name__,
+            layer2,
+            plan.description,
+            plan.reason,
         )
+        end = split(model2, layer2)[1] if plan.split else None
         if end is not None:
             end.to(next(model2.parameters()).device)
         # A plain attribute, not a submodule: the end shares model2's modules, and registering it
@@ -406,9 +393,10 @@ def _activation_shape(model: nn.Module, layer: str) -> tuple[int, ...]:
     return tuple(out.shape[1:])
 
 
-def _describe_layers(model: nn.Module) -> str:
-    rows = layer_table(model)
-    return ", ".join(f"{r.name} {tuple(r.shape)}" for r in rows)
+def _describe_layers(model: nn.Module, wanted: str = "") -> str:
+    """A few layers with their shapes (all of them would be hundreds for a ViT)."""
+    shapes = {r.name: tuple(r.shape) for r in layer_table(model)}
+    return describe_names(list(shapes), wanted, lambda name: f"{name} {shapes[name]}")
 
 
 def check_stitchable(
@@ -426,7 +414,7 @@ def check_stitchable(
         if layer not in layer_names(model):
             raise StitchError(
                 f"{which} ({type(model).__name__}) has no layer {layer!r}; its layers and "
-                f"activation shapes: {_describe_layers(model)}"
+                f"activation shapes: {_describe_layers(model, layer)}"
             )
     if input_shape(model1) != input_shape(model2):
         raise StitchError(

@@ -267,7 +267,8 @@ def stitch_models(
             ),
         },
         "execution": {
-            "end": "split" if stitched.end_is_split else "hooks",
+            "end": stitched.end_plan.mode,
+            "end_reason": stitched.end_plan.reason,
             "front": {"memory": "cached", "disk": "cached on disk"}.get(
                 training.front_cache, "recomputed"
             ),
