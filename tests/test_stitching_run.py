@@ -108,7 +108,7 @@ def test_identical_donors_stitch_perfectly_with_least_squares(tmp_path, donors, 
     torch.testing.assert_close(tensors["weight.before"], torch.eye(16))
     assert payload["execution"] == {
         "end": "split",
-        "end_reason": "layer relu3 is a cut point of LeNet",
+        "end_reason": "layer relu2 is a cut point of LeNet",
         "front": "cached",
         "device": "cpu",
     }

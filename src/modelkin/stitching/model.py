@@ -280,8 +280,10 @@ class StitchedModel(nn.Module):
     default the donors stay in eval mode whatever the stitched model's mode.
 
     ``execution``: ``auto`` stops model 1 at L1 and runs only model 2's end
-    when L2 is a cut point; ``hooks`` runs both full networks every time (the
-    references' way, kept for comparisons and benchmarks).
+    when torch.fx traces model 2 and L2 is a cut point (else model 2 runs whole
+    with L2 replaced); ``hooks`` runs both full networks every time (the
+    references' way, kept for comparisons and benchmarks). ``end_plan`` says
+    which end runs and why.
     """
 
     _end: fx.GraphModule | None

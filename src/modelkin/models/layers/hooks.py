@@ -52,7 +52,12 @@ def layer_table(model: nn.Module, in_shape: Sequence[int] | None = None) -> list
 def capture(
     model: nn.Module, x: torch.Tensor, layers: Sequence[str], *, detach: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Run ``model(x)`` and return the outputs of ``layers`` (plus ``"logits"``)."""
+    """Run ``model(x)`` and return the outputs of ``layers`` (plus ``"logits"``).
+
+    The tensors are the layers' outputs themselves, not copies: a later in-place
+    module (torchvision's ``ReLU(inplace=True)`` after ``bn1``) changes them. The zoo
+    never works in place; for other models, capture the in-place module instead.
+    """
     check_layers(model, layers, tuple(x.shape[1:]))
     store: dict[str, torch.Tensor] = {}
 
