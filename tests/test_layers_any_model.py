@@ -228,3 +228,16 @@ def test_layers_command(tmp_path, capsys):
     # LeNet's linear layers fix its input size: a wrong shape says what to change.
     assert main(["layers", str(path), "--input-shape", "1", "28", "28"]) == 1
     assert "check the input shape (--input-shape C H W)" in capsys.readouterr().err
+
+
+def test_capture_is_not_changed_by_a_later_in_place_module():
+    """torchvision's resnet18 applies ReLU(inplace=True) to bn1's output: the captured bn1 keeps
+    its negative values (it is a copy, not the tensor the ReLU overwrote)."""
+    torch.manual_seed(0)
+    net = _torchvision("resnet18").eval()
+    x = torch.rand(2, *SHAPE)
+    captured = capture(net, x, ["bn1"])["bn1"]
+    with torch.no_grad():
+        expected = net.bn1(net.conv1(x))
+    assert (captured < 0).any()
+    torch.testing.assert_close(captured, expected)

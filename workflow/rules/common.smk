@@ -61,7 +61,7 @@ def checkpoint_of(model):
 
 
 # Stages append the files that `snakemake` with no target should build.
-TARGETS = [f"{R}/zoo.csv", f"{R}/plots/zoo.png"]
+TARGETS = [f"{R}/zoo.csv", f"{R}/plots/zoo.png"] if MODELS.zoo else []
 
 
 def all_targets(wildcards):

@@ -54,16 +54,17 @@ def capture(
 ) -> dict[str, torch.Tensor]:
     """Run ``model(x)`` and return the outputs of ``layers`` (plus ``"logits"``).
 
-    The tensors are the layers' outputs themselves, not copies: a later in-place
-    module (torchvision's ``ReLU(inplace=True)`` after ``bn1``) changes them. The zoo
-    never works in place; for other models, capture the in-place module instead.
+    Detached outputs are copies: a later in-place module (torchvision's
+    ``ReLU(inplace=True)`` after ``bn1``) would otherwise change what was captured, and
+    ``bn1`` would silently read as its ReLU. With ``detach=False`` the outputs stay in the
+    graph (for gradients) and are the tensors themselves.
     """
     check_layers(model, layers, tuple(x.shape[1:]))
     store: dict[str, torch.Tensor] = {}
 
     def hook_for(name: str):
         def hook(_module, _inputs, output):
-            store[name] = output.detach() if detach else output
+            store[name] = output.detach().clone() if detach else output
 
         return hook
 
