@@ -421,3 +421,17 @@ def test_zoo_weights_still_import_by_architecture_name(tmp_path):
         import_external(
             "torchvision:resnet18", tmp_path / "nope.pt", 10, Preprocessing(), dataset="cifar10"
         )
+
+
+def test_a_resizing_model_fits_probes_of_its_data_sets_size():
+    from types import SimpleNamespace
+
+    from modelkin.signatures.compute import check_model_fits_probe
+    from modelkin.signatures.store import SignatureError
+
+    pre = Preprocessing(input_size=(64, 64), channels=1)
+    model = build_external("torchvision:resnet18", 10, pre, image_size=(32, 32), check=False)
+    assert model.in_shape == (1, 64, 64) and model.data_shape == (1, 32, 32)
+    check_model_fits_probe(model, SimpleNamespace(input_shape=(1, 32, 32), path="p.h5"), "m")
+    with pytest.raises(SignatureError, match=r"takes inputs of shape \(1, 32, 32\)"):
+        check_model_fits_probe(model, SimpleNamespace(input_shape=(1, 28, 28), path="p.h5"), "m")
