@@ -136,6 +136,8 @@ def test_a_vision_transformer_from_a_factory_bound_to_a_users_data_set(tmp_path,
     meta = read_metadata(path)
     assert meta["arch"] == f"factory:{VIT}" and meta["source_kwargs"] == VIT_KWARGS
     assert meta["dataset"] == "my_shapes" and meta["data_shape"] is None
+    with pytest.raises(InputError, match=r"cannot run a 3x64x64 input \(Wrong image height"):
+        build_external(VIT, 10, Preprocessing(input_size=(64, 64)), VIT_KWARGS)
     # the same through the command line, with the factory: prefix spelled out
     out = tmp_path / "vit.safetensors"
     args = ["import-checkpoint", str(tmp_path / "weights.safetensors"), "--arch", f"factory:{VIT}"]
