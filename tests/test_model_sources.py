@@ -136,6 +136,8 @@ def test_a_vision_transformer_from_a_factory_bound_to_a_users_data_set(tmp_path,
     meta = read_metadata(path)
     assert meta["arch"] == f"factory:{VIT}" and meta["source_kwargs"] == VIT_KWARGS
     assert meta["dataset"] == "my_shapes" and meta["data_shape"] is None
+    with pytest.raises(InputError, match=r"cannot run a 3x64x64 input \(Wrong image height"):
+        build_external(VIT, 10, Preprocessing(input_size=(64, 64)), VIT_KWARGS)
     # the same through the command line, with the factory: prefix spelled out
     out = tmp_path / "vit.safetensors"
     args = ["import-checkpoint", str(tmp_path / "weights.safetensors"), "--arch", f"factory:{VIT}"]
@@ -421,3 +423,17 @@ def test_zoo_weights_still_import_by_architecture_name(tmp_path):
         import_external(
             "torchvision:resnet18", tmp_path / "nope.pt", 10, Preprocessing(), dataset="cifar10"
         )
+
+
+def test_a_resizing_model_fits_probes_of_its_data_sets_size():
+    from types import SimpleNamespace
+
+    from modelkin.signatures.compute import check_model_fits_probe
+    from modelkin.signatures.store import SignatureError
+
+    pre = Preprocessing(input_size=(64, 64), channels=1)
+    model = build_external("torchvision:resnet18", 10, pre, image_size=(32, 32), check=False)
+    assert model.in_shape == (1, 64, 64) and model.data_shape == (1, 32, 32)
+    check_model_fits_probe(model, SimpleNamespace(input_shape=(1, 32, 32), path="p.h5"), "m")
+    with pytest.raises(SignatureError, match=r"takes inputs of shape \(1, 32, 32\)"):
+        check_model_fits_probe(model, SimpleNamespace(input_shape=(1, 28, 28), path="p.h5"), "m")

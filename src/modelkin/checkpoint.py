@@ -5,6 +5,10 @@ parent, code version) is enough to rebuild the model; the loader checks that the
 it. Nothing is ever unpickled. The input normalisation is the model's own
 (:mod:`modelkin.models.normalisation`): recorded from the model when it is saved, used when it is
 loaded; a checkpoint written before it was recorded loads with its data set's statistics.
+
+A network from torchvision, timm or the user's code (:mod:`modelkin.models.sources`) is saved the
+same way, its ``arch`` the source string (``torchvision:resnet18``) and its metadata how to
+rebuild it (``source_kwargs``, ``preprocessing``, ``data_shape``; :func:`import_external`).
 """
 
 from __future__ import annotations

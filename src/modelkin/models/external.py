@@ -200,7 +200,7 @@ def check_input_fits(
     try:
         with torch.no_grad():
             out = net(torch.zeros(1, *in_shape))
-    except RuntimeError as err:
+    except (RuntimeError, ValueError, AssertionError, TypeError) as err:  # a shape that misfits
         channels, height, width = in_shape
         layer = first[0] if first else None
         if isinstance(layer, nn.Conv1d | nn.Conv2d | nn.Conv3d) and layer.in_channels != channels:

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 def check_model_fits_probe(model: torch.nn.Module, probe: Probe, what: str) -> None:
     """The model takes inputs of the probe's shape (a clear error before any work otherwise)."""
-    expected = getattr(model, "in_shape", None)
+    # an external model resizes its data set's images (data_shape) to its own in_shape
+    expected = getattr(model, "data_shape", None) or getattr(model, "in_shape", None)
     if expected is not None and probe.input_shape and tuple(expected) != probe.input_shape:
         raise SignatureError(
             f"{what} takes inputs of shape {tuple(expected)} but the probe {probe.path} holds "

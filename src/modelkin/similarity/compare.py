@@ -213,7 +213,8 @@ def compare_layers(
             f"{tuple(probe_x.shape)}); the measures need several samples and debiased CKA needs 4"
         )
     for label, model in (("A", model_a), ("B", model_b)):
-        expected = getattr(model, "in_shape", None)
+        # an external model resizes its data set's images (data_shape) to its own in_shape
+        expected = getattr(model, "data_shape", None) or getattr(model, "in_shape", None)
         if expected is not None and tuple(probe_x.shape[1:]) != tuple(expected):
             raise InputError(
                 f"model {label} ({type(model).__name__}) takes inputs of shape {tuple(expected)}, "
