@@ -21,6 +21,7 @@ with a fine-tuned copy: one more epoch at a tenth of the learning rate on a new 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import logging
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modelkin.attribution import TrakSettings, featurize
+from modelkin.attribution import TrakSettings, featurize, ridge_for
 from modelkin.data import load_split, prepare_dataset
 from modelkin.device import resolve_device
 from modelkin.models import seeded_model
@@ -79,6 +80,9 @@ def speed(device: torch.device, precisions: list[str], args) -> None:
     )
     targets = (train[0][:64], train[1][:64])
     targets_gf = torch.arange(args.points) % 10
+    # At the default 512 examples (below proj_dim 1024) the kernel is singular: a small ridge
+    # keeps it invertible without changing the cost
+    trak = TrakSettings(proj_dim=1024, ridge=ridge_for(args.trak_train, 1024))
 
     def forward(p):
         with torch.inference_mode(), compute_precision(p, device):
@@ -94,7 +98,7 @@ def speed(device: torch.device, precisions: list[str], args) -> None:
             50, "zero", None, device, p
         ).signature(model, images[: args.points], targets_gf),
         f"TRAK featurise ({args.trak_train} + 64 examples, k 1024)": lambda p: featurize(
-            model, train, targets, TrakSettings(proj_dim=1024, precision=p), device=device
+            model, train, targets, dataclasses.replace(trak, precision=p), device=device
         ),
     }
     print(f"{'speed':<44}" + "".join(f"{p + ' s':>10}" for p in precisions) + "   fp32 / other")

@@ -142,7 +142,7 @@ def run_gradfield(size, spec, options) -> dict:
 def run_trak(n, spec, options) -> dict:
     import torch
 
-    from modelkin.attribution import TrakSettings
+    from modelkin.attribution import TrakSettings, ridge_for
     from modelkin.attribution.store import FEATURES_KIND, SCORES_KIND, streamed_arrays
     from modelkin.attribution.streaming import featurize_to_file, scores_to_file
     from modelkin.models import seeded_model
@@ -154,9 +154,10 @@ def run_trak(n, spec, options) -> dict:
     targets = (_images(n_targets, spec["shape"], 2), torch.arange(n_targets) % 10)
     # Below proj_dim training examples the kernel is singular: a small ridge keeps it invertible
     # (the cost does not change; --quick measures sizes of 250-1,000 examples at proj_dim 2048).
-    ridge = 1e-3 if n <= options["proj_dim"] else 0.0
     settings = TrakSettings(
-        proj_dim=options["proj_dim"], precision=options["precision"], ridge=ridge
+        proj_dim=options["proj_dim"],
+        precision=options["precision"],
+        ridge=ridge_for(n, options["proj_dim"]),
     )
     device = torch.device(options["device"])
     axes = {

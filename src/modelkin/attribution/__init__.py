@@ -13,6 +13,7 @@ __all__ = [
     "kernel_features",
     "margins",
     "mean_out_to_loss",
+    "ridge_for",
     "trak_scores",
 ]
 __getattr__, __dir__ = lazy_exports(
@@ -20,6 +21,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "AttributionError": ".settings",
         "TrakSettings": ".settings",
+        "ridge_for": ".settings",
         "GradientProjector": ".projection",
         "margins": ".gradients",
         "CheckpointFeatures": ".trak",

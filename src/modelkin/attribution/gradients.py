@@ -4,15 +4,52 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..precision import DEFAULT_PRECISION, check_precision, compute_precision
 from ..progress import progress
 from .projection import GradientProjector
 from .settings import AttributionError
+
+# Normalisations that torch.func cannot differentiate per example on a bfloat16 activation with
+# float32 weights and running statistics.
+_FLOAT32_NORMS = frozenset({F.batch_norm, F.instance_norm, F.layer_norm})
+
+
+class _NormsInFloat32(TorchFunctionMode):
+    """Batch, instance and layer norm computed in float32 on a low-precision input, their output
+    cast back to the input's precision.
+
+    Why: under autocast a convolution hands the next norm a bfloat16 activation while the norm's
+    weight, bias and running statistics stay float32. Eager PyTorch accepts that mixed input, but
+    ``vmap(grad(...))`` does not: the batched norm fails with "expected scalar type BFloat16 but
+    found Float" (seen with PyTorch 2.14 on the CPU, on any model with BatchNorm at ``precision:
+    bf16``). Casting the parameters to bfloat16 instead would also normalise with bfloat16
+    statistics (3 digits of a running variance); float32 arithmetic with the output in the
+    input's type is what the eager mixed-type norm kernels do, so the forward pass is the one
+    autocast runs outside ``vmap``.
+    A torch-function mode, not module hooks, so that it also covers norms a model calls
+    functionally and leaves the model untouched.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FLOAT32_NORMS:
+            x = args[0] if args else kwargs.get("input")
+            if isinstance(x, torch.Tensor) and x.dtype in (torch.bfloat16, torch.float16):
+                if args:
+                    args = (x.float(), *args[1:])
+                else:
+                    kwargs = {**kwargs, "input": x.float()}
+                with torch.autocast(x.device.type, enabled=False):
+                    return func(*args, **kwargs).to(x.dtype)
+        return func(*args, **kwargs)
 
 
 def _margin_function(model: nn.Module) -> Callable:
@@ -71,6 +108,8 @@ def project_gradients(
     )
     norm = math.sqrt(projector.num_params)
     check_precision(precision, device)
+    # fp32 runs no mode at all, so its gradients are exactly what they were without it
+    norms = _NormsInFloat32() if precision == "bf16" else nullcontext()
     out = dict(sinks or {})
     for name, _, n in sources:
         if name not in out:
@@ -87,7 +126,7 @@ def project_gradients(
             for x, y in batches():
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True).long()
-                with compute_precision(precision, device):
+                with compute_precision(precision, device), norms:
                     grads = grad_fn(free, fixed, buffers, x, y)
                     flat = torch.cat([grads[name].reshape(len(y), -1) for name in names], dim=1)
                     projected = flat if matrix is None else flat @ matrix

@@ -15,6 +15,21 @@ class AttributionError(InputError):
     """Inputs TRAK cannot work with (inconsistent shapes, singular kernel, unusable data loader)."""
 
 
+SMALL_RIDGE = 1e-3  # relative λ: a thousandth of ΦᵀΦ's mean eigenvalue
+
+
+def ridge_for(num_train: int, proj_dim: int) -> float:
+    """The ridge that keeps TRAK's kernel invertible for ``num_train`` examples at ``proj_dim``:
+    0 (traker's default) above ``proj_dim`` examples, :data:`SMALL_RIDGE` at or below it.
+
+    Why: ΦᵀΦ is ``proj_dim`` × ``proj_dim`` of rank at most ``num_train``, so with fewer examples
+    it is singular and :func:`~modelkin.attribution.trak.kernel_inverse` refuses it (at exactly
+    ``proj_dim`` it is full rank but ill-conditioned). The ridge does not change the cost, so
+    benchmarks that time small sizes use it rather than shrink ``proj_dim``.
+    """
+    return SMALL_RIDGE if num_train <= proj_dim else 0.0
+
+
 @dataclass(frozen=True)
 class TrakSettings:
     """Everything that defines TRAK scores (``batch_size`` and the memory budget change speed
