@@ -8,7 +8,7 @@ and saves each model's state dict:
 - ``finetuned.pt``: the victim fine-tuned for one more epoch on half of the training images, at a
   tenth of the learning rate (a derived model);
 - ``independent.pt``: trained from scratch with another seed (not derived);
-- ``ref0.pt`` ... ``ref3.pt``: more independently trained models, the references that calibrate
+- ``ref0.pt`` ... ``ref4.pt``: more independently trained models, the references that calibrate
   the verdicts;
 - ``sel0.pt``, ``sel1.pt``: two more, which select ModelGiF's reference points (kept apart from
   the models compared, so the selection never sees them).
@@ -34,8 +34,9 @@ SCRATCH = {
     "ref1": 3,
     "ref2": 4,
     "ref3": 5,
-    "sel0": 6,
-    "sel1": 7,
+    "ref4": 6,
+    "sel0": 7,
+    "sel1": 8,
 }
 
 
@@ -49,9 +50,9 @@ def load_split(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, lis
     return x, y, data.classes
 
 
-def train(model: nn.Module, x, y, epochs: int, lr: float, seed: int, batch_size: int = 64) -> None:
+def train(model: nn.Module, x, y, epochs: int, lr: float, seed: int, batch_size: int = 32) -> None:
     generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
@@ -75,8 +76,8 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="where the .pt files go")
     parser.add_argument("--size", type=int, default=16, help="image size the models are trained at")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
     train_x, train_y, classes = load_split(args.data / "train", args.size)
     test_x, test_y, _ = load_split(args.data / "test", args.size)
