@@ -8,6 +8,8 @@ from modelkin.catalog import ModelCatalog
 from modelkin.config import recipe_for, validate_config
 from modelkin.config_checks import check_config
 from modelkin.data_sources import config_source, source_files
+from modelkin.questions.derivation import signature_inputs
+from modelkin.questions.plan import derivation_questions, question_path
 from modelkin.datasets import DATASETS, check_augmentation
 from modelkin.errors import ModelkinError
 from modelkin.ids import ZooId
@@ -142,3 +144,38 @@ def derivation_job(wildcards):
             "device": config["device"],
         }
     )
+
+
+# -- users' data sets (config `datasets:`) -----------------------------------------------------
+
+
+def data_source_files(wildcards):
+    """A user data set (config `datasets:`) is prepared from its files: every image of a folder, or
+    the one NPZ/HDF5 file, so that adding, removing or changing one prepares it again.
+    """
+    source = config_source(wildcards.dataset)
+    return source_files(source) if source is not None else []
+
+
+def data_setting(wildcards):
+    """What the preparation reads besides its input files, for the params rerun trigger: a built-in
+    data set's data_root, a user data set's config entry (changing its size, channels, ... prepares
+    it again). One value either way, so that data sets prepared before user data sets existed keep
+    their recorded params (Snakemake records the values, not their names)."""
+    entry = config["datasets"].get(wildcards.dataset)
+    return config["data_root"] if entry is None else canonical(entry)
+
+
+# -- users' own models and questions (config `models:`, `questions:`) -------------------------
+
+DERIVATION_QUESTIONS = {q.name: q for q in derivation_questions(config, MODELS.resolve)}
+
+
+def external_spec(wildcards):
+    return MODELS.external[f"external/{wildcards.name}"]
+
+
+def question_signatures(wildcards):
+    question = DERIVATION_QUESTIONS[wildcards.question]
+    files = signature_inputs(question, path_of=signature_file)
+    return [path for method in question.methods for path in files[method].values()]

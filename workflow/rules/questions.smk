@@ -2,21 +2,6 @@
 # models section imported once into a modelkin checkpoint (its signatures, similarity and
 # stitching then run as for a zoo model), and one table and figure per derivation question.
 
-from modelkin.questions.derivation import signature_inputs
-from modelkin.questions.plan import derivation_questions, question_path
-
-DERIVATION_QUESTIONS = {q.name: q for q in derivation_questions(config, MODELS.resolve)}
-
-
-def external_spec(wildcards):
-    return MODELS.external[f"external/{wildcards.name}"]
-
-
-def question_signatures(wildcards):
-    question = DERIVATION_QUESTIONS[wildcards.question]
-    files = signature_inputs(question, path_of=signature_file)
-    return [path for method in question.methods for path in files[method].values()]
-
 
 rule import_model:
     input:

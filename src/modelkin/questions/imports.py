@@ -35,7 +35,7 @@ def preprocessing_from_config(section: Mapping[str, Any], dataset: str):
         normalisation = Normalisation.of(chosen["mean"], chosen["std"])
     size = section.get("size")
     return Preprocessing(
-        input_size=tuple(int(v) for v in size) if size else None,
+        input_size=(int(size[0]), int(size[1])) if size else None,
         channels=info.shape[0],
         value_range=(0.0, scale),
         normalisation=normalisation,
