@@ -235,3 +235,57 @@ def test_stitching_two_different_models_trains(models, data, tmp_path):
     assert evaluation["test_images"] == TEST
     for variant in ("before", "after", "ps_inv", "model1", "model2"):
         assert 0.0 <= evaluation[variant]["accuracy"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Model sources where the library used to expect a zoo model
+
+
+def _vit_checkpoint(path: Path, dataset: str, image_size: tuple[int, int], seed: int) -> Path:
+    torch.manual_seed(seed)
+    pre = Preprocessing(input_size=(32, 32), channels=3)
+    model = build_external(f"factory:{VIT}", 10, pre, VIT_KWARGS, image_size=image_size)
+    torch.nn.init.normal_(model.net.heads.head.weight, std=0.02)
+    return save_checkpoint(path, model, {"dataset": dataset, "name": path.stem})
+
+
+def test_compare_checkpoints_bound_to_user_data_sets(data, tmp_path):
+    """Two data sets' names differ: their image shapes are compared as the checkpoints record
+    them, also for a user data set that is not registered in this process."""
+    from modelkin.distances import compare_checkpoints
+    from modelkin.errors import InputError
+
+    mine = _vit_checkpoint(tmp_path / "mine.safetensors", DATASET, (32, 32), 0)
+    theirs = _vit_checkpoint(tmp_path / "theirs.safetensors", "not_registered_here", (32, 32), 1)
+    probe_options = {"split": "test", "n_images": 2, "n_samples": 16}
+    comparison = compare_checkpoints(
+        mine, theirs, method="zest", data=data, probe_options=probe_options, device="cpu"
+    )
+    assert 0.0 < comparison.distances["cos"] <= 2.0
+    small = _vit_checkpoint(tmp_path / "small.safetensors", "small_images", (16, 16), 2)
+    with pytest.raises(InputError, match=r"3x32x32 images\) and .*3x16x16 images\) take inputs"):
+        compare_checkpoints(mine, small, method="zest", data=data, probe_options=probe_options)
+
+
+def test_layers_of_a_model_source_from_the_command_line(capsys):
+    import json
+
+    from modelkin.cli import main
+
+    assert main(["layers", "torchvision:resnet18", "--dataset", "digits", "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = {r["name"]: r for r in json.loads(captured.out)}
+    assert (
+        rows["layer3.1.conv2"]["shape"] == [256, 2, 2] and not rows["layer3.1.conv2"]["cut_point"]
+    )
+    assert rows["layer2.1"]["cut_point"] and rows["fc"]["shape"] == [10]
+    assert "takes 3-channel images, digits has 1-channel ones" in captured.err
+    vit = ["layers", VIT, "--kwargs", json.dumps(VIT_KWARGS), "--dataset", "cifar10"]
+    assert main([*vit, "--num-classes", "7", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["encoder.layers.encoder_layer_1.mlp"]["shape"] == [17, 32]
+    assert rows["heads.head"]["shape"] == [7]
+    assert main(["layers", "timm:resnet10t", "--dataset", "nowhere"]) == 1
+    assert "give --num-classes" in capsys.readouterr().err
+    assert main(["layers", "lenet", "--kwargs", "{}"]) == 1
+    assert "only apply to a model source" in capsys.readouterr().err
