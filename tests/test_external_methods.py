@@ -38,7 +38,7 @@ from modelkin.stitching import build_stitched, initialise, load_stitched, stitch
 pytest.importorskip("timm")
 
 DATASET = "digits3"
-TRAIN, TEST = 200, 100  # images per split of the user data set
+TRAIN, TEST = 200, 64  # images per split of the user data set
 VIT = "torchvision.models.vision_transformer:VisionTransformer"
 VIT_KWARGS = {"image_size": 32, "patch_size": 8, "num_layers": 2, "num_heads": 2}
 VIT_KWARGS |= {"hidden_dim": 32, "mlp_dim": 64}
