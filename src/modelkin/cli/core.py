@@ -258,17 +258,7 @@ def _import_external(args: argparse.Namespace):
             "value range's units, e.g. ImageNet's --mean 0.485 0.456 0.406 --std 0.229 0.224 "
             "0.225), or --no-normalisation"
         )
-    kwargs = {}
-    if args.kwargs is not None:
-        try:
-            kwargs = json.loads(args.kwargs)
-        except json.JSONDecodeError as err:
-            raise InputError(
-                f"--kwargs is not valid JSON ({err.msg} at column {err.colno}); write it like "
-                '\'{"image_size": 32, "patch_size": 8}\''
-            ) from None
-        if not isinstance(kwargs, dict):
-            raise InputError(f"--kwargs must be a JSON object, got {args.kwargs!r}")
+    kwargs = kwargs_argument(args.kwargs)
     preprocessing = Preprocessing(
         input_size=tuple(args.input_size) if args.input_size else None,
         channels=args.channels or (info.shape[0] if info is not None else 3),
@@ -284,6 +274,24 @@ def _import_external(args: argparse.Namespace):
         dataset=args.dataset,
         class_names=args.class_names,
     )
+
+
+def kwargs_argument(text: str | None) -> dict:
+    """--kwargs as a dict (a JSON object; {} when not given)."""
+    from ..errors import InputError
+
+    if text is None:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"--kwargs is not valid JSON ({err.msg} at column {err.colno}); write it like "
+            '\'{"image_size": 32, "patch_size": 8}\''
+        ) from None
+    if not isinstance(kwargs, dict):
+        raise InputError(f"--kwargs must be a JSON object, got {text!r}")
+    return kwargs
 
 
 def _normalisation_argument(args: argparse.Namespace):

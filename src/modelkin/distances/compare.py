@@ -167,12 +167,14 @@ def compare_checkpoints(
     get_method(method)
     meta_a, meta_b = read_metadata(checkpoint_a), read_metadata(checkpoint_b)
     if meta_a["dataset"] != meta_b["dataset"]:
-        from ..datasets import get_dataset_info
-
-        if get_dataset_info(meta_a["dataset"]).shape != get_dataset_info(meta_b["dataset"]).shape:
+        shape_a, shape_b = _input_shape(meta_a), _input_shape(meta_b)
+        # unknown (a user data set not registered here, an external model bound to none): the
+        # signature's own check says whether the model takes the probe's images
+        if shape_a is not None and shape_b is not None and shape_a != shape_b:
             raise InputError(
-                f"{checkpoint_a} ({meta_a['dataset']}) and {checkpoint_b} ({meta_b['dataset']}) "
-                "take inputs of different shapes and cannot be probed with the same images"
+                f"{checkpoint_a} ({meta_a['dataset']}, {_shape_text(shape_a)} images) and "
+                f"{checkpoint_b} ({meta_b['dataset']}, {_shape_text(shape_b)} images) take "
+                "inputs of different shapes and cannot be probed with the same images"
             )
     reads_probe = get_method(method).probe_kind is not None
     ref = load_reference(reference, method) if reference is not None else None
@@ -219,6 +221,22 @@ def compare_checkpoints(
     return comparison
 
 
+def _input_shape(meta: dict[str, Any]) -> tuple[int, ...] | None:
+    """The (C, H, W) of the images a checkpoint takes: the data shape an external model records,
+    else its data set's (built-in or registered user data set); None when neither is known."""
+    from ..datasets import DATASETS
+
+    recorded = meta.get("data_shape")
+    if recorded:
+        return tuple(int(v) for v in recorded)
+    info = DATASETS.get(str(meta.get("dataset")))
+    return tuple(info.shape) if info is not None else None
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
 def _reference_probe(ref: ReferenceFile, dataset: str, probe: str | Path | None) -> Path:
     """The probe a comparison against ``ref`` must use: the given one if it is the reference's
     (by hash), else the reference's own."""
@@ -261,14 +279,15 @@ def _cached_signature(ref: ReferenceFile, checkpoint_sha: str, probe_sha: str) -
 
 def _prepared_data(data: str | Path | None, dataset: str, work: Path) -> Path:
     from ..data import prepare_dataset
-    from ..datasets import get_dataset_info, prepared_path
+    from ..datasets import DATASETS, prepared_path
 
     if data is not None:
         return Path(data)
     default = prepared_path("results", dataset)
     if default.exists():
         return default
-    if get_dataset_info(dataset).source == "sklearn":
+    info = DATASETS.get(dataset)  # a user data set may not be registered in this process
+    if info is not None and info.source == "sklearn":
         return prepare_dataset(dataset, work / f"{dataset}.safetensors")
     raise MissingFileError(
         f"no prepared {dataset} data at {default}; pass --data "
