@@ -30,7 +30,7 @@ from modelkin.distances.compare import make_probe, signature_distances
 from modelkin.models.external import build_external
 from modelkin.models.layers import end_plan
 from modelkin.models.preprocessing import Preprocessing
-from modelkin.signatures import read_signature
+from modelkin.signatures import get_method, read_signature
 from modelkin.signatures.compute import signature_file
 from modelkin.similarity import compare_checkpoints_layers
 from modelkin.stitching import build_stitched, initialise, load_stitched, stitch_models
@@ -289,3 +289,32 @@ def test_layers_of_a_model_source_from_the_command_line(capsys):
     assert "give --num-classes" in capsys.readouterr().err
     assert main(["layers", "lenet", "--kwargs", "{}"]) == 1
     assert "only apply to a model source" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["zest", "gradfield"])
+def test_models_of_different_architectures_compare_on_one_probe(method, data, tmp_path):
+    """Zest and ModelGiF compare behaviour on the same inputs, so a resnet18 and a
+    mobilenet_v3_small of the same data set and classes have finite distances; the weight-space
+    baseline has none across architectures ("not comparable" in a question)."""
+    settings = (
+        {"split": "test", "n_images": 3, "n_samples": 32}
+        if method == "zest"
+        else {"split": "test", "n_points": 3}
+    )
+    probe = make_probe(method, data, tmp_path / "probe.h5", **settings)
+    extra = {} if method == "zest" else {"n_steps": 3, "target": "label"}
+    resnet = _checkpoint(tmp_path / "resnet.safetensors", CASES["resnet18"], 0)
+    mobilenet = _checkpoint(tmp_path / "mobilenet.safetensors", CASES["mobilenet_v3_small"], 0)
+    signatures = [
+        read_signature(signature_file(method, path, probe, tmp_path / f"{path.stem}.h5",
+                                      device="cpu", **extra))
+        for path in (resnet, mobilenet)
+    ]  # fmt: skip
+    distances = signature_distances(*signatures)
+    assert all(np.isfinite(v) and v > 0 for v in distances.values()), distances
+    weights = [
+        read_signature(signature_file("weights", path, None, tmp_path / f"w_{path.stem}.h5"))
+        for path in (resnet, mobilenet)
+    ]
+    entry = get_method("weights")
+    assert np.isnan(entry.pair_distance(entry.headline, *weights))
