@@ -208,13 +208,18 @@ def default_train_task(ref: str, config: dict[str, Any]) -> str:
     return profile(ref, config)[0]
 
 
-def check_pair(ref1: str, ref2: str, spec: Any, config: dict[str, Any], where: str) -> None:
+def check_pair(
+    ref1: str, ref2: str, spec: Any, config: dict[str, Any], where: str, *, references: bool = True
+) -> None:
     """What can be wrong with one pair of an experiment before any model is built: references
-    that name no model, ``layers: all`` with an external model, external models of two data
-    sets (``ref1``/``ref2`` normalised by :func:`model_reference`). Torch-free."""
+    that name no model (unless ``references`` is False), ``layers: all`` with an external model,
+    external models of two data sets (``ref1``/``ref2`` normalised by :func:`model_reference`).
+    Torch-free."""
     try:
         (dataset1, _), (dataset2, _) = profile(ref1, config), profile(ref2, config)
     except PlanError as err:
+        if not references:
+            return
         raise PlanError(f"{where}: {err}") from None
     external = [ref for ref in (ref1, ref2) if is_external(ref)]
     if not external:
@@ -235,13 +240,15 @@ def check_pair(ref1: str, ref2: str, spec: Any, config: dict[str, Any], where: s
 
 
 def check_experiments(config: dict[str, Any]) -> None:
-    """:func:`check_pair` for every pair of every experiment (the config checks call it)."""
+    """:func:`check_pair` for every pair of every experiment (the config checks call it; their
+    model id check names the references that name no model)."""
     for name, experiment in (_section(config).get("experiments") or {}).items():
         for i, pair in enumerate(experiment.get("pairs") or []):
             if len(pair) == 2:
                 ref1, ref2 = (model_reference(ref, config) for ref in pair)
                 where = f"stitching.experiments.{name}.pairs[{i}]"
-                check_pair(ref1, ref2, experiment.get("layers", "all"), config, where)
+                layers = experiment.get("layers", "all")
+                check_pair(ref1, ref2, layers, config, where, references=False)
 
 
 def _layer_pairs(
