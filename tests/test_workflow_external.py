@@ -118,14 +118,15 @@ def test_stitching_between_your_models(workdir):
     assert (row.model1, row.model2, row.layer1) == ("external/a", "external/c", "layer2.1")
 
 
-def test_wrong_layer_names_say_which_model_and_list_its_layers(workdir, monkeypatch):
+def test_wrong_layer_names_say_which_model_and_list_its_layers(workdir, monkeypatch, request):
     from modelkin.config import read_config_file
-    from modelkin.data_sources import register_config_datasets
+    from modelkin.data_sources import forget_config_datasets, register_config_datasets
     from modelkin.similarity import compare_checkpoints_layers
     from modelkin.stitching.run import stitch_models
 
     monkeypatch.chdir(workdir)
     register_config_datasets(read_config_file("config.yaml"))  # as a job does
+    request.addfinalizer(forget_config_datasets)  # other tests go through every data set
     models = workdir / "results" / "models" / "external"
     data = workdir / "results" / "data" / "digits_rgb.safetensors"
     with pytest.raises(
