@@ -420,10 +420,10 @@ def check_stitchable(
     ):
         if layer not in layer_names(model):
             kind = type(model).__name__
+            named = f"{label}, {kind}" if label else kind
             raise StitchError(
-                f"{which} ({f'{label}, {kind}' if label else kind}) has no layer {layer!r}; "
-                "its layers and "
-                f"activation shapes: {_describe_layers(model, layer)}"
+                f"{which} ({named}) has no layer {layer!r}; its layers and activation shapes: "
+                f"{_describe_layers(model, layer)}"
             )
     if input_shape(model1) != input_shape(model2):
         raise StitchError(
