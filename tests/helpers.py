@@ -14,11 +14,16 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def run_snakemake(
-    workdir: Path, *args: str, check: bool = True, timeout: int = 1500
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    timeout: int = 1500,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile in ``workdir`` (whose config.yaml is the config)."""
+    """Run the project's Snakefile in ``workdir`` (whose config.yaml is the config); ``env``:
+    further environment variables."""
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(

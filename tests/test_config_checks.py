@@ -250,6 +250,9 @@ def test_yaml_errors_name_file_line_and_column(tmp_path):
         r"\(first on line 1\)",
     ):
         load_config(path)
+    # YAML merge keys (`<<: *anchor`) merge, and a key they bring may be set again
+    path.write_text("a: &r {x: 1, y: 2}\nb: {<<: *r, y: 3}\n")
+    assert read_config_file(path) == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must hold a mapping of settings, not list"):
         load_config(path)

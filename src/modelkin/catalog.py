@@ -25,7 +25,7 @@ from .ids import (
     parse_model_id,
 )
 from .modeldiff.plan import seed_pairs
-from .questions.plan import ExternalModelSpec, external_models
+from .questions.plan import ExternalModelSpec, external_models, model_reference
 
 
 class ModelCatalog:
@@ -81,12 +81,9 @@ class ModelCatalog:
         """``model`` as a checked id string, if the configuration plans it; else one clear error
         naming the config entry ``where`` it came from and how to fix it. A name of the
         ``models`` section stands for its id (``victim`` -> ``external/victim``)."""
-        if isinstance(model, str) and f"external/{model}" in self.external:
-            return f"external/{model}"
-        try:
-            parsed = parse_model_id(model)
-        except ModelIdError as err:
-            raise ModelIdError(f"{where}: {err}") from None
+        if not isinstance(model, (ZooId, DerivedId, ExternalId)):
+            model = model_reference(model, self.config, where)  # names -> ids; malformed ids
+        parsed = parse_model_id(model)
         text = str(parsed)
         if text in self:
             return text

@@ -79,7 +79,7 @@ def validate_config(config: dict[str, Any], source: str | None = None) -> dict[s
     from .data_sources import register_config_datasets
 
     register_config_datasets(config)
-    _questions_only(config)
+    _questions_only(config, source)
     validator = _defaulting_validator()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = list(dict.fromkeys(line for err in errors for line in _describe(err)))
@@ -99,12 +99,36 @@ QUESTION_ONLY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _questions_only(config: dict[str, Any]) -> None:
+# Stage sections that may also be written under `questions:` (`questions: {similarity: ...}` is
+# the similarity section), so that a configuration that only compares layers or stitches its own
+# models turns the other stages off as every configuration with questions does.
+QUESTION_SECTIONS = ("similarity", "stitching")
+
+
+def _questions_only(config: dict[str, Any], source: str | None = None) -> None:
     """A configuration that asks questions studies only what it names: the stages whose sections
     it leaves out are off (not the schema's defaults, which train and compare a digits zoo).
-    Runs before the defaults are filled, so it sees what the file itself says."""
+    ``questions.similarity`` and ``questions.stitching`` move to the top level, where they are
+    the stages' sections. Runs before the defaults are filled, so it sees what the file itself
+    says."""
     if not isinstance(config, dict) or not config.get("questions"):
         return
+    questions = config["questions"]
+    if isinstance(questions, dict):
+        for section in QUESTION_SECTIONS:
+            if section not in questions:
+                continue
+            if section in config:
+                raise ConfigError(
+                    problems_message(
+                        [
+                            f"config keys questions.{section} and {section}: the same section "
+                            "written twice; keep one (they mean the same)"
+                        ],
+                        source,
+                    )
+                )
+            config[section] = questions.pop(section)
     for section, values in QUESTION_ONLY_DEFAULTS.items():
         if section not in config:
             config[section] = copy.deepcopy(values)
@@ -211,6 +235,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: its keys may be overridden; SafeLoader merges them
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 mark = key_node.start_mark

@@ -3,8 +3,9 @@ import re
 
 from modelkin.similarity.pairs import plan_pairs, similarity_job
 
-# Every configured pair by its name (the {pair} wildcard); shorthands expanded, repeats dropped.
-SIMILARITY_PAIRS = {pair.name: pair for pair in plan_pairs(config)}
+# Every configured pair by its name (the {pair} wildcard); shorthands expanded, repeats dropped;
+# models-section names as external ids, whose probe is their data set (the catalog's).
+SIMILARITY_PAIRS = {pair.name: pair for pair in plan_pairs(config, MODELS)}
 
 
 def similarity_pair(wildcards):

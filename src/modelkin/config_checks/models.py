@@ -19,6 +19,7 @@ def _model_ids(config: dict[str, Any]) -> Iterable[str]:
     """Every model id of every config list, resolved: one problem per bad id."""
     from ..derive.plan import resolve_parents
     from ..ids import ModelIdError, ZooId, parse_model_id
+    from ..questions.plan import model_reference
 
     catalog = _catalog(config)
     defined = (config.get("training") or {}).get("algorithms") or {}
@@ -71,10 +72,10 @@ def _model_ids(config: dict[str, Any]) -> Iterable[str]:
                 where = f"stitching.experiments.{name}.pairs[{i}] (model {number})"
                 if _is_path(ref):
                     continue
-                try:
-                    model = parse_model_id(ref)
+                try:  # a name of the models section is its external id
+                    model = parse_model_id(model_reference(ref, config, where))
                 except ModelIdError as err:
-                    problems.append(f"{where}: {err}")
+                    problems.append(str(err))
                     continue
                 if isinstance(model, ZooId) and model.dataset in tasks:
                     # A task donor: the stitching stage trains it with the zoo's recipe.
@@ -113,7 +114,9 @@ def _parent_entries(config: dict[str, Any]) -> Iterable[str]:
 
 
 def _arch_and_dataset(config: dict[str, Any], ref: str) -> tuple[str, str] | None:
-    """(architecture, data set) of a model reference, without torch; None when unknown."""
+    """(architecture, data set) of a model reference, without torch; None when unknown. Your own
+    models (``external/NAME`` or a name of the models section) are None: their layers are module
+    paths of a network only torch can build, so the job checks them (listing the valid ones)."""
     from ..ids import ModelIdError, ZooId, parse_model_id
 
     if _is_path(ref):

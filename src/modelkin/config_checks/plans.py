@@ -54,11 +54,12 @@ def _lineage_plan(config: dict[str, Any], catalog: Any) -> None:
 
 
 def _stitching_plan(config: dict[str, Any]) -> None:
-    """The stitching section's own checks (tasks, presets, options), without planning ``layers:
-    all`` (which builds models)."""
-    from ..stitching.plan import experiment_options, named_tasks
+    """The stitching section's own checks (tasks, presets, options, the pairs' models), without
+    planning ``layers: all`` (which builds models)."""
+    from ..stitching.plan import check_experiments, experiment_options, named_tasks
     from ..stitching.tasks import parse_task
 
+    check_experiments(config)
     section = config.get("stitching") or {}
     for name, experiment in (section.get("experiments") or {}).items():
         try:

@@ -97,19 +97,37 @@ class DerivationQuestion:
         return list(dict.fromkeys([self.victim, *self.suspects, *self.references]))
 
 
+def model_reference(value: Any, config: dict[str, Any], where: str) -> str:
+    """A model the configuration names, as an id string: a name of the ``models`` section stands
+    for ``external/NAME``; anything else must be a model id, and an external id must name an
+    entry of the ``models`` section. Whether a zoo or derived id is planned is the catalog's
+    check (:meth:`modelkin.catalog.ModelCatalog.resolve`). :class:`ModelIdError` naming
+    ``where`` and the section's names otherwise."""
+    models = config.get("models") or {}
+    names = ", ".join(map(str, models)) or "none"
+    if isinstance(value, str) and value in models:
+        return str(ExternalId(value))
+    try:
+        model = parse_model_id(value)
+    except ModelIdError as err:
+        if isinstance(value, str) and "/" not in value:
+            raise ModelIdError(
+                f"{where}: {value!r} is neither a name of the models section ({names}) nor a "
+                f"model id ({err})"
+            ) from None
+        raise ModelIdError(f"{where}: {err}") from None
+    if isinstance(model, ExternalId) and model.name not in models:
+        raise ModelIdError(
+            f"{where}: {model} is not a model of the models section (its names: {names}); add "
+            "it there with its source, weights and data set"
+        )
+    return str(model)
+
+
 def question_model(value: str, config: dict[str, Any], resolve: Callable[[str, str], str],
                    where: str) -> str:  # fmt: skip
     """A question's model as an id: a name of the ``models`` section, or a planned model id."""
-    if value in (config.get("models") or {}):
-        return str(ExternalId(value))
-    try:
-        parse_model_id(value)
-    except ModelIdError:
-        names = ", ".join(config.get("models") or {}) or "none"
-        raise InputError(
-            f"{where}: {value!r} is neither a name of the models section ({names}) nor a model id"
-        ) from None
-    return resolve(value, where)
+    return resolve(model_reference(value, config, where), where)
 
 
 def derivation_questions(

@@ -31,6 +31,7 @@ from torch import nn
 from ..errors import InputError
 from ..measures import DegenerateCCAWarning, compute, get_measure
 from ..measures.minibatch import DEFAULT_BATCH_SIZE
+from ..models.layers import LayerError
 from ..progress import progress
 from .representation import CONV_MODES, Representation, capture_activations, to_representation
 from .selection import resolve_layer_spec, select_layers
@@ -385,12 +386,20 @@ def compare_checkpoints_layers(
                 ckpt.meta.get("dataset"),
                 probe.info.name,
             )
-    spec_a = resolve_layer_spec(layers_a, loaded[0].meta.get("arch"))
-    spec_b = resolve_layer_spec(layers_b, loaded[1].meta.get("arch"))
-    table = compare_layers(
-        loaded[0].model, loaded[1].model, probe.x, spec_a, spec_b, measures, **options
-    )
     names = [name or _checkpoint_label(c) for name, c in zip((name_a, name_b), loaded, strict=True)]
+    specs = []
+    for label, name, ckpt, layers in zip("AB", names, loaded, (layers_a, layers_b), strict=True):
+        # Checked here to say which model lacks a layer (its valid layers listed): the layers of
+        # a model of the models section are module paths no config check could know.
+        try:
+            spec = resolve_layer_spec(layers, ckpt.meta.get("arch"))
+            select_layers(ckpt.model, spec)
+        except LayerError as err:
+            raise LayerError(f"model {label} ({name}): {err}") from None
+        specs.append(spec)
+    table = compare_layers(
+        loaded[0].model, loaded[1].model, probe.x, specs[0], specs[1], measures, **options
+    )
     table.insert(0, "model_b", names[1])
     table.insert(0, "model_a", names[0])
     table["split"] = split

@@ -37,11 +37,14 @@ class PlannedPair:
     layers_b: Any
 
 
-def model_dataset(model_id: str) -> str:
-    """The data set of a zoo id (``dataset/arch/algorithm/iI-dD``) or derived id
-    (``derived/dataset/...``)."""
+def model_dataset(model_id: str, catalog: Any = None) -> str:
+    """The data set of a model: a zoo id's (``dataset/arch/algorithm/iI-dD``) or derived id's
+    (``derived/dataset/...``) own, an external model's from the ``models`` section (``catalog``:
+    a :class:`modelkin.catalog.ModelCatalog`)."""
     try:
         dataset = id_dataset(model_id)
+        if dataset is None and catalog is not None:
+            dataset = catalog.dataset(model_id)
     except ModelIdError as err:
         raise PairError(str(err)) from None
     if dataset is None:
@@ -95,15 +98,26 @@ def _expand(entry: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
     )
 
 
-def plan_pairs(config: dict[str, Any]) -> list[PlannedPair]:
+def plan_pairs(config: dict[str, Any], catalog: Any = None) -> list[PlannedPair]:
     """The configured pairs, shorthands expanded, in order; a pair listed twice (either way round)
-    once."""
+    once.
+
+    A pair's models are model ids or names of the ``models`` section (``victim`` stands for
+    ``external/victim``); the probe is model A's data set (``catalog``: the configuration's
+    :class:`modelkin.catalog.ModelCatalog`, built when not given), unless the pair sets one."""
+    from ..questions.plan import model_reference
+
     section = config.get("similarity") or {}
     planned: dict[str, PlannedPair] = {}
     seen: set[frozenset[str]] = set()
-    for entry in section.get("pairs") or []:
+    for index, entry in enumerate(section.get("pairs") or []):
         for pair in _expand(entry, config):
-            a, b = pair["a"], pair["b"]
+            where = f"similarity.pairs[{index}]"
+            try:
+                a = model_reference(pair["a"], config, f"{where} (a)")
+                b = model_reference(pair["b"], config, f"{where} (b)")
+            except ModelIdError as err:
+                raise PairError(str(err)) from None
             if a == b:
                 raise PairError(f"similarity pair {a} ~ {b} compares a model with itself")
             key = frozenset((a, b))
@@ -121,7 +135,14 @@ def plan_pairs(config: dict[str, Any]) -> list[PlannedPair]:
                 raise PairError(
                     f"two similarity pairs are both named {name!r}; give them different `name:`s"
                 )
-            dataset = pair.get("dataset") or model_dataset(a)
+            if pair.get("dataset"):
+                dataset = pair["dataset"]
+            else:
+                if catalog is None:
+                    from ..catalog import ModelCatalog
+
+                    catalog = ModelCatalog(config)
+                dataset = model_dataset(a, catalog)
             layers = section.get("layers", "relu")
             planned[name] = PlannedPair(
                 name,

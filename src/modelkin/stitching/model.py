@@ -409,14 +409,21 @@ def check_stitchable(
     *,
     flatten: bool = False,
     resize: str = "bilinear",
+    names: Sequence[str] | None = None,
 ) -> StitchGeometry:
     """The geometry of T for these two layers, or a StitchError naming valid layers and their
-    shapes."""
-    for which, model, layer in (("model 1", model1, layer1), ("model 2", model2, layer2)):
+    shapes (``names``: the two models' names for the message, e.g. their ids)."""
+    labels = list(names) if names is not None else [None, None]
+    for which, model, layer, label in (
+        ("model 1", model1, layer1, labels[0]),
+        ("model 2", model2, layer2, labels[1]),
+    ):
         if layer not in layer_names(model):
+            kind = type(model).__name__
+            named = f"{label}, {kind}" if label else kind
             raise StitchError(
-                f"{which} ({type(model).__name__}) has no layer {layer!r}; its layers and "
-                f"activation shapes: {_describe_layers(model, layer)}"
+                f"{which} ({named}) has no layer {layer!r}; its layers and activation shapes: "
+                f"{_describe_layers(model, layer)}"
             )
     if input_shape(model1) != input_shape(model2):
         raise StitchError(
@@ -447,10 +454,13 @@ def build_stitched(
     low_rank: int | None = None,
     donor_train_mode: bool = False,
     execution: str = "auto",
+    names: Sequence[str] | None = None,
 ) -> StitchedModel:
     """A stitched model with a freshly initialised T (PyTorch's default init) on model 2's
-    device."""
-    geometry = check_stitchable(model1, layer1, model2, layer2, flatten=flatten, resize=resize)
+    device (``names``: the models' names in error messages)."""
+    geometry = check_stitchable(
+        model1, layer1, model2, layer2, flatten=flatten, resize=resize, names=names
+    )
     stitch = StitchingLayer(geometry, low_rank=low_rank).to(next(model2.parameters()).device)
     return StitchedModel(
         model1,

@@ -3,7 +3,14 @@
 Model references in experiments are zoo ids (``digits/lenet/standard/i0-d0``),
 derived model ids (``derived/...``), ids of task donors whose first part
 names a configured task (``digits_inverted/lenet/standard/i1-d1``, trained
-by the stitching stage itself), or checkpoint paths (``*.safetensors``).
+by the stitching stage itself), your own models (``external/NAME`` or just
+``NAME``, a name of the ``models`` section, imported by the ``import_model``
+rule), or checkpoint paths (``*.safetensors``).
+
+An external model names its own layers (``layer2.1``: module paths, checked by
+the job, which lists the valid ones), so ``layers: all`` (every common cut point
+of two zoo architectures) does not take one, and both models of a pair with an
+external model must work on the same data set.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 
 from .. import ids
 from ..errors import InputError
-from ..ids import DerivedId, ModelIdError, ZooId, parse_model_id
+from ..ids import DerivedId, ExternalId, ModelIdError, ZooId, parse_model_id
 from .options import PRESETS, StitchOptions
 from .tasks import Task, parse_task
 
@@ -63,16 +70,35 @@ def _is_path(ref: str) -> bool:
     return ref.endswith(".safetensors")
 
 
-def _model_id(ref: str) -> ids.ModelId:
+def _model_id(ref: str, config: dict[str, Any] | None = None) -> ids.ModelId:
     """The id a (non-path) model reference names; PlanError naming the accepted forms if none."""
     try:
         return parse_model_id(ref)
     except ModelIdError as err:
+        names = ", ".join(map(str, (config or {}).get("models") or {})) or "none"
         raise PlanError(
             f"model {ref!r} is neither a zoo id (DATASET/ARCH/ALGORITHM/iINIT-dDATA), a derived "
-            "id, a task donor (TASK/ARCH/ALGORITHM/iINIT-dDATA with TASK in stitching.tasks) nor a "
-            f".safetensors path ({err})"
+            "id, a task donor (TASK/ARCH/ALGORITHM/iINIT-dDATA with TASK in stitching.tasks), a "
+            f"name of the models section ({names}) nor a .safetensors path ({err})"
         ) from None
+
+
+def model_reference(ref: str, config: dict[str, Any]) -> str:
+    """A model reference as runs keep it: a name of the ``models`` section becomes its id
+    (``victim`` -> ``external/victim``); anything else as written."""
+    if isinstance(ref, str) and not _is_path(ref) and ref in (config.get("models") or {}):
+        return str(ExternalId(ref))
+    return ref
+
+
+def is_external(ref: str) -> bool:
+    """Whether a (normalised) model reference is one of your own models (``external/NAME``)."""
+    if _is_path(ref):
+        return False
+    try:
+        return isinstance(parse_model_id(ref), ExternalId)
+    except ModelIdError:
+        return False
 
 
 def _donor_id(ref: str, config: dict[str, Any]) -> ZooId | None:
@@ -142,7 +168,18 @@ def profile(ref: str, config: dict[str, Any]) -> tuple[str, str]:
             raise PlanError(f"checkpoint {ref} (in stitching.experiments) does not exist")
         meta = read_metadata(ref)
         return meta["dataset"], meta["arch"]
-    model = _model_id(ref)
+    model = _model_id(ref, config)
+    if isinstance(model, ExternalId):
+        from ..questions.plan import external_models
+
+        spec = external_models(config).get(str(model))
+        if spec is None:
+            names = ", ".join(map(str, config.get("models") or {})) or "none"
+            raise PlanError(
+                f"{ref} is not a model of the models section (its names: {names}); add it there "
+                "with its source, weights and data set"
+            )
+        return spec.dataset, spec.source
     if isinstance(model, DerivedId):
         from ..catalog import ModelCatalog
 
@@ -153,10 +190,7 @@ def profile(ref: str, config: dict[str, Any]) -> tuple[str, str]:
             )
         return planned[ref].dataset, planned[ref].arch
     if not isinstance(model, ZooId):
-        raise PlanError(
-            f"model {ref!r} is an external model; stitching takes zoo ids, derived ids, task "
-            "donors or .safetensors paths"
-        )
+        raise PlanError(f"model {ref!r} is not a model stitching can take")
     tasks = named_tasks(config)
     dataset = tasks[model.dataset]["dataset"] if model.dataset in tasks else model.dataset
     return dataset, model.arch
@@ -172,6 +206,49 @@ def default_train_task(ref: str, config: dict[str, Any]) -> str:
     if donor is not None:
         return donor.dataset
     return profile(ref, config)[0]
+
+
+def check_pair(
+    ref1: str, ref2: str, spec: Any, config: dict[str, Any], where: str, *, references: bool = True
+) -> None:
+    """What can be wrong with one pair of an experiment before any model is built: references
+    that name no model (unless ``references`` is False), ``layers: all`` with an external model,
+    external models of two data sets (``ref1``/``ref2`` normalised by :func:`model_reference`).
+    Torch-free."""
+    try:
+        (dataset1, _), (dataset2, _) = profile(ref1, config), profile(ref2, config)
+    except PlanError as err:
+        if not references:
+            return
+        raise PlanError(f"{where}: {err}") from None
+    external = [ref for ref in (ref1, ref2) if is_external(ref)]
+    if not external:
+        return
+    if spec == "all":
+        raise PlanError(
+            f"{where}: layers: all (every common cut point) needs two zoo architectures, and "
+            f"{external[0]} is one of your own models; list the layers to stitch, the same on "
+            "both sides or [layer1, layer2] pairs (e.g. layers: [layer2.1]; `modelkin layers "
+            "CHECKPOINT` lists a model's layers)"
+        )
+    if dataset1 != dataset2:
+        raise PlanError(
+            f"{where}: {ref1} works on {dataset1} and {ref2} on {dataset2}; the stitched network "
+            "trains and is evaluated on one data set, so both models must work on the same one "
+            "(the models section's dataset:)"
+        )
+
+
+def check_experiments(config: dict[str, Any]) -> None:
+    """:func:`check_pair` for every pair of every experiment (the config checks call it; their
+    model id check names the references that name no model)."""
+    for name, experiment in (_section(config).get("experiments") or {}).items():
+        for i, pair in enumerate(experiment.get("pairs") or []):
+            if len(pair) == 2:
+                ref1, ref2 = (model_reference(ref, config) for ref in pair)
+                where = f"stitching.experiments.{name}.pairs[{i}]"
+                layers = experiment.get("layers", "all")
+                check_pair(ref1, ref2, layers, config, where, references=False)
 
 
 def _layer_pairs(
@@ -227,17 +304,21 @@ def planned_runs(config: dict[str, Any]) -> list[PlannedRun]:
         eval_tasks = tuple(experiment.get("eval_tasks") or ())
         for task in ([train_task] if train_task else []) + list(eval_tasks):
             parse_task(task, named_tasks(config))  # fail early on a typo
-        for pair in experiment["pairs"]:
+        for i, pair in enumerate(experiment["pairs"]):
             if len(pair) != 2:
                 raise PlanError(
                     f"stitching.experiments.{name}.pairs: each entry is [model1, model2], not "
                     f"{pair!r}"
                 )
-            ref1, ref2 = pair
-            (
-                profile(ref1, config),
-                profile(ref2, config),
-            )  # unknown references fail here, before any job runs
+            ref1, ref2 = (model_reference(ref, config) for ref in pair)
+            # unknown references, external models on two data sets, ... fail here, before any job
+            check_pair(
+                ref1,
+                ref2,
+                experiment.get("layers", "all"),
+                config,
+                f"stitching.experiments.{name}.pairs[{i}]",
+            )
             for layer1, layer2 in _layer_pairs(
                 experiment.get("layers", "all"), ref1, ref2, config, options["flatten"]
             ):

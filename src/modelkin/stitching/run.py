@@ -147,6 +147,7 @@ def stitch_models(
         resize=opts.resize,
         low_rank=opts.low_rank,
         donor_train_mode=opts.train_bn,
+        names=(ck1.name, ck2.name),
     )
     stitch = stitched.stitch
     geometry = stitch.geometry
