@@ -163,3 +163,17 @@ def test_replacing_one_models_weights_reruns_only_what_depends_on_it(workdir):
         "results/stitching/plots/cka_vs_accuracy.png",
         "results/stitching/plots/robust_accuracy.png",
     }
+
+
+def test_weights_replaced_by_an_older_file_are_imported_again(workdir):
+    """The import follows the weights' content, not their timestamp (``cp -p`` of an older
+    export keeps the old modification time)."""
+    import os
+
+    run_snakemake(workdir, "--cores", "2", env=ENV)  # up to date after the test before
+    assert planned_outputs(workdir) == set()
+    weights = workdir / "c.pt"
+    before = weights.stat()
+    save_weights(weights, 8)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert "results/models/external/c.safetensors" in planned_outputs(workdir)

@@ -8,6 +8,7 @@ from modelkin.catalog import ModelCatalog
 from modelkin.config import recipe_for, validate_config
 from modelkin.config_checks import check_config
 from modelkin.data_sources import config_source, source_files
+from modelkin.io import file_sha256
 from modelkin.questions.derivation import signature_inputs
 from modelkin.questions.plan import derivation_questions, question_path
 from modelkin.datasets import DATASETS, check_augmentation
@@ -173,6 +174,13 @@ DERIVATION_QUESTIONS = {q.name: q for q in derivation_questions(config, MODELS.r
 
 def external_spec(wildcards):
     return MODELS.external[f"external/{wildcards.name}"]
+
+
+def weights_sha256(wildcards):
+    """The hash of a model's weights file, a param of its import (empty before it exists: the
+    missing input is then Snakemake's error)."""
+    path = external_spec(wildcards).weights
+    return file_sha256(path) if os.path.isfile(path) else ""
 
 
 def question_signatures(wildcards):

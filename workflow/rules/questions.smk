@@ -20,6 +20,8 @@ rule import_model:
         runtime=10,
     params:
         job=lambda wc: canonical(external_spec(wc).import_job()),
+        # The content, not the timestamp: a weights file replaced by an older one re-imports too.
+        weights_sha256=weights_sha256,
     script:
         "../scripts/import_model.py"
 
