@@ -273,10 +273,12 @@ def summarise_files(
     counterfactual_summary: str | Path,
     lds: str | Path | None = None,
     precision_k: int = 20,
+    skipped: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One JSON with what a reader wants first: precision@k of each direction against planted
     images (when an algorithm plants a patch), explained variances, the counterfactual and the
-    LDS."""
+    LDS; ``skipped``: the steps the stage left out, and why (the LDS of the user's own
+    checkpoints)."""
     stored = read_comparison(comparison)
     data, names = stored.data, stored.names
     planted = {role: planted_indices(d) for role, d in data.items()}
@@ -309,6 +311,7 @@ def summarise_files(
         "directions": directions,
         "counterfactual": pd.read_csv(counterfactual_summary).to_dict(orient="records"),
         "lds": read_json(lds) if lds else None,
+        "skipped": dict(skipped or {}),
     }
     write_json(output_json, summary)
     return summary
@@ -349,6 +352,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"{row['delta_p_target']:+.3f} ± {row['delta_p_target_std']:.3f} over "
             f"{row['n_checkpoints']} checkpoints)"
         )
+    for step, why in (summary.get("skipped") or {}).items():
+        lines.append(f"  {step} skipped: {why}")
     lds = summary.get("lds")
     if lds:
         weighting = "" if lds.get("out_to_loss", True) else ", unweighted"
