@@ -94,7 +94,9 @@ def featurize_checkpoint_file(
     if recipe is None:
         raise AttributionError(
             f"{checkpoint} records no training recipe, so its training data is unknown; TRAK "
-            "needs checkpoints trained by modelkin (the `train` rule)"
+            "needs checkpoints trained by modelkin (the `train` rule); for your own checkpoints, "
+            "trained on a data set's whole train split, name them in modeldiff.models_a and "
+            "models_b (docs/modeldiff.md)"
         )
     train = attribution_training_split(prepared, recipe, train_data)
     test = target_split(prepared, targets, n_targets, target_patch)
