@@ -122,6 +122,10 @@ def test_outputs_name_the_user_s_checkpoints(workdir):
 def test_summary_skips_the_lds_with_a_note_and_finds_the_patch(workdir):
     summary = read_json(workdir / COMPARISON / "summary.json")
     assert summary["algorithms"] == {"A": "models_a", "B": "models_b"}
+    assert summary["checkpoints"] == {
+        "models_a": [f"external/{n}" for n in SIDES["A"]],
+        "models_b": [f"external/{n}" for n in SIDES["B"]],
+    }
     assert summary["lds"] is None and "retrains" in summary["skipped"]["lds"]
     # the whole train split for A (no recipe), the same split for B (its recipe has no limit)
     assert summary["planted_images"]["models_a"] == 0

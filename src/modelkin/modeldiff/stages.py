@@ -120,6 +120,8 @@ def compare_score_files(
             "scores_B": str(scores_b),
             "data_A": stored["A"].attrs["data"],
             "data_B": stored["B"].attrs["data"],
+            "checkpoints_A": _checkpoint_names(stored["A"].attrs),
+            "checkpoints_B": _checkpoint_names(stored["B"].attrs),
         },
         num_components=num_components,
         normalize_rows=normalize_rows,
@@ -127,6 +129,13 @@ def compare_score_files(
     with atomic_path(output_csv) as tmp:
         pd.DataFrame(_direction_rows(results)).to_csv(tmp, index=False)
     return results
+
+
+def _checkpoint_names(attrs: Mapping[str, Any]) -> list[str]:
+    """The model ids (or paths) of the checkpoints a score file ensembles."""
+    models = attrs.get("models") or []
+    paths = attrs.get("checkpoints") or []
+    return [str((m or {}).get("name") or p) for m, p in zip(models, paths, strict=False)]
 
 
 def _training_split(data: Mapping[str, Any], *, with_patch: bool):
@@ -305,6 +314,11 @@ def summarise_files(
             directions.append(entry)
     summary = {
         "algorithms": names,
+        # the checkpoints of each side, by id (directions files written before they were recorded
+        # have none)
+        "checkpoints": {
+            names[role]: stored.attrs.get(f"checkpoints_{role}") for role in ("A", "B")
+        },
         "n_train": data["A"]["n_train"],
         "n_targets": data["A"]["n_targets"],
         "planted_images": {names[r]: (len(c) if c is not None else 0) for r, c in planted.items()},
