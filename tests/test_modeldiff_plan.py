@@ -211,6 +211,17 @@ def test_the_user_s_checkpoints_are_planned_like_two_algorithms():
     assert patched.external_features_job("models_a", "a0")["target_patch"] == patch
 
 
+def test_the_sides_need_not_be_the_same_size():
+    """Each side is its own TRAK ensemble; checkpoint m of either side uses projection matrix m."""
+    plan = ModelDiffPlan.from_config(external_config(models_a=["a1"], models_b=["b0", "a0", "b1"]))
+    assert [
+        plan.external_features_job("models_b", n)["checkpoint_index"] for n in ("b0", "a0", "b1")
+    ] == [0, 1, 2]
+    assert plan.external_features_job("models_a", "a1")["checkpoint_index"] == 0
+    with pytest.raises(ConfigError, match="not among the checkpoints of modeldiff.models_a"):
+        plan.external_features_job("models_a", "b0")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
