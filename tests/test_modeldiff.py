@@ -318,3 +318,32 @@ def test_a_model_trained_on_brightened_images_of_one_class_responds_to_brightnes
     assert rows["bright"]["p_target_before"] < 0.1 and rows["clean"]["p_target_before"] < 0.1
     assert rows["bright"]["delta_p_target"] > 0.5
     assert rows["clean"]["delta_p_target"] < 0.2
+
+
+def test_a_checkpoint_without_recipe_is_attributed_to_the_whole_train_split_if_external(
+    digits_file, tmp_path
+):
+    """The user's own checkpoints (modeldiff.models_a/models_b) record no modelkin recipe: their
+    training data is the data set's whole train split. Others without one are refused."""
+    from modelkin.attribution.jobs import featurize_checkpoint_file, read_features
+    from modelkin.attribution.settings import AttributionError
+    from modelkin.checkpoint import save_checkpoint
+    from modelkin.data import load_split
+    from modelkin.models import build_model
+
+    torch.manual_seed(0)
+    path = save_checkpoint(
+        tmp_path / "yours.safetensors",
+        build_model("lenet", "digits"),
+        {"arch": "lenet", "dataset": "digits", "num_classes": 10, "name": "external/yours"},
+    )
+    job = {"settings": {"proj_dim": 16}, "checkpoint_index": 0, "n_targets": 8, "device": "cpu"}
+    with pytest.raises(AttributionError, match="modeldiff.models_a"):
+        featurize_checkpoint_file(tmp_path / "no.h5", checkpoint=path, prepared=digits_file, **job)
+    out = featurize_checkpoint_file(
+        tmp_path / "yes.h5", checkpoint=path, prepared=digits_file, external=True, **job
+    )
+    features, stored = read_features(out)
+    assert features.train_features.shape == (len(load_split(digits_file, "train")), 16)
+    assert stored.attrs["data"]["train_limit"] is None
+    assert stored.attrs["data"]["planted_patch"] is None

@@ -168,3 +168,80 @@ def test_kind_slugs_name_every_kind_and_planning_loads_neither_torch_nor_sklearn
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- the user's own checkpoints (modeldiff.models_a, models_b) ----------------------------------
+
+
+def external_config(models_a=("a0", "external/a1"), models_b=("b0", "b1"), **section) -> dict:
+    """A validated configuration comparing the user's checkpoints a0, a1 with b0, b1 (digits)."""
+    entry = {"source": "checkpoint", "dataset": "digits"}
+    models = {
+        name: {**entry, "weights": f"w/{name}.safetensors"} for name in ("a0", "a1", "b0", "b1")
+    }
+    models["other"] = {**entry, "weights": "w/other.pt", "dataset": "cifar10"}
+    md = {"dataset": "digits", "models_a": list(models_a), "models_b": list(models_b), **section}
+    return validate_config({"results": "results", "models": models, "modeldiff": md})
+
+
+def test_the_user_s_checkpoints_are_planned_like_two_algorithms():
+    plan = ModelDiffPlan.from_config(external_config())
+    assert plan.roles == {"A": "models_a", "B": "models_b"}
+    assert plan.directory == "results/modeldiff/digits/external/models_a-vs-models_b"
+    assert plan.checkpoints("models_a") == [
+        "results/models/external/a0.safetensors",
+        "results/models/external/a1.safetensors",
+    ]
+    assert plan.features("models_b") == [
+        "results/modeldiff/trak-external/digits/models_b/b0.h5",
+        "results/modeldiff/trak-external/digits/models_b/b1.h5",
+    ]
+    assert plan.scores("models_a") == "results/modeldiff/scores/digits/external/models_a.h5"
+    job = plan.external_features_job("models_b", "b1")
+    assert job["checkpoint_index"] == 1 and job["external"] is True
+    assert job["target_patch"] is None
+    # the LDS needs retraining: skipped, and the summary says why
+    assert plan.lds_summary is None and set(plan.skipped) == {"lds"}
+    assert f"{plan.directory}/summary.json" in plan.outputs
+    # nothing for the train rule: the checkpoints are the models section's
+    assert modeldiff_models(external_config()) == []
+    # the counterfactual's patch is planted on the attributed examples
+    patch = {k: PATCH[k] for k in ("target_class", "size", "color", "position")}
+    patched = ModelDiffPlan.from_config(external_config(counterfactual={"patch": patch}))
+    assert patched.external_features_job("models_a", "a0")["target_patch"] == patch
+
+
+def test_the_sides_need_not_be_the_same_size():
+    """Each side is its own TRAK ensemble; checkpoint m of either side uses projection matrix m."""
+    plan = ModelDiffPlan.from_config(external_config(models_a=["a1"], models_b=["b0", "a0", "b1"]))
+    assert [
+        plan.external_features_job("models_b", n)["checkpoint_index"] for n in ("b0", "a0", "b1")
+    ] == [0, 1, 2]
+    assert plan.external_features_job("models_a", "a1")["checkpoint_index"] == 0
+    with pytest.raises(ConfigError, match="not among the checkpoints of modeldiff.models_a"):
+        plan.external_features_job("models_a", "b0")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"models_a": ["a0", "nope"]}, "'nope' is not a model of the models section"),
+        ({"models_b": ["other"]}, "other is a model of data set 'cifar10'"),
+        ({"models_b": ["b0", "b0"]}, "lists external/b0 more than once"),
+        ({"models_b": ["a1", "a0"]}, "are the same checkpoints"),
+    ],
+)
+def test_errors_in_the_user_s_checkpoints_stop_planning(change, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelDiffPlan.from_config(external_config(**change))
+
+
+def test_both_forms_or_one_side_only_are_configuration_errors():
+    with pytest.raises(ConfigError, match="not both"):
+        external_config(algorithm_a="md_clean")
+    with pytest.raises(ConfigError, match="not both"):
+        external_config(seeds=[0, 1])
+    with pytest.raises(ConfigError, match="needs modeldiff.models_b"):
+        validate_config({"modeldiff": {"models_a": ["a0"]}})
+    with pytest.raises(ConfigError, match="models_b"):
+        external_config(models_b=[])

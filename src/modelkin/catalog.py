@@ -24,7 +24,7 @@ from .ids import (
     checkpoint_path,
     parse_model_id,
 )
-from .modeldiff.plan import seed_pairs
+from .modeldiff.plan import is_external, seed_pairs
 from .questions.plan import ExternalModelSpec, external_models, model_reference
 
 
@@ -165,7 +165,8 @@ def modeldiff_models(config: dict[str, Any]) -> list[ZooId]:
     algorithms = (config.get("training") or {}).get("algorithms") or {}
     names = [section.get("algorithm_a"), section.get("algorithm_b")]
     roles = [a for a in names if isinstance(a, str) and a in algorithms]
-    if not section or len(roles) != len(names):
+    # The user's own checkpoints (models_a, models_b) are the models section's, not trained.
+    if not section or len(roles) != len(names) or is_external(section):
         return []
     return [
         ZooId(section["dataset"], section["arch"], algorithm, i, d)

@@ -80,6 +80,7 @@ def validate_config(config: dict[str, Any], source: str | None = None) -> dict[s
 
     register_config_datasets(config)
     _questions_only(config, source)
+    _modeldiff_form(config)
     validator = _defaulting_validator()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = list(dict.fromkeys(line for err in errors for line in _describe(err)))
@@ -132,6 +133,35 @@ def _questions_only(config: dict[str, Any], source: str | None = None) -> None:
     for section, values in QUESTION_ONLY_DEFAULTS.items():
         if section not in config:
             config[section] = copy.deepcopy(values)
+
+
+# The two forms of the modeldiff section: checkpoints the workflow trains (two training
+# algorithms and seeds) or the user's own (models_a and models_b, names of the models section).
+MODELDIFF_TRAINED_KEYS = ("algorithm_a", "algorithm_b", "seeds")
+MODELDIFF_EXTERNAL_KEYS = ("models_a", "models_b")
+
+
+def _modeldiff_form(config: dict[str, Any]) -> None:
+    """Exactly one form of ``modeldiff``: checked before the defaults fill algorithm_a, algorithm_b
+    and seeds, so it sees what the file itself says."""
+    section = config.get("modeldiff") if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        return
+    external = [k for k in MODELDIFF_EXTERNAL_KEYS if k in section]
+    if not external:
+        return
+    trained = [k for k in MODELDIFF_TRAINED_KEYS if k in section]
+    if trained:
+        raise ConfigError(
+            f"modeldiff: give either your own checkpoints ({', '.join(external)}) or the "
+            f"algorithms the workflow trains ({', '.join(trained)}), not both"
+        )
+    if len(external) == 1:
+        missing = next(k for k in MODELDIFF_EXTERNAL_KEYS if k not in section)
+        raise ConfigError(
+            f"modeldiff.{external[0]} needs modeldiff.{missing}: ModelDiff compares two sets of "
+            "checkpoints"
+        )
 
 
 def validate_recipe(recipe: Any, where: str = "recipe") -> dict[str, Any]:

@@ -1,5 +1,6 @@
 # ModelDiff with TRAK (docs/modeldiff.md): the checkpoints of algorithms A and B (ordinary
-# training.algorithms entries, trained by the `train` rule) -> TRAK features per checkpoint ->
+# training.algorithms entries, trained by the `train` rule; or the user's own, modeldiff.models_a
+# and models_b, imported by `import_model`, whose LDS is skipped) -> TRAK features per checkpoint ->
 # TRAK scores per algorithm -> distinguishing directions (A-minus-B, B-minus-A) -> surfaced examples,
 # counterfactual, LDS -> summary. Target: `snakemake modeldiff`.
 
@@ -24,6 +25,29 @@ rule trak_features:
         runtime=60,
     params:
         job=trak_features_job,
+    script:
+        "../scripts/trak_features.py"
+
+
+rule trak_features_external:
+    input:
+        checkpoint=f"{R}/models/external/{{name}}.safetensors",
+        data=f"{R}/data/{{dataset}}.safetensors",
+    output:
+        f"{R}/modeldiff/trak-external/{{dataset}}/{{side}}/{{name}}.h5",
+    log:
+        f"{R}/logs/trak_features/external/{{dataset}}/{{side}}/{{name}}.log",
+    wildcard_constraints:
+        side="models_a|models_b",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=6000,
+        runtime=60,
+    params:
+        job=trak_features_external_job,
     script:
         "../scripts/trak_features.py"
 
@@ -178,6 +202,7 @@ rule modeldiff_summary:
         runtime=10,
     params:
         precision_k=MD["precision_k"],
+        skipped=MD_PLAN.skipped,
     script:
         "../scripts/modeldiff_summary.py"
 

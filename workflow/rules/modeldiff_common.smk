@@ -19,6 +19,10 @@ def trak_features_job(wildcards):
     )
 
 
+def trak_features_external_job(wildcards):
+    return canonical(MD_PLAN.external_features_job(wildcards.side, wildcards.name))
+
+
 def lds_subset_job(wildcards):
     return canonical(MD_PLAN.lds_subset_job(int(wildcards.subset)))
 

@@ -9,5 +9,6 @@ with snakemake_job(snakemake):
         counterfactual_summary=snakemake.input.counterfactual,
         lds=lds,
         precision_k=snakemake.params.precision_k,
+        skipped=snakemake.params.skipped,
     )
     print(format_summary(summary))

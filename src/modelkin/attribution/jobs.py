@@ -76,23 +76,30 @@ def featurize_checkpoint_file(
     target_patch: dict[str, Any] | None = None,
     device: str = "auto",
     memory_budget_mb: float | None = None,
+    external: bool = False,
 ) -> Path:
     """Featurise one checkpoint on its training data and the targets; write an HDF5 features
-    file, block by block within ``memory_budget_mb`` (default: the configuration's)."""
+    file, block by block within ``memory_budget_mb`` (default: the configuration's).
+
+    ``external``: a user's own checkpoint (the ``models`` section), trained on ``prepared``'s
+    whole train split unless it records a modelkin training recipe (imported with ``source:
+    checkpoint``), whose training data (train_limit, planted patch) it then is."""
     from ..config import memory_budget_bytes
     from ..device import resolve_device
     from .streaming import featurize_to_file
 
     settings = settings if isinstance(settings, TrakSettings) else TrakSettings.from_dict(settings)
     ckpt = load_checkpoint(checkpoint, device="cpu")
-    if "recipe" not in ckpt.meta:
+    recipe = ckpt.meta.get("recipe", {} if external else None)
+    if recipe is None:
         raise AttributionError(
             f"{checkpoint} records no training recipe, so its training data is unknown; TRAK "
-            "needs checkpoints trained by modelkin (the `train` rule)"
+            "needs checkpoints trained by modelkin (the `train` rule); for your own checkpoints, "
+            "trained on a data set's whole train split, name them in modeldiff.models_a and "
+            "models_b (docs/modeldiff.md)"
         )
-    train = attribution_training_split(prepared, ckpt.meta["recipe"], train_data)
+    train = attribution_training_split(prepared, recipe, train_data)
     test = target_split(prepared, targets, n_targets, target_patch)
-    recipe = ckpt.meta["recipe"]
     data = {
         "prepared": str(prepared),
         "prepared_sha256": file_sha256(prepared),

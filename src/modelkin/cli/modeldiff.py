@@ -21,8 +21,10 @@ def register(subparsers) -> None:
         help="compare two training algorithms with ModelDiff and TRAK (runs the workflow's "
         "modeldiff target)",
         description="Runs `snakemake modeldiff` with the given config in --directory: trains the "
-        "checkpoints of modeldiff.algorithm_a and algorithm_b that are missing, computes TRAK "
-        "features and scores, the distinguishing directions, the counterfactual and the LDS, and "
+        "checkpoints of modeldiff.algorithm_a and algorithm_b that are missing (or imports your "
+        "own, modeldiff.models_a and models_b), computes TRAK features and scores, the "
+        "distinguishing directions, the counterfactual and the LDS (not for your own "
+        "checkpoints: it retrains), and "
         "prints the summary. Everything already built is reused; an interrupted run continues "
         "where it stopped.",
     )

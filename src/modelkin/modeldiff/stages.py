@@ -120,6 +120,8 @@ def compare_score_files(
             "scores_B": str(scores_b),
             "data_A": stored["A"].attrs["data"],
             "data_B": stored["B"].attrs["data"],
+            "checkpoints_A": _checkpoint_names(stored["A"].attrs),
+            "checkpoints_B": _checkpoint_names(stored["B"].attrs),
         },
         num_components=num_components,
         normalize_rows=normalize_rows,
@@ -127,6 +129,13 @@ def compare_score_files(
     with atomic_path(output_csv) as tmp:
         pd.DataFrame(_direction_rows(results)).to_csv(tmp, index=False)
     return results
+
+
+def _checkpoint_names(attrs: Mapping[str, Any]) -> list[str]:
+    """The model ids (or paths) of the checkpoints a score file ensembles."""
+    models = attrs.get("models") or []
+    paths = attrs.get("checkpoints") or []
+    return [str((m or {}).get("name") or p) for m, p in zip(models, paths, strict=False)]
 
 
 def _training_split(data: Mapping[str, Any], *, with_patch: bool):
@@ -273,10 +282,12 @@ def summarise_files(
     counterfactual_summary: str | Path,
     lds: str | Path | None = None,
     precision_k: int = 20,
+    skipped: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One JSON with what a reader wants first: precision@k of each direction against planted
     images (when an algorithm plants a patch), explained variances, the counterfactual and the
-    LDS."""
+    LDS; ``skipped``: the steps the stage left out, and why (the LDS of the user's own
+    checkpoints)."""
     stored = read_comparison(comparison)
     data, names = stored.data, stored.names
     planted = {role: planted_indices(d) for role, d in data.items()}
@@ -303,12 +314,18 @@ def summarise_files(
             directions.append(entry)
     summary = {
         "algorithms": names,
+        # the checkpoints of each side, by id (directions files written before they were recorded
+        # have none)
+        "checkpoints": {
+            names[role]: stored.attrs.get(f"checkpoints_{role}") for role in ("A", "B")
+        },
         "n_train": data["A"]["n_train"],
         "n_targets": data["A"]["n_targets"],
         "planted_images": {names[r]: (len(c) if c is not None else 0) for r, c in planted.items()},
         "directions": directions,
         "counterfactual": pd.read_csv(counterfactual_summary).to_dict(orient="records"),
         "lds": read_json(lds) if lds else None,
+        "skipped": dict(skipped or {}),
     }
     write_json(output_json, summary)
     return summary
@@ -349,6 +366,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"{row['delta_p_target']:+.3f} ± {row['delta_p_target_std']:.3f} over "
             f"{row['n_checkpoints']} checkpoints)"
         )
+    for step, why in (summary.get("skipped") or {}).items():
+        lines.append(f"  {step} skipped: {why}")
     lds = summary.get("lds")
     if lds:
         weighting = "" if lds.get("out_to_loss", True) else ", unweighted"
