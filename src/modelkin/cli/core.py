@@ -75,21 +75,10 @@ def register(subparsers) -> None:
         help="the data set the model is bound to (a model source may name your own data set)",
     )
     p.add_argument("--num-classes", type=int, help="default: the data set's")
-    p.add_argument(
-        "--kwargs",
-        help="JSON keyword arguments for a model source, e.g. '{\"image_size\": 32}'",
-    )
-    p.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="a model source's input size; images are resized to it (default: as given)",
-    )
-    p.add_argument(
-        "--channels",
-        type=int,
-        help="a model source's input channels (default: the data set's, else 3)",
+    add_source_options(
+        p,
+        input_size="images are resized to it; default: as given",
+        channels="the data set's, else 3",
     )
     p.add_argument(
         "--value-range",
@@ -128,6 +117,25 @@ def register(subparsers) -> None:
     )
     p.add_argument("file")
     p.set_defaults(handler=_inspect)
+
+
+def add_source_options(p: argparse.ArgumentParser, *, input_size: str, channels: str) -> None:
+    """``--kwargs``, ``--input-size`` and ``--channels``: how a model source is built (shared by
+    every command that builds one; ``input_size`` and ``channels`` end their help)."""
+    p.add_argument(
+        "--kwargs",
+        help="JSON keyword arguments for a model source, e.g. '{\"image_size\": 32}'",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help=f"a model source's input size ({input_size})",
+    )
+    p.add_argument(
+        "--channels", type=int, help=f"a model source's input channels (default: {channels})"
+    )
 
 
 def _prepare_data(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .core import add_source_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -35,21 +37,10 @@ def register(subparsers) -> None:
         type=int,
         help="outputs of an architecture or source (default: the data set's)",
     )
-    p.add_argument(
-        "--kwargs", help="JSON keyword arguments for a model source, e.g. '{\"image_size\": 32}'"
-    )
-    p.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="a model source's input size (default: the data set's image size)",
-    )
-    p.add_argument(
-        "--channels",
-        type=int,
-        help="a model source's input channels (default: the data set's, or the network's first "
-        "layer's when it takes another number)",
+    add_source_options(
+        p,
+        input_size="default: the data set's image size",
+        channels="the data set's, or the network's first layer's when it takes another number",
     )
     p.add_argument(
         "--input-shape",
