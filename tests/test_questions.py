@@ -143,3 +143,13 @@ def test_the_false_positive_rate_is_alpha_on_unrelated_suspects():
         rows = _metric_rows(question, "zest", "cos", True, matrix, index, settings)
         related += sum(r["verdict"] == "related" for r in rows if r["suspect"] == "independent")
     assert related / trials <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / trials)
+
+
+def test_a_question_without_methods_is_answered_by_every_registered_method(tmp_path):
+    from modelkin.signatures import METHODS
+
+    config = _config(tmp_path)
+    del config["questions"]["derivation"]["q"]["methods"]
+    config = validate_config(config)
+    (question,) = derivation_questions(config, _resolve)
+    assert question.methods == tuple(METHODS)

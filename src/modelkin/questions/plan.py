@@ -139,7 +139,10 @@ def derivation_questions(
     (:meth:`modelkin.catalog.ModelCatalog.resolve`).
     """
     questions = []
-    default_methods = (config.get("distances") or {}).get("methods") or []
+    from ..signatures.registry import method_names
+
+    # Every registered method and baseline unless the question or distances.methods says less.
+    default_methods = (config.get("distances") or {}).get("methods") or method_names()
     for name, entry in ((config.get("questions") or {}).get("derivation") or {}).items():
         where = f"questions.derivation.{name}"
         victim = question_model(entry["victim"], config, resolve, f"{where}.victim")
@@ -158,11 +161,6 @@ def derivation_questions(
         if victim in suspects:
             raise InputError(f"{where}: the victim {victim} is also listed as a suspect")
         methods = entry.get("methods") or default_methods
-        if not methods:
-            raise InputError(
-                f"{where} names no signature methods: set its methods (e.g. [zest, gradfield]) "
-                "or distances.methods"
-            )
         questions.append(
             DerivationQuestion(
                 str(name),
