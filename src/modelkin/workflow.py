@@ -10,6 +10,8 @@ import resource
 import sys
 import time
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 
 def cpu_seconds() -> float:
     """User + system CPU time of this process so far (every thread), and of its waited-for
@@ -42,7 +44,10 @@ def snakemake_job(snakemake):
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     threads = str(max(1, int(snakemake.threads)))
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    # Restored on exit: a job run inside a longer-lived process (a test) must not leave its
+    # thread count to whatever that process starts next (nproc, for one, obeys OMP_NUM_THREADS).
+    saved_environment = {v: os.environ.get(v) for v in THREAD_VARIABLES}
+    for variable in THREAD_VARIABLES:
         os.environ[variable] = threads
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))
@@ -74,3 +79,8 @@ def snakemake_job(snakemake):
         sys.stdout, sys.stderr = old_out, old_err
         if log_path:
             stream.close()
+        for variable, value in saved_environment.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value

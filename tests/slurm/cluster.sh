@@ -217,7 +217,7 @@ generate() {
     local host cpus mem_kb mem_mb
     host=$(hostname -s 2>/dev/null || hostname)
     [[ -n $host ]] || die "cannot determine the hostname"
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys OMP_NUM_THREADS
     mem_kb=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)
     # a bit under MemTotal: 95 %, at least 256 MiB left for the OS
     mem_mb=$((mem_kb / 1024 * 95 / 100))
