@@ -218,3 +218,25 @@ def test_probe_files_are_reproducible_and_typed(tmp_path):
     np.testing.assert_array_equal(probe.arrays["points"], arrays["points"])
     with pytest.raises(SignatureError, match="is a gradfield probe, but a zest probe is needed"):
         read_probe(first, kind="zest")
+
+
+@pytest.mark.parametrize("method", ["zest", "gradfield"])
+def test_a_model_whose_outputs_ignore_the_input_has_no_signature(tmp_path, method):
+    """An output layer of zeros (like torchvision's untrained ViT head) gives constant logits, a
+    constant signature, and a cos distance of 1 to itself: refused with the cause named."""
+    import torch
+
+    from modelkin.data import prepare_dataset
+    from modelkin.distances.compare import make_probe
+    from modelkin.signatures.compute import compute_signature
+
+    model = seeded_model("mlp", "digits", 3)
+    with torch.no_grad():
+        model.fc3.weight.zero_()
+        model.fc3.bias.zero_()
+    prepared = prepare_dataset("digits", tmp_path / "digits.safetensors")
+    options = {"n_images": 2, "n_samples": 16} if method == "zest" else {"n_points": 2}
+    probe = read_probe(make_probe(method, prepared, tmp_path / "probe.h5", **options))
+    extra = {} if method == "zest" else {"n_steps": 3}
+    with pytest.raises(SignatureError, match="is constant .* do not depend on its input"):
+        compute_signature(method, model, probe, device="cpu", **extra)

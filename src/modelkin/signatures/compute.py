@@ -119,25 +119,45 @@ def compute_signature(
         settings["out"] = out
     computed = method.compute(model, probe, device=torch_device, chunk_size=chunk_size, **settings)
     for name, array in {"signature": computed.data, **computed.extras}.items():
-        bad = _non_finite(array)
+        bad, lowest, highest = _scan(array)
         if bad:
             raise SignatureError(
                 f"the {method.name} {name} of {what} holds {bad} "
                 "non-finite values; check the checkpoint's weights"
             )
+        if name == "signature" and lowest == highest and _size(array) > 1:
+            # Every distance to it would be meaningless (cos of a zero vector reads as 1).
+            raise SignatureError(
+                f"the {method.name} signature of {what} is constant (every value {lowest:g}): "
+                "its outputs do not depend on its input on this probe (e.g. an untrained "
+                "classifier head initialised to zero); check the checkpoint's weights"
+            )
     return computed
 
 
-def _non_finite(array: Any, rows: int = 16) -> int:
-    """The number of NaN or infinite entries, read ``rows`` rows at a time from an array on disk."""
+def _size(array: Any) -> int:
+    return int(np.prod(getattr(array, "shape", np.shape(array))))
+
+
+def _scan(array: Any, rows: int = 16) -> tuple[int, float, float]:
+    """(non-finite entries, lowest and highest finite value) of a float array, read ``rows`` rows
+    at a time from an array on disk; (0, nan, nan) for other arrays."""
     if isinstance(array, np.ndarray) or not hasattr(array, "shape") or len(array.shape) == 0:
-        array = np.asarray(array)
-        return int((~np.isfinite(array)).sum()) if array.dtype.kind == "f" else 0
-    if np.dtype(array.dtype).kind != "f":
-        return 0
-    return sum(
-        int((~np.isfinite(array[i : i + rows])).sum()) for i in range(0, array.shape[0], rows)
-    )
+        blocks: Any = [np.asarray(array)]
+    elif np.dtype(array.dtype).kind != "f":
+        return 0, float("nan"), float("nan")
+    else:
+        blocks = (np.asarray(array[i : i + rows]) for i in range(0, array.shape[0], rows))
+    bad, lowest, highest = 0, float("inf"), float("-inf")
+    for block in blocks:
+        if block.dtype.kind != "f":
+            return 0, float("nan"), float("nan")
+        finite = np.isfinite(block)
+        bad += int((~finite).sum())
+        if finite.any():
+            lowest = min(lowest, float(block[finite].min()))
+            highest = max(highest, float(block[finite].max()))
+    return bad, lowest, highest
 
 
 def signature_file(
