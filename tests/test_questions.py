@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from modelkin.catalog import ModelCatalog
 from modelkin.config import validate_config
 from modelkin.config_checks import config_problems
 from modelkin.distances.calibration import CalibrationSettings
@@ -37,8 +38,9 @@ def _config(tmp_path, references=4, **question):
     return validate_config(config)
 
 
-def _resolve(model, where):
-    return model
+def _resolve(config):
+    """The catalog's check, as the workflow passes it."""
+    return ModelCatalog(config).resolve
 
 
 def test_a_config_with_questions_trains_no_zoo_and_runs_no_default_stage(tmp_path):
@@ -54,7 +56,7 @@ def test_a_config_with_questions_trains_no_zoo_and_runs_no_default_stage(tmp_pat
 
 def test_questions_name_models_by_their_models_name(tmp_path):
     config = _config(tmp_path)
-    (question,) = derivation_questions(config, _resolve)
+    (question,) = derivation_questions(config, _resolve(config))
     assert question.victim == "external/victim"
     assert question.suspects == ("external/suspect",)
     assert question.references[0] == "external/ref0"
@@ -66,7 +68,7 @@ def test_questions_name_models_by_their_models_name(tmp_path):
 def test_a_reference_that_is_also_a_suspect_is_refused(tmp_path):
     config = _config(tmp_path, suspects=["suspect", "ref0"])
     with pytest.raises(InputError, match="both a reference and the victim or a suspect"):
-        derivation_questions(config, _resolve)
+        derivation_questions(config, _resolve(config))
 
 
 def test_config_checks_name_missing_weights_bad_sources_and_too_few_references(tmp_path):
@@ -151,5 +153,5 @@ def test_a_question_without_methods_is_answered_by_every_registered_method(tmp_p
     config = _config(tmp_path)
     del config["questions"]["derivation"]["q"]["methods"]
     config = validate_config(config)
-    (question,) = derivation_questions(config, _resolve)
+    (question,) = derivation_questions(config, _resolve(config))
     assert question.methods == tuple(METHODS)

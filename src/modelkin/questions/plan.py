@@ -124,34 +124,24 @@ def model_reference(value: Any, config: dict[str, Any], where: str) -> str:
     return str(model)
 
 
-def question_model(value: str, config: dict[str, Any], resolve: Callable[[str, str], str],
-                   where: str) -> str:  # fmt: skip
-    """A question's model as an id: a name of the ``models`` section, or a planned model id."""
-    return resolve(model_reference(value, config, where), where)
-
-
 def derivation_questions(
     config: dict[str, Any], resolve: Callable[[str, str], str]
 ) -> list[DerivationQuestion]:
     """The ``questions.derivation`` entries with their models as checked ids.
 
-    ``resolve(model, where)``: the catalog's check that a model id is planned
-    (:meth:`modelkin.catalog.ModelCatalog.resolve`).
+    ``resolve(model, where)``: the catalog's check that a model (a ``models`` name or an id) is
+    planned, as an id (:meth:`modelkin.catalog.ModelCatalog.resolve`).
     """
-    questions = []
     from ..signatures.registry import method_names
 
+    questions = []
     # Every registered method and baseline unless the question or distances.methods says less.
     default_methods = (config.get("distances") or {}).get("methods") or method_names()
     for name, entry in ((config.get("questions") or {}).get("derivation") or {}).items():
         where = f"questions.derivation.{name}"
-        victim = question_model(entry["victim"], config, resolve, f"{where}.victim")
-        suspects = [
-            question_model(m, config, resolve, f"{where}.suspects") for m in entry["suspects"]
-        ]
-        references = [
-            question_model(m, config, resolve, f"{where}.references") for m in entry["references"]
-        ]
+        victim = resolve(entry["victim"], f"{where}.victim")
+        suspects = [resolve(m, f"{where}.suspects") for m in entry["suspects"]]
+        references = [resolve(m, f"{where}.references") for m in entry["references"]]
         overlap = sorted({victim, *suspects} & set(references))
         if overlap:
             raise InputError(
