@@ -29,6 +29,7 @@ Stages and the size n that grows:
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing as mp
 import os
 import tempfile
@@ -189,7 +190,9 @@ def run_trak(n, spec, options) -> dict:
             params={},
             axes={"scores": ("train", "target")},
         ) as writer:
-            scores_to_file(writer, [path], out_to_loss=True, memory_bytes=options["budget"])
+            scores_to_file(
+                writer, [path], out_to_loss=True, memory_bytes=options["budget"], device=device
+            )
         seconds = _sync_clock(options) - start
     k = settings.proj_dim or 0
     return {"seconds": seconds, "n": n, "held": 4 * (n * k + n_targets * k + n * n_targets)}
@@ -276,7 +279,47 @@ def _child(stage, size, spec, options, conn) -> None:
         raise
 
 
+def reset_peak_rss() -> bool:
+    """Start VmHWM again from the current resident set (Linux >= 4.0: clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_here(stage, size, spec, options) -> dict:
+    """One measurement in this process: no torch import and CUDA start-up per size (seconds
+    each on a GPU machine), at the price of a peak RSS that includes what earlier sizes
+    left allocated."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if options["device"].startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    start_rss = status_kb("VmRSS")
+    if not reset_peak_rss():
+        return {
+            "error": "cannot reset the peak RSS here (/proc/self/clear_refs): use fresh processes"
+        }
+    try:
+        result = STAGES[stage](size, spec, options)
+    except Exception as err:  # reported in the table; the other stages still run
+        return {"error": f"{type(err).__name__}: {err}"}
+    result["start_mb"] = start_rss * 1024 / 1e6
+    result["peak_mb"] = status_kb("VmHWM") * 1024 / 1e6
+    if options["device"].startswith("cuda"):
+        result["gpu_mb"] = torch.cuda.max_memory_allocated() / 1e6
+    return result
+
+
 def measure(stage, size, spec, options) -> dict:
+    if options["in_process"]:
+        return measure_here(stage, size, spec, options)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_child, args=(stage, size, spec, options, child))
@@ -307,6 +350,14 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", help="fp32, bf16 or tf32 (CUDA)")
     parser.add_argument("--proj-dim", type=int, default=2048, help="TRAK projection dimension")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument(
+        "--processes",
+        choices=("fresh", "one"),
+        default=None,
+        help="fresh: each measurement in a new process (exact peak RSS; the CPU default); one: "
+        "all in this process after a warm-up at the smallest size (the CUDA default: start-up "
+        "costs seconds per process there)",
+    )
     args = parser.parse_args()
     os.environ["TQDM_DISABLE"] = "1"  # the measurement processes inherit it
 
@@ -323,7 +374,13 @@ def main() -> None:
         "budget": budget,
         "proj_dim": args.proj_dim,
         "threads": args.threads,
+        "in_process": (args.processes or ("one" if device.startswith("cuda") else "fresh"))
+        == "one",
     }
+    if options["in_process"]:
+        logging.disable(logging.WARNING)
+        if args.threads:
+            torch.set_num_threads(args.threads)
     machine = (
         torch.cuda.get_device_name()
         if device.startswith("cuda")
@@ -332,7 +389,8 @@ def main() -> None:
     plan = [row for row in (QUICK if args.quick else FULL) if row[0] in args.stages.split(",")]
     print(
         f"{'quick' if args.quick else 'full'} run on {machine}; {ARCH}; precision "
-        f"{args.precision}; memory budget {budget / 1e6:,.0f} MB"
+        f"{args.precision}; memory budget {budget / 1e6:,.0f} MB; "
+        f"{'one process' if options['in_process'] else 'a fresh process per measurement'}"
     )
     header = (
         f"{'stage':<11} {'input':<9} {'n':>9} {'what grows':<18} {'seconds':>9} "
@@ -342,6 +400,8 @@ def main() -> None:
     summary = []
     for stage, spec, sizes, unit in plan:
         ns, seconds = [], []
+        if options["in_process"]:  # CUDA context, cuDNN autotuning and lazy imports
+            measure(stage, sizes[0], spec, options)
         for size in sizes:
             result = measure(stage, size, spec, options)
             if "error" in result:

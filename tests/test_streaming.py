@@ -141,6 +141,22 @@ def test_a_streamed_file_with_non_finite_values_never_appears(tmp_path):
     assert not path.exists()
 
 
+def test_streamed_attribution_arrays_are_chunked_but_not_compressed(tmp_path):
+    """Projected gradients and scores are float noise: gzip saved 14% at 50x the write time, most
+    of a GPU's TRAK time at CIFAR-10 scale."""
+    path = tmp_path / "features.h5"
+    noise = np.random.default_rng(0).standard_normal((600, 512)).astype(np.float32)
+    with streamed_arrays(
+        path, kind=FEATURES_KIND, method="trak", params={}, axes={"x": ("a", "p")}
+    ) as writer:
+        dataset = writer.create("x", noise.shape)
+        dataset[:] = noise
+    with h5py.File(path) as handle:
+        assert handle["x"].compression is None
+        assert handle["x"].chunks is not None
+        np.testing.assert_array_equal(handle["x"][:], noise)
+
+
 # ---------------------------------------------------------------------------------------------
 # ModelGiF
 

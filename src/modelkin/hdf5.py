@@ -103,13 +103,18 @@ def create_empty_dataset(
     dtype: Any,
     *,
     chunks: tuple[int, ...] | None = None,
+    compress: bool | None = None,
 ) -> Any:
     """A dataset to be filled block by block (streamed), chunked and compressed as
-    :func:`create_dataset` stores large arrays; returns the h5py dataset."""
+    :func:`create_dataset` stores large arrays (or as ``compress`` says); returns the h5py
+    dataset."""
     dtype = np.dtype(dtype)
     options: dict[str, Any] = {"track_times": False}
-    if int(np.prod(shape)) * dtype.itemsize > COMPRESS_ABOVE_BYTES and len(shape) > 0:
+    big = int(np.prod(shape)) * dtype.itemsize > COMPRESS_ABOVE_BYTES
+    if (big if compress is None else compress) and len(shape) > 0:
         options.update(compression="gzip", compression_opts=1, shuffle=True, chunks=chunks or True)
+    elif chunks is not None and len(shape) > 0:
+        options["chunks"] = chunks
     return handle.create_dataset(name, shape=shape, dtype=dtype, **options)
 
 

@@ -74,6 +74,25 @@ def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return correct - torch.logsumexp(logits.masked_fill(is_label, -math.inf), dim=1)
 
 
+def _project(
+    grads: Mapping[str, torch.Tensor], names: Sequence[str], matrix: torch.Tensor | None, n: int
+) -> torch.Tensor:
+    """[n, P_group] per-sample gradients times the group's rows of M, one parameter tensor at a
+    time: concatenating the gradients first copies n x P floats (a sixth of the CPU time on a
+    ResNet-20) to save nothing."""
+    if matrix is None:
+        return torch.cat([grads[name].reshape(n, -1) for name in names], dim=1)
+    projected = None
+    row = 0
+    for name in names:
+        flat = grads[name].reshape(n, -1)
+        part = flat @ matrix[row : row + flat.shape[1]]
+        projected = part if projected is None else projected.add_(part)
+        row += flat.shape[1]
+    assert projected is not None
+    return projected
+
+
 class TensorSink:
     """Projected gradients of one source held in memory: an [n, k] float32 tensor on the CPU."""
 
@@ -128,8 +147,7 @@ def project_gradients(
                 y = y.to(device, non_blocking=True).long()
                 with compute_precision(precision, device), norms:
                     grads = grad_fn(free, fixed, buffers, x, y)
-                    flat = torch.cat([grads[name].reshape(len(y), -1) for name in names], dim=1)
-                    projected = flat if matrix is None else flat @ matrix
+                    projected = _project(grads, names, matrix, len(y))
                 stop = start + len(y)
                 if stop > n:
                     raise AttributionError(

@@ -109,12 +109,15 @@ class StreamedArrays:
     def create(
         self, name: str, shape: tuple[int, ...], dtype: Any = np.float32, rows: int | None = None
     ) -> Any:
-        """An empty dataset (chunks of ``rows`` rows, default ~1 MiB) to fill block by block."""
+        """An empty dataset (chunks of ``rows`` rows, default ~1 MiB) to fill block by block,
+        uncompressed: projected gradients, features and scores are dense float noise that gzip
+        shrinks by 14% at 50 times the write time (measured on TRAK features: 1 s against
+        0.02 s per 51 MB), which was most of a GPU's TRAK time at CIFAR-10 scale."""
         shape = tuple(int(n) for n in shape)
         row_bytes = max(1, int(np.prod(shape[1:])) * np.dtype(dtype).itemsize)
         rows = rows or max(1, (1 << 20) // row_bytes)
         chunks = (max(1, min(rows, shape[0])), *shape[1:]) if shape and shape[0] else None
-        return create_empty_dataset(self.handle, name, shape, dtype, chunks=chunks)
+        return create_empty_dataset(self.handle, name, shape, dtype, chunks=chunks, compress=False)
 
     def write(self, name: str, array: np.ndarray) -> None:
         self.check(name, array)
