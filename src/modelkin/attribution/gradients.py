@@ -74,23 +74,61 @@ def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return correct - torch.logsumexp(logits.masked_fill(is_label, -math.inf), dim=1)
 
 
-def _project(
-    grads: Mapping[str, torch.Tensor], names: Sequence[str], matrix: torch.Tensor | None, n: int
-) -> torch.Tensor:
-    """[n, P_group] per-sample gradients times the group's rows of M, one parameter tensor at a
-    time: concatenating the gradients first copies n x P floats (a sixth of the CPU time on a
-    ResNet-20) to save nothing."""
-    if matrix is None:
-        return torch.cat([grads[name].reshape(n, -1) for name in names], dim=1)
-    projected = None
-    row = 0
-    for name in names:
-        flat = grads[name].reshape(n, -1)
-        part = flat @ matrix[row : row + flat.shape[1]]
-        projected = part if projected is None else projected.add_(part)
-        row += flat.shape[1]
-    assert projected is not None
-    return projected
+class _GradientRows:
+    """Per-sample gradients of consecutive batches gathered into one reused [rows, P_group]
+    buffer, projected together: one matrix product over up to ``rows`` examples runs 1.4-1.5x
+    faster on a CPU than one per 64-example batch (133 vs 180-198 GFLOP/s on 2 cores for
+    LeNet's 61,706 x 1,024 projection), and the reused buffer spares the page faults of a fresh
+    concatenation per batch."""
+
+    def __init__(self, width: int, rows: int):
+        self.width = width
+        self.rows = rows
+        self.buffer: torch.Tensor | None = None
+        self.filled = 0
+
+    def fits(self, n: int) -> bool:
+        return self.buffer is None or self.filled + n <= self.buffer.shape[0]
+
+    def add(self, grads: Mapping[str, torch.Tensor], names: Sequence[str], n: int) -> None:
+        first = grads[names[0]]
+        if self.buffer is None:
+            self.buffer = first.new_empty(max(self.rows, n), self.width)
+        column = 0
+        for name in names:
+            flat = grads[name].reshape(n, -1)
+            self.buffer[self.filled : self.filled + n, column : column + flat.shape[1]] = flat
+            column += flat.shape[1]
+        self.filled += n
+
+    def take(self) -> torch.Tensor:
+        assert self.buffer is not None
+        rows, self.filled = self.buffer[: self.filled], 0
+        return rows
+
+
+def _project_rows(
+    rows: _GradientRows,
+    matrix: torch.Tensor | None,
+    sink: Any,
+    start: int,
+    first: bool,
+    ctx: tuple[float, str, torch.device],
+) -> int:
+    """Project the gathered rows, hand them to ``sink`` from example ``start``; the next start."""
+    norm, precision, device = ctx
+    with compute_precision(precision, device):
+        gathered = rows.take()
+        projected = gathered if matrix is None else gathered @ matrix
+    stop = start + len(projected)
+    sink.add(start, stop, (projected.float() / norm).cpu(), first)
+    return stop
+
+
+def gradient_buffer_rows(width: int) -> int:
+    """Examples whose gradients are projected together: up to 1,024, within 256 MiB of
+    float32 gradients (at least one batch is always held)."""
+    return max(1, min(1024, (256 << 20) // (4 * max(1, width))))
 
 
 class TensorSink:
@@ -129,6 +167,7 @@ def project_gradients(
     check_precision(precision, device)
     # fp32 runs no mode at all, so its gradients are exactly what they were without it
     norms = _NormsInFloat32() if precision == "bf16" else nullcontext()
+    ctx = (norm, precision, device)
     out = dict(sinks or {})
     for name, _, n in sources:
         if name not in out:
@@ -140,28 +179,33 @@ def project_gradients(
         matrix = projector.matrix(names)
         free = {name: params[name] for name in names}
         fixed = {name: p for name, p in params.items() if name not in free}
+        width = sum(params[name].numel() for name in names)
         for source, batches, n in sources:
-            start = 0
+            rows = _GradientRows(width, gradient_buffer_rows(width))
+            start = 0  # the first example whose projection is not in the sink yet
+
+            seen = 0
             for x, y in batches():
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True).long()
-                with compute_precision(precision, device), norms:
-                    grads = grad_fn(free, fixed, buffers, x, y)
-                    projected = _project(grads, names, matrix, len(y))
-                stop = start + len(y)
-                if stop > n:
+                if seen + len(y) > n:
                     raise AttributionError(
                         f"the {source} data yielded more than the {n} examples it declared"
                     )
-                out[source].add(start, stop, (projected.float() / norm).cpu(), group_number == 0)
+                if not rows.fits(len(y)):
+                    start = _project_rows(rows, matrix, out[source], start, group_number == 0, ctx)
+                with compute_precision(precision, device), norms:
+                    rows.add(grad_fn(free, fixed, buffers, x, y), names, len(y))
                 if group_number == 0:
                     with torch.no_grad():
                         p = torch.softmax(model(x), dim=1).gather(1, y[:, None]).squeeze(1)
-                    out_to_loss[source][start:stop] = (1 - p).cpu()
-                start = stop
+                    out_to_loss[source][seen : seen + len(y)] = (1 - p).cpu()
+                seen += len(y)
                 bar.update(len(y))
-            if start != n:
-                raise AttributionError(f"the {source} data yielded {start} examples, expected {n}")
+            if rows.filled:
+                start = _project_rows(rows, matrix, out[source], start, group_number == 0, ctx)
+            if seen != n:
+                raise AttributionError(f"the {source} data yielded {seen} examples, expected {n}")
         del matrix
     bar.close()
     return {

@@ -102,7 +102,9 @@ class GradientProjector:
         if self.proj_dim is None:
             return None
         sizes = dict(self.param_sizes)
-        parts = []
+        # filled in place, block by block: a concatenation would copy the whole matrix once more
+        matrix = torch.empty(sum(sizes[name] for name in names), self.proj_dim, device=self.device)
+        row = 0
         for name in names:
             t = self.tensor_index[name]
             rows = sizes[name]
@@ -112,10 +114,8 @@ class GradientProjector:
                     _block_seed(self.seed, self.index, t, block)
                 )
                 if self.proj_type == "gaussian":
-                    part = torch.empty(n, self.proj_dim, device=self.device).normal_(
-                        generator=generator
-                    )
+                    matrix[row : row + n].normal_(generator=generator)
                 else:
-                    part = _rademacher(n, self.proj_dim, generator, self.device)
-                parts.append(part)
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+                    matrix[row : row + n] = _rademacher(n, self.proj_dim, generator, self.device)
+                row += n
+        return matrix
