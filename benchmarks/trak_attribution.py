@@ -10,8 +10,10 @@ Both run on the prepared digits set (1,200 training, 597 target images), the sam
 (seeded LeNets; timing does not depend on training), the same batch size and float32 (traker's fp16
 is off: CPU matmuls in fp16 are not what anyone runs). On the CPU traker uses its BasicProjector
 with Gaussian entries (its CPU default), so modelkin uses proj_type=gaussian too. Both pay
-torch.func's one-time warm-up before the clock starts. The script prints each time and the ratio,
-measured in one run.
+torch.func's one-time warm-up before the clock starts, and each library runs --repeats times,
+alternating, the best run counting. On CUDA both run under the same TF32 switches (--precision):
+PyTorch's default computes cuDNN convolutions in TF32, which modelkin's fp32 turns off. The script
+prints each time and the ratio, measured in one run.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--skip-traker", action="store_true", help="time modelkin only")
     p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "tf32"),
+        help="both libraries under the same TF32 switches: fp32 (off: PyTorch's default turns "
+        "them on for cuDNN convolutions, which traker would otherwise get and modelkin's fp32 "
+        "does not) or tf32 (on, CUDA only)",
+    )
+    p.add_argument(
         "--repeats",
         type=int,
         default=2,
@@ -59,7 +69,12 @@ def time_modelkin(models, train, targets, args) -> tuple[float, np.ndarray]:
     from modelkin.attribution import TrakSettings, ensemble_scores, featurize
 
     proj_type = "gaussian" if args.device == "cpu" else "rademacher"
-    settings = TrakSettings(proj_dim=args.proj_dim, proj_type=proj_type, batch_size=args.batch_size)
+    settings = TrakSettings(
+        proj_dim=args.proj_dim,
+        proj_type=proj_type,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
     _sync(args.device)
     start = time.perf_counter()
     features = [
@@ -74,7 +89,10 @@ def time_modelkin(models, train, targets, args) -> tuple[float, np.ndarray]:
 def time_traker(models, train, targets, args) -> tuple[float, np.ndarray]:
     from trak import TRAKer
 
-    with tempfile.TemporaryDirectory() as tmp:
+    from modelkin.precision import compute_precision
+
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as tmp, compute_precision(args.precision, device):
         _sync(args.device)
         start = time.perf_counter()
         traker = TRAKer(
