@@ -161,6 +161,25 @@ def test_scores_do_not_depend_on_batch_size_or_parameter_grouping():
     )
 
 
+@pytest.mark.parametrize("rows", [1, 45, 50])
+def test_gradients_projected_a_few_rows_at_a_time_equal_one_projection(monkeypatch, rows):
+    """Batches are gathered into a buffer of `rows` examples (at least one batch) before each
+    projection: one batch per projection, three (45 rows exactly, or 50 with 5 left empty) and
+    a last partial buffer give the same features as one projection of everything."""
+    from modelkin.attribution import gradients
+
+    train, targets = blobs(100, 2, shape=(1, 8, 8)), blobs(20, 3, shape=(1, 8, 8))
+    model = tiny_cnn(0)
+    base = featurize(model, train, targets, TrakSettings(proj_dim=64, batch_size=120), device="cpu")
+    monkeypatch.setattr(gradients, "gradient_buffer_rows", lambda width: rows)
+    gathered = featurize(
+        model, train, targets, TrakSettings(proj_dim=64, batch_size=15), device="cpu"
+    )
+    np.testing.assert_allclose(gathered.target_grads, base.target_grads, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gathered.out_to_loss, base.out_to_loss, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(gathered.train_features, base.train_features, rtol=1e-3, atol=1e-5)
+
+
 def test_projection_matrix_is_seeded_per_checkpoint_and_has_the_right_law():
     sizes = [("w", 3000), ("b", 50)]
     cpu = torch.device("cpu")
