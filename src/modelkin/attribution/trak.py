@@ -28,7 +28,7 @@ the
 * **Precision**: gradients, projections and scores in float32 by default (traker: float16 by
   default on GPU), or bf16/tf32 (``precision``; :mod:`modelkin.precision`); at bf16, batch,
   instance and layer norms run in float32 (``vmap(grad)`` refuses them on a bfloat16 input with
-  float32 statistics); the kernel is formed and inverted in float64 through an eigendecomposition.
+  float32 statistics); the kernel is formed and inverted in float64 (spectrum, then Cholesky).
 * **Projection matrix**: generated once per checkpoint, on the compute device, and reused for every
   batch of training and target examples (traker's CPU projector regenerates it block by block for
   every batch, which dominates its running time). Each parameter tensor's rows are drawn in blocks
