@@ -195,6 +195,7 @@ def test_settings_take_the_schema_defaults():
     assert settings.alpha == 0.05 and settings.combine == "holm"
     assert settings.direction.cues == ("task", "sparsity", "kurtosis", "centrality")
     assert KinshipSettings.from_dict({"alpha": 0.001}, alpha=0.05).alpha == 0.001
+    assert KinshipSettings.from_dict({}).alpha == 0.0001 == KinshipSettings().alpha
     with pytest.raises(KinshipError, match="unknown direction cues"):
         KinshipSettings.from_dict({"direction": {"cues": ["astrology"]}})
 
@@ -223,7 +224,8 @@ def test_lineage_plan_switches_and_errors():
     catalog = ModelCatalog(config)
     plan = lineage_plan(config, catalog)
     assert plan is not None and plan.methods == ("zest", "gradfield", "weights", "outputs")
-    assert plan.alpha == 0.01 and plan.outputs("r")["scores"] == "r/lineage/scores.csv"
+    # lineage.alpha's default, not the verdicts' 0.01: one false edge merges two families
+    assert plan.alpha == 0.0001 and plan.outputs("r")["scores"] == "r/lineage/scores.csv"
     off = copy.deepcopy(config)
     off["lineage"]["enabled"] = False
     assert lineage_plan(off, catalog) is None

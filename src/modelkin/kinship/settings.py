@@ -51,7 +51,7 @@ class DirectionSettings:
 class KinshipSettings:
     """Edge threshold, p-value combination and direction settings of one family-tree run."""
 
-    alpha: float = 0.01
+    alpha: float = 0.0001  # the schema's lineage.alpha
     combine: str = "holm"
     direction: DirectionSettings = field(
         default_factory=lambda: KinshipSettings.from_dict({}).direction
@@ -62,9 +62,11 @@ class KinshipSettings:
         cls, values: Mapping[str, Any] | None = None, *, alpha: float | None = None
     ) -> KinshipSettings:
         """Settings from a ``lineage`` section (missing keys: the schema's defaults); ``alpha``
-        fills a null ``alpha`` (the workflow passes ``distances.calibration.alpha``)."""
+        stands in where the section sets none (``modelkin lineage`` passes ``--alpha`` or the
+        references' own), before the schema's default."""
         merged = schema_defaults()
         values = dict(values or {})
+        explicit_alpha = values.get("alpha")
         direction = {**merged["direction"], **dict(values.pop("direction", None) or {})}
         merged.update(values)
         unknown = [c for c in direction["cues"] if c not in CUES]
@@ -74,9 +76,11 @@ class KinshipSettings:
             raise KinshipError(
                 f"combine {merged['combine']!r} is not one of {', '.join(COMBINATIONS)}"
             )
-        chosen = merged.get("alpha")
+        chosen = explicit_alpha
         if chosen is None:
-            chosen = alpha if alpha is not None else 0.01
+            chosen = alpha if alpha is not None else merged.get("alpha")
+        if chosen is None:
+            chosen = cls.alpha
         return cls(
             alpha=float(chosen),
             combine=str(merged["combine"]),
