@@ -257,6 +257,19 @@ def _sync_clock(options) -> float:
     return time.perf_counter()
 
 
+def run_stage(stage, size, spec, options, start_rss_kb: int) -> dict:
+    """One measurement with its memory: the resident set at the start, the peak since
+    ``start_rss_kb`` was read (VmHWM) and, on CUDA, the peak GPU allocation."""
+    import torch
+
+    result = STAGES[stage](size, spec, options)
+    result["start_mb"] = start_rss_kb * 1024 / 1e6
+    result["peak_mb"] = status_kb("VmHWM") * 1024 / 1e6
+    if options["device"].startswith("cuda"):
+        result["gpu_mb"] = torch.cuda.max_memory_allocated() / 1e6
+    return result
+
+
 def _child(stage, size, spec, options, conn) -> None:
     import logging
 
@@ -267,13 +280,7 @@ def _child(stage, size, spec, options, conn) -> None:
     if options["threads"]:
         torch.set_num_threads(options["threads"])
     try:
-        start_rss = status_kb("VmRSS")
-        result = STAGES[stage](size, spec, options)
-        result["start_mb"] = start_rss * 1024 / 1e6
-        result["peak_mb"] = status_kb("VmHWM") * 1024 / 1e6
-        if options["device"].startswith("cuda"):
-            result["gpu_mb"] = torch.cuda.max_memory_allocated() / 1e6
-        conn.send(result)
+        conn.send(run_stage(stage, size, spec, options, status_kb("VmRSS")))
     except BaseException as err:  # reported by the parent
         conn.send({"error": f"{type(err).__name__}: {err}"})
         raise
@@ -307,14 +314,9 @@ def measure_here(stage, size, spec, options) -> dict:
             "error": "cannot reset the peak RSS here (/proc/self/clear_refs): use fresh processes"
         }
     try:
-        result = STAGES[stage](size, spec, options)
+        return run_stage(stage, size, spec, options, start_rss)
     except Exception as err:  # reported in the table; the other stages still run
         return {"error": f"{type(err).__name__}: {err}"}
-    result["start_mb"] = start_rss * 1024 / 1e6
-    result["peak_mb"] = status_kb("VmHWM") * 1024 / 1e6
-    if options["device"].startswith("cuda"):
-        result["gpu_mb"] = torch.cuda.max_memory_allocated() / 1e6
-    return result
 
 
 def measure(stage, size, spec, options) -> dict:
