@@ -85,44 +85,34 @@ class _GradientRows:
         self.width = width
         self.rows = rows
         self.buffer: torch.Tensor | None = None
-        self.filled = 0
+        self.filled = 0  # rows of the buffer not projected yet
+        self.seen = 0  # examples added so far
 
     def fits(self, n: int) -> bool:
         return self.buffer is None or self.filled + n <= self.buffer.shape[0]
 
     def add(self, grads: Mapping[str, torch.Tensor], names: Sequence[str], n: int) -> None:
-        first = grads[names[0]]
         if self.buffer is None:
-            self.buffer = first.new_empty(max(self.rows, n), self.width)
+            self.buffer = grads[names[0]].new_empty(max(self.rows, n), self.width)
         column = 0
         for name in names:
             flat = grads[name].reshape(n, -1)
             self.buffer[self.filled : self.filled + n, column : column + flat.shape[1]] = flat
             column += flat.shape[1]
         self.filled += n
+        self.seen += n
 
-    def take(self) -> torch.Tensor:
+    def project_into(
+        self, sink: Any, matrix: torch.Tensor | None, first: bool, norm: float, precision: str
+    ) -> None:
+        """Hand the buffered rows, times ``matrix`` / ``norm``, to ``sink`` (examples
+        ``seen - filled`` .. ``seen``) and empty the buffer."""
         assert self.buffer is not None
-        rows, self.filled = self.buffer[: self.filled], 0
-        return rows
-
-
-def _project_rows(
-    rows: _GradientRows,
-    matrix: torch.Tensor | None,
-    sink: Any,
-    start: int,
-    first: bool,
-    ctx: tuple[float, str, torch.device],
-) -> int:
-    """Project the gathered rows, hand them to ``sink`` from example ``start``; the next start."""
-    norm, precision, device = ctx
-    with compute_precision(precision, device):
-        gathered = rows.take()
-        projected = gathered if matrix is None else gathered @ matrix
-    stop = start + len(projected)
-    sink.add(start, stop, (projected.float() / norm).cpu(), first)
-    return stop
+        gathered = self.buffer[: self.filled]
+        with compute_precision(precision, gathered.device):
+            projected = gathered if matrix is None else gathered @ matrix
+        sink.add(self.seen - self.filled, self.seen, (projected.float() / norm).cpu(), first)
+        self.filled = 0
 
 
 def gradient_buffer_rows(width: int) -> int:
@@ -167,7 +157,6 @@ def project_gradients(
     check_precision(precision, device)
     # fp32 runs no mode at all, so its gradients are exactly what they were without it
     norms = _NormsInFloat32() if precision == "bf16" else nullcontext()
-    ctx = (norm, precision, device)
     out = dict(sinks or {})
     for name, _, n in sources:
         if name not in out:
@@ -182,30 +171,29 @@ def project_gradients(
         width = sum(params[name].numel() for name in names)
         for source, batches, n in sources:
             rows = _GradientRows(width, gradient_buffer_rows(width))
-            start = 0  # the first example whose projection is not in the sink yet
-
-            seen = 0
             for x, y in batches():
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True).long()
+                seen = rows.seen
                 if seen + len(y) > n:
                     raise AttributionError(
                         f"the {source} data yielded more than the {n} examples it declared"
                     )
                 if not rows.fits(len(y)):
-                    start = _project_rows(rows, matrix, out[source], start, group_number == 0, ctx)
+                    rows.project_into(out[source], matrix, group_number == 0, norm, precision)
                 with compute_precision(precision, device), norms:
                     rows.add(grad_fn(free, fixed, buffers, x, y), names, len(y))
                 if group_number == 0:
                     with torch.no_grad():
                         p = torch.softmax(model(x), dim=1).gather(1, y[:, None]).squeeze(1)
                     out_to_loss[source][seen : seen + len(y)] = (1 - p).cpu()
-                seen += len(y)
                 bar.update(len(y))
             if rows.filled:
-                start = _project_rows(rows, matrix, out[source], start, group_number == 0, ctx)
-            if seen != n:
-                raise AttributionError(f"the {source} data yielded {seen} examples, expected {n}")
+                rows.project_into(out[source], matrix, group_number == 0, norm, precision)
+            if rows.seen != n:
+                raise AttributionError(
+                    f"the {source} data yielded {rows.seen} examples, expected {n}"
+                )
         del matrix
     bar.close()
     return {
