@@ -110,7 +110,22 @@ def kernel_inverse(
     shifted = eigenvalues.clamp_min(0) + lam
     smallest = float(shifted[0])
     # float64 holds ~16 digits; beyond 1e12 the inverse is noise.
-    singular = AttributionError(
+    if smallest <= top * 1e-12:
+        raise _singular_kernel(eigenvalues, top, n)
+    shifted_gram = gram + lam * torch.eye(k, dtype=gram.dtype, device=gram.device)
+    try:
+        inverse = torch.cholesky_inverse(torch.linalg.cholesky(shifted_gram))
+    except torch.linalg.LinAlgError as err:  # rounding made a barely regular kernel indefinite
+        raise _singular_kernel(eigenvalues, top, n) from err
+    scale = float(inverse.abs().mean()) if rescale_inverse else 1.0
+    info = {"lambda": lam, "inverse_scale": scale, "condition_number": top / smallest + 0.0}
+    return inverse, scale, info
+
+
+def _singular_kernel(eigenvalues: torch.Tensor, top: float, n: int) -> AttributionError:
+    """The error for a singular ΦᵀΦ of ``n`` training examples, with its rank and the fix."""
+    k = len(eigenvalues)
+    return AttributionError(
         f"ΦᵀΦ is singular (rank {int((eigenvalues > top * 1e-12).sum())} of {k}"
         + (f"; proj_dim {k} exceeds the {n} training examples" if k > n else "")
         + (
@@ -118,16 +133,6 @@ def kernel_inverse(
             "examples"
         )
     )
-    if smallest <= top * 1e-12:
-        raise singular
-    shifted_gram = gram + lam * torch.eye(k, dtype=gram.dtype, device=gram.device)
-    try:
-        inverse = torch.cholesky_inverse(torch.linalg.cholesky(shifted_gram))
-    except torch.linalg.LinAlgError as err:  # rounding made a barely regular kernel indefinite
-        raise singular from err
-    scale = float(inverse.abs().mean()) if rescale_inverse else 1.0
-    info = {"lambda": lam, "inverse_scale": scale, "condition_number": top / smallest + 0.0}
-    return inverse, scale, info
 
 
 def kernel_features(
