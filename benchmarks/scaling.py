@@ -6,13 +6,15 @@
                                                        # or an hour or more on 2 CPU cores
     python benchmarks/scaling.py --device cuda --stages zest,trak
 
-Each measurement runs in a fresh process (multiprocessing, spawn) on synthetic data of the real
-shapes (CIFAR-10: 3x32x32 images, 10 classes, ResNet-20; ImageNet-sized: 3x224x224, ResNet-20
-at that resolution), since the cost does not depend on what the pixels show or on trained
-weights. It reports the stage's wall time, the process's peak resident memory (VmHWM: torch,
-the data and the stage together) beside the memory budget (``memory_budget_mb``, default the
-configuration's), what the stage would hold whole without streaming, and, per stage, the growth
-exponent k of time ~ n^k fitted by least squares on log-log scale (k = 1: linear in n).
+Each measurement runs in a fresh process (multiprocessing, spawn; on CUDA by default all run in
+one process after a warm-up at the smallest size, the peak RSS reset between them:
+``--processes``) on synthetic data of the real shapes (CIFAR-10: 3x32x32 images, 10 classes,
+ResNet-20; ImageNet-sized: 3x224x224, ResNet-20 at that resolution), since the cost does not
+depend on what the pixels show or on trained weights. It reports the stage's wall time, the
+process's peak resident memory (VmHWM: torch, the data and the stage together) beside the memory
+budget (``memory_budget_mb``, default the configuration's), what the stage would hold whole
+without streaming, and, per stage, the growth exponent k of time ~ n^k fitted by least squares
+on log-log scale (k = 1: linear in n).
 
 Stages and the size n that grows:
 
