@@ -9,6 +9,7 @@ import sys
 
 from modelkin.config import read_config_file
 from modelkin.errors import ModelkinError
+from modelkin.workflow import drop_local_job_rate_limit
 
 # `--configfile FILE` replaces config.yaml instead of being merged over it (Snakemake's default), so
 # that a configuration means what its file says: keys it omits take the schema's defaults, not
@@ -23,6 +24,12 @@ if not workflow.overwrite_configfiles:
 
 
 report: "workflow/report/workflow.rst"
+
+
+# Local runs only: Snakemake's job-rate limit re-arms timers that, with many jobs waiting for
+# cores, keep its scheduler busy (modelkin.workflow.drop_local_job_rate_limit).
+onstart:
+    drop_local_job_rate_limit(workflow)
 
 
 include: "workflow/rules/common.smk"

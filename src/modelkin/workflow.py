@@ -84,3 +84,24 @@ def snakemake_job(snakemake):
                 os.environ.pop(variable, None)
             else:
                 os.environ[variable] = value
+
+
+def drop_local_job_rate_limit(workflow) -> bool:
+    """Turn off Snakemake's job-submission rate limit when jobs run on this machine; returns
+    whether it was on.
+
+    The limit (``--max-jobs-per-timespan``, default 100/1s) exists for cluster schedulers. Its cost
+    is not the limit but its timer: Snakemake 9 re-arms a one-second timer on every scheduler pass
+    that leaves ready jobs waiting, and every finished job starts another such chain of passes
+    (snakemake/snakemake#3744). With 2 cores and hundreds of waiting jobs, the chains multiply
+    until the scheduler itself, each pass stat-ing the inputs of every ready job and solving its
+    ILP, uses a third of the pipeline's CPU time. A local run never needs the limit: the cores
+    already bound how many jobs start. Cluster runs keep it.
+    """
+    scheduler = getattr(workflow, "scheduler", None)
+    if not getattr(workflow, "local_exec", False) or scheduler is None:
+        return False
+    if getattr(scheduler, "job_rate_limiter", None) is None:
+        return False
+    scheduler.job_rate_limiter = None
+    return True
