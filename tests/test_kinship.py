@@ -14,11 +14,14 @@ from modelkin.kinship import (
     KinshipSettings,
     ModelStatistics,
     combine_p_values,
+    kinship_graph,
+    mask_agreement,
     plot_family_trees,
     recover_lineage,
     true_lineage,
     weight_statistics,
 )
+from modelkin.kinship.direction import cue_votes
 from modelkin.lineage import Lineage
 
 METHODS = ["zest", "weights"]
@@ -143,6 +146,99 @@ def test_evidence_against_the_tree_is_a_conflict_not_a_direction():
     assert edge.in_tree and not edge.directed and edge.direction in {"ambiguous", "conflict"}
 
 
+def point_pairs(points: dict[str, np.ndarray], family: set[str], noise=None) -> pd.DataFrame:
+    """Pairs of models placed as points: the weight of a pair is their squared distance (like
+    1 - cos, which grows with the square of a small angle), every pair of ``family`` related."""
+    rows = []
+    for a, b in itertools.combinations(sorted(points), 2):
+        d = float(np.sum((points[a] - points[b]) ** 2))
+        related = a in family and b in family
+        row = {"model_a": a, "model_b": b, "setting": "s"}
+        for method in METHODS:
+            row[f"{method}_normalised"] = d if related else 1.0
+            row[f"{method}_p_value"] = 1e-6 if related else 0.5
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_siblings_nearer_each_other_than_their_parent_hang_under_it():
+    # R's two fine-tuned copies S1, S2 moved the same way (1.0 along e0) and then apart (0.3
+    # each); G is a fine-tuned copy of S1 (a further 0.2)
+    e = np.eye(5)
+    points = {"R": 0 * e[0], "S1": e[0] + 0.3 * e[1], "S2": e[0] + 0.3 * e[2]}
+    points["G"] = points["S1"] + 0.2 * e[3]
+    pairs = point_pairs(points, set(points))
+    weight = {frozenset((a, b)): a_b for a, b, a_b in
+              zip(pairs.model_a, pairs.model_b, pairs.zest_normalised, strict=True)}  # fmt: skip
+    # the test can fail: each sibling's nearest relative is the other sibling, not the parent
+    assert weight[frozenset(("S1", "S2"))] < weight[frozenset(("R", "S2"))]
+    kurtosis = {"R": -2.0, "S1": -1.5, "S2": -1.5, "G": -1.45}
+    stats = {m: ModelStatistics(FULL, SHAPES, 0.0, k) for m, k in kurtosis.items()}
+    families = recover_lineage(pairs, METHODS, stats=stats).families.set_index("model")
+    assert families.loc["S1", "parent"] == "R" and families.loc["S2", "parent"] == "R"
+    assert families.loc["G", "parent"] == "S1" and families.loc["R", "root"]
+
+
+def pruned(weights: np.ndarray, fraction: float) -> np.ndarray:
+    cut = np.quantile(np.abs(weights), fraction)
+    return np.where(np.abs(weights) <= cut, 0.0, weights)
+
+
+def test_mask_agreement():
+    rng = np.random.default_rng(0)
+    parent = {"a.weight": rng.normal(size=(40, 30)), "b.weight": rng.normal(size=(20, 10)),
+              "b.bias": rng.normal(size=10)}  # fmt: skip
+    child = {k: pruned(v, 0.5) if v.ndim >= 2 else v for k, v in parent.items()}
+    assert mask_agreement(parent, child) == 1.0
+    # per-tensor pruning of a fine-tuned copy: its zeros are its own smallest weights
+    moved = {k: v + rng.normal(scale=0.05, size=v.shape) for k, v in parent.items()}
+    assert 0.9 < mask_agreement(moved, child) < 1.0
+    unrelated = {k: rng.normal(size=v.shape) for k, v in parent.items()}
+    assert mask_agreement(unrelated, child) == pytest.approx(0.5, abs=0.1)  # the density
+    assert math.isnan(mask_agreement(parent, parent))  # no zeros
+    assert math.isnan(mask_agreement({"a.weight": np.ones((3, 3))}, child))
+
+
+def test_a_pruned_model_hangs_under_the_model_whose_smallest_weights_are_its_zeros():
+    # B was pruned from R, then trained on the way R's fine-tuned copy F was: in behaviour F lies
+    # on the way from R to B, nearer B than R is (as on the default configuration)
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(40, 30))
+    drift = rng.normal(scale=0.1, size=r.shape)
+    b = np.where(pruned(r, 0.5) == 0, 0.0, r + drift)
+    states = {m: {"fc.weight": w} for m, w in (("R", r), ("F", r + drift), ("B", b))}
+    distance = {frozenset(("R", "F")): 0.1, frozenset(("R", "B")): 0.3, frozenset(("F", "B")): 0.2}
+    pairs = synthetic_pairs(
+        ["R", "F", "B"], ("R", "F", "B"), distance=lambda a, c: distance[frozenset((a, c))]
+    )
+    shapes = (("fc.weight", r.shape),)
+    stats = {m: ModelStatistics(FULL, shapes, *weight_statistics(states[m])) for m in states}
+    with_mask = recover_lineage(pairs, METHODS, stats=stats, read_weights=states.__getitem__)
+    assert with_mask.families.set_index("model").loc["B", "parent"] == "R"
+    # without the weights the mask cannot speak, and the nearer fine-tuned copy wins
+    without = recover_lineage(pairs, METHODS, stats=stats)
+    assert without.families.set_index("model").loc["B", "parent"] == "F"
+
+
+def test_kurtosis_is_silent_between_models_with_unrelated_weights():
+    stats = {
+        "P": ModelStatistics(FULL, SHAPES, 0.0, -2.0),
+        "S": ModelStatistics(FULL, SHAPES, 0.0, 1.0),
+    }
+    settings = KinshipSettings.from_dict({}).direction
+    assert "kurtosis" in cue_votes("P", "S", stats, {}, settings)
+    assert "kurtosis" in cue_votes("P", "S", stats, {}, settings, shared_weights=True)
+    assert cue_votes("P", "S", stats, {}, settings, shared_weights=False) == {}
+
+
+def test_a_zero_distance_of_one_method_does_not_make_a_pair_identical():
+    pairs = synthetic_pairs(["P", "Q", "Z"], ("P", "Q", "Z"), distance=lambda a, b: 0.1)
+    pairs.loc[0, "zest_normalised"] = 0.0  # P, Q: the same predictions, different weights
+    pairs.loc[1, ["zest_normalised", "weights_normalised"]] = 0.0  # P, Z: the same checkpoint
+    graph = kinship_graph(pairs, METHODS, KinshipSettings())
+    assert graph.weight.tolist() == pytest.approx([0.1, 0.0, 0.1])
+
+
 def test_unrelated_models_and_unjudged_pairs_get_no_edge():
     pairs = synthetic_pairs()
     pairs.loc[
@@ -193,7 +289,7 @@ def test_weight_statistics():
 def test_settings_take_the_schema_defaults():
     settings = KinshipSettings.from_dict({}, alpha=0.05)
     assert settings.alpha == 0.05 and settings.combine == "holm"
-    assert settings.direction.cues == ("task", "sparsity", "kurtosis", "centrality")
+    assert settings.direction.cues == ("task", "sparsity", "kurtosis", "mask")
     assert KinshipSettings.from_dict({"alpha": 0.001}, alpha=0.05).alpha == 0.001
     assert KinshipSettings.from_dict({}).alpha == 0.0001 == KinshipSettings().alpha
     with pytest.raises(KinshipError, match="unknown direction cues"):

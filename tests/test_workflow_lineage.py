@@ -31,7 +31,10 @@ def test_edges_join_only_relatives_and_carry_their_evidence(tiny_workflow):
     ]
     assert len(pair) == 1 and pair.iloc[0].evidence != ""
     tree = edges[edges.in_tree.astype(str) == "True"]
-    assert set(tree.direction) <= {"decided", "ambiguous", "conflict"}
+    assert set(tree.direction) <= {"decided", "rooted", "ambiguous", "conflict"}
+    # the pruned copy hangs under its parent, not under its nearer fine-tuned sibling
+    pruned = tree[tree.child == DERIVED["prune"]]
+    assert len(pruned) == 1 and pruned.iloc[0].parent == PARENT
     undirected = tree[tree.directed.astype(str) == "False"]
     assert (undirected.parent == "").all() and (undirected.child == "").all()
 

@@ -16,10 +16,15 @@ abstains; the direction score is the weighted mean of the votes that do not abst
   initialisation, as here, start at the uniform's -1.2 per tensor and grow heavier tails as they
   train, so that a child trained further is the *more* kurtotic one (``kurtosis_order:
   child_higher``, the default; ``parent_higher`` is MoTHer's). Only for models with the same
-  parameter shapes. Vote ``tanh(difference / kurtosis_scale)``.
+  parameter shapes whose weights are related (the ``weights`` method's verdict, where it judged
+  the pair): a student trained from scratch shares no training path with its victim, and its
+  kurtosis has either sign against it. Vote ``tanh(difference / kurtosis_scale)``.
 - **centrality**: the member of a family closer on average to the rest of it is the parent (a
   parent sits in the middle of a star of children that each moved away from it). Vote
   ``tanh(relative difference of the two mean weights / centrality_scale)``.
+
+The ``mask`` cue casts no vote: it chooses among a pruned model's candidate parents
+(:mod:`.pruning`, :mod:`.tree`).
 
 Model statistics come from checkpoint files (:func:`model_statistics`, torch-free) or are given
 directly (tests, other formats).
@@ -81,8 +86,10 @@ def cue_votes(
     stats: Mapping[str, ModelStatistics],
     centrality: Mapping[str, float],
     settings: DirectionSettings,
+    shared_weights: bool | None = None,
 ) -> dict[str, float]:
-    """Each cue's vote for "``u`` is the parent of ``v``" (cues that abstain are left out)."""
+    """Each cue's vote for "``u`` is the parent of ``v``" (cues that abstain are left out);
+    ``shared_weights`` False (the weights of the two are unrelated) silences kurtosis."""
     a, b = stats.get(u, ModelStatistics()), stats.get(v, ModelStatistics())
     votes: dict[str, float] = {}
     for cue in settings.cues:
@@ -96,7 +103,12 @@ def cue_votes(
             gap = float(b.sparsity) - float(a.sparsity)  # type: ignore[arg-type]
             if abs(gap) > settings.sparsity_margin:
                 vote = math.copysign(1.0, gap)
-        elif cue == "kurtosis" and _finite(a.kurtosis, b.kurtosis) and a.shapes == b.shapes:
+        elif (
+            cue == "kurtosis"
+            and shared_weights is not False
+            and _finite(a.kurtosis, b.kurtosis)
+            and a.shapes == b.shapes
+        ):
             gap = float(b.kurtosis) - float(a.kurtosis)  # type: ignore[arg-type]
             if settings.kurtosis_order == "parent_higher":
                 gap = -gap

@@ -279,6 +279,7 @@ def folder_lineage(
     from ..checkpoint import read_metadata
     from .direction import model_statistics
     from .graph import headline_metrics, pair_evidence
+    from .pruning import checkpoint_weights
 
     if not references:
         raise InputError(
@@ -313,6 +314,7 @@ def folder_lineage(
     result = recover_lineage(
         pairs, methods, models=list(labels), stats=stats,
         lineages=lineages if scored else None, settings=chosen,
+        read_weights=checkpoint_weights(labels),
     )  # fmt: skip
     return FolderLineage(result, labels, {r.method: Path(r.path) for r in opened}, scored, unjudged)
 

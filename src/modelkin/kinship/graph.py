@@ -22,7 +22,9 @@ a setting without enough independent models) gets no edge: an edge is never a gu
 Each pair also gets a **weight** for the trees (:mod:`.tree`): the geometric mean over the methods
 of the headline metric's normalised distance (``<metric>_normalised``: the distance over the mean
 unrelated distance of the pair's setting, 1 = as far as a typical unrelated pair), which puts
-methods with different scales on one.
+methods with different scales on one. A method's distance of exactly 0 is left out of the mean
+(prediction disagreement is 0 for many close relatives); the weight is 0 only where every method
+says 0.
 """
 
 from __future__ import annotations
@@ -122,8 +124,11 @@ def kinship_graph(pairs, methods: Sequence[str], settings: KinshipSettings):
         logs = np.where(np.isfinite(d_matrix) & (d_matrix > 0), np.log(d_matrix), np.nan)
         counts = np.isfinite(logs).sum(axis=1)
         means = np.where(counts > 0, np.nansum(logs, axis=1) / np.maximum(counts, 1), np.nan)
-    zero = (d_matrix == 0).any(axis=1)  # the same checkpoint twice: distance 0
-    frame["weight"] = np.where(zero, 0.0, np.exp(means))
+    judged = np.isfinite(d_matrix)
+    # 0 only where every method says 0 (the same checkpoint twice): a coarse metric (prediction
+    # disagreement on a few hundred images) is often 0 for close relatives that differ
+    identical = judged.any(axis=1) & np.where(judged, d_matrix == 0, True).all(axis=1)
+    frame["weight"] = np.where(identical, 0.0, np.exp(means))
     frame["related"] = frame["p_value"] < settings.alpha
     return frame
 

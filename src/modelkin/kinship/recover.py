@@ -14,6 +14,7 @@ from ..lineage import Lineage, relation
 from .direction import ModelStatistics, model_statistics
 from .evaluate import TrueLink, score_lineage, true_lineage
 from .graph import families, headline_metrics, kinship_graph, pair_evidence
+from .pruning import WeightReader, checkpoint_weights
 from .settings import KinshipError, KinshipSettings
 from .tree import build_trees
 
@@ -56,10 +57,12 @@ def recover_lineage(
     stats: Mapping[str, ModelStatistics] | None = None,
     lineages: Mapping[str, Lineage] | None = None,
     settings: KinshipSettings | None = None,
+    read_weights: WeightReader | None = None,
 ) -> LineageResult:
     """Families and trees of ``models`` (default: every model of ``pairs``) from ``pairs``
     (:func:`.graph.pair_evidence`: per method ``<method>_p_value`` and ``<method>_normalised``);
-    ``stats`` feed the direction cues; with ``lineages``, the result is scored against them."""
+    ``stats`` feed the direction cues, ``read_weights`` (:func:`.pruning.checkpoint_weights`) the
+    mask cue; with ``lineages``, the result is scored against them."""
     import pandas as pd
 
     settings = settings or KinshipSettings.from_dict({})
@@ -69,7 +72,9 @@ def recover_lineage(
     models = sorted(models)
     graph = kinship_graph(pairs, methods, settings)
     family_of = families(models, graph)
-    tree_edges, per_model = build_trees(models, graph, family_of, stats or {}, settings)
+    tree_edges, per_model = build_trees(
+        models, graph, family_of, stats or {}, settings, read_weights
+    )
     truth: dict[str, TrueLink] = true_lineage(lineages) if lineages else {}
     in_tree = {frozenset((e["parent"], e["child"])): e for e in tree_edges}
     rows = []
@@ -151,8 +156,9 @@ def lineage_stage(
     lineages = {m: read_lineage(checkpoints[m], name=m) for m in models}
     stats = {m: model_statistics(checkpoints[m]) for m in models}
     result = recover_lineage(
-        pairs, methods, models=models, stats=stats, lineages=lineages, settings=chosen
-    )
+        pairs, methods, models=models, stats=stats, lineages=lineages, settings=chosen,
+        read_weights=checkpoint_weights(checkpoints),
+    )  # fmt: skip
     for frame, path in (
         (result.edges, edges_csv),
         (result.families, families_csv),

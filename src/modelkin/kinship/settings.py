@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import InputError
 
-CUES = ("task", "sparsity", "kurtosis", "centrality")
+CUES = ("task", "sparsity", "kurtosis", "centrality", "mask")
 COMBINATIONS = ("holm", "fisher")
 
 
@@ -37,7 +37,9 @@ class DirectionSettings:
     cues: tuple[str, ...]
     weights: Mapping[str, float]
     min_confidence: float
-    tree_weight: float
+    path_tolerance: float
+    intermediate_margin: float
+    mask_tolerance: float
     kurtosis_order: str
     kurtosis_scale: float
     sparsity_margin: float
@@ -88,7 +90,9 @@ class KinshipSettings:
                 cues=tuple(direction["cues"]),
                 weights=dict(direction["weights"]),
                 min_confidence=float(direction["min_confidence"]),
-                tree_weight=float(direction["tree_weight"]),
+                path_tolerance=float(direction["path_tolerance"]),
+                intermediate_margin=float(direction["intermediate_margin"]),
+                mask_tolerance=float(direction["mask_tolerance"]),
                 kurtosis_order=str(direction["kurtosis_order"]),
                 kurtosis_scale=float(direction["kurtosis_scale"]),
                 sparsity_margin=float(direction["sparsity_margin"]),

@@ -1,17 +1,35 @@
 """Families and their directed trees.
 
-A family is a connected component of the kinship graph (:func:`.graph.families`). Within one,
-every edge becomes two arcs, ``u -> v`` costing, as in MoTHer,
+A family is a connected component of the kinship graph (:func:`.graph.families`). Its tree, with
+``w`` the pair weights of :func:`.graph.kinship_graph` and ``score(u -> v)`` the direction score
+of :mod:`.direction` (+1: ``u`` is surely ``v``'s parent):
 
-    w(u, v) + lambda x mean(w) x (1 - score(u -> v)) / 2
+1. **Root**: the member the cues most call a parent, the largest sum over the other members ``v``
+   of ``score(u -> v)`` (ties: the member nearer on average to the rest). Its **confidence** is the
+   mean of those scores over the members where a cue voted (0 where none did).
+2. **Candidate parents** of a member ``v``: the root, and any member ``u`` on the way from the
+   root ``r`` to ``v`` and markedly nearer ``v`` than the root is,
 
-(``w`` the edge's weight, ``score`` the direction score of :mod:`.direction` in [-1, 1],
-``lambda`` = ``direction.tree_weight``), and Edmonds' algorithm
-(:func:`networkx.minimum_spanning_arborescence`) picks the cheapest tree in which every member
-but one (the root) has one parent. Distances place the edges; the direction evidence breaks the
-symmetry. An edge of the tree is **directed** only when its score in the tree's direction reaches
-``min_confidence``; otherwise it stays undirected (``ambiguous``, or ``conflict`` where the
-evidence points against the tree), and its child gets no predicted parent.
+       w(r, u) < w(r, v),   w(r, u) + w(u, v) <= (1 + path_tolerance) w(r, v),
+       w(u, v) <= (1 - intermediate_margin) w(r, v),
+
+   unless the cues call ``u`` the child (``score(u -> v) <= -min_confidence``). This is what tells
+   a parent from a sibling. Two fine-tuned copies of one parent moved the same way, so they are
+   nearer each other than the parent, and a tree on distances alone (MoTHer's, Edmonds' on
+   ``w``) hangs one under the other; but neither lies on the way from the parent to the other
+   (the two legs add the part of their moves they do not share), while a grandchild lies beyond
+   its parent. For a pruned member the ``mask`` cue (:mod:`.pruning`) then keeps only the denser
+   candidates whose smallest weights are its zeros: a pruned copy, trained on after pruning, is
+   nearer the parent's fine-tuned copies than the parent, but its zeros are the parent's.
+3. **Tree**: Edmonds' algorithm (:func:`networkx.minimum_spanning_arborescence`) over the
+   candidate arcs ``u -> v`` at cost ``w(u, v)``. Every arc leads away from the root, so the
+   tree gives each member its nearest candidate.
+
+A tree edge is **directed** when its own cues decide it (``score >= min_confidence``:
+``decided``), or when they are unsure but the root is decided (root confidence ``>=
+min_confidence``: ``rooted``, pointing away from that root). Otherwise it stays undirected:
+``conflict`` where its cues point against the tree, ``ambiguous`` where nothing is sure; its
+child then gets no predicted parent.
 """
 
 from __future__ import annotations
@@ -22,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .direction import ModelStatistics, cue_votes, describe_votes, direction_score
+from .pruning import WeightReader, mask_agreement
 from .settings import KinshipSettings
 
 
@@ -35,57 +54,172 @@ def centralities(members: Sequence[str], weights: Mapping[frozenset, float]) -> 
     return out
 
 
+class _Family:
+    """One family's distances and direction scores, computed once per ordered pair."""
+
+    def __init__(
+        self,
+        members: Sequence[str],
+        related: set[frozenset],
+        weights: Mapping[frozenset, float],
+        stats: Mapping[str, ModelStatistics],
+        shared_weights: Mapping[frozenset, bool],
+        settings: KinshipSettings,
+    ) -> None:
+        self.members = sorted(members)
+        self.related = related
+        self.weights = weights
+        self.stats = stats
+        self.settings = settings.direction
+        self.central = (
+            centralities(self.members, weights) if "centrality" in self.settings.cues else {}
+        )
+        self.shared_weights = shared_weights
+        self._scores: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
+
+    def w(self, a: str, b: str) -> float:
+        return 0.0 if a == b else float(self.weights.get(frozenset((a, b)), np.nan))
+
+    def score(self, u: str, v: str) -> tuple[float, dict[str, float]]:
+        """``score(u -> v)`` and the votes behind it."""
+        if (u, v) not in self._scores:
+            shared = self.shared_weights.get(frozenset((u, v)))
+            votes = cue_votes(u, v, self.stats, self.central, self.settings, shared)
+            self._scores[(u, v)] = (direction_score(votes, self.settings), votes)
+        return self._scores[(u, v)]
+
+    def root(self) -> tuple[str, float]:
+        """The root and its confidence."""
+        total = {u: sum(self.score(u, v)[0] for v in self.members if v != u) for u in self.members}
+        central = centralities(self.members, self.weights)
+        root = min(
+            self.members, key=lambda u: (-round(total[u], 9), np.nan_to_num(central[u], nan=np.inf))
+        )
+        voted = [
+            self.score(root, v)[0] for v in self.members if v != root and self.score(root, v)[1]
+        ]
+        return root, float(np.mean(voted)) if voted else 0.0
+
+    def candidates(self, root: str, v: str) -> list[str]:
+        """The candidate parents of ``v`` by distance and direction (step 2, before the mask)."""
+        direction = self.settings
+        to_v = self.w(root, v)
+        relatives = [u for u in self.members if frozenset((u, v)) in self.related]
+        out = [root] if root in relatives else []
+        for u in relatives if np.isfinite(to_v) else []:
+            if u == root:
+                continue
+            to_u, between = self.w(root, u), self.w(u, v)
+            if not (np.isfinite(to_u) and np.isfinite(between)) or to_u >= to_v:
+                continue
+            if to_u + between > (1.0 + direction.path_tolerance) * to_v:
+                continue
+            if between > (1.0 - direction.intermediate_margin) * to_v:
+                continue
+            if self.score(u, v)[0] <= -direction.min_confidence:
+                continue
+            out.append(u)
+        if not out:  # no relative on the way from the root: the relatives nearer it, or any
+            nearer = [u for u in relatives if self.w(root, u) < to_v]
+            out = nearer or relatives
+        return out
+
+    def unmasked(self, v: str, candidates: list[str], read: WeightReader | None) -> list[str]:
+        """``candidates`` less those the ``mask`` cue rules out for a pruned ``v``."""
+        child = self.stats.get(v, ModelStatistics())
+        if read is None or "mask" not in self.settings.cues or not child.sparsity:
+            return candidates
+        margin = self.settings.sparsity_margin
+        agreement = {}
+        for u in candidates:
+            parent = self.stats.get(u, ModelStatistics())
+            if parent.shapes == child.shapes and (parent.sparsity or 0.0) < child.sparsity - margin:
+                agreement[u] = mask_agreement(read(u), read(v))
+        finite = [a for a in agreement.values() if np.isfinite(a)]
+        if not finite:
+            return candidates
+        best = max(finite)
+        kept = [u for u, a in agreement.items() if a >= best - self.settings.mask_tolerance]
+        return sorted(kept, key=candidates.index)
+
+
 def family_tree(
     members: Sequence[str],
-    edges: Sequence[tuple[str, str, float]],
+    edges: Sequence[tuple[str, str]],
     weights: Mapping[frozenset, float],
     stats: Mapping[str, ModelStatistics],
     settings: KinshipSettings,
+    *,
+    shared_weights: Mapping[frozenset, bool] | None = None,
+    read_weights: WeightReader | None = None,
 ) -> list[dict[str, Any]]:
-    """The tree of one family: one record per tree edge (``parent``/``child`` as the tree points,
-    ``directed``, ``direction`` (``decided``, ``ambiguous`` or ``conflict``), ``confidence`` (the
-    score in the tree's direction), ``direction_evidence``)."""
+    """The tree of one family (module docstring) over its kinship ``edges`` (pairs related at
+    ``alpha``; ``weights`` may hold every pair): one record per tree edge (``parent``/``child``
+    as the tree points, ``directed``, ``direction`` (``decided``, ``rooted``, ``ambiguous`` or
+    ``conflict``), ``confidence`` (the edge's own score, or the root's for a rooted edge),
+    ``direction_evidence``). ``shared_weights`` says per pair whether the weights are related
+    (kurtosis only votes then); ``read_weights`` gives a model's weight tensors (the mask cue)."""
     import networkx as nx
 
-    members = sorted(members)
-    if len(members) < 2:
+    related = {frozenset(e) for e in edges}
+    family = _Family(members, related, weights, stats, shared_weights or {}, settings)
+    if len(family.members) < 2:
         return []
-    direction = settings.direction
-    central = centralities(members, weights) if "centrality" in direction.cues else {}
-    finite = [w for _, _, w in edges if np.isfinite(w)]
-    mean_weight = float(np.mean(finite)) if finite else 1.0
+    root, root_confidence = family.root()
     graph = nx.DiGraph()
-    graph.add_nodes_from(members)
-    arcs: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
-    for a, b, w in edges:
-        weight = float(w) if np.isfinite(w) else 2.0 * mean_weight + 1.0
-        for u, v in ((a, b), (b, a)):
-            votes = cue_votes(u, v, stats, central, direction)
-            score = direction_score(votes, direction)
-            cost = weight + direction.tree_weight * mean_weight * (1.0 - score) / 2.0
-            graph.add_edge(u, v, weight=cost)
-            arcs[(u, v)] = (score, votes)
-    tree = nx.minimum_spanning_arborescence(graph, attr="weight")
+    graph.add_nodes_from(family.members)
+    for v in family.members:
+        if v == root:
+            continue
+        for u in family.unmasked(v, family.candidates(root, v), read_weights):
+            cost = family.w(u, v)
+            graph.add_edge(u, v, weight=cost if np.isfinite(cost) else np.inf)
+    try:
+        tree = nx.minimum_spanning_arborescence(graph, attr="weight")
+    except nx.NetworkXException:  # a member the candidate arcs do not reach: every edge, both ways
+        for a, b in map(tuple, related):
+            graph.add_edge(a, b, weight=family.w(a, b))
+            graph.add_edge(b, a, weight=family.w(a, b))
+        tree = nx.minimum_spanning_arborescence(graph, attr="weight")
+    minimum = settings.direction.min_confidence
     records = []
     for u, v in sorted(tree.edges()):
-        score, votes = arcs[(u, v)]
-        if score >= direction.min_confidence:
-            state = "decided"
-        elif score <= -direction.min_confidence:
-            state = "conflict"
+        score, votes = family.score(u, v)
+        evidence = describe_votes(votes)
+        if score >= minimum:
+            state, confidence = "decided", score
+        elif score <= -minimum:
+            state, confidence = "conflict", score
+        elif root_confidence >= minimum:
+            state, confidence = "rooted", root_confidence
+            evidence = ";".join(filter(None, (evidence, f"root:{root_confidence:+.2f}")))
         else:
-            state = "ambiguous"
+            state, confidence = "ambiguous", score
         records.append(
             {
                 "parent": u,
                 "child": v,
-                "directed": state == "decided",
+                "directed": state in ("decided", "rooted"),
                 "direction": state,
-                "confidence": round(float(score), 6),
-                "direction_evidence": describe_votes(votes),
+                "confidence": round(float(confidence), 6),
+                "direction_evidence": evidence,
             }
         )
     return records
+
+
+def shared_weights(graph, alpha: float) -> dict[frozenset, bool]:
+    """Per pair, whether the ``weights`` method calls its weights related at ``alpha`` (empty
+    when the graph has no ``weights`` column: then kurtosis votes wherever shapes match)."""
+    if "weights_p_value" not in graph:
+        return {}
+    return {
+        frozenset((a, b)): bool(p < alpha)
+        for a, b, p in zip(
+            graph["model_a"], graph["model_b"], graph["weights_p_value"], strict=True
+        )
+        if np.isfinite(p)
+    }
 
 
 def build_trees(
@@ -94,6 +228,7 @@ def build_trees(
     family_of: Mapping[str, str],
     stats: Mapping[str, ModelStatistics],
     settings: KinshipSettings,
+    read_weights: WeightReader | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Every family's tree: the tree edges (:func:`family_tree`, with ``family``) and per model
     its ``tree_parent`` (the tree's, however sure), ``parent`` (only over a directed edge) and
@@ -102,7 +237,7 @@ def build_trees(
         frozenset((a, b)): float(w)
         for a, b, w in zip(graph["model_a"], graph["model_b"], graph["weight"], strict=True)
     }
-    related = graph[graph["related"]]
+    shared = shared_weights(graph, settings.alpha)
     members_of: dict[str, list[str]] = {}
     for m in models:
         members_of.setdefault(family_of[m], []).append(m)
@@ -110,10 +245,15 @@ def build_trees(
     per_model: dict[str, dict[str, Any]] = {
         m: {"tree_parent": "", "parent": "", "root": True} for m in models
     }
+    related = graph[graph["related"]]
     for name, members in sorted(members_of.items()):
         inside = related[related["model_a"].isin(members) & related["model_b"].isin(members)]
-        edges = list(zip(inside["model_a"], inside["model_b"], inside["weight"], strict=True))
-        for record in family_tree(members, edges, weights, stats, settings):
+        edges = list(zip(inside["model_a"], inside["model_b"], strict=True))
+        records = family_tree(
+            members, edges, weights, stats, settings,
+            shared_weights=shared, read_weights=read_weights,
+        )  # fmt: skip
+        for record in records:
             tree_edges.append({"family": name, **record})
             child = per_model[record["child"]]
             child["tree_parent"] = record["parent"]
