@@ -71,9 +71,8 @@ class _Family:
         self.weights = weights
         self.stats = stats
         self.settings = settings.direction
-        self.central = (
-            centralities(self.members, weights) if "centrality" in self.settings.cues else {}
-        )
+        # the centrality cue's input, and the root's tie-break whether or not that cue votes
+        self.central = centralities(self.members, weights)
         self.shared_weights = shared_weights
         self._scores: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
 
@@ -91,9 +90,9 @@ class _Family:
     def root(self) -> tuple[str, float]:
         """The root and its confidence."""
         total = {u: sum(self.score(u, v)[0] for v in self.members if v != u) for u in self.members}
-        central = centralities(self.members, self.weights)
         root = min(
-            self.members, key=lambda u: (-round(total[u], 9), np.nan_to_num(central[u], nan=np.inf))
+            self.members,
+            key=lambda u: (-round(total[u], 9), np.nan_to_num(self.central[u], nan=np.inf)),
         )
         voted = [
             self.score(root, v)[0] for v in self.members if v != root and self.score(root, v)[1]
