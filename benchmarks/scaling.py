@@ -5,6 +5,7 @@
                                                        # inputs for the signatures): for a GPU,
                                                        # or an hour or more on 2 CPU cores
     python benchmarks/scaling.py --device cuda --stages zest,trak
+    python benchmarks/scaling.py --largest             # peak memory at CIFAR-10 scale only
 
 Each measurement runs in a fresh process (multiprocessing, spawn; on CUDA by default all run in
 one process after a warm-up at the smallest size, the peak RSS reset between them:
@@ -348,6 +349,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: minutes on 2 cores")
+    parser.add_argument(
+        "--largest",
+        action="store_true",
+        help="each stage's largest size only: the memory check at CIFAR-10 scale, on a CPU in "
+        "about half the time of all sizes (no growth exponents)",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages")
     parser.add_argument("--budget-mb", type=float, default=None, help="default: the config's")
@@ -403,6 +410,7 @@ def main() -> None:
     print(header)
     summary = []
     for stage, spec, sizes, unit in plan:
+        sizes = sizes[-1:] if args.largest else sizes
         ns, seconds = [], []
         if options["in_process"]:  # CUDA context, cuDNN autotuning and lazy imports
             measure(stage, sizes[0], spec, options)
