@@ -53,7 +53,7 @@ class DirectionSettings:
 class KinshipSettings:
     """Edge threshold, p-value combination and direction settings of one family-tree run."""
 
-    alpha: float = 0.0001  # the schema's lineage.alpha
+    alpha: float = field(default_factory=lambda: float(_schema_section()["alpha"]))
     combine: str = "holm"
     direction: DirectionSettings = field(
         default_factory=lambda: KinshipSettings.from_dict({}).direction
@@ -68,7 +68,6 @@ class KinshipSettings:
         references' own), before the schema's default."""
         merged = schema_defaults()
         values = dict(values or {})
-        explicit_alpha = values.get("alpha")
         direction = {**merged["direction"], **dict(values.pop("direction", None) or {})}
         merged.update(values)
         unknown = [c for c in direction["cues"] if c not in CUES]
@@ -78,11 +77,11 @@ class KinshipSettings:
             raise KinshipError(
                 f"combine {merged['combine']!r} is not one of {', '.join(COMBINATIONS)}"
             )
-        chosen = explicit_alpha
+        chosen = values.get("alpha")
         if chosen is None:
-            chosen = alpha if alpha is not None else merged.get("alpha")
+            chosen = alpha
         if chosen is None:
-            chosen = cls.alpha
+            chosen = _schema_section()["alpha"]
         return cls(
             alpha=float(chosen),
             combine=str(merged["combine"]),

@@ -70,7 +70,7 @@ class _Family:
         self.related = related
         self.weights = weights
         self.stats = stats
-        self.settings = settings.direction
+        self.direction = settings.direction
         # the centrality cue's input, and the root's tie-break whether or not that cue votes
         self.central = centralities(self.members, weights)
         self.shared_weights = shared_weights
@@ -83,8 +83,8 @@ class _Family:
         """``score(u -> v)`` and the votes behind it."""
         if (u, v) not in self._scores:
             shared = self.shared_weights.get(frozenset((u, v)))
-            votes = cue_votes(u, v, self.stats, self.central, self.settings, shared)
-            self._scores[(u, v)] = (direction_score(votes, self.settings), votes)
+            votes = cue_votes(u, v, self.stats, self.central, self.direction, shared)
+            self._scores[(u, v)] = (direction_score(votes, self.direction), votes)
         return self._scores[(u, v)]
 
     def root(self) -> tuple[str, float]:
@@ -94,20 +94,18 @@ class _Family:
             self.members,
             key=lambda u: (-round(total[u], 9), np.nan_to_num(self.central[u], nan=np.inf)),
         )
-        voted = [
-            self.score(root, v)[0] for v in self.members if v != root and self.score(root, v)[1]
-        ]
+        scores = [self.score(root, v) for v in self.members if v != root]
+        voted = [score for score, votes in scores if votes]
         return root, float(np.mean(voted)) if voted else 0.0
 
     def candidates(self, root: str, v: str) -> list[str]:
         """The candidate parents of ``v`` by distance and direction (step 2, before the mask)."""
-        direction = self.settings
+        direction = self.direction
         to_v = self.w(root, v)
         relatives = [u for u in self.members if frozenset((u, v)) in self.related]
         out = [root] if root in relatives else []
-        for u in relatives if np.isfinite(to_v) else []:
-            if u == root:
-                continue
+        intermediates = [u for u in relatives if u != root] if np.isfinite(to_v) else []
+        for u in intermediates:
             to_u, between = self.w(root, u), self.w(u, v)
             if not (np.isfinite(to_u) and np.isfinite(between)) or to_u >= to_v:
                 continue
@@ -126,9 +124,9 @@ class _Family:
     def unmasked(self, v: str, candidates: list[str], read: WeightReader | None) -> list[str]:
         """``candidates`` less those the ``mask`` cue rules out for a pruned ``v``."""
         child = self.stats.get(v, ModelStatistics())
-        if read is None or "mask" not in self.settings.cues or not child.sparsity:
+        if read is None or "mask" not in self.direction.cues or not child.sparsity:
             return candidates
-        margin = self.settings.sparsity_margin
+        margin = self.direction.sparsity_margin
         agreement = {}
         for u in candidates:
             parent = self.stats.get(u, ModelStatistics())
@@ -138,7 +136,7 @@ class _Family:
         if not finite:
             return candidates
         best = max(finite)
-        kept = [u for u, a in agreement.items() if a >= best - self.settings.mask_tolerance]
+        kept = [u for u, a in agreement.items() if a >= best - self.direction.mask_tolerance]
         return sorted(kept, key=candidates.index)
 
 
@@ -207,7 +205,7 @@ def family_tree(
     return records
 
 
-def shared_weights(graph, alpha: float) -> dict[frozenset, bool]:
+def weights_related(graph, alpha: float) -> dict[frozenset, bool]:
     """Per pair, whether the ``weights`` method calls its weights related at ``alpha`` (empty
     when the graph has no ``weights`` column: then kurtosis votes wherever shapes match)."""
     if "weights_p_value" not in graph:
@@ -236,7 +234,7 @@ def build_trees(
         frozenset((a, b)): float(w)
         for a, b, w in zip(graph["model_a"], graph["model_b"], graph["weight"], strict=True)
     }
-    shared = shared_weights(graph, settings.alpha)
+    shared = weights_related(graph, settings.alpha)
     members_of: dict[str, list[str]] = {}
     for m in models:
         members_of.setdefault(family_of[m], []).append(m)
