@@ -16,10 +16,12 @@ from modelkin.attribution import (
     TrakSettings,
     ensemble_scores,
     featurize,
+    gradients,
     mean_out_to_loss,
     trak_scores,
 )
 from modelkin.attribution.lds import linear_datamodeling_score, subset_mask
+from modelkin.attribution.trak import kernel_inverse
 
 
 def tiny_mlp(seed: int, inputs: int = 16, hidden: int = 6, classes: int = 3) -> nn.Module:
@@ -166,8 +168,6 @@ def test_gradients_projected_a_few_rows_at_a_time_equal_one_projection(monkeypat
     """Batches are gathered into a buffer of `rows` examples (at least one batch) before each
     projection: one batch per projection, three (45 rows exactly, or 50 with 5 left empty) and
     a last partial buffer give the same features as one projection of everything."""
-    from modelkin.attribution import gradients
-
     train, targets = blobs(100, 2, shape=(1, 8, 8)), blobs(20, 3, shape=(1, 8, 8))
     model = tiny_cnn(0)
     base = featurize(model, train, targets, TrakSettings(proj_dim=64, batch_size=120), device="cpu")
@@ -197,6 +197,57 @@ def test_projection_matrix_is_seeded_per_checkpoint_and_has_the_right_law():
     assert torch.equal(
         GradientProjector(sizes, 256, "rademacher", 0, 0, cpu).matrix(["b"]), m0[3000:]
     )
+
+
+def test_projection_matrix_does_not_depend_on_the_number_of_threads():
+    sizes = [("w", 9000), ("b", 50)]  # three blocks of w, drawn in parallel with 2+ threads
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = GradientProjector(sizes, 64, "gaussian", 0, 0, torch.device("cpu")).matrix(
+            ["w", "b"]
+        )
+        torch.set_num_threads(max(2, threads))
+        parallel = GradientProjector(sizes, 64, "gaussian", 0, 0, torch.device("cpu")).matrix(
+            ["w", "b"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(serial, parallel)
+
+
+def test_cpu_projection_is_float32_exact_and_runs_on_onednn_where_torch_has_it():
+    generator = torch.Generator().manual_seed(0)
+    grads = torch.randn(300, 5000, generator=generator)
+    matrix = GradientProjector([("w", 5000)], 128, "gaussian", 0, 0, torch.device("cpu")).matrix(
+        ["w"]
+    )
+    exact = grads.double() @ matrix.double()
+    projected = gradients.project(grads, matrix, "fp32")
+    assert projected.dtype == torch.float32 and projected.shape == (300, 128)
+    scale = float(exact.abs().max())
+    assert float((projected.double() - exact).abs().max()) < 1e-5 * scale
+    assert (gradients._ONEDNN_LINEAR is not None) == torch.backends.mkldnn.is_available()
+    bf16 = gradients.project(grads, matrix, "bf16")  # not oneDNN's float32 kernel: bf16 rounding
+    assert 1e-4 * scale < float((bf16.double() - exact).abs().max()) < 0.05 * scale
+
+
+def test_kernel_condition_number_estimate_is_within_one_percent_of_the_spectrum():
+    generator = torch.Generator().manual_seed(0)
+    phi = torch.randn(400, 96, generator=generator, dtype=torch.float64)
+    phi = phi * torch.logspace(0, 3, 96, dtype=torch.float64)  # condition number ~1e6
+    gram = phi.T @ phi
+    inverse, _, info = kernel_inverse(gram, 400, rescale_inverse=False)
+    eigenvalues = torch.linalg.eigvalsh(gram)
+    exact = float(eigenvalues[-1] / eigenvalues[0])
+    assert info["condition_number"] == pytest.approx(exact, rel=0.01)
+    torch.testing.assert_close(
+        inverse @ gram, torch.eye(96, dtype=torch.float64), atol=1e-6, rtol=0
+    )
+    # rank 95: Cholesky may succeed on rounding, the estimate is then huge and the spectrum refuses
+    singular = phi[:, :95] @ torch.randn(95, 96, generator=generator, dtype=torch.float64)
+    with pytest.raises(AttributionError, match="rank 95 of 96"):
+        kernel_inverse(singular.T @ singular, 400)
 
 
 def test_projection_preserves_inner_products():

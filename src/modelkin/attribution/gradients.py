@@ -53,6 +53,9 @@ class _NormsInFloat32(TorchFunctionMode):
 
 
 def _margin_function(model: nn.Module) -> Callable:
+    """f(z) for one example, with p_y as the auxiliary output: the forward pass that the gradient
+    needs also gives the out-to-loss weight 1 − p_y, so no second forward pass is run."""
+
     def margin(free, fixed, buffers, x, y):
         logits = torch.func.functional_call(
             model, (free, fixed, buffers), (x.unsqueeze(0),)
@@ -60,9 +63,34 @@ def _margin_function(model: nn.Module) -> Callable:
         is_label = torch.arange(logits.shape[0], device=logits.device) == y
         correct = torch.where(is_label, logits, torch.zeros_like(logits)).sum()
         others = torch.where(is_label, torch.full_like(logits, -math.inf), logits)
-        return correct - torch.logsumexp(others, dim=0)
+        p_y = torch.where(is_label, torch.softmax(logits.detach().float(), dim=0), 0.0).sum()
+        return correct - torch.logsumexp(others, dim=0), p_y
 
     return margin
+
+
+# oneDNN's linear kernel, where this torch build has it: on a CPU it multiplies float32 matrices
+# 1.2x faster than the BLAS behind ``@`` (189 vs 155-169 GFLOP/s for LeNet's 1,024 x 61,706 x 1,024
+# on 2 AMD EPYC cores), with the same float32 accuracy.
+_ONEDNN_LINEAR = (
+    getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if torch.backends.mkldnn.is_available()
+    else None
+)
+
+
+def project(gradients: torch.Tensor, matrix: torch.Tensor, precision: str) -> torch.Tensor:
+    """``gradients @ matrix`` under ``precision``; float32 on a CPU by oneDNN (as a linear layer
+    whose weight is ``matrix``ᵀ)."""
+    if (
+        _ONEDNN_LINEAR is not None
+        and precision == "fp32"
+        and gradients.device.type == "cpu"
+        and gradients.dtype == matrix.dtype == torch.float32
+    ):
+        return _ONEDNN_LINEAR(gradients.contiguous(), matrix.T, None, "none", [], "")
+    with compute_precision(precision, gradients.device):
+        return gradients @ matrix
 
 
 def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -109,8 +137,7 @@ class _GradientRows:
         ``seen - filled`` .. ``seen``) and empty the buffer."""
         assert self.buffer is not None
         gathered = self.buffer[: self.filled]
-        with compute_precision(precision, gathered.device):
-            projected = gathered if matrix is None else gathered @ matrix
+        projected = gathered if matrix is None else project(gathered, matrix, precision)
         sink.add(self.seen - self.filled, self.seen, (projected.float() / norm).cpu(), first)
         self.filled = 0
 
@@ -151,7 +178,7 @@ def project_gradients(
     params = {name: p.detach() for name, p in model.named_parameters()}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
     grad_fn = torch.func.vmap(
-        torch.func.grad(_margin_function(model)), in_dims=(None, None, None, 0, 0)
+        torch.func.grad(_margin_function(model), has_aux=True), in_dims=(None, None, None, 0, 0)
     )
     norm = math.sqrt(projector.num_params)
     check_precision(precision, device)
@@ -169,6 +196,7 @@ def project_gradients(
         free = {name: params[name] for name in names}
         fixed = {name: p for name, p in params.items() if name not in free}
         width = sum(params[name].numel() for name in names)
+        first = group_number == 0
         for source, batches, n in sources:
             rows = _GradientRows(width, gradient_buffer_rows(width))
             for x, y in batches():
@@ -180,16 +208,15 @@ def project_gradients(
                         f"the {source} data yielded more than the {n} examples it declared"
                     )
                 if not rows.fits(len(y)):
-                    rows.project_into(out[source], matrix, group_number == 0, norm, precision)
+                    rows.project_into(out[source], matrix, first, norm, precision)
                 with compute_precision(precision, device), norms:
-                    rows.add(grad_fn(free, fixed, buffers, x, y), names, len(y))
-                if group_number == 0:
-                    with torch.no_grad():
-                        p = torch.softmax(model(x), dim=1).gather(1, y[:, None]).squeeze(1)
-                    out_to_loss[source][seen : seen + len(y)] = (1 - p).cpu()
+                    grads, p_y = grad_fn(free, fixed, buffers, x, y)
+                rows.add(grads, names, len(y))
+                if first:
+                    out_to_loss[source][seen : seen + len(y)] = (1 - p_y).cpu()
                 bar.update(len(y))
             if rows.filled:
-                rows.project_into(out[source], matrix, group_number == 0, norm, precision)
+                rows.project_into(out[source], matrix, first, norm, precision)
             if rows.seen != n:
                 raise AttributionError(
                     f"the {source} data yielded {rows.seen} examples, expected {n}"

@@ -28,16 +28,16 @@ the
 * **Precision**: gradients, projections and scores in float32 by default (traker: float16 by
   default on GPU), or bf16/tf32 (``precision``; :mod:`modelkin.precision`); at bf16, batch,
   instance and layer norms run in float32 (``vmap(grad)`` refuses them on a bfloat16 input with
-  float32 statistics); the kernel is formed and inverted in float64 (spectrum, then Cholesky).
+  float32 statistics); the kernel is formed and inverted in float64 (Cholesky); on a CPU the
+  float32 projection runs on oneDNN's linear kernel (1.2x faster than the BLAS behind ``@``).
 * **Projection matrix**: generated once per checkpoint, on the compute device, and reused for every
   batch of training and target examples (traker's CPU projector regenerates it block by block for
   every batch, which dominates its running time). Each parameter tensor's rows are drawn in blocks
-  of
-  2¹⁶ rows from their own seed (``numpy.random.SeedSequence([seed, checkpoint index, tensor,
-  block])``), so the matrix does not depend on batch size or on how the parameters are grouped when
-  the matrix does not fit the memory budget (then parameter groups are processed one after the
-  other, each group's block generated once). CPU and CUDA generators give different — equally valid
-  — matrices.
+  of 2¹² rows from their own seed (``numpy.random.SeedSequence([seed, checkpoint index, tensor,
+  block])``), in parallel on a CPU, so the matrix does not depend on batch size, on the number of
+  threads or on how the parameters are grouped when the matrix does not fit the memory budget
+  (then parameter groups are processed one after the other, each group's block generated once).
+  CPU and CUDA generators give different — equally valid — matrices.
 * **Soft-thresholding** of the paper (Section 3.4) is not applied, as in the library.
 * **Out-to-loss weighting — switchable** (``out_to_loss``, default True as in traker): the factor
   (1/M Σ_m Q_m) scales each training example's row. On well-fit models it spans several orders of
@@ -94,37 +94,61 @@ def kernel_inverse(
 ) -> tuple[torch.Tensor, float, dict[str, float]]:
     """(ΦᵀΦ + λI)⁻¹ (float64), the scale it is divided by (1, or its mean absolute entry with
     ``rescale_inverse``) and the kernel's λ and condition number, from the k × k ``gram`` = ΦᵀΦ
-    of ``n`` training examples."""
+    of ``n`` training examples.
+
+    λ = ``ridge`` × the mean eigenvalue (the trace / k). The condition number is estimated by
+    power iteration on the kernel and on its inverse (within 1% on projected gradients, at a third
+    of the time of the full spectrum); where the estimate exceeds 1e9 the spectrum decides whether
+    the kernel is singular (beyond 1e12 its inverse is noise in float64).
+    """
     k = gram.shape[0]
     gram = gram.to(torch.float64)
-    # the spectrum alone (for λ, the rank check and the condition number), then a Cholesky
-    # inverse: together 0.8x the time of a full eigendecomposition
-    eigenvalues = torch.linalg.eigvalsh(gram)
-    top = float(eigenvalues[-1].clamp_min(0))
-    if top == 0.0:
+    trace = float(gram.diagonal().sum())
+    if trace <= 0.0:
         raise AttributionError(
             "all training gradients are zero; the checkpoint's outputs do not depend on its "
             "parameters"
         )
-    lam = ridge * float(eigenvalues.clamp_min(0).mean())
-    shifted = eigenvalues.clamp_min(0) + lam
-    smallest = float(shifted[0])
-    # float64 holds ~16 digits; beyond 1e12 the inverse is noise.
-    if smallest <= top * 1e-12:
-        raise _singular_kernel(eigenvalues, top, n)
+    lam = ridge * trace / k
     shifted_gram = gram + lam * torch.eye(k, dtype=gram.dtype, device=gram.device)
     try:
         inverse = torch.cholesky_inverse(torch.linalg.cholesky(shifted_gram))
-    except torch.linalg.LinAlgError as err:  # rounding made a barely regular kernel indefinite
-        raise _singular_kernel(eigenvalues, top, n) from err
+    except torch.linalg.LinAlgError as err:  # singular, or rounding made it indefinite
+        raise _singular_kernel(torch.linalg.eigvalsh(gram), n) from err
+    condition = _largest_eigenvalue(shifted_gram) * _largest_eigenvalue(inverse)
+    if not condition < _SUSPECT_CONDITION:  # also catches a NaN
+        eigenvalues = torch.linalg.eigvalsh(gram)
+        top = float(eigenvalues[-1].clamp_min(0))
+        smallest = float(eigenvalues[0].clamp_min(0)) + lam
+        if smallest <= top * 1e-12:
+            raise _singular_kernel(eigenvalues, n)
+        condition = top / smallest
     scale = float(inverse.abs().mean()) if rescale_inverse else 1.0
-    info = {"lambda": lam, "inverse_scale": scale, "condition_number": top / smallest + 0.0}
+    info = {"lambda": lam, "inverse_scale": scale, "condition_number": condition + 0.0}
     return inverse, scale, info
 
 
-def _singular_kernel(eigenvalues: torch.Tensor, top: float, n: int) -> AttributionError:
-    """The error for a singular ΦᵀΦ of ``n`` training examples, with its rank and the fix."""
+_SUSPECT_CONDITION = 1e9  # power iteration's estimate is within a few % of this, never 1000x low
+
+
+def _largest_eigenvalue(symmetric: torch.Tensor, iterations: int = 64) -> float:
+    """The largest eigenvalue of a positive semi-definite matrix, by power iteration from a
+    fixed random start (the Rayleigh quotient, never above the true value)."""
+    generator = torch.Generator(device=symmetric.device).manual_seed(0)
+    v = torch.randn(
+        symmetric.shape[0], dtype=symmetric.dtype, device=symmetric.device, generator=generator
+    )
+    for _ in range(iterations):
+        v = symmetric @ v
+        v = v / v.norm()
+    return float(v @ (symmetric @ v))
+
+
+def _singular_kernel(eigenvalues: torch.Tensor, n: int) -> AttributionError:
+    """The error for a singular ΦᵀΦ (spectrum ``eigenvalues``) of ``n`` training examples, with
+    its rank and the fix."""
     k = len(eigenvalues)
+    top = float(eigenvalues[-1].clamp_min(0))
     return AttributionError(
         f"ΦᵀΦ is singular (rank {int((eigenvalues > top * 1e-12).sum())} of {k}"
         + (f"; proj_dim {k} exceeds the {n} training examples" if k > n else "")
