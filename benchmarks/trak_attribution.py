@@ -58,7 +58,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--repeats",
         type=int,
-        default=2,
+        default=3,
         help="runs of each library, alternating; the best is reported (the first run of "
         "either pays the device's one-time start-up: cuBLAS, cuSOLVER, kernel caches)",
     )
