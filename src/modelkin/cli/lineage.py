@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--alpha", type=float, help="edge threshold on the combined p-value (default: the "
-        "references' alpha)",
+        "schema's lineage.alpha, stricter than a single verdict's, since one false edge merges "
+        "two families)",
     )  # fmt: skip
     p.add_argument(
         "-o", "--output", metavar="DIR", help="write edges.csv, families.csv and trees.png here"

@@ -275,7 +275,9 @@ def folder_lineage(
 ) -> FolderLineage:
     """Families and trees of ``checkpoints`` (modelkin checkpoint files) from their calibrated
     p-values against ``references`` (the distance stage's reference files, one per method);
-    ``alpha`` defaults to the references' (the smallest); ``settings``: a ``lineage`` section."""
+    ``alpha`` defaults to ``settings``' or the schema's ``lineage.alpha`` (not the references'
+    verdict alpha: one false edge merges two families, docs/lineage.md); ``settings``: a
+    ``lineage`` section."""
     from ..checkpoint import read_metadata
     from .direction import model_statistics
     from .graph import headline_metrics, pair_evidence
@@ -291,8 +293,6 @@ def folder_lineage(
     lineages, scored = recorded_lineages(labels)
     opened = [open_reference(r) for r in references]
     check_references(opened, lineages)
-    if alpha is None:
-        alpha = min(r.calibration.alpha for r in opened)
     chosen = KinshipSettings.from_dict(settings, alpha=alpha)
     tables, unjudged = {}, {}
     with tempfile.TemporaryDirectory(prefix="modelkin-lineage-") as tmp:
