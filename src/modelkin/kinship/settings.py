@@ -64,8 +64,8 @@ class KinshipSettings:
         cls, values: Mapping[str, Any] | None = None, *, alpha: float | None = None
     ) -> KinshipSettings:
         """Settings from a ``lineage`` section (missing keys: the schema's defaults); ``alpha``
-        stands in where the section sets none (``modelkin lineage`` passes ``--alpha`` or the
-        references' own), before the schema's default."""
+        stands in where the section sets none (``modelkin lineage`` passes ``--alpha``), before
+        the schema's default."""
         merged = schema_defaults()
         values = dict(values or {})
         direction = {**merged["direction"], **dict(values.pop("direction", None) or {})}
