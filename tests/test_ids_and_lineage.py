@@ -128,3 +128,30 @@ def test_modelgif_selection_models_are_never_compared():
     # nor do they share a seed with a compared model (no shared-seed shortcut either)
     seeds = {parse_model_id(m).init_seed for m in compared if isinstance(parse_model_id(m), ZooId)}
     assert not {parse_model_id(m).init_seed for m in selectors} & seeds
+
+
+def test_a_model_that_never_predicts_a_class_is_referenced_against_models_of_its_class_set():
+    """A model retrained without class 3, or made to forget it, predicts 9 classes: its settings
+    pair it with 9-class models, so two such models are not judged against 10-class pairs (on
+    which they would look related: they agree on every 3 by construction)."""
+    from modelkin.distances.reference import Side
+    from modelkin.distances.verdicts import setting_of_lineages
+
+    standard = lineage("P", algorithm="standard", init_seed=0, data_seed=0)
+    derived = {"parent": "P", "root_algorithm": "standard", "forget_class": 3}
+    retrained = lineage("R", derivation="retrain_without_class", **derived)
+    unlearned = lineage("U", derivation="unlearn_relabel", **derived)
+    transfer = lineage("T", derivation="transfer", classes=(3, 5, 6), **derived)
+    nine = (0, 1, 2, 4, 5, 6, 7, 8, 9)
+    assert standard.task_classes is None and retrained.task_classes == nine
+    assert unlearned.task_classes == nine and transfer.task_classes == (5, 6)
+    assert Side.of_lineage(retrained) == Side("lenet", "standard", nine)
+    assert setting_of_lineages(retrained, unlearned).key == (
+        "digits:lenet/standard[0,1,2,4,5,6,7,8,9]~lenet/standard[0,1,2,4,5,6,7,8,9]"
+    )
+    assert setting_of_lineages(standard, unlearned).key == (
+        "digits:lenet/standard~lenet/standard[0,1,2,4,5,6,7,8,9]"
+    )
+    # read from a checkpoint's metadata, as derive writes it
+    meta = {**retrained.to_dict(), "forget_class": 3}
+    assert Lineage.from_metadata(meta).task_classes == nine

@@ -35,6 +35,7 @@ LINEAGE_KEYS = (
     "dataset",
     "num_classes",
     "classes",
+    "forget_class",
     "algorithm",
     "init_seed",
     "data_seed",
@@ -55,6 +56,7 @@ class Lineage:
     dataset: str
     num_classes: int
     classes: tuple[int, ...] | None = None
+    forget_class: int | None = None
     algorithm: str | None = None
     init_seed: int | None = None
     data_seed: int | None = None
@@ -101,6 +103,18 @@ class Lineage:
         own architecture trained with its root model's algorithm."""
         algorithm = self.root_algorithm if self.derived else self.algorithm
         return str(self.arch), str(algorithm or self.algorithm or "imported")
+
+    @property
+    def task_classes(self) -> tuple[int, ...] | None:
+        """The classes the model was made to predict: its class subset (None: every class of its
+        head) less the class it was retrained without or made to forget (``forget_class``).
+
+        Two models that both never predict class 3 agree on every image of a 3 by construction,
+        so they are compared against models of the same class set, not against 10-class ones."""
+        if self.forget_class is None:
+            return self.classes
+        classes = self.classes if self.classes is not None else range(int(self.num_classes))
+        return tuple(c for c in classes if c != self.forget_class)
 
     @property
     def task(self) -> tuple[str, int, tuple[int, ...] | None]:

@@ -2,7 +2,8 @@
 
 A *setting* is what a comparison is specific to: the data set of the probe, and for each side
 its architecture, its training algorithm (a derived model counts with its root model's) and its
-class set (a transfer to classes 5-9 is compared with 5-class models, not 10-class ones).
+class set (a transfer to classes 5-9 is compared with 5-class models, not 10-class ones; a model
+retrained without class 3, or made to forget it, with models that do not predict 3 either).
 
 The *reference* of a setting is its unrelated pairs (no shared lineage, no shared seed): their
 mean distance (the normalised distance is distance / mean, as in Zest's README: 1 = as far as
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..lineage import Lineage
 from .calibration import NOT_ENOUGH, Judgement
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,12 @@ class Side:
         classes = match["classes"]
         parsed = tuple(int(c) for c in classes.split(",") if c) if classes is not None else None
         return cls(match["arch"], match["algorithm"], parsed)
+
+    @classmethod
+    def of_lineage(cls, lineage: Lineage) -> Side:
+        """A model's side: its architecture and algorithm (a derived model's root's), and the
+        classes it predicts (:attr:`~modelkin.lineage.Lineage.task_classes`)."""
+        return cls(*lineage.profile, lineage.task_classes)
 
 
 @dataclass(frozen=True)

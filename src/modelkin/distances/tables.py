@@ -89,10 +89,8 @@ class Member:
 
 
 def side_of(member: Member) -> Side:
-    """A member's side of a setting: its architecture, algorithm (a derived model's root's) and
-    class set."""
-    arch, algorithm = member.profile
-    return Side(arch, algorithm, member.lineage.classes)
+    """A member's side of a setting (:meth:`Side.of_lineage`)."""
+    return Side.of_lineage(member.lineage)
 
 
 def setting_of(a: Member, b: Member) -> Setting:

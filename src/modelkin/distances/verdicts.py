@@ -114,7 +114,7 @@ def setting_of_signatures(a: Signature, b: Signature) -> Setting:
 
 
 def setting_of_lineages(la: Lineage, lb: Lineage) -> Setting:
-    return Setting.of(la.dataset, Side(*la.profile, la.classes), Side(*lb.profile, lb.classes))
+    return Setting.of(la.dataset, Side.of_lineage(la), Side.of_lineage(lb))
 
 
 def check_sufficient(reference: ReferenceFile, key: str, *, allow_insufficient: bool) -> None:
