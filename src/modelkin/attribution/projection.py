@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # Rows of the projection matrix drawn from one seed. Small enough that the blocks of one tensor
 # (LeNet's fc1: 48,000 rows) are drawn in parallel: a generator is sequential, so one block per
-# tensor keeps all but one core idle (0.35 s vs 0.15 s for LeNet's 61,706 x 1,024 on 2 cores).
+# tensor keeps all but one core idle (0.32 s vs 0.20 s for LeNet's 61,706 x 1,024 on 2 cores).
 BLOCK_ROWS = 1 << 12
 IDENTITY_MAX_PARAMS = 20_000  # without projection the kernel is P x P
 
