@@ -103,19 +103,20 @@ class GradientProjector:
 
     def matrix(self, names: Sequence[str]) -> torch.Tensor | None:
         """Rows of M for the tensors ``names`` (in that order); None for the identity."""
-        if self.proj_dim is None:
+        proj_dim = self.proj_dim
+        if proj_dim is None:
             return None
         sizes = dict(self.param_sizes)
         # filled in place, block by block: a concatenation would copy the whole matrix once more
-        matrix = torch.empty(sum(sizes[name] for name in names), self.proj_dim, device=self.device)
+        matrix = torch.empty(sum(sizes[name] for name in names), proj_dim, device=self.device)
         blocks = []
         row = 0
         for name in names:
             t = self.tensor_index[name]
             rows = sizes[name]
-            for block, start in enumerate(range(0, rows, BLOCK_ROWS)):
+            for index, start in enumerate(range(0, rows, BLOCK_ROWS)):
                 n = min(BLOCK_ROWS, rows - start)
-                blocks.append((row, n, _block_seed(self.seed, self.index, t, block)))
+                blocks.append((row, n, _block_seed(self.seed, self.index, t, index)))
                 row += n
 
         def fill(block: tuple[int, int, int]) -> None:
@@ -124,7 +125,7 @@ class GradientProjector:
             if self.proj_type == "gaussian":
                 matrix[start : start + n].normal_(generator=generator)
             else:
-                matrix[start : start + n] = _rademacher(n, self.proj_dim, generator, self.device)
+                matrix[start : start + n] = _rademacher(n, proj_dim, generator, self.device)
 
         workers = torch.get_num_threads() if self.device.type == "cpu" else 1
         if workers > 1 and len(blocks) > 1:
