@@ -23,7 +23,7 @@ from ..errors import InputError, MissingFileError
 from ..lineage import Lineage
 from ..progress import progress
 from ..signatures import Signature, get_method, read_signature
-from .calibration import CalibrationSettings, NullFit, judge_new
+from .calibration import PAIRWISE_MODELS, CalibrationSettings, NullFit, judge_new, set_statistics
 from .reference import InsufficientReference, ReferenceDistance, Setting, Side, Verdict
 
 REFERENCE_KIND = "modelkin-reference-distances"
@@ -71,7 +71,7 @@ class ReferenceFile:
         models = self.document.get("models") or {}
         pairs = [tuple(p) for p in entry.get("pairs", [])]
         logs = np.asarray(stored.get("log_distances", []), dtype=np.float64)
-        if len(logs) != len(pairs) and self.calibration.model != "pairwise":
+        if len(logs) != len(pairs) and self.calibration.model not in PAIRWISE_MODELS:
             raise InputError(
                 f"{self.path} lacks the unrelated pairs' distances that the "
                 f"{self.calibration.model} null needs; rebuild it with snakemake"
@@ -84,6 +84,13 @@ class ReferenceFile:
         )
         fit.mu, fit.sigma, fit.df = stored["mu"], stored["sigma"], stored["df"]
         fit.effects = dict(stored.get("effects") or {})
+        if self.calibration.model == "ranked":
+            if "pair_statistics" not in stored:
+                raise InputError(
+                    f"{self.path} lacks the unrelated pairs' statistics that the ranked null "
+                    "needs (a file of an older modelkin); rebuild it with snakemake"
+                )
+            set_statistics(fit, stored["pair_statistics"])
         return fit
 
 
