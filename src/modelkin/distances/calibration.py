@@ -115,6 +115,7 @@ class NullFit:
     index: dict[str, int] = field(default_factory=dict)
     residuals: np.ndarray | None = None
     leverages: np.ndarray | None = None
+    deleted: np.ndarray | None = None  # each pair's deleted residual (pairwise models)
     rows: dict[frozenset[str], int] = field(default_factory=dict)
     # ``ranked``: each unrelated pair's deleted t (NaN where either model lacks partners), and
     # the finite ones sorted: what a pair's t is ranked among
@@ -209,14 +210,15 @@ def fit_null(
     fit.inverse_gram = inverse
     fit.residuals = residuals
     fit.leverages = leverages
+    fit.deleted = _deleted_residuals(fit)
     if settings.model == "ranked":
         set_statistics(fit, _deleted_statistics(fit))
     return fit
 
 
-def _deleted_statistics(fit: NullFit) -> np.ndarray:
-    """Each unrelated pair's deleted (externally studentised) residual, as :func:`judge` computes
-    it for that pair; NaN where either model has fewer than ``min_partners`` unrelated families."""
+def _deleted_residuals(fit: NullFit) -> np.ndarray:
+    """Each unrelated pair's deleted (externally studentised) residual: its residual in the fit
+    without its own distance, over that fit's scale (NaN where that scale is 0)."""
     assert fit.residuals is not None and fit.leverages is not None
     h = np.minimum(fit.leverages, 1.0 - 1e-12)
     e = fit.residuals
@@ -224,7 +226,13 @@ def _deleted_statistics(fit: NullFit) -> np.ndarray:
     sse = float((e**2).sum())
     s_deleted = np.sqrt(np.maximum(sse - e * e / (1.0 - h), 0.0) / (rank_dof - 1))
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(s_deleted > 0, e / (s_deleted * np.sqrt(1.0 - h)), np.nan)
+        return np.where(s_deleted > 0, e / (s_deleted * np.sqrt(1.0 - h)), np.nan)
+
+
+def _deleted_statistics(fit: NullFit) -> np.ndarray:
+    """The deleted residuals that :func:`judge` gives the unrelated pairs; NaN where either model
+    has fewer than ``min_partners`` unrelated families (such a pair gets no verdict)."""
+    assert fit.deleted is not None
     partners: dict[str, set[str]] = {}
     for a, b in fit.pairs:
         partners.setdefault(a, set()).add(fit.families[b])
@@ -236,7 +244,7 @@ def _deleted_statistics(fit: NullFit) -> np.ndarray:
         ],
         dtype=bool,
     )
-    return np.where(enough, t, np.nan)
+    return np.where(enough, fit.deleted, np.nan)
 
 
 def set_statistics(fit: NullFit, pair_statistics: Sequence[float | None] | np.ndarray) -> None:
@@ -330,14 +338,10 @@ def _judge_pairwise(fit: NullFit, a: str, b: str, log_d: float, own: int | None)
         t = (log_d - expected) / (fit.sigma * math.sqrt(1.0 + leverage))
     else:
         # Deleted (externally studentised) residual: the fit without this pair.
-        assert fit.leverages is not None
+        assert fit.leverages is not None and fit.deleted is not None
         h = min(float(fit.leverages[own]), 1.0 - 1e-12)
-        e = float(fit.residuals[own])
-        rank_dof = max(fit.n_pairs - int(round(fit.leverages.sum())), 2)
-        sse = float((fit.residuals**2).sum())
-        s_deleted = math.sqrt(max(sse - e * e / (1.0 - h), 0.0) / (rank_dof - 1))
-        expected = log_d - e / (1.0 - h)
-        t = e / (s_deleted * math.sqrt(1.0 - h)) if s_deleted > 0 else float("nan")
+        expected = log_d - float(fit.residuals[own]) / (1.0 - h)
+        t = float(fit.deleted[own])
         df = max(df - 1.0, 0.0)
     return _verdict(fit, log_d, expected, t, _p_value(fit, t, df, own), n, families, df)
 
