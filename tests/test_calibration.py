@@ -151,7 +151,7 @@ def test_a_null_read_back_from_the_reference_file_judges_new_pairs_as_the_fit_do
     the verdict the in-memory fit gives (lognormal and empirical need the stored distances)."""
     import json
 
-    from modelkin.distances.calibration import judge_new
+    from modelkin.distances.new_models import judge_new
     from modelkin.distances.verdicts import REFERENCE_KIND, ReferenceFile
 
     rng = np.random.default_rng(3)

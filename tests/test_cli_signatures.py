@@ -124,9 +124,29 @@ def test_distance_gives_a_calibrated_verdict_against_a_reference(zest_files, ref
     cos = payload["verdicts"]["cos"]
     assert cos["verdict"] == "unrelated" and 0.01 < cos["p_value"] <= 1  # two independent seeds
     assert cos["reference_families"] == 6 and cos["alpha"] == 0.01
+    # the error rate measured on the reference: each pair of its 6 independent models judged once,
+    # held out of it, like this pair
+    assert payload["held_out"]["pool"] == "both" and payload["held_out"]["judged"] == 15
     assert main(["distance", str(a), str(b), "--reference", str(reference)]) == 0
     text = capsys.readouterr().out
     assert f"against the unrelated pairs of setting {SETTING}" in text and "p = " in text
+    assert "error rate of this verdict, measured:" in text and "of 15 pairs" in text
+
+
+def test_a_verdict_states_the_error_rate_measured_on_held_out_models():
+    from modelkin.distances.calibration import Judgement
+    from modelkin.distances.new_models import HeldOutCheck
+    from modelkin.distances.reference import ReferenceDistance, Verdict
+    from modelkin.distances.verdicts import describe_verdicts
+
+    reference = ReferenceDistance("cos", SETTING, 0.2, 0.05, 66, 12, 5)
+    judgement = Judgement(-3.0, -1.6, -4.0, 0.002, "related", 66, 12, 54.0)
+    verdict = Verdict.of("cos", 0.05, reference, judgement, alpha=0.01, model="ranked")
+    lines = describe_verdicts(SETTING, {"cos": verdict}, "cos", HeldOutCheck("both", 3, 250))
+    assert lines[-2] == "verdict (cos): related (p = 0.002, alpha 0.01)"
+    assert lines[-1].startswith("error rate of this verdict, measured: 1.2% of 250 pairs")
+    unmeasured = describe_verdicts(SETTING, {"cos": verdict}, "cos", HeldOutCheck("both", 0, 0))
+    assert unmeasured[-1].startswith("error rate of this verdict: not measured")
 
 
 def test_distance_refuses_signatures_from_different_probes(

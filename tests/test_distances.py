@@ -497,10 +497,22 @@ def test_distance_table_relations_references_and_verdicts(tmp_path):
         "relation",
         "setting",
     } <= set(frame.columns)
-    relatedness = relatedness_table(tmp_path / "zest.csv", tmp_path / "rel.csv", alpha=0.01)
+    relatedness = relatedness_table(
+        tmp_path / "zest.csv",
+        tmp_path / "rel.csv",
+        alpha=0.01,
+        reference=tmp_path / "zest_reference.json",
+    )
     finetune = relatedness[
         (relatedness["derivation"] == "finetune") & (relatedness["metric"] == "cos")
     ].iloc[0]
+    # the headline's verdicts on held-out unrelated models, from the reference file
+    # (two families held out of 6 leave 4, too few for a verdict: measured as not measurable)
+    checks = table.held_out[setting]
+    assert checks["member"].judged > 0 and checks["both"].judged == 0
+    assert finetune["fpr_held_out_member"] == pytest.approx(checks["member"].rate)
+    assert np.isnan(finetune["fpr_held_out_both"])
+    assert relatedness.loc[relatedness["metric"] == "l1", "fpr_held_out_both"].isna().all()
     # positives: zoo0-child, zoo1-its child; negatives: independent pairs that involve zoo0 or zoo1
     assert finetune["n_positive"] == 2 and finetune["auc"] == 1.0
     assert finetune["auc_normalised"] == 1.0 and finetune["auc_calibrated"] == 1.0

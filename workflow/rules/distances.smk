@@ -59,6 +59,7 @@ rule distance_heatmap:
 rule relatedness:
     input:
         f"{R}/distances/{{method}}.csv",
+        reference=f"{R}/distances/{{method}}_reference.json",
     output:
         report(
             f"{R}/relatedness/{{method}}.csv",

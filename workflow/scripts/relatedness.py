@@ -7,4 +7,5 @@ with snakemake_job(snakemake):
         snakemake.output[0],
         method=snakemake.wildcards.method,
         alpha=snakemake.params.alpha,
+        reference=snakemake.input.reference,
     )

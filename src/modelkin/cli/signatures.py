@@ -201,6 +201,7 @@ def _distance(args: argparse.Namespace) -> int:
     distances = signature_distances(a, b, args.metric)
     judged: dict = {}
     key = None
+    held_out = None
     if args.reference:
         reference = load_reference(args.reference, a.method)
         key, judged = verdicts(
@@ -211,6 +212,7 @@ def _distance(args: argparse.Namespace) -> int:
             args.setting,
             allow_insufficient=args.allow_insufficient_reference,
         )
+        held_out = reference.held_out(key).get("both")
     if args.json:
         document = {
             "method": a.method,
@@ -219,6 +221,7 @@ def _distance(args: argparse.Namespace) -> int:
             "distances": distances,
             "setting": key,
             "verdicts": {m: vars(v) for m, v in judged.items()},
+            "held_out": held_out.to_dict() if held_out else None,
         }
         print(json.dumps(document, indent=2))
         return 0
@@ -230,7 +233,8 @@ def _distance(args: argparse.Namespace) -> int:
             f"{info.range[0]:g}..{info.range[1]:g}, lower = more alike)"
         )
     if judged:
-        for line in describe_verdicts(str(key), judged, get_method(a.method).headline.metric):
+        headline = get_method(a.method).headline.metric
+        for line in describe_verdicts(str(key), judged, headline, held_out):
             print(line)
     return 0
 

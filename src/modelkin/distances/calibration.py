@@ -33,6 +33,10 @@ t the ranks run out, and the p-value continues with the t-tail's shape, ``P(T <=
 P(T <= t_min) / (1 + n)``, so that a fine-tuned copy far beyond every unrelated pair still gets
 the small p-value that the family trees' ``alpha`` of 0.0001 needs.
 
+Models outside the fit (a user's suspect, ``modelkin compare``) are judged by
+:mod:`.new_models`: their statistic is ranked among held-out families' statistics, made the way
+theirs is, not among the fitted pairs' own.
+
 ``model="lognormal"`` ignores model effects (one normal of log d per setting, Student-t
 predictive); ``model="empirical"`` counts: p = (1 + #{unrelated pairs at most as far}) / (1 + n),
 whose smallest value is 1 / (1 + n). Both are there to check the pairwise model against; the
@@ -121,6 +125,13 @@ class NullFit:
     # the finite ones sorted: what a pair's t is ranked among
     pair_statistics: np.ndarray | None = None
     statistics: np.ndarray | None = None
+    # ``ranked``: what a model outside the fit is ranked among (:mod:`.new_models`), sorted: the
+    # statistics of held-out families' members judged as new models, against a model of the fit
+    # ("member") or against each other ("both")
+    new_statistics: dict[str, np.ndarray] = field(default_factory=dict)
+    # computed once on first use (the pairs never change)
+    _partner_counts: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _n_families: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_pairs(self) -> int:
@@ -128,7 +139,9 @@ class NullFit:
 
     @property
     def n_families(self) -> int:
-        return len({self.families[m] for pair in self.pairs for m in pair})
+        if self._n_families is None:
+            self._n_families = len({self.families[m] for pair in self.pairs for m in pair})
+        return self._n_families
 
     @property
     def sufficient(self) -> bool:
@@ -136,9 +149,13 @@ class NullFit:
 
     def partners(self, model: str) -> int:
         """How many unrelated families ``model`` has a distance to in the null."""
-        return len(
-            {self.families[b if a == model else a] for a, b in self.pairs if model in (a, b)}
-        )
+        if self._partner_counts is None:
+            partners: dict[str, set[str]] = {}
+            for a, b in self.pairs:
+                partners.setdefault(a, set()).add(self.families[b])
+                partners.setdefault(b, set()).add(self.families[a])
+            self._partner_counts = {m: len(f) for m, f in partners.items()}
+        return self._partner_counts.get(model, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +180,16 @@ class NullFit:
                 if self.pair_statistics is not None
                 else {}
             ),
+            **(
+                {
+                    "new_statistics": {
+                        pool: [float(x) for x in values]
+                        for pool, values in self.new_statistics.items()
+                    }
+                }
+                if self.new_statistics
+                else {}
+            ),
         }
 
 
@@ -174,11 +201,41 @@ def family_degrees_of_freedom(n_families: int, n_pairs: int, n_parameters: int) 
 
 def fit_null(
     pairs: Sequence[tuple[str, str]],
-    distances: Sequence[float],
+    distances: Sequence[float] | np.ndarray,
+    families: Mapping[str, str],
+    settings: CalibrationSettings,
+    *,
+    held_out: Sequence[str] = ("member", "both"),
+) -> NullFit:
+    """Fit the null of one setting on its unrelated pairs (distances > 0).
+
+    ``ranked`` also gets the statistics that models outside the fit are ranked among, for the
+    ``held_out`` pools (:func:`.new_models.held_out_statistics`; ``()``: none)."""
+    fit = fit_effects(pairs, distances, families, settings)
+    if fit.inverse_gram is None:
+        return fit
+    design = _design(fit.pairs, fit.index)
+    fit.residuals = fit.log_distances - design @ np.r_[fit.mu, [fit.effects[m] for m in fit.index]]
+    fit.leverages = np.einsum("ij,jk,ik->i", design, fit.inverse_gram, design, optimize=True)
+    fit.deleted = _deleted_residuals(fit)
+    if settings.model == "ranked":
+        set_statistics(fit, _deleted_statistics(fit))
+        if held_out:
+            # new_models judges outside models by refitting this module's null without them
+            from .new_models import held_out_statistics
+
+            fit.new_statistics = held_out_statistics(fit, held_out)
+    return fit
+
+
+def fit_effects(
+    pairs: Sequence[tuple[str, str]],
+    distances: Sequence[float] | np.ndarray,
     families: Mapping[str, str],
     settings: CalibrationSettings,
 ) -> NullFit:
-    """Fit the null of one setting on its unrelated pairs (distances > 0)."""
+    """The null's model alone (mu, effects, sigma, df; for the pairwise models also (X'X)^+),
+    without the unrelated pairs' own statistics: what models outside the fit are judged by."""
     values = np.asarray(distances, dtype=np.float64)
     keep = np.isfinite(values) & (values > 0)
     pairs = [p for p, k in zip(pairs, keep, strict=True) if k]
@@ -195,24 +252,15 @@ def fit_null(
     models = sorted({m for pair in pairs for m in pair})
     fit.index = {m: i for i, m in enumerate(models)}
     design = _design(pairs, fit.index)
-    gram = design.T @ design
-    inverse = np.linalg.pinv(gram)
-    coef = inverse @ design.T @ logs
-    fitted = design @ coef
-    residuals = logs - fitted
-    leverages = np.einsum("ij,jk,ik->i", design, inverse, design)
-    rank = int(np.linalg.matrix_rank(gram))
+    inverse, rank = _pseudo_inverse(design.T @ design)
+    coef = inverse @ (design.T @ logs)
+    residuals = logs - design @ coef
     fit.df = family_degrees_of_freedom(fit.n_families, len(logs), rank)
     fit.mu = float(coef[0])
     fit.effects = {m: float(coef[1 + i]) for m, i in fit.index.items()}
     dof = max(len(logs) - rank, 1)
     fit.sigma = float(np.sqrt((residuals**2).sum() / dof))
     fit.inverse_gram = inverse
-    fit.residuals = residuals
-    fit.leverages = leverages
-    fit.deleted = _deleted_residuals(fit)
-    if settings.model == "ranked":
-        set_statistics(fit, _deleted_statistics(fit))
     return fit
 
 
@@ -233,16 +281,9 @@ def _deleted_statistics(fit: NullFit) -> np.ndarray:
     """The deleted residuals that :func:`judge` gives the unrelated pairs; NaN where either model
     has fewer than ``min_partners`` unrelated families (such a pair gets no verdict)."""
     assert fit.deleted is not None
-    partners: dict[str, set[str]] = {}
-    for a, b in fit.pairs:
-        partners.setdefault(a, set()).add(fit.families[b])
-        partners.setdefault(b, set()).add(fit.families[a])
+    least = fit.settings.min_partners
     enough = np.array(
-        [
-            min(len(partners[a]), len(partners[b])) >= fit.settings.min_partners
-            for a, b in fit.pairs
-        ],
-        dtype=bool,
+        [min(fit.partners(a), fit.partners(b)) >= least for a, b in fit.pairs], dtype=bool
     )
     return np.where(enough, fit.deleted, np.nan)
 
@@ -254,14 +295,17 @@ def set_statistics(fit: NullFit, pair_statistics: Sequence[float | None] | np.nd
     fit.statistics = np.sort(values[np.isfinite(values)])
 
 
-def _p_value(fit: NullFit, t: float, df: float, own: int | None = None) -> float:
-    """P(T <= t): the Student t's (``pairwise``), or ``t`` ranked among the unrelated pairs'
-    statistics without the pair's own (``ranked``), the t-tail's shape below the smallest."""
+def _p_value(
+    fit: NullFit, t: float, df: float, own: int | None = None, pool: str | None = None
+) -> float:
+    """P(T <= t): the Student t's (``pairwise``), or ``t`` ranked (``ranked``) among the unrelated
+    pairs' statistics without the pair's own, or among the ``pool`` of held-out statistics for
+    models outside the fit; the t-tail's shape below the smallest."""
     if fit.settings.model != "ranked":
         return _t_cdf(t, df)
-    if fit.statistics is None or np.isnan(t):
+    statistics = fit.statistics if pool is None else fit.new_statistics.get(pool)
+    if statistics is None or np.isnan(t):
         return float("nan")
-    statistics = fit.statistics
     own_value = None if own is None or fit.pair_statistics is None else fit.pair_statistics[own]
     if own_value is not None and np.isfinite(own_value):
         position = int(np.searchsorted(statistics, own_value))
@@ -278,14 +322,24 @@ def _p_value(fit: NullFit, t: float, df: float, own: int | None = None) -> float
     return min(1.0, _t_cdf(t, df) / smallest) / (1.0 + n)
 
 
+def _pseudo_inverse(gram: np.ndarray) -> tuple[np.ndarray, int]:
+    """(X'X)^+ and the rank of X'X, from one eigendecomposition (the cut-off of
+    ``np.linalg.matrix_rank``: singular values within max(M, N) * eps of the largest are 0)."""
+    values, vectors = np.linalg.eigh(gram)
+    magnitude = np.abs(values)
+    keep = magnitude > magnitude.max() * max(gram.shape) * np.finfo(gram.dtype).eps
+    inverse = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+    return inverse, int(keep.sum())
+
+
 def _design(pairs: Sequence[tuple[str, str]], index: Mapping[str, int]) -> np.ndarray:
     """Rows (1, e_x + e_y): an intercept and one effect per model (a sum-to-anything basis;
     the pseudo-inverse picks the minimum-norm coefficients, predictions are unique)."""
     design = np.zeros((len(pairs), 1 + len(index)))
     design[:, 0] = 1.0
-    for row, (a, b) in enumerate(pairs):
-        design[row, 1 + index[a]] += 1.0
-        design[row, 1 + index[b]] += 1.0
+    rows = np.arange(len(pairs))
+    design[rows, [1 + index[a] for a, _ in pairs]] += 1.0
+    design[rows, [1 + index[b] for _, b in pairs]] += 1.0
     return design
 
 
@@ -348,74 +402,6 @@ def _judge_pairwise(fit: NullFit, a: str, b: str, log_d: float, own: int | None)
 
 def _row_of(fit: NullFit, a: str, b: str) -> int | None:
     return fit.rows.get(frozenset((a, b)))
-
-
-def effect_of_new_model(fit: NullFit, log_distances: Mapping[str, float]) -> tuple[float, int]:
-    """A model outside the fit: its effect from its log distances to the fit's models (the median
-    of log d - mu - a_x, robust to a relative among them), and how many it rests on."""
-    values = [
-        log_d - fit.mu - fit.effects[x]
-        for x, log_d in log_distances.items()
-        if x in fit.effects and np.isfinite(log_d)
-    ]
-    return (float(np.median(values)) if values else float("nan")), len(values)
-
-
-def judge_new(
-    fit: NullFit,
-    distance: float,
-    distances_a: Mapping[str, float],
-    distances_b: Mapping[str, float],
-) -> Judgement:
-    """The verdict for two models that are not in the fit (e.g. a user's suspect and their own
-    model), from their distances to the fit's models (``pairwise``); the other models use the
-    null as a whole."""
-    settings = fit.settings
-    log_d = math.log(distance) if distance > 0 else -math.inf
-    if settings.model not in PAIRWISE_MODELS:
-        return judge(fit, "", "", distance)
-    log_a = {x: math.log(d) for x, d in distances_a.items() if d > 0}
-    log_b = {x: math.log(d) for x, d in distances_b.items() if d > 0}
-    effect_a, n_a = effect_of_new_model(fit, log_a)
-    effect_b, n_b = effect_of_new_model(fit, log_b)
-    families, df = fit.n_families, fit.df
-    if min(n_a, n_b) < settings.min_partners or not np.isfinite(fit.sigma):
-        return _verdict(
-            fit, log_d, float("nan"), float("nan"), float("nan"), fit.n_pairs, families, df
-        )
-    expected = fit.mu + effect_a + effect_b
-    t = (log_d - expected) / (fit.sigma * math.sqrt(1.0 + 1.0 / n_a + 1.0 / n_b))
-    return _verdict(fit, log_d, expected, t, _p_value(fit, t, df), fit.n_pairs, families, df)
-
-
-def judge_member_and_new(
-    fit: NullFit, member: str, distance: float, distances_new: Mapping[str, float]
-) -> Judgement:
-    """The verdict for a model of the fit (``member``, e.g. a victim whose unrelated pairs are in
-    the null) and a model outside it (a suspect), whose own effect comes from its distances to
-    the fit's models other than ``member`` (``pairwise``; the other null models judge the
-    distance against the null as a whole)."""
-    settings = fit.settings
-    if settings.model not in PAIRWISE_MODELS:
-        return judge(fit, "", "", distance)
-    log_d = math.log(distance) if distance > 0 else -math.inf
-    log_new = {x: math.log(d) for x, d in distances_new.items() if d > 0 and x != member}
-    effect, n_new = effect_of_new_model(fit, log_new)
-    families, df = fit.n_families, fit.df
-    usable = member in fit.index and fit.partners(member) >= settings.min_partners
-    if not usable or n_new < settings.min_partners or not np.isfinite(fit.sigma):
-        return _verdict(
-            fit, log_d, float("nan"), float("nan"), float("nan"), fit.n_pairs, families, df
-        )
-    assert fit.inverse_gram is not None
-    x0 = np.zeros(1 + len(fit.index))
-    x0[0] = 1.0
-    x0[1 + fit.index[member]] = 1.0
-    coefficients = np.concatenate([[fit.mu], [fit.effects[m] for m in fit.index]])
-    expected = float(x0 @ coefficients) + effect
-    leverage = float(x0 @ fit.inverse_gram @ x0)
-    t = (log_d - expected) / (fit.sigma * math.sqrt(1.0 + leverage + 1.0 / n_new))
-    return _verdict(fit, log_d, expected, t, _p_value(fit, t, df), fit.n_pairs, families, df)
 
 
 def _t_cdf(t: float, df: float) -> float:

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import InputError, MissingFileError
 from ..signatures import Signature, check_comparable, get_distance, get_method, read_signature
 from ..signatures.store import NO_PROBE
+from .new_models import HeldOutCheck
 from .reference import Verdict
 from .verdicts import (
     ReferenceFile,
@@ -99,6 +100,8 @@ class Comparison:
     probe: str | None = None
     probe_sha256: str | None = None
     reused: list[str] = field(default_factory=list)  # cached signatures used
+    # the headline's verdicts on held-out unrelated pairs judged like this one (the error rate)
+    held_out: HeldOutCheck | None = None
 
     @property
     def verdict(self) -> str | None:
@@ -118,6 +121,7 @@ class Comparison:
             "verdicts": {m: vars(v) for m, v in self.verdicts.items()},
             "verdict": self.verdict,
             "reused_signatures": self.reused,
+            "held_out": self.held_out.to_dict() if self.held_out else None,
         }
 
     def describe(self) -> str:
@@ -130,7 +134,9 @@ class Comparison:
             )
         if self.verdicts:
             headline = get_method(self.method).headline.metric
-            lines.extend(describe_verdicts(str(self.setting), self.verdicts, headline))
+            lines.extend(
+                describe_verdicts(str(self.setting), self.verdicts, headline, self.held_out)
+            )
         return "\n".join(lines)
 
 
@@ -218,6 +224,7 @@ def compare_checkpoints(
             comparison.setting, comparison.verdicts = verdicts(
                 signatures[0], signatures[1], distances, ref, setting, allow_insufficient=True
             )
+            comparison.held_out = ref.held_out(comparison.setting).get("both")
     return comparison
 
 

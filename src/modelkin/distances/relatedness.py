@@ -50,6 +50,8 @@ COLUMNS = (
     "tpr_at_alpha",
     "fpr_at_alpha",
     "n_independent",
+    "fpr_held_out_member",
+    "fpr_held_out_both",
     "retrained_related",
     "n_retrained",
     "no_verdict",
@@ -92,6 +94,7 @@ def relatedness_table(
     *,
     method: str | None = None,
     alpha: float = float("nan"),
+    reference: str | Path | None = None,
 ):
     """Per derivation kind and metric: how well the distance separates parent-vs-derived pairs
     (positives) from the unrelated pairs that involve those parents (negatives), as in ModelGiF's
@@ -104,7 +107,12 @@ def relatedness_table(
       ``tpr_at_alpha`` (positives called related), ``fpr_at_alpha``
       (every unrelated pair of the table called related: the realised false-positive rate),
       ``retrained_related`` (models retrained from scratch called related: a negative control),
-      ``no_verdict`` (positives without a verdict: not enough independent models).
+      ``no_verdict`` (positives without a verdict: not enough independent models);
+    - from the ``reference`` file, for the headline metric: ``fpr_held_out_member`` and
+      ``fpr_held_out_both``, the rate at which unrelated models held out of the null were called
+      related when judged as models outside it, against one of its models (a question's suspect)
+      or against each other (``modelkin compare``), over every setting with verdicts
+      (:func:`~modelkin.distances.new_models.held_out_check`).
     """
     import pandas as pd
 
@@ -113,6 +121,7 @@ def relatedness_table(
     relations = frame["relation"].astype(str) if len(frame) else pd.Series([], dtype=str)
     independent = frame[relations == "independent"]
     retrained = frame[relations.str.startswith("retrained")]
+    held_out = _held_out_rates(reference, method) if reference is not None else {}
     out_rows = []
     for kind, (positives, negatives, _) in relatedness_groups(frame).items():
         parents = set(positives["ancestor"].astype(str))
@@ -146,6 +155,8 @@ def relatedness_table(
                     "tpr_at_alpha": _rate(verdicts),
                     "fpr_at_alpha": _rate(independent[f"{m}_verdict"]),
                     "n_independent": len(independent),
+                    "fpr_held_out_member": held_out.get(m, {}).get("member", float("nan")),
+                    "fpr_held_out_both": held_out.get(m, {}).get("both", float("nan")),
                     "retrained_related": _rate(retrained[f"{m}_verdict"]),
                     "n_retrained": len(retrained),
                     "no_verdict": _rate(verdicts, NOT_ENOUGH),
@@ -158,6 +169,21 @@ def relatedness_table(
         with atomic_path(output) as tmp:
             table.to_csv(tmp, index=False)
     return table
+
+
+def _held_out_rates(reference: str | Path, method: str) -> dict[str, dict[str, float]]:
+    """metric -> pool -> false positives / judged over the reference's settings."""
+    from .verdicts import load_reference
+
+    file = load_reference(reference, method)
+    counts: dict[str, list[int]] = {}
+    for setting in file.settings():
+        for pool, check in file.held_out(setting).items():
+            total = counts.setdefault(pool, [0, 0])
+            total[0] += check.false_positives
+            total[1] += check.judged
+    headline = get_method(method).headline.metric
+    return {headline: {pool: fp / n if n else float("nan") for pool, (fp, n) in counts.items()}}
 
 
 def _mean(values) -> float:

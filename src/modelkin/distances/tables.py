@@ -34,6 +34,7 @@ from ..io import atomic_path, write_json
 from ..lineage import Lineage, ancestor_of_pair, family, relation
 from ..signatures import Signature, check_comparable, get_method, read_signature
 from .calibration import CalibrationSettings, NullFit, fit_null, judge
+from .new_models import POOLS, HeldOutCheck, held_out_check
 from .reference import ReferenceDistance, Setting, Side, Verdict, reference_distance
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class DistanceTable:
     probes: dict[str, str] = field(default_factory=dict)  # dataset -> probe sha256
     signature_params: dict[str, Any] = field(default_factory=dict)
     probe_paths: dict[str, str] = field(default_factory=dict)  # dataset -> probe file
+    # setting key -> pool -> the headline metric's verdicts on held-out unrelated models
+    held_out: dict[str, dict[str, HeldOutCheck]] = field(default_factory=dict)
 
     def frame(self):
         import pandas as pd
@@ -199,6 +202,11 @@ def distance_table(
                 row[metric] = float(matrix[metric][i, j])
             rows.append(row)
     references, nulls = _references(rows, metrics, families, settings, on_insufficient_reference)
+    held_out = {
+        setting: held_out_check(by_metric[metrics[0]], POOLS)
+        for setting, by_metric in nulls.items()
+        if by_metric[metrics[0]].sufficient and settings.model == "ranked"
+    }
     for row in rows:
         for metric in metrics:
             reference = references[row["setting"]][metric]
@@ -231,6 +239,7 @@ def distance_table(
         probes,
         signature_params,
         probe_paths,
+        held_out,
     )
 
 
@@ -292,6 +301,7 @@ def reference_document(table: DistanceTable, folder: str | Path = ".") -> dict[s
         )
         for m in table.members
     }
+    headline = get_method(table.method).headline.metric
     return {
         "kind": "modelkin-reference-distances",
         "method": table.method,
@@ -305,6 +315,11 @@ def reference_document(table: DistanceTable, folder: str | Path = ".") -> dict[s
                     **reference.to_dict(),
                     "null": table.nulls[setting][metric].to_dict(),
                     "pairs": [list(p) for p in table.nulls[setting][metric].pairs],
+                    **(
+                        {"held_out": {p: c.to_dict() for p, c in table.held_out[setting].items()}}
+                        if setting in table.held_out and metric == headline
+                        else {}
+                    ),
                 }
                 for metric, reference in refs.items()
             }

@@ -5,7 +5,7 @@ unrelated pairs and the fitted null (:mod:`.calibration`), and the signature fil
 the nulls were fitted on. Two signatures of the reference's method, on its probe, are judged
 against their setting's null: their distances to the reference models give each its own effect
 (how close it tends to be to unrelated models), and the pair's distance is compared with what
-that predicts (:func:`~modelkin.distances.calibration.judge_new`).
+that predicts (:func:`~modelkin.distances.new_models.judge_new`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from ..errors import InputError, MissingFileError
 from ..lineage import Lineage
 from ..progress import progress
 from ..signatures import Signature, get_method, read_signature
-from .calibration import PAIRWISE_MODELS, CalibrationSettings, NullFit, judge_new, set_statistics
+from .calibration import PAIRWISE_MODELS, CalibrationSettings, NullFit, set_statistics
+from .new_models import HeldOutCheck, judge_new
 from .reference import InsufficientReference, ReferenceDistance, Setting, Side, Verdict
 
 REFERENCE_KIND = "modelkin-reference-distances"
@@ -91,7 +92,24 @@ class ReferenceFile:
                     "needs (a file of an older modelkin); rebuild it with snakemake"
                 )
             set_statistics(fit, stored["pair_statistics"])
+            fit.new_statistics = {
+                pool: np.asarray(values, dtype=np.float64)
+                for pool, values in (stored.get("new_statistics") or {}).items()
+            }
+            if "both" not in fit.new_statistics:
+                raise InputError(
+                    f"{self.path} lacks the held-out statistics that the ranked null judges "
+                    "models outside it by (a file of an older modelkin); rebuild it with snakemake"
+                )
         return fit
+
+    def held_out(self, setting: str) -> dict[str, HeldOutCheck]:
+        """The headline metric's verdicts on held-out unrelated models of ``setting``, per pool
+        (``both``: two models outside the reference, as :func:`verdicts` judges); empty where the
+        file has none (a setting without verdicts, a null other than ``ranked``)."""
+        headline = get_method(self.method).headline.metric
+        stored = self.entry(setting, headline).get("held_out") or {}
+        return {pool: HeldOutCheck(**values) for pool, values in stored.items()}
 
 
 def load_reference(path: str | Path, method: str) -> ReferenceFile:
@@ -240,11 +258,29 @@ def _partner_distances(a, b, reference: ReferenceFile, key: str, metrics, own, c
     return out
 
 
-def describe_verdicts(setting: str, verdicts_: dict[str, Verdict], headline: str) -> list[str]:
+def describe_verdicts(
+    setting: str,
+    verdicts_: dict[str, Verdict],
+    headline: str,
+    held_out: HeldOutCheck | None = None,
+) -> list[str]:
+    """What ``modelkin compare`` prints: every metric's verdict, the headline's, and (``held_out``)
+    the rate at which the headline called held-out unrelated models related."""
     lines = [f"against the unrelated pairs of setting {setting}:"]
     lines.extend("  " + v.describe() for v in verdicts_.values())
     if headline in verdicts_:
         v = verdicts_[headline]
         p = f"p = {v.p_value:.2g}" if math.isfinite(v.p_value) else "no p-value"
         lines.append(f"verdict ({headline}): {v.verdict} ({p}, alpha {v.alpha:g})")
+        if held_out is not None and held_out.judged:
+            lines.append(
+                f"error rate of this verdict, measured: {held_out.rate:.1%} of "
+                f"{held_out.judged} pairs of unrelated models, each held out of the reference "
+                f"and judged like this pair, were called related ({held_out.false_positives})"
+            )
+        elif held_out is not None:
+            lines.append(
+                "error rate of this verdict: not measured (too few independent families in the "
+                "reference to hold two out and still judge them)"
+            )
     return lines

@@ -33,8 +33,8 @@ from ..distances.calibration import (
     CalibrationSettings,
     Judgement,
     fit_null,
-    judge_member_and_new,
 )
+from ..distances.new_models import judge_member_and_new
 from ..errors import InputError
 from ..io import atomic_path
 from ..signatures import get_method, read_signature
