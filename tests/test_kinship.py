@@ -220,6 +220,38 @@ def test_a_pruned_model_hangs_under_the_model_whose_smallest_weights_are_its_zer
     assert without.families.set_index("model").loc["B", "parent"] == "F"
 
 
+def test_a_pruned_model_nearer_the_root_than_its_parent_still_hangs_under_its_parent():
+    # S is R's student (weights unrelated to R's); V was pruned from S, then trained on R's task
+    # and moved back towards R: V is nearer R than S is, so S is not on the way from R to V (as
+    # the default run's pruned student), but V's zeros are S's smallest weights
+    rng = np.random.default_rng(2)
+    r, s = rng.normal(size=(40, 30)), rng.normal(size=(40, 30))
+    v = np.where(pruned(s, 0.5) == 0, 0.0, s + rng.normal(scale=0.1, size=s.shape))
+    states = {m: {"fc.weight": w} for m, w in (("R", r), ("S", s), ("V", v))}
+    distance = {
+        frozenset(("R", "S")): 0.44,
+        frozenset(("R", "V")): 0.43,
+        frozenset(("S", "V")): 0.03,
+    }
+    pairs = synthetic_pairs(
+        ["R", "S", "V"], ("R", "S", "V"), distance=lambda a, c: distance[frozenset((a, c))]
+    )
+    shapes = (("fc.weight", r.shape),)
+    stats = {
+        "R": ModelStatistics(FULL, shapes, 0.0, -2.0),
+        "S": ModelStatistics(FULL, shapes, 0.0, -1.5),
+        "V": ModelStatistics(FULL, shapes, 0.5, -1.0),
+    }
+    assert mask_agreement(states["S"], states["V"]) == 1.0
+    assert mask_agreement(states["R"], states["V"]) < 0.6
+    families = recover_lineage(pairs, METHODS, stats=stats, read_weights=states.__getitem__)
+    by_model = families.families.set_index("model")
+    assert by_model.loc["V", "parent"] == "S" and by_model.loc["S", "parent"] == "R"
+    # without the weights the tree takes the root, which V is nearer than S is
+    without = recover_lineage(pairs, METHODS, stats=stats).families.set_index("model")
+    assert without.loc["V", "parent"] == "R"
+
+
 def test_kurtosis_is_silent_between_models_with_unrelated_weights():
     stats = {
         "P": ModelStatistics(FULL, SHAPES, 0.0, -2.0),

@@ -18,9 +18,10 @@ of :mod:`.direction` (+1: ``u`` is surely ``v``'s parent):
    nearer each other than the parent, and a tree on distances alone (MoTHer's, Edmonds' on
    ``w``) hangs one under the other; but neither lies on the way from the parent to the other
    (the two legs add the part of their moves they do not share), while a grandchild lies beyond
-   its parent. For a pruned member the ``mask`` cue (:mod:`.pruning`) then keeps only the denser
-   candidates whose smallest weights are its zeros: a pruned copy, trained on after pruning, is
-   nearer the parent's fine-tuned copies than the parent, but its zeros are the parent's.
+   its parent. For a pruned member the ``mask`` cue (:mod:`.pruning`) then picks, among these
+   candidates and its other denser relatives, those whose smallest weights are its zeros: a
+   pruned copy, trained on after pruning, is nearer the parent's fine-tuned copies than the
+   parent, or nearer the root than its parent, but its zeros are the parent's.
 3. **Tree**: Edmonds' algorithm (:func:`networkx.minimum_spanning_arborescence`) over the
    candidate arcs ``u -> v`` at cost ``w(u, v)``. Every arc leads away from the root, so the
    tree gives each member its nearest candidate.
@@ -122,13 +123,27 @@ class _Family:
         return out
 
     def unmasked(self, v: str, candidates: list[str], read: WeightReader | None) -> list[str]:
-        """``candidates`` less those the ``mask`` cue rules out for a pruned ``v``."""
+        """The parents the ``mask`` cue picks for a pruned ``v``, among ``candidates`` and every
+        other denser relative of ``v`` (``candidates`` unchanged where the cue cannot speak).
+
+        Relatives off the way from the root count too: a pruned copy trained on after pruning
+        can end nearer the root than the model it was pruned from (on the default run, a pruned
+        student trained on the true labels moved back towards its victim), while its zeros stay
+        that model's smallest weights."""
         child = self.stats.get(v, ModelStatistics())
         if read is None or "mask" not in self.direction.cues or not child.sparsity:
             return candidates
         margin = self.direction.sparsity_margin
+        minimum = self.direction.min_confidence
+        others = [
+            u
+            for u in self.members
+            if u not in candidates
+            and frozenset((u, v)) in self.related
+            and self.score(u, v)[0] > -minimum
+        ]
         agreement = {}
-        for u in candidates:
+        for u in [*candidates, *others]:
             parent = self.stats.get(u, ModelStatistics())
             if parent.shapes == child.shapes and (parent.sparsity or 0.0) < child.sparsity - margin:
                 agreement[u] = mask_agreement(read(u), read(v))
@@ -136,8 +151,7 @@ class _Family:
         if not finite:
             return candidates
         best = max(finite)
-        kept = [u for u, a in agreement.items() if a >= best - self.direction.mask_tolerance]
-        return sorted(kept, key=candidates.index)
+        return [u for u, a in agreement.items() if a >= best - self.direction.mask_tolerance]
 
 
 def family_tree(
