@@ -1,4 +1,5 @@
-"""What several test modules share: the repository, the tiny config, running Snakemake on it."""
+"""What several test modules share: the repository, the tiny config, running Snakemake on it,
+synthetic families of unrelated models."""
 
 from __future__ import annotations
 
@@ -37,3 +38,18 @@ def make_workdir(root: Path, config: Path = TINY_CONFIG) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(config, root / "config.yaml")
     return root
+
+
+def synthetic_families(rng, n_families: int, copies: int, effect_sd: float, copy_sd: float):
+    """Families of models for synthetic null tables: family ``f`` is model ``m{f}`` with effect
+    a_f ~ N(0, effect_sd) and ``copies`` near-copies ``m{f}.d{k}`` (a parent's derived models)
+    whose effects differ by N(0, copy_sd). Returns ``members`` (name: (family index, effect))
+    and ``families`` (name: family name)."""
+    effects = rng.normal(0, effect_sd, n_families)
+    members = {}
+    for f in range(n_families):
+        members[f"m{f}"] = (f, effects[f])
+        for k in range(copies):
+            members[f"m{f}.d{k}"] = (f, effects[f] + rng.normal(0, copy_sd))
+    families = {m: f"m{f}" for m, (f, _) in members.items()}
+    return members, families

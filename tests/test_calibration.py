@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+from helpers import synthetic_families
 from modelkin.distances.calibration import NOT_ENOUGH, CalibrationSettings, fit_null, judge
 
 
@@ -18,13 +19,7 @@ def unrelated_table(
     near-copies (a parent and its derived models) that share the family's effect. ``skewed``: e
     has a long lower tail (a centred, negated gamma with shape 1: skewness -2), as unrelated
     models that happen to be alike give."""
-    effects = rng.normal(0, effect_sd, n_models)
-    members = {}
-    for f in range(n_models):
-        members[f"m{f}"] = (f, effects[f])
-        for k in range(duplicates):
-            members[f"m{f}.d{k}"] = (f, effects[f] + rng.normal(0, 0.02))
-    families = {m: f"m{f}" for m, (f, _) in members.items()}
+    members, families = synthetic_families(rng, n_models, duplicates, effect_sd, 0.02)
     pairs, distances = [], []
     for a, b in itertools.combinations(members, 2):
         if members[a][0] == members[b][0]:

@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+from helpers import synthetic_families
 from modelkin.distances.calibration import CalibrationSettings, _p_value, fit_effects, fit_null
 from modelkin.distances.new_models import (
     _leave_one_out_medians,
@@ -25,13 +26,7 @@ def blocky_table(rng, n_families=10, copies=2, *, close_pairs=0.2, block=0.6, no
     """Unrelated models with log d = mu + a_x + a_y + b_FG + e: a fraction ``close_pairs`` of the
     family pairs are close-knit (b_FG = -|N(0, block)|), as unrelated families that happen to be
     alike are on the digits zoo; each family is a model and ``copies`` near-copies."""
-    effects = rng.normal(0, 0.3, n_families)
-    members = {}
-    for f in range(n_families):
-        members[f"m{f}"] = (f, effects[f])
-        for k in range(copies):
-            members[f"m{f}.d{k}"] = (f, effects[f] + rng.normal(0, 0.05))
-    families = {m: f"m{f}" for m, (f, _) in members.items()}
+    members, families = synthetic_families(rng, n_families, copies, 0.3, 0.05)
     blocks = {
         frozenset(p): -abs(rng.normal(0, block)) * (rng.random() < close_pairs)
         for p in itertools.combinations(range(n_families), 2)
