@@ -99,11 +99,15 @@ class _Family:
         voted = [score for score, votes in scores if votes]
         return root, float(np.mean(voted)) if voted else 0.0
 
+    def relatives(self, v: str) -> list[str]:
+        """The members with a kinship edge to ``v``."""
+        return [u for u in self.members if frozenset((u, v)) in self.related]
+
     def candidates(self, root: str, v: str) -> list[str]:
         """The candidate parents of ``v`` by distance and direction (step 2, before the mask)."""
         direction = self.direction
         to_v = self.w(root, v)
-        relatives = [u for u in self.members if frozenset((u, v)) in self.related]
+        relatives = self.relatives(v)
         out = [root] if root in relatives else []
         intermediates = [u for u in relatives if u != root] if np.isfinite(to_v) else []
         for u in intermediates:
@@ -136,11 +140,7 @@ class _Family:
         margin = self.direction.sparsity_margin
         minimum = self.direction.min_confidence
         others = [
-            u
-            for u in self.members
-            if u not in candidates
-            and frozenset((u, v)) in self.related
-            and self.score(u, v)[0] > -minimum
+            u for u in self.relatives(v) if u not in candidates and self.score(u, v)[0] > -minimum
         ]
         agreement = {}
         for u in [*candidates, *others]:
