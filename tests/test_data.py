@@ -14,7 +14,9 @@ from modelkin.errors import InputError, MissingFileError
 
 
 def test_registry_lists_every_dataset_with_its_geometry():
-    assert set(DATASETS) == {"digits", "mnist", "fashion", "cifar10", "cifar100", "svhn"}
+    assert set(DATASETS) == {
+        "digits", "digits_negative", "mnist", "fashion", "cifar10", "cifar100", "svhn"
+    }  # fmt: skip
     assert get_dataset_info("cifar100").num_classes == 100
     assert get_dataset_info("cifar10").shape == (3, 32, 32)
     assert get_dataset_info("mnist").shape == (1, 28, 28)
@@ -22,6 +24,19 @@ def test_registry_lists_every_dataset_with_its_geometry():
         assert len(info.mean) == len(info.std) == info.shape[0]
     with pytest.raises(ValueError, match="choose one of"):
         get_dataset_info("imagenet")
+
+
+def test_digits_negative_is_the_digits_in_negative_with_its_own_statistics(digits_file, tmp_path):
+    negative_file = prepare_dataset("digits_negative", tmp_path / "digits_negative.safetensors")
+    for split in ("train", "test"):
+        digits, negative = load_split(digits_file, split), load_split(negative_file, split)
+        assert torch.equal(negative.y, digits.y)
+        assert torch.allclose(negative.x, 1 - digits.x, atol=1e-6)
+    train = load_split(negative_file, "train")
+    info = get_dataset_info("digits_negative")
+    assert train.x.mean().item() == pytest.approx(info.mean[0], abs=1e-3)
+    assert train.x.std().item() == pytest.approx(info.std[0], abs=1e-3)
+    assert info.class_names == get_dataset_info("digits").class_names
 
 
 def test_digits_split_is_fixed_and_normalisation_matches(digits_file):

@@ -187,8 +187,10 @@ def reference_models(config: dict[str, Any]) -> list[ZooId]:
 
 
 def selection_models(config: dict[str, Any]) -> list[ZooId]:
-    """Models trained only to select ModelGiF's reference points, one set per zoo data set
-    (``gradfield.selection_seeds``), unless ``gradfield.selection_models`` names them."""
+    """Models trained only to select ModelGiF's reference points, one set per data set of the
+    zoo and of the derived models (a transfer to another data set is compared on that data set's
+    probe too) (``gradfield.selection_seeds``), unless ``gradfield.selection_models`` names
+    them."""
     section = config.get("gradfield") or {}
     if section.get("selection_models") or "gradfield" not in config:
         return []
@@ -197,8 +199,9 @@ def selection_models(config: dict[str, Any]) -> list[ZooId]:
     if arch is None:
         return []
     algorithm = section.get("selection_algorithm", "standard")
+    datasets = [*zoo.get("datasets", []), *(m.dataset for m in planned_derivations(config))]
     return [
         ZooId(dataset, arch, algorithm, s, s)
-        for dataset in zoo.get("datasets", [])
+        for dataset in dict.fromkeys(datasets)
         for s in section.get("selection_seeds", [])
     ]

@@ -49,6 +49,8 @@ def prepare_dataset(
         arrays = read_source(source)
     elif info.source == "sklearn":
         arrays = _digits_arrays()
+        if name == "digits_negative":
+            arrays = {k: 255 - v if k.endswith("_x") else v for k, v in arrays.items()}
     else:
         arrays = _torchvision_arrays(name, Path(data_root), download)
     for split in ("train", "test"):

@@ -104,6 +104,22 @@ DATASETS: dict[str, DatasetInfo] = {
             test_size=597,
         ),
         DatasetInfo(
+            "digits_negative",
+            (1, 32, 32),
+            10,
+            (0.6947,),
+            (0.3236,),
+            "shift",
+            0.1,
+            "sklearn",
+            "the digits data set's images in negative (255 - x: white digits become black on "
+            "white), same split and labels: a second offline data set, e.g. to transfer a digits "
+            "model to. Needs no network.",
+            tuple(str(i) for i in range(10)),
+            train_size=1200,
+            test_size=597,
+        ),
+        DatasetInfo(
             "mnist",
             (1, 28, 28),
             10,

@@ -3,14 +3,14 @@
 
 # Which models: modelkin.distances.plan.
 
-from modelkin.distances.plan import distance_job, distance_models
+from modelkin.distances.plan import distance_job, distance_models, distance_signatures
 
 DISTANCE_MODELS = distance_models(config, MODELS)
 
 
 rule distance_table:
     input:
-        signatures=lambda wc: [signature_file(wc.method, m) for m in DISTANCE_MODELS],
+        signatures=lambda wc: distance_signatures(config, MODELS, wc.method),
     output:
         table=f"{R}/distances/{{method}}.csv",
         reference=f"{R}/distances/{{method}}_reference.json",
@@ -25,7 +25,7 @@ rule distance_table:
         mem_mb=8000,
         runtime=30,
     params:
-        job=canonical(distance_job(config, MODELS)),
+        job=lambda wc: canonical(distance_job(config, MODELS, wc.method)),
     script:
         "../scripts/distance_table.py"
 
@@ -144,7 +144,7 @@ for _method in config["distances"]["methods"]:
             ]
         )
     # The signatures the tables read: deleting one rebuilds it, then the table.
-    TARGETS.extend(signature_file(_method, m) for m in DISTANCE_MODELS)
+    TARGETS.extend(distance_signatures(config, MODELS, _method))
     TARGETS.extend(
         [
             f"{R}/distances/{_method}.csv",

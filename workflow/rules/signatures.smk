@@ -119,6 +119,30 @@ rule signature:
         "../scripts/signature.py"
 
 
+rule signature_on_probe:
+    input:
+        checkpoint=lambda wc: checkpoint_of(wc.model),
+        probe=lambda wc: probe_path(R, wc.method, wc.probe),
+    output:
+        signature_path(R, "{method}", "{model}", probe="{probe}"),
+    log:
+        f"{R}/logs/signature/{{method}}@{{probe}}/{{model}}.log",
+    wildcard_constraints:
+        method="|".join(SELECTING + DIRECT) or "(?!)",
+        probe="|".join(DATASETS),
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        job=signature_params,
+    script:
+        "../scripts/signature.py"
+
+
 for _method in METHODS:
     if config.get(_method, {}).get("build_for_zoo"):
         TARGETS.extend(signature_file(_method, m) for m in MODELS.zoo_of())

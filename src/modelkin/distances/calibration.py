@@ -378,7 +378,9 @@ def _judge_pairwise(fit: NullFit, a: str, b: str, log_d: float, own: int | None)
     settings = fit.settings
     families = fit.n_families
     n = fit.n_pairs - (1 if own is not None else 0)
-    if any(m not in fit.index or fit.partners(m) < settings.min_partners for m in (a, b)):
+    too_little = any(m not in fit.index or fit.partners(m) < settings.min_partners for m in (a, b))
+    # a null whose residuals are all 0 (as few pairs as parameters) has no spread to judge by
+    if too_little or not np.isfinite(fit.sigma) or fit.sigma <= 0:
         return _verdict(fit, log_d, float("nan"), float("nan"), float("nan"), n, families, fit.df)
     assert fit.inverse_gram is not None and fit.residuals is not None
     x0 = np.zeros(1 + len(fit.index))

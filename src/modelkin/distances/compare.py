@@ -188,7 +188,8 @@ def compare_checkpoints(
         from ..lineage import Lineage
 
         lineages = [Lineage.from_metadata(m) for m in (meta_a, meta_b)]
-        key = setting or setting_of_lineages(*lineages).key
+        probe_dataset = meta_a["dataset"] if reads_probe else None
+        key = setting or setting_of_lineages(*lineages, probe_dataset=probe_dataset).key
         check_sufficient(ref, key, allow_insufficient=allow_insufficient_reference)
         if reads_probe:
             probe = _reference_probe(ref, meta_a["dataset"], probe)

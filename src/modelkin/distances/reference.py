@@ -31,7 +31,10 @@ from .calibration import NOT_ENOUGH, Judgement
 log = logging.getLogger(__name__)
 
 ON_INSUFFICIENT = ("error", "warn")
-_SIDE = re.compile(r"^(?P<arch>[^/\[\]]+)/(?P<algorithm>[^/\[\]]+)(?:\[(?P<classes>[\d,]*)\])?$")
+_SIDE = re.compile(
+    r"^(?P<arch>[^/\[\]@]+)/(?P<algorithm>[^/\[\]@]+)(?:\[(?P<classes>[\d,]*)\])?"
+    r"(?:@(?P<home>[a-z][a-z0-9_]*))?$"
+)
 
 
 class InsufficientReference(InputError):
@@ -44,33 +47,50 @@ class InsufficientReferenceWarning(UserWarning):
 
 @dataclass(frozen=True, order=True)
 class Side:
-    """One side of a comparison: architecture, algorithm and class set (None: all classes)."""
+    """One side of a comparison: architecture, algorithm, class set (None: all classes of the
+    probe's data set) and, for a model trained on another data set than the probe's, that data
+    set (``home``; its classes are then the probe's classes it predicts, matched by name)."""
 
     arch: str
     algorithm: str
     classes: tuple[int, ...] | None = None
+    home: str | None = None
 
     @property
     def key(self) -> str:
         base = f"{self.arch}/{self.algorithm}"
-        return base if self.classes is None else f"{base}[{','.join(map(str, self.classes))}]"
+        if self.classes is not None:
+            base = f"{base}[{','.join(map(str, self.classes))}]"
+        return base if self.home is None else f"{base}@{self.home}"
 
     @classmethod
     def from_key(cls, key: str) -> Side:
         match = _SIDE.match(key)
         if not match:
             raise InputError(
-                f"{key!r} is not a setting side (ARCH/ALGORITHM or ARCH/ALGORITHM[C,..])"
+                f"{key!r} is not a setting side (ARCH/ALGORITHM, optionally followed by [C,..] "
+                "and @DATASET)"
             )
         classes = match["classes"]
         parsed = tuple(int(c) for c in classes.split(",") if c) if classes is not None else None
-        return cls(match["arch"], match["algorithm"], parsed)
+        return cls(match["arch"], match["algorithm"], parsed, match["home"])
 
     @classmethod
     def of_lineage(cls, lineage: Lineage) -> Side:
         """A model's side: its architecture and algorithm (a derived model's root's), and the
         classes it predicts (:attr:`~modelkin.lineage.Lineage.task_classes`)."""
         return cls(*lineage.profile, lineage.task_classes)
+
+    @classmethod
+    def on_probe(cls, lineage: Lineage, probe_dataset: str) -> Side:
+        """A model's side on ``probe_dataset``'s probe: :meth:`of_lineage` on its own data set's;
+        on another's, the probe's classes it predicts (matched by name) and its own data set."""
+        if lineage.dataset == probe_dataset:
+            return cls.of_lineage(lineage)
+        from ..signatures.store import probe_class_columns
+
+        _, classes = probe_class_columns(lineage, probe_dataset)
+        return cls(*lineage.profile, None if classes is None else tuple(classes), lineage.dataset)
 
 
 @dataclass(frozen=True)
@@ -83,7 +103,9 @@ class Setting:
 
     @classmethod
     def of(cls, dataset: str, side_a: Side, side_b: Side) -> Setting:
-        a, b = sorted([side_a, side_b], key=lambda s: (s.arch, s.algorithm, s.classes or ()))
+        a, b = sorted(
+            [side_a, side_b], key=lambda s: (s.arch, s.algorithm, s.classes or (), s.home or "")
+        )
         return cls(str(dataset), a, b)
 
     @property

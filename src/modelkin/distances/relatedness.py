@@ -11,28 +11,49 @@ from ..ids import is_derived_id
 from ..io import atomic_path
 from ..signatures import get_method
 from .calibration import NOT_ENOUGH
+from .reference import Setting
 
 
 def relatedness_groups(frame) -> dict[str, tuple[Any, Any, Any]]:
     """Per derivation kind: (parent-vs-derived pairs, independent pairs involving those parents, the
-    independent pairs among them whose models are both zoo models)."""
+    independent pairs among them whose models are both zoo models).
+
+    A derived model compared on another data set's probe than its own (a transfer to another data
+    set, on its root's probe) makes a kind of its own, ``KIND@DATASET`` (DATASET: the model's own
+    data set), beside the same kind compared on its own probe."""
     import pandas as pd
 
     relations = frame["relation"].astype(str) if len(frame) else pd.Series([], dtype=str)
-    kinds = sorted(
-        {r.removeprefix("derived-by-") for r in relations if r.startswith("derived-by-")}
+    settings = frame["setting"].astype(str) if "setting" in frame else [""] * len(frame)
+    kinds = pd.Series(
+        [_kind(r, s) for r, s in zip(relations, settings, strict=True)],
+        index=frame.index,
+        dtype=object,
     )
     independent = frame[relations == "independent"]
     zoo_pair = ~independent["model_a"].map(is_derived_id) & ~independent["model_b"].map(
         is_derived_id
     )
     groups = {}
-    for kind in kinds:
-        positives = frame[relations == f"derived-by-{kind}"]
+    for kind in sorted({k for k in kinds if k}):
+        positives = frame[kinds == kind]
         parents = set(positives["ancestor"].astype(str))
         involved = independent["model_a"].isin(parents) | independent["model_b"].isin(parents)
         groups[kind] = (positives, independent[involved], independent[involved & zoo_pair])
     return groups
+
+
+def _kind(relation: str, setting: str) -> str:
+    """A parent-vs-derived row's derivation kind ("" for any other row), with ``@DATASET`` where
+    one side is a model of another data set than the probe's."""
+    if not relation.startswith("derived-by-"):
+        return ""
+    kind = relation.removeprefix("derived-by-")
+    if not setting:
+        return kind
+    parsed = Setting.from_key(setting)
+    home = parsed.side_a.home or parsed.side_b.home
+    return kind if home is None else f"{kind}@{home}"
 
 
 COLUMNS = (

@@ -56,25 +56,43 @@ BASE_COLUMNS = (
 
 @dataclass
 class Member:
-    """One model of a table: its id, lineage and signature (a file, or one already read)."""
+    """One model of a table: its id, lineage and signature (a file, or one already read).
+
+    A model trained on another data set than its probe's (a transfer to another data set, on its
+    root's probe) is a *guest* of that probe's data set: ``probe_dataset`` names it, and
+    ``probe_classes`` are the probe's classes the model predicts, matched by name (None: all)."""
 
     model_id: str
     lineage: Lineage
     signature: Signature | Path | None = None
+    probe_dataset: str | None = None
+    probe_classes: tuple[int, ...] | None = None
 
     @classmethod
     def from_signature(cls, model_id: str, signature: Signature | str | Path) -> Member:
         sig = signature if isinstance(signature, Signature) else read_signature(signature)
-        lineage = sig.lineage
-        return cls(model_id, Lineage.from_metadata(lineage.to_dict(), name=model_id), sig)
+        lineage = Lineage.from_metadata(sig.lineage.to_dict(), name=model_id)
+        if sig.probe_columns is None:
+            return cls(model_id, lineage, sig)
+        return cls(model_id, lineage, sig, sig.probe_dataset, sig.probe_classes)
 
     @property
     def derived(self) -> bool:
         return self.lineage.derived
 
     @property
+    def guest(self) -> bool:
+        return self.probe_dataset is not None and self.probe_dataset != self.lineage.dataset
+
+    @property
     def dataset(self) -> str:
-        return self.lineage.dataset
+        """The data set of the probe the member is compared on."""
+        return self.probe_dataset if self.probe_dataset and self.guest else self.lineage.dataset
+
+    @property
+    def key(self) -> str:
+        """Unique among a table's members: the model id, ``@`` the probe's data set for a guest."""
+        return f"{self.model_id}@{self.dataset}" if self.guest else self.model_id
 
     @property
     def profile(self) -> tuple[str, str]:
@@ -90,7 +108,10 @@ class Member:
 
 
 def side_of(member: Member) -> Side:
-    """A member's side of a setting (:meth:`Side.of_lineage`)."""
+    """A member's side of a setting (:meth:`Side.of_lineage`); a guest's holds the probe's
+    classes it predicts and its own data set."""
+    if member.guest:
+        return Side(*member.lineage.profile, member.probe_classes, member.lineage.dataset)
     return Side.of_lineage(member.lineage)
 
 
@@ -158,8 +179,8 @@ def distance_table(
     )
     members = list(members)
     lineages = {m.model_id: m.lineage for m in members}
-    if len(lineages) != len(members):
-        raise InputError("a model id appears twice among the members")
+    if len({m.key for m in members}) != len(members):
+        raise InputError("a model id appears twice among the members of one probe's data set")
     families = {m.model_id: family(lineages, m.model_id) for m in members}
     metrics = [d.metric for d in entry.distances]
     rows: list[dict[str, Any]] = []
@@ -183,6 +204,8 @@ def distance_table(
         matrices[dataset] = matrix
         for i, j in itertools.combinations(range(len(group)), 2):
             a, b = group[i], group[j]
+            if a.guest and b.guest:
+                continue  # guests are compared with each other on their own data set's probe
             rel = relation(lineages, a.model_id, b.model_id)
             derived = rel.startswith("derived-by-")
             row: dict[str, Any] = {
@@ -296,9 +319,7 @@ def reference_document(table: DistanceTable, folder: str | Path = ".") -> dict[s
         return os.path.relpath(Path(str(path)).resolve(), Path(folder).resolve())
 
     signatures = {
-        m.model_id: relative(
-            m.signature.path if isinstance(m.signature, Signature) else m.signature
-        )
+        m.key: relative(m.signature.path if isinstance(m.signature, Signature) else m.signature)
         for m in table.members
     }
     headline = get_method(table.method).headline.metric
@@ -326,8 +347,8 @@ def reference_document(table: DistanceTable, folder: str | Path = ".") -> dict[s
             for setting, refs in table.references.items()
         },
         "models": {
-            m.model_id: {
-                "signature": signatures[m.model_id],
+            m.key: {
+                "signature": signatures[m.key],
                 "family": family({x.model_id: x.lineage for x in table.members}, m.model_id),
                 "dataset": m.dataset,
                 "side": side_of(m).key,

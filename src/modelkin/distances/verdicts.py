@@ -135,11 +135,23 @@ def load_reference(path: str | Path, method: str) -> ReferenceFile:
 
 
 def setting_of_signatures(a: Signature, b: Signature) -> Setting:
-    return setting_of_lineages(a.lineage, b.lineage)
+    """The setting of two signatures: on a probe, its data set's (a model of another data set is
+    a guest there, docs/model-distance.md "Across data sets"); without one, the first model's."""
+    if a.probe_dataset is None:
+        return setting_of_lineages(a.lineage, b.lineage, probe_dataset=None)
+    return setting_of_lineages(a.lineage, b.lineage, probe_dataset=a.probe_dataset)
 
 
-def setting_of_lineages(la: Lineage, lb: Lineage) -> Setting:
-    return Setting.of(la.dataset, Side.of_lineage(la), Side.of_lineage(lb))
+def setting_of_lineages(
+    la: Lineage, lb: Lineage, *, probe_dataset: str | None = "first"
+) -> Setting:
+    """The setting of two models compared on ``probe_dataset``'s probe (``"first"``: the first
+    model's data set; a model of another data set is a guest there); None: a method without a
+    probe, whose tables compare the models of one data set only."""
+    if probe_dataset is None:
+        return Setting.of(la.dataset, Side.of_lineage(la), Side.of_lineage(lb))
+    dataset = la.dataset if probe_dataset == "first" else probe_dataset
+    return Setting.of(dataset, Side.on_probe(la, dataset), Side.on_probe(lb, dataset))
 
 
 def check_sufficient(reference: ReferenceFile, key: str, *, allow_insufficient: bool) -> None:

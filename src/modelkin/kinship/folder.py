@@ -191,7 +191,12 @@ def method_evidence(
     metric = method.headline.metric
     labels = list(checkpoints)
     pairs = list(itertools.combinations(labels, 2))
-    keys = {p: setting_of_lineages(lineages[p[0]], lineages[p[1]]).key for p in pairs}
+    # every signature is on the first model's data set's probe
+    probe_dataset = lineages[labels[0]].dataset if method.probe_kind is not None else None
+    keys = {
+        p: setting_of_lineages(lineages[p[0]], lineages[p[1]], probe_dataset=probe_dataset).key
+        for p in pairs
+    }
     known = set(reference.settings())
     unjudged = sorted({k for k in keys.values() if k not in known})
     sufficient = {}

@@ -5,7 +5,9 @@ Paths, for method M, data set D and model id X:
 - ``probes/M/D.h5``: the probe every model of D is compared on;
 - ``probes/M/D.candidates.h5`` and ``probes/M/candidates/X.h5``: for a method that selects its
   probe (ModelGiF), the candidates and the selecting models' signatures on them;
-- ``signatures/M/X.h5``: the signature.
+- ``signatures/M/X.h5``: the signature;
+- ``signatures/M@D/X.h5``: the signature of a model of another data set on D's probe (a transfer
+  to another data set, compared with its root's family: ``distances.cross_dataset``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ def candidate_signature_path(results: str, method: str, model: str) -> str:
     return f"{results}/probes/{method}/candidates/{model}.h5"
 
 
-def signature_path(results: str, method: str, model: str) -> str:
-    return f"{results}/signatures/{method}/{model}.h5"
+def signature_path(results: str, method: str, model: str, probe: str | None = None) -> str:
+    """``probe``: the data set of the probe, where it is not the model's own."""
+    folder = method if probe is None else f"{method}@{probe}"
+    return f"{results}/signatures/{folder}/{model}.h5"
 
 
 def method_section(config: dict[str, Any], method: str) -> dict[str, Any]:

@@ -81,6 +81,29 @@ class Signature:
     def name(self) -> str:
         return str(self.attrs["model"].get("name") or Path(self.attrs["checkpoint"]).stem)
 
+    @property
+    def probe_dataset(self) -> str | None:
+        """The data set of the probe's images (None: a method that reads no probe)."""
+        dataset = (self.attrs.get("probe_params") or {}).get("dataset")
+        return str(dataset) if dataset else None
+
+    @property
+    def probe_columns(self) -> list[int] | None:
+        """For a model on another data set's probe: the probe data set's class of each of the
+        model's output columns, matched by name (-1: a class the probe's data set lacks); None
+        for a model on its own data set's probe (:func:`probe_class_columns`)."""
+        columns = self.attrs.get("probe_columns")
+        return None if columns is None else [int(c) for c in columns]
+
+    @property
+    def probe_classes(self) -> tuple[int, ...] | None:
+        """For a model on another data set's probe: the probe data set's classes it predicts
+        (None: all of them); for one on its own probe, its own class subset (``classes``)."""
+        if "probe_columns" not in self.attrs:
+            return self.lineage.classes
+        classes = self.attrs.get("probe_classes")
+        return None if classes is None else tuple(int(c) for c in classes)
+
 
 @dataclass
 class Probe:
@@ -204,6 +227,11 @@ def _write_contents(
         "probe_params": probe.params if probe else {},
         "modelkin_version": __version__,
     }
+    probe_dataset = probe.params.get("dataset") if probe else None
+    if probe_dataset and lineage.dataset and probe_dataset != lineage.dataset:
+        columns, classes = probe_class_columns(lineage, str(probe_dataset))
+        attrs["probe_columns"] = columns
+        attrs["probe_classes"] = classes
     if not streamed:
         chunks = method.storage_chunks(tuple(data.shape), data.dtype.itemsize)
         create_dataset(handle, SIGNATURE_DATASET, data, chunks=chunks)
@@ -212,6 +240,33 @@ def _write_contents(
             raise SignatureError(f"an extra array may not be called {SIGNATURE_DATASET!r}")
         create_dataset(handle, extra, array, compress=False)
     write_attrs(handle, attrs)
+
+
+def probe_class_columns(lineage: Lineage, probe_dataset: str) -> tuple[list[int], list[int] | None]:
+    """A model of another data set on ``probe_dataset``'s probe: the probe data set's class of
+    each output column (matched by class name, -1 where it has none), and the probe's classes
+    that the model predicts (its class subset less a forgotten class; None: every class). A data
+    set not registered in this process has no known class names: none of its classes matches.
+
+    Zest compares such a pair on the shared classes' images, and the ``outputs`` baseline only
+    where each column is the probe's class of the same index."""
+    from ..datasets import DATASETS
+
+    own_info, target = DATASETS.get(lineage.dataset), DATASETS.get(probe_dataset)
+    own = own_info.class_names if own_info is not None else ()
+    index = {name: i for i, name in enumerate(target.class_names if target is not None else ())}
+    num_classes = target.num_classes if target is not None else -1
+    own_classes = (
+        list(lineage.classes) if lineage.classes else list(range(int(lineage.num_classes)))
+    )
+    columns = [index.get(own[c], -1) if c < len(own) else -1 for c in own_classes]
+    predicted = [
+        column
+        for column, c in zip(columns, own_classes, strict=True)
+        if column >= 0 and c != lineage.forget_class
+    ]
+    classes = sorted(set(predicted))
+    return columns, (None if classes == list(range(num_classes)) else classes)
 
 
 def read_signature(path: str | Path, *, lazy: bool = False) -> Signature:

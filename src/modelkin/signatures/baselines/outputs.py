@@ -62,6 +62,14 @@ class OutputsMethod(SignatureMethod):
 
     def pair_distance(self, distance: Distance, a: Any, b: Any) -> float:
         x, y = np.asarray(getattr(a, "data", a)), np.asarray(getattr(b, "data", b))
-        if x.shape != y.shape:
+        if x.shape != y.shape or not (_probe_order(a) and _probe_order(b)):
             return float("nan")  # different classes: outputs are not comparable
         return distance(x, y)
+
+
+def _probe_order(signature: Any) -> bool:
+    """Whether each output column is the probe data set's class of the same index: always for a
+    model on its own data set's probe; for one of another data set, where the class names match
+    column by column."""
+    columns = getattr(signature, "probe_columns", None)
+    return columns is None or columns == list(range(len(columns)))

@@ -98,6 +98,15 @@ class ZestMethod(SignatureMethod):
         return distance(x, y)
 
 
+def _classes_on_probe(signature: Any) -> set[int] | None:
+    """The probe's classes a signature's model predicts (None: all): its class subset, or for a
+    model of another data set the probe's classes it predicts, matched by name."""
+    classes = getattr(signature, "probe_classes", None)
+    if classes is None and not hasattr(signature, "probe_classes"):
+        classes = signature.lineage.classes
+    return set(classes) if classes is not None else None
+
+
 def shared_class_rows(a: Any, b: Any) -> np.ndarray | None:
     """The signature rows (superpixels) of probe images whose class both models predict, when the
     two models' class sets differ and the signatures know each row's image class; else None."""
@@ -105,7 +114,7 @@ def shared_class_rows(a: Any, b: Any) -> np.ndarray | None:
     extras = [getattr(s, "extras", {}) for s in (a, b)]
     if None in lineages or not all("labels" in e and "num_segments" in e for e in extras):
         return None
-    classes = [set(lin.classes) if lin.classes else None for lin in lineages]  # type: ignore[union-attr]
+    classes = [_classes_on_probe(s) for s in (a, b)]
     if classes[0] == classes[1]:
         return None
     shared = (
