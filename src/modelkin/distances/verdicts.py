@@ -139,7 +139,17 @@ def setting_of_signatures(a: Signature, b: Signature) -> Setting:
     a guest there, docs/model-distance.md "Across data sets"); without one, the first model's."""
     if a.probe_dataset is None:
         return setting_of_lineages(a.lineage, b.lineage, probe_dataset=None)
-    return setting_of_lineages(a.lineage, b.lineage, probe_dataset=a.probe_dataset)
+    dataset = a.probe_dataset
+    return Setting.of(dataset, _side_on_probe(a, dataset), _side_on_probe(b, dataset))
+
+
+def _side_on_probe(signature: Signature, dataset: str) -> Side:
+    """A guest's side from the classes its signature recorded (where its data set was known),
+    else from its lineage."""
+    if signature.probe_columns is None:
+        return Side.on_probe(signature.lineage, dataset)
+    lineage = signature.lineage
+    return Side(*lineage.profile, signature.probe_classes, lineage.dataset)
 
 
 def setting_of_lineages(
@@ -229,6 +239,8 @@ class PartnerCache:
 
 
 def _reference_signature(reference: ReferenceFile, model: str, cache: PartnerCache | None):
+    """``model``'s signature in the reference (``MODEL@DATASET``: a guest's, on that data set's
+    probe)."""
     if cache is not None and model in cache.signatures:
         return cache.signatures[model]
     path = reference.resolve(reference.document["models"][model]["signature"])
@@ -253,8 +265,12 @@ def _partner_distances(a, b, reference: ReferenceFile, key: str, metrics, own, c
     models = progress(
         in_null, desc="distances to the reference models", unit="model", disable=cache is not None
     )
+    dataset = Setting.from_key(key).dataset
+    stored = reference.document.get("models") or {}
     for model in models:
-        other = _reference_signature(reference, model, cache)
+        # a model of another data set than the setting's is in the null as a guest on its probe
+        guest = f"{model}@{dataset}"
+        other = _reference_signature(reference, guest if guest in stored else model, cache)
         if other.attrs["checkpoint_sha256"] in own:
             continue
         for side, sig in enumerate((a, b)):
