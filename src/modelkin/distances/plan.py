@@ -24,13 +24,6 @@ def distance_models(config: dict[str, Any], catalog: ModelCatalog) -> list[str]:
     return list(dict.fromkeys(chosen + list(catalog.derived) + references + extra))
 
 
-def root_of(catalog: ModelCatalog, model: str) -> str:
-    """The first model of ``model``'s lineage (a zoo, reference or external model)."""
-    while model in catalog.derived:
-        model = str(catalog.derived[model].parent)
-    return model
-
-
 def cross_dataset_guests(
     config: dict[str, Any], catalog: ModelCatalog, method: str
 ) -> list[tuple[str, str]]:
@@ -47,7 +40,8 @@ def cross_dataset_guests(
     guests = []
     for model in distance_models(config, catalog):
         if model in catalog.derived:
-            home, probe = catalog.dataset(model), catalog.dataset(root_of(catalog, model))
+            root = catalog.derived[model].id.root
+            home, probe = catalog.dataset(model), catalog.dataset(root)
             if home != probe:
                 guests.append((model, probe))
     return guests
