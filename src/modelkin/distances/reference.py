@@ -90,7 +90,13 @@ class Side:
         from ..signatures.store import probe_class_columns
 
         _, classes = probe_class_columns(lineage, probe_dataset)
-        return cls(*lineage.profile, None if classes is None else tuple(classes), lineage.dataset)
+        return cls.guest(lineage, classes)
+
+    @classmethod
+    def guest(cls, lineage: Lineage, probe_classes: Sequence[int] | None) -> Side:
+        """The side of a model of another data set, from the probe's classes it predicts."""
+        classes = None if probe_classes is None else tuple(probe_classes)
+        return cls(*lineage.profile, classes, lineage.dataset)
 
 
 @dataclass(frozen=True)

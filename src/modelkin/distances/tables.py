@@ -111,7 +111,7 @@ def side_of(member: Member) -> Side:
     """A member's side of a setting (:meth:`Side.of_lineage`); a guest's holds the probe's
     classes it predicts and its own data set."""
     if member.guest:
-        return Side(*member.lineage.profile, member.probe_classes, member.lineage.dataset)
+        return Side.guest(member.lineage, member.probe_classes)
     return Side.of_lineage(member.lineage)
 
 

@@ -148,8 +148,7 @@ def _side_on_probe(signature: Signature, dataset: str) -> Side:
     else from its lineage."""
     if signature.probe_columns is None:
         return Side.on_probe(signature.lineage, dataset)
-    lineage = signature.lineage
-    return Side(*lineage.profile, signature.probe_classes, lineage.dataset)
+    return Side.guest(signature.lineage, signature.probe_classes)
 
 
 def setting_of_lineages(
