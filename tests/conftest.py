@@ -10,11 +10,18 @@ rewrites to group them; the scheduler below groups by module name instead.)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from helpers import make_workdir, run_snakemake
+
+# Two workers share two cores, so OpenMP threads (torch's) must sleep, not spin, while they wait
+# for each other: a 2-thread LeNet training loop that spins took 93 s beside another busy process
+# and 4 s sleeping (1 thread: 2 s). Set before any test imports torch, and inherited by every
+# Snakemake job and command a test starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TINY_GROUP = "tiny-workflow"
 # Every module with a test that reads the tiny workflow (checked at collection).
