@@ -14,6 +14,7 @@ from modelkin.kinship import (
     KinshipSettings,
     ModelStatistics,
     combine_p_values,
+    cosine_at,
     kinship_graph,
     mask_agreement,
     plot_family_trees,
@@ -252,6 +253,92 @@ def test_a_pruned_model_nearer_the_root_than_its_parent_still_hangs_under_its_pa
     assert without.loc["V", "parent"] == "R"
 
 
+def test_cosine_at_a_point_of_known_triangles():
+    origin = {"w": np.zeros((2, 2)), "b": np.zeros(3)}
+    ahead = {"w": np.ones((2, 2)), "b": np.zeros(3)}
+    behind = {"w": -np.ones((2, 2)), "b": np.zeros(3)}
+    aside = {"w": np.array([[1.0, -1.0], [1.0, -1.0]]), "b": np.zeros(3)}
+    assert cosine_at(origin, behind, ahead) == pytest.approx(-1.0)  # on a straight line
+    assert cosine_at(origin, ahead, ahead) == pytest.approx(1.0)
+    assert cosine_at(origin, ahead, aside) == pytest.approx(0.0)
+    # a tensor of another shape (a transfer's head) is left out, not compared
+    assert cosine_at(origin, behind, {**ahead, "b": np.ones(5)}) == pytest.approx(-1.0)
+    assert math.isnan(cosine_at(origin, origin, ahead))  # a leg of length 0
+    assert math.isnan(cosine_at(origin, {"other": np.ones(2)}, ahead))  # nothing shared
+
+
+def fine_tuned_family(seed: int = 4) -> dict[str, dict[str, np.ndarray]]:
+    """R's fine-tuned copies A and B (one drift, their own noise) and A's own copy A1."""
+    rng = np.random.default_rng(seed)
+    r = rng.normal(size=(40, 100))
+    drift = rng.normal(scale=0.05, size=r.shape)
+
+    def noise():
+        return rng.normal(scale=0.03, size=r.shape)
+
+    a = r + drift + noise()
+    return {"R": {"fc.weight": r}, "A": {"fc.weight": a}, "B": {"fc.weight": r + drift + noise()},
+            "A1": {"fc.weight": a + drift + noise()}}  # fmt: skip
+
+
+def test_the_weight_path_tells_fine_tuned_siblings_from_a_grandchild():
+    states = fine_tuned_family()
+    assert cosine_at(states["A"], states["R"], states["A1"]) < -0.6  # A lies between R and A1
+    assert cosine_at(states["B"], states["R"], states["A"]) > 0.1  # siblings: acute
+    assert -0.4 < cosine_at(states["B"], states["R"], states["A1"]) < 0.1  # an uncle
+    # behavioural distances where a sibling looks like an intermediate (as on the default run):
+    # B is nearer A than R is, and R -> B -> A adds up to the direct distance
+    distance = {("A", "R"): 0.10, ("B", "R"): 0.09, ("A", "B"): 0.02, ("A1", "R"): 0.12,
+                ("A", "A1"): 0.03, ("A1", "B"): 0.04}  # fmt: skip
+    pairs = synthetic_pairs(
+        ["R", "A", "B", "A1"], ("R", "A", "B", "A1"),
+        distance=lambda x, y: distance[tuple(sorted((x, y)))],
+    )  # fmt: skip
+    shapes = (("fc.weight", (40, 100)),)
+    stats = {m: ModelStatistics(FULL, shapes, 0.0, k)
+             for m, k in (("R", -2.0), ("A", -1.5), ("B", -1.5), ("A1", -1.0))}  # fmt: skip
+    lineages = {"R": Lineage("R", "lenet", "digits", 10)}
+    for child, parent in (("A", "R"), ("B", "R"), ("A1", "A")):
+        lineages[child] = Lineage(child, "lenet", "digits", 10, parent=parent,
+                                  derivation="finetune")  # fmt: skip
+    with_weights = recover_lineage(
+        pairs, METHODS, stats=stats, lineages=lineages, read_weights=states.__getitem__
+    )
+    parents = with_weights.families.set_index("model").parent
+    assert dict(parents[["A", "B", "A1"]]) == {"A": "R", "B": "R", "A1": "A"}
+    assert with_weights.score("parent_accuracy") == 1.0
+    # by distance alone one sibling hangs under the other
+    without = recover_lineage(pairs, METHODS, stats=stats, lineages=lineages)
+    assert without.families.set_index("model").loc["A", "parent"] == "B"
+    # the cue switched off: the same as without weights
+    off = KinshipSettings.from_dict(
+        {"direction": {"cues": ["task", "sparsity", "kurtosis", "mask"]}}
+    )
+    no_cue = recover_lineage(
+        pairs, METHODS, stats=stats, lineages=lineages, settings=off,
+        read_weights=states.__getitem__,
+    )  # fmt: skip
+    assert no_cue.families.set_index("model").loc["A", "parent"] == "B"
+
+
+def test_the_weight_path_is_silent_where_the_weights_are_unrelated():
+    states = fine_tuned_family()
+    pairs = synthetic_pairs(
+        ["R", "A", "B"], ("R", "A", "B"),
+        distance=lambda x, y: {("A", "R"): 0.10, ("B", "R"): 0.09, ("A", "B"): 0.02}[
+            tuple(sorted((x, y)))
+        ],
+    )  # fmt: skip
+    # the weights method calls B's weights unrelated to R's: the angle is not read, and the
+    # distances decide (B on the way from R to A)
+    pairs.loc[(pairs.model_a == "B") & (pairs.model_b == "R"), "weights_p_value"] = 0.5
+    shapes = (("fc.weight", (40, 100)),)
+    stats = {m: ModelStatistics(FULL, shapes, 0.0, k)
+             for m, k in (("R", -2.0), ("A", -1.5), ("B", -1.6))}  # fmt: skip
+    result = recover_lineage(pairs, METHODS, stats=stats, read_weights=states.__getitem__)
+    assert result.families.set_index("model").loc["A", "tree_parent"] == "B"
+
+
 def test_kurtosis_is_silent_between_models_with_unrelated_weights():
     stats = {
         "P": ModelStatistics(FULL, SHAPES, 0.0, -2.0),
@@ -321,7 +408,7 @@ def test_weight_statistics():
 def test_settings_take_the_schema_defaults():
     settings = KinshipSettings.from_dict({}, alpha=0.05)
     assert settings.alpha == 0.05 and settings.combine == "holm"
-    assert settings.direction.cues == ("task", "sparsity", "kurtosis", "mask")
+    assert settings.direction.cues == ("task", "sparsity", "kurtosis", "mask", "weight_path")
     assert KinshipSettings.from_dict({"alpha": 0.001}, alpha=0.05).alpha == 0.001
     assert KinshipSettings.from_dict({}).alpha == 0.0001 == KinshipSettings().alpha
     with pytest.raises(KinshipError, match="unknown direction cues"):

@@ -7,6 +7,8 @@
   zeros, MoTHer's weight kurtosis, centrality in the family) and their combined score;
 - :mod:`.pruning`: the mask cue: which denser relative's smallest weights a pruned model's zeros
   are;
+- :mod:`.weight_path`: whether a relative lies between the root and a model, by the angle of
+  their weight differences (tells fine-tuned siblings from a grandchild);
 - :mod:`.tree`: a directed tree per family (its root by the cues, each member under its nearest
   relative on the way from the root; Edmonds' minimum arborescence), undirected edges where the
   direction is not decided;
@@ -25,6 +27,7 @@ from .pruning import checkpoint_weights, mask_agreement
 from .recover import LineageResult, lineage_stage, recover_lineage
 from .settings import DirectionSettings, KinshipError, KinshipSettings, schema_defaults
 from .tree import build_trees, family_tree
+from .weight_path import cosine_at
 
 __all__ = [
     "DirectionSettings",
@@ -36,6 +39,7 @@ __all__ = [
     "build_trees",
     "checkpoint_weights",
     "combine_p_values",
+    "cosine_at",
     "families",
     "family_tree",
     "kinship_graph",

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import InputError
 
-CUES = ("task", "sparsity", "kurtosis", "centrality", "mask")
+CUES = ("task", "sparsity", "kurtosis", "centrality", "mask", "weight_path")
 COMBINATIONS = ("holm", "fisher")
 
 
@@ -39,6 +39,7 @@ class DirectionSettings:
     min_confidence: float
     path_tolerance: float
     intermediate_margin: float
+    path_cosine: float
     mask_tolerance: float
     kurtosis_order: str
     kurtosis_scale: float
@@ -91,6 +92,7 @@ class KinshipSettings:
                 min_confidence=float(direction["min_confidence"]),
                 path_tolerance=float(direction["path_tolerance"]),
                 intermediate_margin=float(direction["intermediate_margin"]),
+                path_cosine=float(direction["path_cosine"]),
                 mask_tolerance=float(direction["mask_tolerance"]),
                 kurtosis_order=str(direction["kurtosis_order"]),
                 kurtosis_scale=float(direction["kurtosis_scale"]),

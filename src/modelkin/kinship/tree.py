@@ -18,7 +18,12 @@ of :mod:`.direction` (+1: ``u`` is surely ``v``'s parent):
    nearer each other than the parent, and a tree on distances alone (MoTHer's, Edmonds' on
    ``w``) hangs one under the other; but neither lies on the way from the parent to the other
    (the two legs add the part of their moves they do not share), while a grandchild lies beyond
-   its parent. For a pruned member the ``mask`` cue (:mod:`.pruning`) then picks, among these
+   its parent. Where the weights of ``r``, ``u`` and ``v`` can be compared (the ``weight_path``
+   cue: shared tensors, and the ``weights`` method does not call ``r``-``u`` or ``u``-``v``
+   unrelated), the way is measured there instead: ``u`` lies on it when the angle at ``u``
+   between ``r - u`` and ``v - u`` is obtuse, cosine at most ``path_cosine``
+   (:mod:`.weight_path`), which tells siblings from a chain where the distances' legs cannot.
+   For a pruned member the ``mask`` cue (:mod:`.pruning`) then picks, among these
    candidates and its other denser relatives, those whose smallest weights are its zeros: a
    pruned copy, trained on after pruning, is nearer the parent's fine-tuned copies than the
    parent, or nearer the root than its parent, but its zeros are the parent's.
@@ -43,6 +48,7 @@ import numpy as np
 from .direction import ModelStatistics, cue_votes, describe_votes, direction_score
 from .pruning import WeightReader, mask_agreement
 from .settings import KinshipSettings
+from .weight_path import cosine_at
 
 
 def centralities(members: Sequence[str], weights: Mapping[frozenset, float]) -> dict[str, float]:
@@ -66,6 +72,7 @@ class _Family:
         stats: Mapping[str, ModelStatistics],
         shared_weights: Mapping[frozenset, bool],
         settings: KinshipSettings,
+        read: WeightReader | None = None,
     ) -> None:
         self.members = sorted(members)
         self.related = related
@@ -75,6 +82,7 @@ class _Family:
         # the centrality cue's input, and the root's tie-break whether or not that cue votes
         self.central = centralities(self.members, weights)
         self.shared_weights = shared_weights
+        self.read = read
         self._scores: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
 
     def w(self, a: str, b: str) -> float:
@@ -103,6 +111,19 @@ class _Family:
         """The members with a kinship edge to ``v``."""
         return [u for u in self.members if frozenset((u, v)) in self.related]
 
+    def weight_path(self, root: str, u: str, v: str) -> bool | None:
+        """Whether ``u`` lies on the way from ``root`` to ``v`` in weight space (None: the
+        ``weight_path`` cue is off, no weights are read, or the weights cannot say)."""
+        if self.read is None or "weight_path" not in self.direction.cues:
+            return None
+        legs = (frozenset((root, u)), frozenset((u, v)))
+        if any(self.shared_weights.get(leg) is False for leg in legs):
+            return None
+        cosine = cosine_at(self.read(u), self.read(root), self.read(v))
+        if not np.isfinite(cosine):
+            return None
+        return cosine <= self.direction.path_cosine
+
     def candidates(self, root: str, v: str) -> list[str]:
         """The candidate parents of ``v`` by distance and direction (step 2, before the mask)."""
         direction = self.direction
@@ -111,14 +132,19 @@ class _Family:
         out = [root] if root in relatives else []
         intermediates = [u for u in relatives if u != root] if np.isfinite(to_v) else []
         for u in intermediates:
+            if self.score(u, v)[0] <= -direction.min_confidence:
+                continue
+            in_weights = self.weight_path(root, u, v)
+            if in_weights is not None:
+                if in_weights:
+                    out.append(u)
+                continue
             to_u, between = self.w(root, u), self.w(u, v)
             if not (np.isfinite(to_u) and np.isfinite(between)) or to_u >= to_v:
                 continue
             if to_u + between > (1.0 + direction.path_tolerance) * to_v:
                 continue
             if between > (1.0 - direction.intermediate_margin) * to_v:
-                continue
-            if self.score(u, v)[0] <= -direction.min_confidence:
                 continue
             out.append(u)
         if not out:  # no relative on the way from the root: the relatives nearer it, or any
@@ -169,11 +195,12 @@ def family_tree(
     as the tree points, ``directed``, ``direction`` (``decided``, ``rooted``, ``ambiguous`` or
     ``conflict``), ``confidence`` (the edge's own score, or the root's for a rooted edge),
     ``direction_evidence``). ``shared_weights`` says per pair whether the weights are related
-    (kurtosis only votes then); ``read_weights`` gives a model's weight tensors (the mask cue)."""
+    (kurtosis and the weight path only speak then); ``read_weights`` gives a model's weight
+    tensors (the mask and weight-path cues)."""
     import networkx as nx
 
     related = {frozenset(e) for e in edges}
-    family = _Family(members, related, weights, stats, shared_weights or {}, settings)
+    family = _Family(members, related, weights, stats, shared_weights or {}, settings, read_weights)
     if len(family.members) < 2:
         return []
     root, root_confidence = family.root()
