@@ -6,7 +6,7 @@ CORES  ?= 2
 STAMP  := $(VENV)/.installed
 TINY_DIR ?= tiny-run
 # The Python code that ruff formats and lints (mypy's files are set in pyproject.toml).
-PYTHON_PATHS := src tests benchmarks workflow/scripts
+PYTHON_PATHS := src tests benchmarks workflow/scripts examples
 
 .PHONY: run resume tiny test report lint clean-results
 

@@ -133,7 +133,7 @@ def test_lint_and_format_are_clean(tmp_path):
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-PYTHON_PATHS = ["src", "tests", "benchmarks", "workflow/scripts"]
+PYTHON_PATHS = ["src", "tests", "benchmarks", "workflow/scripts", "examples"]
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from modelkin.signatures import get_method
 
 
 def victim_pairs(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The rows of a student with its own victim (its parent): derivation, student, p, normalised."""
+    """Each student's row with its own victim (its parent): derivation, student, p, normalised."""
     rows = []
     for a, b, p, normalised in zip(
         table.model_a, table.model_b, table[f"{metric}_p_value"], table[f"{metric}_normalised"],
@@ -92,7 +92,11 @@ def main() -> None:
     parser.add_argument("--strict", type=float, default=0.0001)
     args = parser.parse_args()
     pd.set_option("display.width", 200)
-    print(detection(args.results, args.alpha, args.strict).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(
+        detection(args.results, args.alpha, args.strict).to_string(
+            index=False, float_format=lambda v: f"{v:.3g}"
+        )
+    )
     print()
     print(fidelity(args.results).to_string())
 
