@@ -16,7 +16,7 @@ parent, and on the default run the two legs root -> sibling -> sibling added up 
 direct distance where the true grandchildren's added up to 0.92-0.93 (docs/lineage.md).
 Measured on digits LeNets (fine-tuning at a tenth of the learning rate for 3 epochs): the cosine
 at ``u`` is -0.81 and -0.70 for two parent-grandchild pairs, +0.06 to +0.22 between fine-tuned
-siblings, +0.68 between two class-subset transfers, and -0.09 to -0.21 for an uncle (the
+siblings, +0.68 between two class-subset transfers, and -0.01 to -0.21 for an uncle (the
 parent's sibling) of a grandchild, whose drift it shares but not its noise.
 """
 
