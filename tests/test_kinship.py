@@ -358,6 +358,56 @@ def test_a_zero_distance_of_one_method_does_not_make_a_pair_identical():
     assert graph.weight.tolist() == pytest.approx([0.1, 0.0, 0.1])
 
 
+def test_a_zero_distance_stands_for_the_methods_smallest_one():
+    # zest resolves down to 0.02 in this table: its 0 for P, Q counts as 0.02, so the pair is
+    # weighed over both methods as the others are (left out, it would weigh 0.1, the weights'
+    # distance alone, and P, Q would look further apart than P, Z)
+    zest = {("P", "Q"): 0.0, ("P", "Z"): 0.02, ("Q", "Z"): 0.5}
+    pairs = synthetic_pairs(["P", "Q", "Z"], ("P", "Q", "Z"), distance=lambda a, b: 0.1)
+    pairs["zest_normalised"] = [
+        zest[(a, b)] for a, b in zip(pairs.model_a, pairs.model_b, strict=True)
+    ]
+    graph = kinship_graph(pairs, METHODS, KinshipSettings())
+    expected = [math.sqrt(0.02 * 0.1), math.sqrt(0.02 * 0.1), math.sqrt(0.5 * 0.1)]
+    assert graph.weight.tolist() == pytest.approx(expected)
+
+
+def test_a_near_copy_of_the_root_is_not_between_it_and_a_student():
+    # F is R's fine-tuned copy (0.005 from R); S is R's student, which a coarse method's noise
+    # puts markedly nearer F (0.33) than R (0.40), as on the default run
+    distance = {("F", "R"): 0.005, ("R", "S"): 0.40, ("F", "S"): 0.33}
+    pairs = synthetic_pairs(
+        ["R", "F", "S"], ("R", "F", "S"), distance=lambda a, b: distance[tuple(sorted((a, b)))]
+    )
+    stats = {
+        m: ModelStatistics(FULL, SHAPES, 0.0, k) for m, k in (("R", -2.0), ("F", -1.9), ("S", 0.0))
+    }
+    lineages = {"R": Lineage("R", "lenet", "digits", 10)}
+    for child, kind in (("F", "finetune"), ("S", "extract_probs")):
+        lineages[child] = Lineage(child, "lenet", "digits", 10, parent="R", derivation=kind)
+    result = recover_lineage(pairs, METHODS, stats=stats, lineages=lineages)
+    assert result.families.set_index("model").loc["S", "parent"] == "R"
+    assert result.score("parent_accuracy") == 1.0
+
+
+def test_kurtosis_is_silent_where_the_weights_method_gave_no_verdict():
+    # T is R's transfer to another data set, whose weights the weights method cannot judge (NaN);
+    # T's kurtosis is lower than R's, so a kurtosis vote would call T the parent
+    pairs = synthetic_pairs(["R", "T"], ("R", "T"), distance=lambda a, b: 0.3)
+    pairs["weights_p_value"] = np.nan
+    stats = {
+        "R": ModelStatistics(FULL, SHAPES, 0.0, -1.0),
+        "T": ModelStatistics(FULL, SHAPES, 0.0, -3.0),
+    }
+    result = recover_lineage(pairs, METHODS, stats=stats)
+    edge = result.edges[result.edges.in_tree].iloc[0]
+    assert not edge.directed and "kurtosis" not in edge.direction_evidence
+    # without a weights method at all, kurtosis speaks wherever the shapes match
+    alone = recover_lineage(pairs.drop(columns=["weights_p_value", "weights_normalised"]),
+                            ["zest"], stats=stats)  # fmt: skip
+    assert alone.families.set_index("model").loc["R", "parent"] == "T"
+
+
 def test_unrelated_models_and_unjudged_pairs_get_no_edge():
     pairs = synthetic_pairs()
     pairs.loc[

@@ -99,6 +99,19 @@ def pair_evidence(tables: Mapping[str, object], metrics: Mapping[str, str]):
     return merged.sort_values(["model_a", "model_b"]).reset_index(drop=True)
 
 
+def resolution(d_matrix: np.ndarray) -> np.ndarray:
+    """Per method (column), the smallest positive distance of the table (NaN where none): what a
+    0 stands for in a pair's weight. A coarse metric (prediction disagreement on a few hundred
+    probe images) is 0 for close relatives that still differ; left out of the geometric mean, as
+    before, the pairs where it is 0 were averaged over fewer methods than those where it is not,
+    and on the default run a victim's soft-label student, with no disagreement at all, weighed
+    0.44 to its victim and 0.36 to the victim's fine-tuned copy, with which it disagreed on a
+    few images."""
+    positive = np.where(np.isfinite(d_matrix) & (d_matrix > 0), d_matrix, np.inf)
+    smallest = positive.min(axis=0) if len(positive) else np.full(d_matrix.shape[1], np.inf)
+    return np.where(np.isfinite(smallest), smallest, np.nan)
+
+
 def kinship_graph(pairs, methods: Sequence[str], settings: KinshipSettings):
     """``pairs`` (:func:`pair_evidence`) with ``p_value`` (combined), ``n_methods`` (methods
     with a p-value), ``evidence`` (the methods whose own p-value is below ``alpha``, strongest
@@ -120,11 +133,11 @@ def kinship_graph(pairs, methods: Sequence[str], settings: KinshipSettings):
         strongest.append(methods[order[0]] if order else "")
     frame["evidence"] = evidence
     frame["strongest"] = strongest
+    judged = np.isfinite(d_matrix)
     with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(np.isfinite(d_matrix) & (d_matrix > 0), np.log(d_matrix), np.nan)
+        logs = np.log(np.where(judged, np.maximum(d_matrix, resolution(d_matrix)), np.nan))
         counts = np.isfinite(logs).sum(axis=1)
         means = np.where(counts > 0, np.nansum(logs, axis=1) / np.maximum(counts, 1), np.nan)
-    judged = np.isfinite(d_matrix)
     # 0 only where every method says 0 (the same checkpoint twice): a coarse metric (prediction
     # disagreement on a few hundred images) is often 0 for close relatives that differ
     identical = judged.any(axis=1) & np.where(judged, d_matrix == 0, True).all(axis=1)

@@ -11,7 +11,7 @@ of :mod:`.direction` (+1: ``u`` is surely ``v``'s parent):
    root ``r`` to ``v`` and markedly nearer ``v`` than the root is,
 
        w(r, u) < w(r, v),   w(r, u) + w(u, v) <= (1 + path_tolerance) w(r, v),
-       w(u, v) <= (1 - intermediate_margin) w(r, v),
+       w(u, v) <= (1 - intermediate_margin) w(r, v),   w(r, u) >= intermediate_margin w(r, v),
 
    unless the cues call ``u`` the child (``score(u -> v) <= -min_confidence``). This is what tells
    a parent from a sibling. Two fine-tuned copies of one parent moved the same way, so they are
@@ -19,10 +19,15 @@ of :mod:`.direction` (+1: ``u`` is surely ``v``'s parent):
    ``w``) hangs one under the other; but neither lies on the way from the parent to the other
    (the two legs add the part of their moves they do not share), while a grandchild lies beyond
    its parent. Where the weights of ``r``, ``u`` and ``v`` can be compared (the ``weight_path``
-   cue: shared tensors, and the ``weights`` method does not call ``r``-``u`` or ``u``-``v``
-   unrelated), the way is measured there instead: ``u`` lies on it when the angle at ``u``
-   between ``r - u`` and ``v - u`` is obtuse, cosine at most ``path_cosine``
-   (:mod:`.weight_path`), which tells siblings from a chain where the distances' legs cannot.
+   cue: shared tensors, and the ``weights`` method calls ``r``-``u`` and ``u``-``v`` related, or
+   the tables have no ``weights`` method), the way is measured there instead: ``u`` lies on it
+   when the angle at ``u`` between ``r - u`` and ``v - u`` is obtuse, cosine at most
+   ``path_cosine`` (:mod:`.weight_path`), which tells siblings from a chain where the
+   distances' legs cannot.
+   The last condition keeps out a near copy of the root (a fine-tuned copy, 0.005 from it) that
+   only the noise of a coarse method made markedly nearer ``v`` than the root is (0.33 against
+   0.40 for a soft-label student on the default run): in a metric ``u`` can be nearer ``v`` than
+   the root is by at most ``w(r, u)``, so the margin already demands that much of a step.
    For a pruned member the ``mask`` cue (:mod:`.pruning`) then picks, among these
    candidates and its other denser relatives, those whose smallest weights are its zeros: a
    pruned copy, trained on after pruning, is nearer the parent's fine-tuned copies than the
@@ -70,7 +75,7 @@ class _Family:
         related: set[frozenset],
         weights: Mapping[frozenset, float],
         stats: Mapping[str, ModelStatistics],
-        shared_weights: Mapping[frozenset, bool],
+        shared_weights: Mapping[frozenset, bool] | None,
         settings: KinshipSettings,
         read: WeightReader | None = None,
     ) -> None:
@@ -91,7 +96,7 @@ class _Family:
     def score(self, u: str, v: str) -> tuple[float, dict[str, float]]:
         """``score(u -> v)`` and the votes behind it."""
         if (u, v) not in self._scores:
-            shared = self.shared_weights.get(frozenset((u, v)))
+            shared = self.weights_related(u, v)
             votes = cue_votes(u, v, self.stats, self.central, self.direction, shared)
             self._scores[(u, v)] = (direction_score(votes, self.direction), votes)
         return self._scores[(u, v)]
@@ -111,13 +116,23 @@ class _Family:
         """The members with a kinship edge to ``v``."""
         return [u for u in self.members if frozenset((u, v)) in self.related]
 
+    def weights_related(self, a: str, b: str) -> bool | None:
+        """Whether the ``weights`` method calls the two models' weights related; None where the
+        tables have no ``weights`` method. A pair it did not judge (no verdict in its setting,
+        another data set) counts as not shown related: between a student and its victim's
+        transfer to another data set, weight kurtosis has either sign, as between any two
+        models that share no weights, and on the default run it made such a transfer the root
+        of its family."""
+        if self.shared_weights is None:
+            return None
+        return self.shared_weights.get(frozenset((a, b)), False)
+
     def weight_path(self, root: str, u: str, v: str) -> bool | None:
         """Whether ``u`` lies on the way from ``root`` to ``v`` in weight space (None: the
         ``weight_path`` cue is off, no weights are read, or the weights cannot say)."""
         if self.read is None or "weight_path" not in self.direction.cues:
             return None
-        legs = (frozenset((root, u)), frozenset((u, v)))
-        if any(self.shared_weights.get(leg) is False for leg in legs):
+        if self.weights_related(root, u) is False or self.weights_related(u, v) is False:
             return None
         cosine = cosine_at(self.read(u), self.read(root), self.read(v))
         if not np.isfinite(cosine):
@@ -143,6 +158,8 @@ class _Family:
             if not (np.isfinite(to_u) and np.isfinite(between)) or to_u >= to_v:
                 continue
             if to_u + between > (1.0 + direction.path_tolerance) * to_v:
+                continue
+            if to_u < direction.intermediate_margin * to_v:  # a near copy of the root
                 continue
             if between > (1.0 - direction.intermediate_margin) * to_v:
                 continue
@@ -194,13 +211,15 @@ def family_tree(
     ``alpha``; ``weights`` may hold every pair): one record per tree edge (``parent``/``child``
     as the tree points, ``directed``, ``direction`` (``decided``, ``rooted``, ``ambiguous`` or
     ``conflict``), ``confidence`` (the edge's own score, or the root's for a rooted edge),
-    ``direction_evidence``). ``shared_weights`` says per pair whether the weights are related
-    (kurtosis and the weight path only speak then); ``read_weights`` gives a model's weight
-    tensors (the mask and weight-path cues)."""
+    ``direction_evidence``). ``shared_weights`` says, per pair the ``weights`` method judged,
+    whether it calls their weights related (kurtosis and the weight path only speak then; a pair
+    it did not judge counts as not related; None: no ``weights`` method, and they speak wherever
+    shapes match); ``read_weights`` gives a model's weight tensors (the mask and weight-path
+    cues)."""
     import networkx as nx
 
     related = {frozenset(e) for e in edges}
-    family = _Family(members, related, weights, stats, shared_weights or {}, settings, read_weights)
+    family = _Family(members, related, weights, stats, shared_weights, settings, read_weights)
     if len(family.members) < 2:
         return []
     root, root_confidence = family.root()
@@ -246,11 +265,12 @@ def family_tree(
     return records
 
 
-def weights_related(graph, alpha: float) -> dict[frozenset, bool]:
-    """Per pair, whether the ``weights`` method calls its weights related at ``alpha`` (empty
-    when the graph has no ``weights`` column: then kurtosis votes wherever shapes match)."""
+def weights_related(graph, alpha: float) -> dict[frozenset, bool] | None:
+    """Per pair judged by the ``weights`` method, whether it calls their weights related at
+    ``alpha`` (None when the graph has no ``weights`` column: then kurtosis and the weight path
+    speak wherever shapes match)."""
     if "weights_p_value" not in graph:
-        return {}
+        return None
     return {
         frozenset((a, b)): bool(p < alpha)
         for a, b, p in zip(
