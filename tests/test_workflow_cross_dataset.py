@@ -110,7 +110,9 @@ def test_the_parent_and_its_transfer_are_compared_on_the_parents_probe(workdir, 
     # a transfer stays nearer its parent than the other parent's transfer does
     other = table[
         (table["setting"] == SETTING)
-        & table[["model_a", "model_b"]].isin([PARENT.format(0, 0), TRANSFER.format(1, 1)]).all(1)
+        & table[["model_a", "model_b"]]
+        .isin([PARENT.format(0, 0), TRANSFER.format(1, 1)])
+        .all(axis=1)
     ]
     assert len(other) == 1
     assert row[headline] < other.iloc[0][headline]
