@@ -18,16 +18,16 @@ of :mod:`.direction` (+1: ``u`` is surely ``v``'s parent):
    nearer each other than the parent, and a tree on distances alone (MoTHer's, Edmonds' on
    ``w``) hangs one under the other; but neither lies on the way from the parent to the other
    (the two legs add the part of their moves they do not share), while a grandchild lies beyond
-   its parent. Where the weights of ``r``, ``u`` and ``v`` can be compared (the ``weight_path``
+   its parent. The last condition keeps out a near copy of the root (a fine-tuned copy, 0.005
+   from it) that only the noise of a coarse method made markedly nearer ``v`` than the root is
+   (0.33 against 0.40 for a soft-label student on the default run): in a metric ``u`` can be
+   nearer ``v`` than the root is by at most ``w(r, u)``, so the margin already demands that much
+   of a step. Where the weights of ``r``, ``u`` and ``v`` can be compared (the ``weight_path``
    cue: shared tensors, and the ``weights`` method calls ``r``-``u`` and ``u``-``v`` related, or
    the tables have no ``weights`` method), the way is measured there instead: ``u`` lies on it
    when the angle at ``u`` between ``r - u`` and ``v - u`` is obtuse, cosine at most
    ``path_cosine`` (:mod:`.weight_path`), which tells siblings from a chain where the
    distances' legs cannot.
-   The last condition keeps out a near copy of the root (a fine-tuned copy, 0.005 from it) that
-   only the noise of a coarse method made markedly nearer ``v`` than the root is (0.33 against
-   0.40 for a soft-label student on the default run): in a metric ``u`` can be nearer ``v`` than
-   the root is by at most ``w(r, u)``, so the margin already demands that much of a step.
    For a pruned member the ``mask`` cue (:mod:`.pruning`) then picks, among these
    candidates and its other denser relatives, those whose smallest weights are its zeros: a
    pruned copy, trained on after pruning, is nearer the parent's fine-tuned copies than the
