@@ -21,7 +21,8 @@ META = {"arch": "lenet", "dataset": "digits", "num_classes": 10}
 @pytest.fixture(scope="module")
 def images_probe(digits_file, tmp_path_factory):
     path = tmp_path_factory.mktemp("baselines") / "probe.h5"
-    return get_method("outputs").make_probe(digits_file, path, n_images=64)
+    # plain images: the untrained models here predict one class on almost every blend
+    return get_method("outputs").make_probe(digits_file, path, n_images=64, blend=None)
 
 
 def checkpoint(tmp_path, name, model, arch="lenet"):
@@ -60,6 +61,28 @@ def test_outputs_disagreement_and_kl_known_answers():
     row = p[0]
     kl = (row * np.log(row / row[[1, 0, 2]])).sum()
     assert symmetric_kl(p[:1], q[:1]) == pytest.approx(kl)  # symmetric for a swap
+
+
+def test_the_outputs_probe_blends_two_images_of_different_classes(digits_file, tmp_path):
+    from modelkin.data import load_split
+    from modelkin.errors import InputError
+    from modelkin.signatures.baselines.images import blend_pairs
+
+    outputs = get_method("outputs")
+    probe = read_probe(outputs.make_probe(digits_file, tmp_path / "b.h5", n_images=40, blend=0.3))
+    test = load_split(digits_file, "test")
+    x, y = test.x.numpy(), test.y.numpy()
+    first, second = blend_pairs(y, 40, 0)
+    assert len(first) == 40 and (y[first] != y[second]).all()
+    np.testing.assert_allclose(probe.arrays["images"], 0.7 * x[first] + 0.3 * x[second], atol=1e-6)
+    np.testing.assert_array_equal(probe.arrays["second_labels"], y[second])
+    assert probe.params["selection"] == "blends" and probe.params["blend"] == 0.3
+    default = read_probe(outputs.make_probe(digits_file, tmp_path / "d.h5", n_images=40))
+    assert default.params["blend"] == 0.5  # the schema's default
+    plain = read_probe(outputs.make_probe(digits_file, tmp_path / "p.h5", n_images=40, blend=None))
+    np.testing.assert_array_equal(plain.arrays["images"], x[:40])
+    with pytest.raises(InputError, match=r"blend must be in \(0, 0.5\]"):
+        outputs.make_probe(digits_file, tmp_path / "bad.h5", n_images=40, blend=0.7)
 
 
 def test_fingerprint_ignores_class_order_and_scale():

@@ -1,6 +1,9 @@
 """Softmax outputs on a probe: how often two models disagree, and how far their outputs are.
 
-Signature: the (N, C) softmax probabilities on the probe's images. Distances: ``disagreement``
+Signature: the (N, C) softmax probabilities on the probe's images: by default blends of two
+images of different classes (``blend: 0.5``), where unrelated models disagree on about a third
+of the images and a copy on a few percent; on natural images (``blend: null``) every good model
+agrees with every other on nearly all of them. Distances: ``disagreement``
 (the fraction of images whose predicted classes differ) and ``kl`` (the mean over images of the
 symmetric KL divergence (KL(p||q) + KL(q||p)) / 2, natural log). Both need the same classes in
 the same order, so models with different class sets get no distance.
@@ -44,7 +47,7 @@ class OutputsMethod(SignatureMethod):
     axes = ("image", "class")
     class_axis = "class"  # models with other class sets are comparable, but get no distance
     probe_kind = PROBE_KIND
-    probe_keys = ("split", "n_images")
+    probe_keys = ("split", "n_images", "blend")
     distances = (
         Distance("outputs", "disagreement", disagreement, False, True, True, (0.0, 1.0),
                  "Fraction of probe images whose predicted classes differ."),
