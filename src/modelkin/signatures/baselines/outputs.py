@@ -42,7 +42,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 class OutputsMethod(SignatureMethod):
     name = "outputs"
-    description = "softmax outputs on a probe: prediction disagreement and symmetric KL"
+    description = (
+        "softmax outputs on blends of two images of different classes: prediction disagreement "
+        "and symmetric KL"
+    )
     needs = frozenset({"logits"})
     axes = ("image", "class")
     class_axis = "class"  # models with other class sets are comparable, but get no distance
