@@ -42,12 +42,12 @@ def images_probe_file(
         "split": split,
         "n_images": int(n_images),
     }
-    x, y = data.x.numpy().astype(np.float32), data.y.numpy().astype(np.int64)
+    y = data.y.numpy().astype(np.int64)
     arrays: dict[str, np.ndarray]
     if blend is None:
-        images, labels = x[:n_images], y[:n_images]
+        images = data.x[:n_images].numpy().astype(np.float32)
         params["selection"] = "first_n"
-        arrays = {"labels": labels}
+        arrays = {"labels": y[:n_images]}
     else:
         if not 0.0 < blend <= 0.5:
             raise InputError(
@@ -55,6 +55,7 @@ def images_probe_file(
                 f"images, got {blend}"
             )
         first, second = blend_pairs(y, n_images, seed)
+        x = data.x.numpy()  # only the drawn images are converted and blended
         images = ((1.0 - blend) * x[first] + blend * x[second]).astype(np.float32)
         params.update(selection="blends", blend=float(blend), seed=int(seed))
         arrays = {"labels": y[first], "second_labels": y[second]}
